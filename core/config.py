@@ -1,0 +1,47 @@
+"""Project-wide defaults and where files live.
+
+Environment variables (all optional):
+
+- ``WEBSSL_DATA_DIR``: folder for the database, uploads and rendered videos
+  (default ``~/.local/share/webssl-lens``, or ``$XDG_DATA_HOME/webssl-lens``).
+- ``WEBSSL_DB``: the SQLite index file (default ``<data dir>/index.sqlite``).
+- ``WEBSSL_MODEL``: model id or local folder (default :data:`DEFAULT_MODEL_ID`).
+- ``WEBSSL_DEVICE`` / ``WEBSSL_PRECISION``: defaults for ``--device`` / ``--precision``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_ID = "facebook/webssl-dino300m-full2b-224"
+DEFAULT_THRESHOLD = 0.6
+DEFAULT_TOP_K = 5
+
+
+def data_dir() -> Path:
+    """The folder for the database, uploads and renders (not created here)."""
+    if env := os.environ.get("WEBSSL_DATA_DIR"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "webssl-lens"
+
+
+def default_db_path() -> Path:
+    """The index file used when no ``--db`` is given."""
+    if env := os.environ.get("WEBSSL_DB"):
+        return Path(env).expanduser()
+    return data_dir() / "index.sqlite"
+
+
+def default_model_id() -> str:
+    return os.environ.get("WEBSSL_MODEL") or DEFAULT_MODEL_ID
+
+
+def default_device() -> str:
+    return os.environ.get("WEBSSL_DEVICE") or "auto"
+
+
+def default_precision() -> str:
+    return os.environ.get("WEBSSL_PRECISION") or "fp32"

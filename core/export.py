@@ -1,0 +1,137 @@
+"""Exports of a match run: JSON (one document) and CSV (one row per frame and rank)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.runs import RunView
+
+CSV_COLUMNS = (
+    "run_id",
+    "frame_index",
+    "time_s",
+    "source_frame",
+    "inherited",
+    "matched",
+    "rank",
+    "image",
+    "path",
+    "score",
+)
+
+
+def _num(x: float, digits: int = 6) -> float | None:
+    x = float(x)
+    return None if not math.isfinite(x) else round(x, digits)
+
+
+def run_to_dict(view: RunView) -> dict[str, Any]:
+    """The run as a JSON-ready dict (see README for the format)."""
+    r, v, res = view.run, view.video, view.results
+    matched = view.matched()
+    frames = []
+    for row in range(len(res)):
+        matches = [
+            {"image": view.image_name(i), "path": view.image_paths.get(int(i)), "image_id": int(i), "score": _num(s)}
+            for i, s in zip(res.image_ids[row], res.scores[row], strict=True)
+            if i >= 0
+        ]
+        frames.append(
+            {
+                "frame_index": int(res.frame_index[row]),
+                "time_s": _num(res.time_s[row], 4),
+                "source_frame": int(res.source_frame[row]),
+                "inherited": bool(res.source_frame[row] != res.frame_index[row]),
+                "matched": bool(matched[row]),
+                "matches": matches,
+            }
+        )
+    segments = [
+        {
+            "image": view.image_name(s.image_id),
+            "path": view.image_paths.get(s.image_id),
+            "image_id": s.image_id,
+            "start_frame": s.start_frame,
+            "end_frame": s.end_frame,
+            "start_s": _num(s.start_s, 4),
+            "end_s": _num(s.end_s, 4),
+            "peak_score": _num(s.peak_score),
+            "mean_score": _num(s.mean_score),
+            "frames": s.frames,
+        }
+        for s in view.segments
+    ]
+    p = view.params
+    return {
+        "run_id": r.id,
+        "created": r.created,
+        "status": r.status,
+        "video": {
+            "path": v.path,
+            "sha256": v.sha256,
+            "fps": _num(v.fps, 4),
+            "frame_count": v.frame_count,
+            "duration_s": _num(v.duration_s, 4),
+            "width": v.width,
+            "height": v.height,
+        },
+        "collection": r.collection_name,
+        "model": r.model_id,
+        "threshold": p.threshold,
+        "top_k": p.top_k,
+        "gap_tolerance_s": p.gap_tolerance_s,
+        "min_duration_s": p.min_duration_s,
+        "sampling": r.params.get("sampling"),
+        "precision": r.params.get("precision"),
+        "stats": r.stats,
+        "frames": frames,
+        "segments": segments,
+    }
+
+
+def write_json(view: RunView, path: str | os.PathLike) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(run_to_dict(view), indent=2, allow_nan=False))
+    return out
+
+
+def csv_text(view: RunView) -> str:
+    """The run as CSV: one row per frame and rank (a frame with no results gets one empty row)."""
+    buf = io.StringIO()
+    write_csv_to(view, buf)
+    return buf.getvalue()
+
+
+def write_csv_to(view: RunView, fh) -> None:
+    res = view.results
+    matched = view.matched()
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in range(len(res)):
+        fi, src = int(res.frame_index[row]), int(res.source_frame[row])
+        base = [view.run.id, fi, f"{res.time_s[row]:.4f}", src, int(src != fi), int(matched[row])]
+        ranks = np.flatnonzero(res.image_ids[row] >= 0) if res.k else np.zeros(0, np.int64)
+        if not len(ranks):
+            writer.writerow([*base, "", "", "", ""])
+        for rank in ranks:
+            iid = int(res.image_ids[row, rank])
+            writer.writerow(
+                [*base, rank + 1, view.image_name(iid), view.image_paths.get(iid, ""), f"{res.scores[row, rank]:.6f}"]
+            )
+
+
+def write_csv(view: RunView, path: str | os.PathLike) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        write_csv_to(view, fh)
+    return out

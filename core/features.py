@@ -1,0 +1,159 @@
+"""Features of a DINOv2-family ViT: global [CLS] embedding, patch-token grid, hidden layers.
+
+>>> fx = FeatureExtractor.load("facebook/webssl-dino300m-full2b-224")   # doctest: +SKIP
+>>> feats = fx.embed([rgb_image], patches=True)                           # doctest: +SKIP
+>>> feats.cls.shape, feats.patches.shape                                   # doctest: +SKIP
+((1, 1024), (1, 16, 16, 1024))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.model import LoadedModel, load_model
+from core.preprocess import Preprocessing, preprocess_images
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Features of a batch of B images.
+
+    Attributes:
+        cls: B×D float32 [CLS] embeddings (final layer, after the final layer norm).
+        patches: B×rows×cols×D float32 final-layer patch tokens, when requested.
+        layers: L×B×rows×cols×D float32 patch tokens of every transformer layer (1..L, raw
+            residual stream without the final norm), when requested.
+        layers_cls: L×B×D float32 [CLS] token of every layer, when layers were requested.
+    """
+
+    cls: np.ndarray
+    patches: np.ndarray | None = None
+    layers: np.ndarray | None = None
+    layers_cls: np.ndarray | None = None
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        return None if self.patches is None else (self.patches.shape[1], self.patches.shape[2])
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (float32); zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(norm, eps)
+
+
+def default_batch_size(device: torch.device) -> int:
+    return 32 if device.type == "cuda" else 8
+
+
+class FeatureExtractor:
+    """A loaded backbone plus its preprocessing: images or frames in, features out."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.precision = loaded.precision
+        self.preprocessing: Preprocessing = loaded.preprocessing
+        self.hidden_size = loaded.hidden_size
+        self.num_layers = loaded.num_layers
+        self.patch_size = loaded.patch_size
+        self.batch_size = default_batch_size(loaded.device)
+        self._prefix = 1 + loaded.num_register_tokens  # CLS + registers precede the patch tokens
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike | None = None,
+        *,
+        revision: str | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+    ) -> FeatureExtractor:
+        """Load a model (see :func:`core.model.load_model`) and wrap it."""
+        return cls(load_model(model, revision=revision, device=device, precision=precision))
+
+    # -- identity ------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """What a collection is bound to: the Hub id (with revision) or the folder's path."""
+        return self.loaded.source.label
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self.loaded.dtype
+
+    def embed_key(self, preprocessing: Preprocessing | None = None) -> str:
+        """Cache key of frame embeddings: model, revision, precision and preprocessing."""
+        prep = preprocessing or self.preprocessing
+        raw = f"{self.model_id}|{self.precision}|{prep.key}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+    # -- inference -----------------------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray], preprocessing: Preprocessing | None = None) -> torch.Tensor:
+        """RGB uint8 images → model input on the CPU (float32)."""
+        return preprocess_images(images, preprocessing or self.preprocessing)
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor, *, patches: bool = False, layers: bool = False) -> Features:
+        """Run the model on already-preprocessed input (B×3×H×W)."""
+        b, _, h, w = pixel_values.shape
+        rows, cols = h // self.patch_size, w // self.patch_size
+        x = pixel_values.to(self.device, dtype=self.input_dtype, non_blocking=True)
+        out = self.model(pixel_values=x, output_hidden_states=layers)
+        tokens = out.last_hidden_state
+        cls_emb = tokens[:, 0].float().cpu().numpy()
+        patch_grid = None
+        if patches:
+            patch_grid = tokens[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu().numpy()
+        layer_grid = layer_cls = None
+        if layers:
+            hidden = torch.stack(out.hidden_states[1:])  # L×B×T×D, skipping the embedding output
+            layer_cls = hidden[:, :, 0].float().cpu().numpy()
+            layer_grid = hidden[:, :, self._prefix :].float().reshape(len(hidden), b, rows, cols, -1).cpu().numpy()
+        return Features(cls=cls_emb, patches=patch_grid, layers=layer_grid, layers_cls=layer_cls)
+
+    def embed(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        patches: bool = False,
+        layers: bool = False,
+        preprocessing: Preprocessing | None = None,
+        batch_size: int | None = None,
+    ) -> Features:
+        """Features of RGB uint8 images (H×W×3), batched."""
+        if len(images) == 0:
+            d = self.hidden_size
+            return Features(cls=np.zeros((0, d), np.float32))
+        parts = [
+            self.forward(self.preprocess(chunk, preprocessing), patches=patches, layers=layers)
+            for chunk in _chunks(images, batch_size or self.batch_size)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return Features(
+            cls=np.concatenate([p.cls for p in parts]),
+            patches=None if not patches else np.concatenate([p.patches for p in parts]),
+            layers=None if not layers else np.concatenate([p.layers for p in parts], axis=1),
+            layers_cls=None if not layers else np.concatenate([p.layers_cls for p in parts], axis=1),
+        )
+
+    def cls_embeddings(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """B×D float32 [CLS] embeddings (not normalised)."""
+        return self.embed(images, batch_size=batch_size).cls
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,315 @@
+"""Video decoding and encoding with PyAV (any container / codec FFmpeg reads).
+
+Frames stream one at a time: nothing here holds a whole video in memory. Times are the
+frames' presentation timestamps relative to the stream start, not ``index / fps`` guesses.
+Encoding writes browser-playable H.264 (``yuv420p``, ``+faststart``) frame by frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from core.errors import VideoOpenError
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What a video is: identity, timing and geometry (after rotation)."""
+
+    path: str
+    sha256: str
+    fps: float
+    frame_count: int  # from the container; estimated from duration × fps when it has none
+    duration_s: float
+    width: int
+    height: int
+    rotation: int  # degrees counter-clockwise the decoded frames are turned to display upright
+    size_bytes: int
+    codec: str
+    frame_count_exact: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame, upright, as RGB uint8 (H×W×3)."""
+
+    index: int  # position in presentation order, from 0
+    time_s: float  # presentation time relative to the first frame's stream start
+    rgb: np.ndarray
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    p = Path(path)
+    if not p.exists():
+        raise VideoOpenError(str(path), "file not found")
+    if p.is_dir():
+        raise VideoOpenError(str(path), "is a folder, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoOpenError(str(path), "empty file (0 bytes)")
+    try:
+        container = av.open(str(p), mode="r")
+    except av.FFmpegError as err:
+        raise VideoOpenError(str(path), f"not a video FFmpeg can read ({err.strerror or err})") from err
+    if not container.streams.video:
+        container.close()
+        raise VideoOpenError(str(path), "the file has no video stream (audio only or not a video)")
+    return container
+
+
+def _rotation_of(stream: av.video.stream.VideoStream, first: av.VideoFrame | None) -> int:
+    rot = 0
+    if first is not None:
+        rot = int(round(getattr(first, "rotation", 0) or 0))
+    if not rot:
+        tag = stream.metadata.get("rotate")
+        if tag:
+            try:
+                rot = -int(tag)  # legacy tag is clockwise; frame.rotation is counter-clockwise
+            except ValueError:
+                rot = 0
+    return rot % 360
+
+
+def probe_video(path: str | os.PathLike, *, compute_hash: bool = True) -> VideoInfo:
+    """Read a video's metadata (decodes only the first frame).
+
+    Raises:
+        VideoOpenError: missing, empty, unreadable, or no video stream / no decodable frame.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        first = None
+        try:
+            for frame in container.decode(stream):
+                first = frame
+                break
+        except av.FFmpegError as err:
+            raise VideoOpenError(str(path), f"the video stream cannot be decoded ({err})") from err
+        if first is None:
+            raise VideoOpenError(str(path), "the video stream has no frames")
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        frames = int(stream.frames or 0)
+        exact = frames > 0
+        if not exact:
+            frames = max(1, int(round(duration * fps))) if fps and duration else 0
+        if fps <= 0 and duration > 0 and frames > 0:
+            fps = frames / duration
+        if duration <= 0 and fps > 0 and frames > 0:
+            duration = frames / fps
+        rotation = _rotation_of(stream, first)
+        w, h = first.width, first.height
+        if rotation in (90, 270):
+            w, h = h, w
+        codec = stream.codec_context.name
+    finally:
+        container.close()
+    return VideoInfo(
+        path=str(path),
+        sha256=file_sha256(path) if compute_hash else "",
+        fps=fps,
+        frame_count=frames,
+        duration_s=duration,
+        width=w,
+        height=h,
+        rotation=rotation,
+        size_bytes=Path(path).stat().st_size,
+        codec=codec,
+        frame_count_exact=exact,
+    )
+
+
+def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    if rotation == 0:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+
+
+FrameFilter = Callable[[int, float], bool]
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    select: FrameFilter | None = None,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    threads: bool = True,
+) -> Iterator[Frame]:
+    """Decode a video frame by frame.
+
+    Args:
+        path: the video file.
+        select: ``select(index, time_s) -> bool``; frames it rejects are decoded (codecs need
+            that) but not converted to RGB, which is where most per-frame cost lies.
+        max_frames: stop after this many decoded frames (selected or not).
+        size: optional (width, height) to scale to while converting (cheap, in FFmpeg).
+        threads: let FFmpeg decode with several threads.
+
+    Yields:
+        :class:`Frame` objects, upright, in presentation order.
+
+    Raises:
+        VideoOpenError: the file cannot be opened. Corrupt packets later in the file are
+            skipped with a warning.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        if threads:
+            stream.thread_type = "AUTO"
+        start = stream.start_time or 0
+        tb = stream.time_base or Fraction(1, 1)
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        index = 0
+        rotation: int | None = None
+        bad_packets = 0
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError as err:
+                bad_packets += 1
+                if bad_packets <= 3:
+                    logger.warning("%s: skipping a corrupt packet (%s)", path, err)
+                continue
+            for frame in decoded:
+                if max_frames is not None and index >= max_frames:
+                    return
+                if frame.pts is not None:
+                    time_s = float((frame.pts - start) * tb)
+                else:
+                    time_s = index / fps if fps else 0.0
+                if rotation is None:
+                    rotation = _rotation_of(stream, frame)
+                if select is None or select(index, time_s):
+                    if size is not None:
+                        w, h = size if rotation in (0, 180) else (size[1], size[0])
+                        rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+                    else:
+                        rgb = frame.to_ndarray(format="rgb24")
+                    yield Frame(index=index, time_s=time_s, rgb=_upright(rgb, rotation))
+                index += 1
+        if bad_packets:
+            logger.warning("%s: %d corrupt packet(s) skipped", path, bad_packets)
+    finally:
+        container.close()
+
+
+def format_time(seconds: float) -> str:
+    """``m:ss.s`` (or ``h:mm:ss.s``) for a time in seconds."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{int(h)}:{int(m):02d}:{s:04.1f}"
+    return f"{int(m)}:{s:04.1f}"
+
+
+class VideoWriter:
+    """Write RGB frames to a browser-playable H.264 MP4, one frame at a time.
+
+    >>> with VideoWriter("out.mp4", fps=30) as w:   # doctest: +SKIP
+    ...     w.write(rgb_frame)
+
+    The first frame fixes the size (rounded down to even numbers, as yuv420p requires);
+    later frames of another size are resized to it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        *,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = fps
+        self._rate = Fraction(fps).limit_denominator(1001)
+        self._crf = crf
+        self._preset = preset
+        self._container: av.container.OutputContainer | None = None
+        self._stream = None
+        self.frames_written = 0
+        self.size: tuple[int, int] | None = None  # (width, height)
+
+    def _start(self, width: int, height: int) -> None:
+        w, h = max(2, width - width % 2), max(2, height - height % 2)
+        self._container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
+        stream = self._container.add_stream("libx264", rate=self._rate)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self._crf), "preset": self._preset}
+        self._stream = stream
+        self.size = (w, h)
+
+    def write(self, rgb: np.ndarray) -> None:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected H×W×3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
+        if self._container is None:
+            self._start(rgb.shape[1], rgb.shape[0])
+        assert self.size is not None and self._stream is not None and self._container is not None
+        w, h = self.size
+        if rgb.shape[1] != w or rgb.shape[0] != h:
+            if rgb.shape[1] >= w and rgb.shape[0] >= h and (rgb.shape[1] - w) <= 1 and (rgb.shape[0] - h) <= 1:
+                rgb = rgb[:h, :w]
+            else:
+                import cv2
+
+                rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        assert self._stream is not None
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+        if exc_type is not None and self.frames_written == 0:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,199 @@
+"""Shared fixtures: a tiny random-weight DINOv2 saved to disk, synthetic images and videos.
+
+Nothing here downloads anything: the model is built from a ``Dinov2Config`` and loaded back
+through the same ``from_pretrained`` path the product uses for Hub models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# -- a tiny model ---------------------------------------------------------------------------
+
+TINY = {
+    "hidden_size": 48,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 3,
+    "intermediate_size": 96,
+    "patch_size": 14,
+    "image_size": 224,
+    "layerscale_value": 1.0,
+    # wider random weights make CLS features discriminative: near-duplicates score ≥ 0.98,
+    # other images and noise ≤ 0.93 (measured), so tests can use a threshold of 0.95
+    "initializer_range": 0.1,
+}
+TEST_THRESHOLD = 0.95
+
+
+def build_tiny_model(folder: Path, *, seed: int = 0, **overrides) -> Path:
+    """Save a random-weight Dinov2Model plus a DINOv2-style preprocessor config to ``folder``."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    cfg = Dinov2Config(**{**TINY, **overrides})
+    Dinov2Model(cfg).save_pretrained(folder, safe_serialization=True)
+    BitImageProcessor(
+        size={"shortest_edge": 256},
+        crop_size={"height": 224, "width": 224},
+        do_center_crop=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        resample=3,
+    ).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-dinov2"))
+
+
+@pytest.fixture(scope="session")
+def extractor(tiny_model_dir):
+    from core.features import FeatureExtractor
+
+    return FeatureExtractor.load(tiny_model_dir, device="cpu", precision="fp32")
+
+
+# -- synthetic images -----------------------------------------------------------------------
+
+
+def pattern_image(seed: int, size: tuple[int, int] = (240, 320)) -> np.ndarray:
+    """A distinctive RGB picture: smooth colour blobs + shapes, different for every seed."""
+    import cv2
+
+    h, w = size
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+    for _ in range(6):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        center = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        if rng.random() < 0.5:
+            cv2.circle(img, center, int(rng.integers(10, h // 3)), color, -1)
+        else:
+            x2, y2 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            cv2.rectangle(img, center, (x2, y2), color, -1)
+    return np.ascontiguousarray(img)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    folder: Path
+    paths: list[Path]
+    arrays: list[np.ndarray]
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> ImageSet:
+    """Four distinct images (JPEG and PNG, one in a sub-folder)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    names = ["alpha.jpg", "beta.png", "sub/gamma.jpg", "delta.png"]
+    paths, arrays = [], []
+    for i, name in enumerate(names):
+        arr = pattern_image(100 + i)
+        path = folder / name
+        Image.fromarray(arr).save(path, quality=95)
+        paths.append(path)
+        arrays.append(np.asarray(Image.open(path).convert("RGB")))
+    return ImageSet(folder, paths, arrays)
+
+
+# -- synthetic videos -----------------------------------------------------------------------
+
+
+def write_video(path: Path, frames, fps: float = 10.0) -> Path:
+    from core.video import VideoWriter
+
+    with VideoWriter(path, fps=fps, crf=12) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def shot_frames(images: list[np.ndarray], plan: list[tuple[int, int]], size=(240, 320), seed: int = 7):
+    """Frames for a list of shots (image number or -1 for noise, frame count); slight drift per frame."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for image_no, count in plan:
+        for j in range(count):
+            if image_no < 0:
+                frame = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (w, h))
+            else:
+                src = cv2.resize(images[image_no], (w + 8, h + 8), interpolation=cv2.INTER_AREA)
+                dx = j % 8
+                frame = src[4 : 4 + h, dx : dx + w]
+            yield np.ascontiguousarray(frame)
+
+
+@dataclass(frozen=True)
+class VideoCase:
+    path: Path
+    fps: float
+    plan: list[tuple[int, int]]  # (image number or -1, frames)
+
+    @property
+    def frame_count(self) -> int:
+        return sum(n for _, n in self.plan)
+
+    def expected_image(self, frame_index: int) -> int:
+        start = 0
+        for image_no, n in self.plan:
+            if frame_index < start + n:
+                return image_no
+            start += n
+        raise IndexError(frame_index)
+
+
+VIDEO_PLAN = [(0, 12), (-1, 6), (1, 10), (2, 8), (-1, 4)]
+
+
+@pytest.fixture
+def shots_video(tmp_path, image_folder) -> VideoCase:
+    """10 fps H.264 video: image 0, noise, image 1, image 2, noise (40 frames)."""
+    path = write_video(tmp_path / "shots.mp4", shot_frames(image_folder.arrays, VIDEO_PLAN), fps=10)
+    return VideoCase(path, 10.0, VIDEO_PLAN)
+
+
+# -- the index ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def index(tmp_path):
+    from db import Index
+
+    idx = Index(tmp_path / "index.sqlite")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path, monkeypatch):
+    """Never touch the user's real data folder or database."""
+    monkeypatch.setenv("WEBSSL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("WEBSSL_DB", raising=False)
+    monkeypatch.delenv("WEBSSL_MODEL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_errors(caplog):
+    """Fail any test that logs an ERROR it did not ask for (tests that expect one clear caplog)."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    if errors:
+        pytest.fail("unexpected ERROR log: " + "; ".join(r.getMessage() for r in errors))

@@ -1,0 +1,132 @@
+"""Loading models: local folders through from_pretrained, devices, precisions, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.errors import ModelLoadError
+from core.model import load_model, resolve_device, resolve_precision, resolve_source
+
+
+def test_local_folder_loads_through_from_pretrained(tiny_model_dir):
+    loaded = load_model(tiny_model_dir, device="cpu")
+    assert loaded.source.is_local
+    assert loaded.source.model_id == str(tiny_model_dir.resolve())
+    assert loaded.hidden_size == 48 and loaded.num_layers == 3 and loaded.patch_size == 14
+    assert loaded.precision == "fp32"
+    assert not loaded.model.training
+    assert loaded.preprocessing.shortest_edge == 256
+
+
+def test_missing_folder_says_so(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nope", device="cpu")
+
+
+def test_folder_without_weights_is_explained(tmp_path, tiny_model_dir):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    with pytest.raises(ModelLoadError) as info:
+        load_model(folder, device="cpu")
+    assert "Cannot load model" in str(info.value)
+    assert "--model" in str(info.value)
+
+
+def test_unknown_hub_id_offline_gives_one_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as info:
+        load_model("someone/does-not-exist-model", device="cpu")
+    msg = str(info.value)
+    assert "someone/does-not-exist-model" in msg
+    assert "HF_HUB_OFFLINE" in msg and "hf download" in msg
+
+
+def test_no_network_fails_fast_with_the_fix(monkeypatch):
+    import core.model as model_mod
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(model_mod, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelLoadError, match="cannot be reached"):
+        load_model("facebook/webssl-dino300m-full2b-224", device="cpu")
+
+
+def test_non_dinov2_models_are_refused(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ViTModel(cfg).save_pretrained(tmp_path / "vit")
+    with pytest.raises(ModelLoadError, match="DINOv2-family"):
+        load_model(tmp_path / "vit", device="cpu")
+
+
+def test_pickled_weights_are_never_loaded(tmp_path, tiny_model_dir):
+    from transformers import Dinov2Model
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    model = Dinov2Model.from_pretrained(tiny_model_dir)
+    (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="Cannot load model"):
+        load_model(folder, device="cpu")
+
+
+def test_missing_preprocessor_config_falls_back_to_dinov2_defaults(tmp_path, tiny_model_dir, caplog):
+    from transformers import Dinov2Model
+
+    Dinov2Model.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", device="cpu")
+    assert loaded.preprocessing.crop_hw == (224, 224)
+    assert "defaults" in caplog.text
+
+
+def test_registers_model_loads(tmp_path):
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    cfg = Dinov2WithRegistersConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64, num_register_tokens=4)
+    Dinov2WithRegistersModel(cfg).save_pretrained(tmp_path / "reg")
+    loaded = load_model(tmp_path / "reg", device="cpu")
+    assert loaded.num_register_tokens == 4
+
+
+def test_device_and_precision_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="no CUDA"):
+            resolve_device("cuda")
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in {"fp32", "bf16"}
+    with pytest.raises(ModelLoadError, match="Unknown precision"):
+        resolve_precision("fp8", cpu)
+    with pytest.raises(ModelLoadError, match="CPU only"):
+        resolve_precision("int8", torch.device("cuda"))
+
+
+def test_hub_ids_and_paths_are_told_apart(tmp_path, tiny_model_dir):
+    assert not resolve_source("facebook/webssl-dino300m-full2b-224").is_local
+    assert resolve_source("facebook/x", "v1").label == "facebook/x@v1"
+    assert resolve_source(str(tiny_model_dir)).is_local
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        resolve_source("./models/missing")
+
+
+def test_processor_config_is_read_not_hard_coded(tmp_path, tiny_model_dir):
+    import shutil
+
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg_path = folder / "preprocessor_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["crop_size"] = {"height": 196, "width": 196}
+    cfg["size"] = {"shortest_edge": 210}
+    cfg_path.write_text(json.dumps(cfg))
+    loaded = load_model(folder, device="cpu")
+    assert loaded.preprocessing.crop_hw == (196, 196)
+    assert loaded.preprocessing.shortest_edge == 210

@@ -1,0 +1,157 @@
+"""Video decoding (PyAV): metadata, presentation times, rotation, bad files; H.264 writing."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from conftest import pattern_image, write_video
+from core.errors import VideoOpenError
+from core.video import VideoWriter, file_sha256, format_time, iter_frames, probe_video
+
+
+@pytest.fixture
+def ramp_video(tmp_path):
+    frames = [np.full((120, 160, 3), i * 8, np.uint8) for i in range(30)]
+    return write_video(tmp_path / "ramp.mp4", frames, fps=15)
+
+
+def test_probe_reads_metadata(ramp_video):
+    info = probe_video(ramp_video)
+    assert info.fps == pytest.approx(15)
+    assert info.frame_count == 30
+    assert info.duration_s == pytest.approx(2.0, abs=0.07)
+    assert (info.width, info.height) == (160, 120)
+    assert info.codec == "h264"
+    assert info.sha256 == file_sha256(ramp_video)
+    assert info.size_bytes == ramp_video.stat().st_size
+
+
+def test_frames_come_in_order_with_presentation_times(ramp_video):
+    frames = list(iter_frames(ramp_video))
+    assert [f.index for f in frames] == list(range(30))
+    times = np.array([f.time_s for f in frames])
+    np.testing.assert_allclose(times, np.arange(30) / 15, atol=1e-3)
+    assert frames[0].rgb.shape == (120, 160, 3) and frames[0].rgb.dtype == np.uint8
+    # content follows the ramp written (lossy codec: close, not exact)
+    assert abs(int(frames[10].rgb.mean()) - 80) <= 3
+
+
+def test_variable_frame_rate_times_are_real_timestamps(tmp_path):
+    """Times come from pts, not index / fps."""
+    path = tmp_path / "vfr.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 1000)
+    pts_ms = [0, 100, 150, 600, 700]
+    for i, pts in enumerate(pts_ms):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, np.uint8), format="rgb24")
+        frame.pts = pts
+        frame.time_base = Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    times = [f.time_s for f in iter_frames(path)]
+    np.testing.assert_allclose(times, np.array(pts_ms) / 1000, atol=2e-3)
+
+
+def test_select_skips_conversion_and_max_frames_stops(ramp_video):
+    picked = list(iter_frames(ramp_video, select=lambda i, t: i % 7 == 0))
+    assert [f.index for f in picked] == [0, 7, 14, 21, 28]
+    assert len(list(iter_frames(ramp_video, max_frames=5))) == 5
+
+
+def test_size_option_scales_in_ffmpeg(ramp_video):
+    frame = next(iter(iter_frames(ramp_video, size=(80, 60))))
+    assert frame.rgb.shape == (60, 80, 3)
+
+
+def test_rotated_video_is_returned_upright(tmp_path):
+    path = tmp_path / "rot.mp4"
+    img = pattern_image(1, (48, 64))
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.set_display_rotation(90)
+    for _ in range(3):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    info = probe_video(path)
+    assert info.rotation in (90, 270)
+    assert (info.width, info.height) == (48, 64)
+    frame = next(iter(iter_frames(path)))
+    assert frame.rgb.shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p, "file not found"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
+        (lambda p: (p.write_text("this is not a video" * 50), p)[1], "not a video"),
+    ],
+)
+def test_bad_files_get_a_clear_reason(tmp_path, make, reason):
+    path = make(tmp_path / "bad.mp4")
+    with pytest.raises(VideoOpenError, match=reason):
+        probe_video(path)
+    with pytest.raises(VideoOpenError, match=reason):
+        list(iter_frames(path))
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "sound.m4a"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("aac", rate=8000)
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+    frame.sample_rate = 8000
+    for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    with pytest.raises(VideoOpenError, match="no video stream"):
+        probe_video(path)
+
+
+def test_folder_is_not_a_video(tmp_path):
+    with pytest.raises(VideoOpenError, match="folder"):
+        probe_video(tmp_path)
+
+
+def test_writer_makes_browser_playable_h264(tmp_path):
+    path = tmp_path / "out.mp4"
+    with VideoWriter(path, fps=24) as w:
+        for i in range(12):
+            w.write(np.full((101, 161, 3), i * 10, np.uint8))  # odd sizes are rounded down
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264"
+        assert s.codec_context.pix_fmt == "yuv420p"
+        assert (s.width, s.height) == (160, 100)
+        assert float(s.average_rate) == pytest.approx(24)
+        assert sum(1 for _ in c.decode(s)) == 12
+    with pytest.raises(ValueError):
+        VideoWriter(tmp_path / "x.mp4", fps=0)
+
+
+def test_writer_error_before_any_frame_leaves_no_file(tmp_path):
+    path = tmp_path / "never.mp4"
+    with pytest.raises(RuntimeError), VideoWriter(path, fps=10):
+        raise RuntimeError("boom")
+    assert not path.exists()
+
+
+def test_format_time():
+    assert format_time(12.4) == "0:12.4"
+    assert format_time(3725.25) == "1:02:05.2"
+    assert format_time(float("nan")) == "?"
