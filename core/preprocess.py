@@ -3,8 +3,9 @@
 The Hugging Face processor converts every image to PIL, resizes it with PIL's antialiased
 bicubic filter, centre-crops, rescales and normalises, one image at a time. Here the same
 steps run on tensors: ``torch.nn.functional.interpolate(..., antialias=True)`` implements
-PIL's antialiased filters, the result is rounded to 8 bits as PIL does, then cropped and
-normalised, for a whole batch of same-sized video frames in one call.
+PIL's antialiased filters; like PIL it resizes horizontally then vertically, rounding to
+8 bits after each pass; then it crops and normalises, for a whole batch of same-sized video
+frames in one call.
 
 The settings come from the model's ``preprocessor_config.json`` (never hard-coded), and one
 function serves database images and video frames alike, so both see identical pixels.
@@ -165,9 +166,15 @@ def preprocess_batch(
         if mode == "nearest":
             x = F.interpolate(x, size=(rh, rw), mode="nearest")
         else:
-            x = F.interpolate(x, size=(rh, rw), mode=mode, antialias=True, align_corners=False)
-        # PIL works in 8 bits: round and clip as it does, so both paths see the same pixels.
-        x = x.round_().clamp_(0, 255)
+            # PIL resizes horizontally, then vertically, rounding to 8 bits after each pass;
+            # doing the same makes the pixels equal to the HF processor's (at most 1-2 levels
+            # apart on a handful of pixels), where one float pass differs by up to 10 levels.
+            if rw != w:
+                x = F.interpolate(x, size=(h, rw), mode=mode, antialias=True, align_corners=False)
+                x = x.round_().clamp_(0, 255)
+            if rh != h:
+                x = F.interpolate(x, size=(rh, rw), mode=mode, antialias=True, align_corners=False)
+                x = x.round_().clamp_(0, 255)
     if prep.crop_hw is not None:
         ch, cw = prep.crop_hw
         if rh >= ch and rw >= cw:

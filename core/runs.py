@@ -181,8 +181,7 @@ def _batches(
         if len(frames) >= batch_size or len(idx) >= max_pending:
             yield make()
             idx, times, kinds, sources, frames = [], [], [], [], []
-    if idx:
-        yield make()
+    yield make()  # the rest, possibly empty: it also reports the final decoded count
 
 
 def _check_collection(index: Index, collection: str, model_id: str, prep: Preprocessing):
@@ -268,7 +267,8 @@ def match_video(
         producer = _batches(str(video_path), sampling, cached, extractor.preprocessing, batch_size, max_frames)
         for batch in background(producer, maxsize=2, name="video-decoder"):
             reporter.check_cancelled()
-            last = _process_batch(index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, counts)
+            if len(batch.index):
+                last = _process_batch(index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, counts)
             counts["decoded"] = batch.decoded
             reporter.update(batch.decoded)
         results = index.load_frame_results(run_id)

@@ -39,12 +39,10 @@ def test_pixels_match_the_hf_processor(hf_processor, prep, size):
     ref = hf_processor(images=Image.fromarray(img), return_tensors="pt")["pixel_values"]
     mine = preprocess_batch([img], prep)
     assert mine.shape == ref.shape == (1, 3, 224, 224)
-    # in 8-bit levels: nearly all pixels equal; a few at sharp edges differ by a few levels
-    # (PIL rounds and clips between its horizontal and vertical passes, we round once)
+    # in 8-bit levels: all but a handful of pixels are equal, none more than 2 levels apart
     levels = ((mine - ref).abs() * torch.tensor(prep.std).view(1, 3, 1, 1) * 255).round()
-    assert levels.max().item() <= 12
-    assert levels.mean().item() < 0.2
-    assert (levels <= 1).float().mean().item() > 0.97
+    assert levels.max().item() <= 2
+    assert (levels == 0).float().mean().item() > 0.99
 
 
 def test_batch_equals_one_by_one(prep):

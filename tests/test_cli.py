@@ -1,0 +1,108 @@
+"""The command line: python -m core index / match / collections / runs / export / rematch / prune."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TEST_THRESHOLD
+from core.cli import main
+
+
+@pytest.fixture
+def cli_env(tmp_path, tiny_model_dir, monkeypatch):
+    db = tmp_path / "cli.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    monkeypatch.setenv("WEBSSL_MODEL", str(tiny_model_dir))
+    return db
+
+
+def test_index_match_export_round_trip(cli_env, image_folder, shots_video, tmp_path, capsys):
+    (image_folder.folder / "broken.jpg").write_text("nope")
+    assert main(["index", str(image_folder.folder), "--collection", "shots", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "4 added, 0 already indexed, 1 failed" in out and "broken.jpg: not an image" in out
+
+    assert main(["index", str(image_folder.folder), "-c", "shots", "-q"]) == 0
+    assert "0 added, 4 already indexed" in capsys.readouterr().out
+
+    assert main(["collections", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["name"] == "shots" and listed[0]["images"] == 4 and listed[0]["failures"] == 1
+
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    code = main(["match", str(shots_video.path), "-c", "shots", "--threshold", str(TEST_THRESHOLD),
+                 "--top-k", "2", "--every-frame", "--json", str(out_json), "--csv", str(out_csv), "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "run 1: 40 frames (every frame)" in out
+    assert "alpha.jpg from 0:00.0 to 0:01.1" in out
+    doc = json.loads(out_json.read_text())
+    assert doc["top_k"] == 2 and len(doc["frames"]) == 40
+    assert out_csv.read_text().count("\n") == 1 + 40 * 2
+
+    assert main(["runs"]) == 0
+    assert "shots.mp4" in capsys.readouterr().out
+    assert main(["export", "1", "--json", str(tmp_path / "again.json"), "--threshold", "0.999"]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["threshold"] == 0.999
+    assert main(["rematch", "1", "--top-k", "1"]) == 0
+    assert "re-matched from run 1 without the model" in capsys.readouterr().out
+
+
+def test_sampling_options(cli_env, image_folder, shots_video, capsys):
+    main(["index", str(image_folder.folder), "-c", "s", "-q"])
+    capsys.readouterr()
+    assert main(["match", str(shots_video.path), "-c", "s", "--stride", "10", "-q"]) == 0
+    assert "4 frames (every 10th frame)" in capsys.readouterr().out
+    assert main(["match", str(shots_video.path), "-c", "s", "--fps", "1", "-q"]) == 0
+    assert "4 frames (1 frames per second)" in capsys.readouterr().out
+    assert main(["match", str(shots_video.path), "-c", "s", "-q"]) == 0
+    assert "change-driven" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["match", "missing.mp4", "-c", "nope"], "No collection named 'nope'"),
+        (["index", "/definitely/not/here", "-c", "x"], "not/here"),
+        (["match", "{video}", "-c", "s", "--threshold", "3"], "threshold must be between"),
+        (["match", "{bad}", "-c", "s"], "Cannot open video"),
+        (["export", "99", "--json", "x.json"], "99"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(cli_env, image_folder, shots_video, tmp_path, capsys, args, message):
+    main(["index", str(image_folder.paths[0]), "-c", "s", "-q"])
+    capsys.readouterr()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    args = [a.format(video=shots_video.path, bad=bad) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_wrong_model_id_is_one_clear_line(cli_env, image_folder, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["index", str(image_folder.folder), "-c", "x", "--model", "nobody/no-such-model", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nobody/no-such-model" in err and "HF_HUB_OFFLINE" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_help_for_every_command():
+    for cmd in ["index", "match", "collections", "runs", "export", "rematch", "prune"]:
+        proc = subprocess.run([sys.executable, "-m", "core", cmd, "--help"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_prune_removes_missing_files(cli_env, image_folder, capsys):
+    main(["index", str(image_folder.folder), "-c", "p", "-q"])
+    image_folder.paths[0].unlink()
+    assert main(["prune", "-c", "p"]) == 0
+    assert "removed 1 image" in capsys.readouterr().out
+    assert main(["collections", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["images"] == 3

@@ -1,0 +1,66 @@
+"""JSON and CSV exports of a run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from conftest import TEST_THRESHOLD
+from core.export import CSV_COLUMNS, csv_text, run_to_dict, write_csv, write_json
+from core.indexing import index_images
+from core.matching import MatchParams
+from core.runs import load_run, match_video
+from core.sampling import Sampling
+
+
+@pytest.fixture
+def view(index, extractor, image_folder, shots_video):
+    index_images(index, "shots", [image_folder.folder], extractor)
+    s = match_video(index, shots_video.path, "shots", extractor, sampling=Sampling.auto(),
+                    params=MatchParams(threshold=TEST_THRESHOLD, top_k=3))
+    return load_run(index, s.run_id)
+
+
+def test_json_has_the_documented_fields(view, tmp_path):
+    path = write_json(view, tmp_path / "out" / "run.json")
+    doc = json.loads(path.read_text())
+    assert doc["run_id"] == view.run.id
+    assert set(doc["video"]) >= {"path", "fps", "frame_count", "duration_s"}
+    assert doc["video"]["frame_count"] == 40 and doc["video"]["fps"] == pytest.approx(10)
+    assert doc["collection"] == "shots" and doc["model"] == view.run.model_id
+    assert doc["threshold"] == TEST_THRESHOLD
+    assert doc["sampling"]["mode"] == "auto" and "description" in doc["sampling"]
+    assert len(doc["frames"]) == 40
+    f0 = doc["frames"][0]
+    assert set(f0) >= {"frame_index", "time_s", "matched", "matches", "source_frame", "inherited"}
+    assert f0["matched"] is True and f0["matches"][0]["image"] == "alpha.jpg"
+    scores = [m["score"] for m in f0["matches"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+    assert set(f0["matches"][0]) >= {"image", "path", "score"}
+    assert any(f["inherited"] for f in doc["frames"])
+    seg = doc["segments"][0]
+    assert set(seg) >= {"image", "start_frame", "end_frame", "start_s", "end_s", "peak_score", "mean_score"}
+    assert seg["image"] == "alpha.jpg" and seg["start_frame"] == 0
+
+
+def test_csv_has_one_row_per_frame_and_rank(view, tmp_path):
+    path = write_csv(view, tmp_path / "run.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 40 * 3
+    first = [r for r in rows if r["frame_index"] == "0"]
+    assert [r["rank"] for r in first] == ["1", "2", "3"]
+    assert first[0]["image"] == "alpha.jpg" and first[0]["matched"] == "1"
+    assert float(first[0]["score"]) >= float(first[1]["score"])
+    assert csv_text(view) == path.read_text()
+
+
+def test_relabelled_export_uses_the_new_threshold(view):
+    doc = run_to_dict(view.relabel(threshold=1.0))
+    assert doc["threshold"] == 1.0
+    assert not any(f["matched"] for f in doc["frames"]) and doc["segments"] == []
+    rows = list(csv.DictReader(io.StringIO(csv_text(view.relabel(threshold=1.0)))))
+    assert {r["matched"] for r in rows} == {"0"}

@@ -1,0 +1,163 @@
+"""Indexing folders into collections: incremental, deduplicated, bound to one model, robust."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import build_tiny_model, pattern_image
+from core.features import FeatureExtractor, l2_normalize
+from core.indexing import index_images
+from core.progress import Cancelled
+from db import ModelMismatchError
+
+
+def test_index_a_folder(index, extractor, image_folder):
+    report = index_images(index, "posters", [image_folder.folder], extractor)
+    assert len(report.added) == 4 and not report.failed
+    coll = index.get_collection("posters")
+    assert coll.image_count == 4 and coll.model_id == extractor.model_id and coll.embed_dim == 48
+    matrix = index.load_embeddings(coll.id)
+    expected = l2_normalize(extractor.cls_embeddings(image_folder.arrays))
+    by_path = {rec.path: rec.id for rec in index.list_images(coll.id, limit=10)}
+    for path, vec in zip(image_folder.paths, expected, strict=True):
+        row = list(matrix.image_ids).index(by_path[str(path.resolve())])
+        assert float(matrix.vectors[row] @ vec) > 0.9999
+    rec = index.list_images(coll.id, limit=1)[0]
+    assert rec.width == 320 and rec.height == 240
+    thumb = index.get_thumbnail(rec.id)
+    assert thumb[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_reindexing_embeds_only_new_content(index, extractor, image_folder, monkeypatch):
+    index_images(index, "c", [image_folder.folder], extractor)
+    new = image_folder.folder / "epsilon.png"
+    Image.fromarray(pattern_image(999)).save(new)
+    calls = []
+    original = extractor.cls_embeddings
+    monkeypatch.setattr(extractor, "cls_embeddings", lambda imgs, **kw: (calls.append(len(imgs)), original(imgs, **kw))[1])
+    report = index_images(index, "c", [image_folder.folder], extractor)
+    assert report.added == (str(new.resolve()),)
+    assert len(report.already_indexed) == 4
+    assert calls == [1]  # one forward pass, for the new file only
+
+
+def test_identical_files_are_stored_once(index, extractor, image_folder):
+    copy = image_folder.folder / "copy-of-alpha.jpg"
+    copy.write_bytes(image_folder.paths[0].read_bytes())
+    report = index_images(index, "c", [image_folder.folder], extractor)
+    assert len(report.added) == 4
+    assert report.duplicates and report.duplicates[0][0] == str(copy.resolve())
+    assert index.get_collection("c").image_count == 4
+
+
+def test_changed_file_replaces_its_old_content(index, extractor, image_folder):
+    index_images(index, "c", [image_folder.folder], extractor)
+    Image.fromarray(pattern_image(555)).save(image_folder.paths[1])
+    report = index_images(index, "c", [image_folder.folder], extractor)
+    assert report.added == (str(image_folder.paths[1].resolve()),)
+    coll = index.get_collection("c")
+    assert coll.image_count == 4
+    assert len(index.known_paths(coll.id)) == 4
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(index, extractor, image_folder):
+    (image_folder.folder / "empty.jpg").write_bytes(b"")
+    (image_folder.folder / "text.jpg").write_text("not an image")
+    good = image_folder.paths[0].read_bytes()
+    (image_folder.folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    report = index_images(index, "c", [image_folder.folder], extractor)
+    reasons = dict((os.path.basename(p), r) for p, r in report.failed)
+    assert set(reasons) == {"empty.jpg", "text.jpg", "truncated.jpg"}
+    assert "empty" in reasons["empty.jpg"]
+    assert "not an image" in reasons["text.jpg"]
+    assert "truncated" in reasons["truncated.jpg"]
+    assert len(report.added) == 4
+    coll = index.get_collection("c")
+    assert {os.path.basename(f.path) for f in index.list_failures(coll.id)} == set(reasons)
+
+
+def test_failure_is_cleared_when_the_file_is_fixed(index, extractor, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    bad = folder / "later.png"
+    bad.write_bytes(b"")
+    index_images(index, "c", [folder], extractor)
+    coll = index.get_collection("c")
+    assert len(index.list_failures(coll.id)) == 1
+    Image.fromarray(pattern_image(4)).save(bad)
+    report = index_images(index, "c", [folder], extractor)
+    assert len(report.added) == 1
+    assert index.list_failures(coll.id) == []
+
+
+def test_collection_is_bound_to_its_model(index, extractor, image_folder, tmp_path):
+    index_images(index, "c", [image_folder.paths[0]], extractor)
+    other = FeatureExtractor.load(build_tiny_model(tmp_path / "other", seed=1), device="cpu")
+    with pytest.raises(ModelMismatchError) as info:
+        index_images(index, "c", [image_folder.paths[1]], other)
+    assert extractor.model_id in str(info.value) and other.model_id in str(info.value)
+    assert index.get_collection("c").image_count == 1  # nothing stored is lost
+
+
+def test_missing_path_is_an_error(index, extractor, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        index_images(index, "c", [tmp_path / "nope"], extractor)
+
+
+def test_progress_and_cancel_keep_finished_batches(index, extractor, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(10):
+        Image.fromarray(pattern_image(i, (64, 80))).save(folder / f"{i:02d}.png")
+    cancel = threading.Event()
+    events = []
+
+    def progress(event):
+        events.append(event)
+        if event.done >= 4:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        index_images(index, "c", [folder], extractor, batch_size=4, progress=progress, cancel=cancel)
+    stored = index.get_collection("c").image_count
+    assert stored == 4  # the first batch was committed, the in-flight one dropped
+    assert events[0].total == 10 and events[0].unit == "images"
+    report = index_images(index, "c", [folder], extractor, batch_size=4)
+    assert len(report.added) == 6 and len(report.already_indexed) == 4
+
+
+def test_indexing_survives_a_kill_and_resumes(tmp_path, tiny_model_dir, image_folder):
+    """A process killed mid-run leaves a valid file; the next run adds only what is missing."""
+    import subprocess
+    import sys
+    import textwrap
+
+    db = tmp_path / "kill.sqlite"
+    code = textwrap.dedent(f"""
+        import os
+        from core.features import FeatureExtractor
+        from core.indexing import index_images
+        from db import Index
+        fx = FeatureExtractor.load({str(tiny_model_dir)!r}, device="cpu")
+        def progress(ev):
+            if ev.done >= 2:
+                os._exit(9)  # killed without cleanup, mid-run
+        with Index({str(db)!r}) as index:
+            index_images(index, "c", [{str(image_folder.folder)!r}], fx, batch_size=2, progress=progress)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    from db import Index
+
+    with Index(db) as index:
+        assert index.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert index.get_collection("c").image_count == 2
+        fx = FeatureExtractor.load(tiny_model_dir, device="cpu")
+        report = index_images(index, "c", [image_folder.folder], fx)
+        assert len(report.added) == 2 and len(report.already_indexed) == 2
+        assert np.isfinite(index.load_embeddings(index.get_collection("c").id).vectors).all()
