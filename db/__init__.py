@@ -1,0 +1,55 @@
+"""The index database: collections of embedded images, videos, cached frame embeddings, runs.
+
+Everything lives in one SQLite file, opened with :class:`Index`::
+
+    from db import Index
+
+    with Index("data/index.sqlite") as index:
+        collection = index.get_or_create_collection("posters", model_id, preprocessing, 1024)
+        matrix = index.load_embeddings(collection.id)
+"""
+
+from .errors import (
+    CollectionExistsError,
+    DatabaseError,
+    ModelMismatchError,
+    NotFoundError,
+    SchemaTooNewError,
+)
+from .index import DEFAULT_BUSY_TIMEOUT_MS, Index
+from .migrations import MIGRATIONS, SCHEMA_VERSION, migrate
+from .records import (
+    Collection,
+    DbStats,
+    EmbeddingMatrix,
+    FrameResults,
+    ImageRecord,
+    IndexFailure,
+    NewImage,
+    RunRecord,
+    SegmentRecord,
+    VideoRecord,
+)
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Collection",
+    "CollectionExistsError",
+    "DatabaseError",
+    "DbStats",
+    "EmbeddingMatrix",
+    "FrameResults",
+    "ImageRecord",
+    "Index",
+    "IndexFailure",
+    "ModelMismatchError",
+    "NewImage",
+    "NotFoundError",
+    "RunRecord",
+    "SchemaTooNewError",
+    "SegmentRecord",
+    "VideoRecord",
+    "migrate",
+]

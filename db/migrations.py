@@ -1,0 +1,212 @@
+"""Numbered schema migrations.
+
+``MIGRATIONS[i]`` takes a database from schema version ``i`` to ``i + 1``. The version lives in
+``PRAGMA user_version``, so any SQLite tool can read it. :func:`migrate` applies the pending
+ones in order, each in its own transaction together with the version bump: a crash leaves the
+file at the last completed version. Append new migrations; never edit or reorder released ones.
+
+The schema keeps to plain tables and column types so the file opens in Datasette. Embeddings
+are little-endian float32 BLOBs with ``dim`` and ``dtype`` columns beside them; JSON goes in
+TEXT columns; times are ISO-8601 UTC strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+from .errors import SchemaTooNewError
+
+
+def _collections_and_images(db: Database) -> None:
+    """Collections, their images, thumbnails, embeddings and indexing failures.
+
+    Thumbnails and embeddings have tables of their own, so listing or counting images never
+    reads their bytes.
+    """
+    db.executescript(
+        """
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model_id TEXT NOT NULL,
+            preprocessing TEXT NOT NULL,
+            embed_dim INTEGER NOT NULL,
+            created TEXT NOT NULL
+        );
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            added TEXT NOT NULL,
+            UNIQUE (collection_id, sha256)
+        );
+        CREATE INDEX images_collection_path ON images (collection_id, path, sha256);
+        CREATE TABLE thumbnails (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            jpeg BLOB NOT NULL
+        );
+        CREATE TABLE image_embeddings (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            model_id TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            dtype TEXT NOT NULL DEFAULT 'float32',
+            vector BLOB NOT NULL
+        );
+        CREATE TABLE index_failures (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created TEXT NOT NULL,
+            UNIQUE (collection_id, path)
+        );
+        """
+    )
+
+
+def _videos_and_frame_cache(db: Database) -> None:
+    """Videos, and the cache of frame embeddings keyed by video content and embedding setup."""
+    db.executescript(
+        """
+        CREATE TABLE videos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            fps REAL NOT NULL,
+            frame_count INTEGER NOT NULL,
+            duration_s REAL NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            rotation INTEGER NOT NULL DEFAULT 0,
+            size_bytes INTEGER NOT NULL,
+            added TEXT NOT NULL
+        );
+        CREATE TABLE frame_embeddings (
+            video_sha256 TEXT NOT NULL,
+            embed_key TEXT NOT NULL,
+            frame_index INTEGER NOT NULL,
+            time_s REAL NOT NULL,
+            dim INTEGER NOT NULL,
+            dtype TEXT NOT NULL DEFAULT 'float32',
+            vector BLOB NOT NULL,
+            PRIMARY KEY (video_sha256, embed_key, frame_index)
+        );
+        """
+    )
+
+
+def _runs_and_results(db: Database) -> None:
+    """Matching runs, their per-frame matches and the segments built from them."""
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+            collection_id INTEGER REFERENCES collections(id) ON DELETE CASCADE,
+            model_id TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'done', 'failed', 'cancelled')),
+            stats TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            finished TEXT
+        );
+        CREATE INDEX runs_video ON runs (video_id);
+        CREATE INDEX runs_collection ON runs (collection_id);
+        CREATE TABLE run_frames (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            frame_index INTEGER NOT NULL,
+            time_s REAL NOT NULL,
+            source_frame INTEGER NOT NULL,
+            PRIMARY KEY (run_id, frame_index)
+        );
+        CREATE TABLE frame_matches (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            frame_index INTEGER NOT NULL,
+            rank INTEGER NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            score REAL NOT NULL,
+            PRIMARY KEY (run_id, frame_index, rank)
+        );
+        CREATE INDEX frame_matches_image ON frame_matches (image_id);
+        CREATE TABLE segments (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            start_frame INTEGER NOT NULL,
+            end_frame INTEGER NOT NULL,
+            start_s REAL NOT NULL,
+            end_s REAL NOT NULL,
+            peak_score REAL NOT NULL,
+            mean_score REAL NOT NULL,
+            frames INTEGER NOT NULL
+        );
+        CREATE INDEX segments_run ON segments (run_id, start_frame);
+        CREATE INDEX segments_image ON segments (image_id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [
+    _collections_and_images,
+    _videos_and_frame_cache,
+    _runs_and_results,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: Database) -> int:
+    """The schema version recorded in the file (0 for a new, empty database)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: Database, *, target: int | None = None) -> list[str]:
+    """Apply the pending migrations, up to ``target``.
+
+    Each migration runs in its own ``BEGIN IMMEDIATE`` transaction that also records the new
+    version, and the version is re-read inside it, so two processes opening a new file at
+    once do not both apply the same migration.
+
+    Args:
+        db: the database; must not be inside a transaction.
+        target: the version to stop at (tests use it to build older files); default latest.
+
+    Returns:
+        The names of the migrations applied; empty when the file was up to date.
+
+    Raises:
+        SchemaTooNewError: the file has a version this code does not know.
+    """
+    latest = len(MIGRATIONS)
+    target = latest if target is None else target
+    if not 0 <= target <= latest:
+        raise ValueError(f"target must be between 0 and {latest}, not {target}")
+    applied: list[str] = []
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema_version(db)
+            if version > latest:
+                raise SchemaTooNewError(
+                    f"This index file has schema version {version}, but this version of "
+                    f"webssl-lens only knows up to {latest}. It was written by a newer "
+                    "webssl-lens: upgrade, or use a different index file."
+                )
+            if version >= target:
+                db.execute("ROLLBACK")
+                return applied
+            migration = MIGRATIONS[version]
+            migration(db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        applied.append(migration.__name__.lstrip("_"))

@@ -1,0 +1,177 @@
+"""Value types returned by (and passed to) :class:`db.index.Index`.
+
+Plain frozen dataclasses: rows of the database as Python values. The ones holding numpy
+arrays compare by identity (``eq=False``), since arrays have no single truth value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def file_name(path: str) -> str:
+    """The last component of ``path``, accepting both ``/`` and ``\\`` as separators."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """A named set of images, all embedded with one model."""
+
+    id: int
+    name: str
+    model_id: str
+    preprocessing: str  # JSON
+    embed_dim: int
+    created: str
+    image_count: int
+    failure_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image of a collection (without its thumbnail or embedding)."""
+
+    id: int
+    collection_id: int
+    path: str
+    sha256: str
+    width: int
+    height: int
+    added: str
+
+    @property
+    def name(self) -> str:
+        """The file name, without its folder."""
+        return file_name(self.path)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NewImage:
+    """An image to add with :meth:`Index.add_images`."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    thumbnail: bytes  # a small JPEG
+    embedding: np.ndarray  # (embed_dim,), any float dtype; stored L2-normalised as float32
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFailure:
+    """A file that could not be indexed, and why."""
+
+    collection_id: int
+    path: str
+    reason: str
+    created: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EmbeddingMatrix:
+    """All embeddings of a collection, ready for a matrix product.
+
+    ``vectors`` is float32 (N, dim) with L2-normalised rows; ``image_ids[i]`` is the image of
+    row ``i``.
+    """
+
+    image_ids: np.ndarray
+    vectors: np.ndarray
+    model_id: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.image_ids.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRecord:
+    """A video file, identified by the hash of its content."""
+
+    id: int
+    path: str
+    sha256: str
+    fps: float
+    frame_count: int
+    duration_s: float
+    width: int
+    height: int
+    rotation: int
+    size_bytes: int
+    added: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One matching of a video against a collection."""
+
+    id: int
+    video_id: int
+    collection_id: int | None
+    collection_name: str | None
+    model_id: str
+    params: dict
+    status: str  # 'running', 'done', 'failed' or 'cancelled'
+    stats: dict
+    created: str
+    finished: str | None
+    video_path: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameResults:
+    """The per-frame matches of a run, as arrays.
+
+    Row ``i`` is frame ``frame_index[i]`` (sorted ascending); column ``j`` is its ``j``-th best
+    match. Where a frame has fewer than ``k`` matches, ``image_ids`` holds -1 and ``scores``
+    NaN. ``source_frame[i]`` is the frame whose embedding was used: ``frame_index[i]`` itself
+    when the frame was analysed, an earlier frame when its result was inherited.
+    """
+
+    frame_index: np.ndarray  # int64 (N,)
+    time_s: np.ndarray  # float64 (N,)
+    source_frame: np.ndarray  # int64 (N,)
+    image_ids: np.ndarray  # int64 (N, k)
+    scores: np.ndarray  # float32 (N, k)
+
+    @property
+    def k(self) -> int:
+        return int(self.image_ids.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.frame_index.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    """A stretch of consecutive frames that matched one image."""
+
+    run_id: int
+    image_id: int
+    image_path: str
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    peak_score: float
+    mean_score: float
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class DbStats:
+    """Sizes and row counts of an index file."""
+
+    path: str
+    size_bytes: int
+    collections: int
+    images: int
+    videos: int
+    runs: int
+    cached_frames: int
