@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core import config
 from core.errors import WebSSLError
-from core.progress import ProgressCallback, ProgressEvent
+from core.progress import ProgressEvent
 
 logger = logging.getLogger("core.cli")
 
@@ -138,7 +138,6 @@ def _sampling(args: argparse.Namespace):
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from core.export import write_csv, write_json
     from core.matching import MatchParams
     from core.runs import load_run, match_video
     from core.video import format_time
@@ -183,10 +182,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         )
     if not view.segments:
         print(f"  no segments: no frame reached the threshold {params.threshold:g}")
-    if args.json:
-        print(f"  JSON: {write_json(view, args.json)}")
-    if args.csv:
-        print(f"  CSV: {write_csv(view, args.csv)}")
+    _write_exports(view, args.json, args.csv, indent="  ")
     return 0
 
 
@@ -236,8 +232,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def _write_exports(view, json_path: Path | None, csv_path: Path | None, indent: str = "") -> None:
     from core.export import write_csv, write_json
+
+    if json_path:
+        print(f"{indent}JSON: {write_json(view, json_path)}")
+    if csv_path:
+        print(f"{indent}CSV: {write_csv(view, csv_path)}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
     from core.runs import load_run
 
     if not args.json and not args.csv:
@@ -246,10 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         view = load_run(index, args.run_id)
         if args.threshold is not None:
             view = view.relabel(threshold=args.threshold)
-    if args.json:
-        print(f"JSON: {write_json(view, args.json)}")
-    if args.csv:
-        print(f"CSV: {write_csv(view, args.csv)}")
+    _write_exports(view, args.json, args.csv)
     return 0
 
 
@@ -259,13 +260,7 @@ def cmd_rematch(args: argparse.Namespace) -> int:
 
     with open_index(args) as index:
         old = index.get_run(args.run_id)
-        base = MatchParams.from_dict(old.params)
-        params = MatchParams(
-            threshold=base.threshold if args.threshold is None else args.threshold,
-            top_k=base.top_k if args.top_k is None else args.top_k,
-            gap_tolerance_s=base.gap_tolerance_s,
-            min_duration_s=base.min_duration_s,
-        )
+        params = MatchParams.from_dict(old.params).updated(threshold=args.threshold, top_k=args.top_k)
         new_id = rematch(index, args.run_id, collection=args.collection, params=params)
         view = load_run(index, new_id)
     print(f"run {new_id}: re-matched from run {args.run_id} without the model; {len(view.segments)} segments")

@@ -7,7 +7,7 @@ instantly, from its stored scores.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -42,6 +42,10 @@ class MatchParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def updated(self, **changes: float | int | None) -> MatchParams:
+        """A copy with the given fields changed; ``None`` values keep the current value."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
     def from_dict(cls, d: dict) -> MatchParams:

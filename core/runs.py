@@ -89,12 +89,8 @@ class RunView:
         min_duration_s: float | None = None,
     ) -> RunView:
         """The same run seen with other segment options: recomputed from stored scores, no model."""
-        p = self.params
-        params = MatchParams(
-            threshold=p.threshold if threshold is None else threshold,
-            top_k=p.top_k,
-            gap_tolerance_s=p.gap_tolerance_s if gap_tolerance_s is None else gap_tolerance_s,
-            min_duration_s=p.min_duration_s if min_duration_s is None else min_duration_s,
+        params = self.params.updated(
+            threshold=threshold, gap_tolerance_s=gap_tolerance_s, min_duration_s=min_duration_s
         )
         segs = _segments(self.results, params)
         return RunView(self.run, self.video, self.results, params, self.image_paths, tuple(segs))

@@ -119,7 +119,7 @@ def test_auto_sampling_inherits_results_of_unchanged_frames(indexed, extractor, 
     # shot cuts are analysed: the first frame of every shot has its own embedding
     for start in (0, 12, 18, 28, 36):
         assert res.source_frame[start] == start
-    best = [_image_no(view, image_folder, i) if m else -1 for i, m in zip(res.image_ids[:, 0], view.matched())]
+    best = [_image_no(view, image_folder, i) if m else -1 for i, m in zip(res.image_ids[:, 0], view.matched(), strict=True)]
     expected = [shots_video.expected_image(i) for i in range(40)]
     assert np.mean(np.array(best) == np.array(expected)) >= 0.95
 
