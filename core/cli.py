@@ -125,6 +125,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_model_before_loading(coll, args: argparse.Namespace) -> None:
+    """Refuse a collection built with another model before spending time loading this one."""
+    from core.model import resolve_source
+    from db import ModelMismatchError
+
+    wanted = resolve_source(args.model or config.default_model_id(), args.revision).label
+    if coll.model_id != wanted:
+        raise ModelMismatchError(
+            f"Collection {coll.name!r} was built with model {coll.model_id!r}, not {wanted!r}: "
+            f"pass --model {coll.model_id} (or match against a collection built with {wanted!r})."
+        )
+
+
 def _sampling(args: argparse.Namespace):
     from core.sampling import Sampling
 
@@ -150,7 +163,8 @@ def cmd_match(args: argparse.Namespace) -> int:
     )
     sampling = _sampling(args)
     with open_index(args) as index:
-        index.get_collection(args.collection)  # fail before loading the model
+        coll = index.get_collection(args.collection)  # fail before loading the model
+        _check_model_before_loading(coll, args)
         fx = load_extractor(args, precision="auto")
         bar = _with_progress("matching", args.quiet)
         try:

@@ -93,6 +93,14 @@ def test_wrong_model_id_is_one_clear_line(cli_env, image_folder, capsys, monkeyp
     assert len(err.strip().splitlines()) == 1
 
 
+def test_collection_of_another_model_is_refused_before_loading(cli_env, image_folder, shots_video, capsys):
+    main(["index", str(image_folder.paths[0]), "-c", "s", "-q"])
+    capsys.readouterr()
+    assert main(["match", str(shots_video.path), "-c", "s", "--model", "facebook/some-other-model"]) == 2
+    err = capsys.readouterr().err
+    assert "was built with model" in err and "--model" in err
+
+
 def test_help_for_every_command():
     for cmd in ["index", "match", "collections", "runs", "export", "rematch", "prune"]:
         proc = subprocess.run([sys.executable, "-m", "core", cmd, "--help"], capture_output=True, text=True, timeout=60)
