@@ -87,7 +87,9 @@ class TqdmProgress:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=event.total, desc=self.desc, unit=f" {event.unit}", dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=event.total, desc=self.desc, unit=f" {event.unit}", dynamic_ncols=True, leave=True
+            )
         self.bar.update(event.done - self.bar.n)
 
     def close(self) -> None:
@@ -281,6 +283,32 @@ def cmd_rematch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from core.images import load_image
+    from core.search import search_images
+
+    query = load_image(args.image)
+    with open_index(args) as index:
+        coll = index.get_collection(args.collection)
+        _check_model_before_loading(coll, args)
+        matrix = index.load_embeddings(coll.id)
+        if not len(matrix):
+            raise WebSSLError(f"Collection {coll.name!r} has no images yet.")
+        fx = load_extractor(args)
+        hits = search_images(fx, matrix, [query.rgb], args.top_k)[0]
+        records = index.get_images([h.image_id for h in hits])
+    rows = [
+        {"image": records[h.image_id].name, "path": records[h.image_id].path, "score": round(h.score, 6)}
+        for h in hits
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for rank, row in enumerate(rows, 1):
+        print(f"{rank:>3}. {row['score']:.3f}  {row['image']}  ({row['path']})")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     with open_index(args) as index:
         coll = index.get_collection(args.collection)
@@ -334,10 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every-frame", action="store_true", help="analyse every frame")
     s.add_argument("--fps", type=float, default=None, help="analyse F frames per second of video")
     s.add_argument("--stride", type=int, default=None, help="analyse every N-th frame")
-    p.add_argument("--max-interval", type=float, default=None, help="change-driven: refresh at least every S s")
-    p.add_argument("--threshold", "-t", type=float, default=config.DEFAULT_THRESHOLD, help="default: %(default)s")
+    p.add_argument(
+        "--max-interval", type=float, default=None, help="change-driven: refresh at least every S s"
+    )
+    p.add_argument(
+        "--threshold", "-t", type=float, default=config.DEFAULT_THRESHOLD, help="default: %(default)s"
+    )
     p.add_argument("--top-k", "-k", type=int, default=config.DEFAULT_TOP_K, help="default: %(default)s")
-    p.add_argument("--gap", type=float, default=0.5, help="segment gap tolerance in seconds (default: %(default)s)")
+    p.add_argument(
+        "--gap", type=float, default=0.5, help="segment gap tolerance in seconds (default: %(default)s)"
+    )
     p.add_argument("--min-duration", type=float, default=0.0, help="drop shorter segments (seconds)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many decoded frames")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the results as JSON")
@@ -362,13 +396,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("rematch", help="re-match a stored run (other collection / top-k / threshold), no model")
+    p = sub.add_parser(
+        "rematch", help="re-match a stored run (other collection / top-k / threshold), no model"
+    )
     p.add_argument("run_id", type=int)
     add_db_option(p)
     p.add_argument("--collection", "-c", default=None, help="default: the run's collection")
     p.add_argument("--threshold", "-t", type=float, default=None)
     p.add_argument("--top-k", "-k", type=int, default=None)
     p.set_defaults(func=cmd_rematch)
+
+    p = sub.add_parser("search", help="the images of a collection most similar to a query image")
+    p.add_argument("image", help="query image file")
+    p.add_argument("--collection", "-c", required=True)
+    p.add_argument("--top-k", "-k", type=int, default=config.DEFAULT_TOP_K, help="default: %(default)s")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_db_option(p)
+    add_model_options(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("prune", help="remove images whose files no longer exist")
     p.add_argument("--collection", "-c", required=True)

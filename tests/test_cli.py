@@ -102,7 +102,7 @@ def test_collection_of_another_model_is_refused_before_loading(cli_env, image_fo
 
 
 def test_help_for_every_command():
-    for cmd in ["index", "match", "collections", "runs", "export", "rematch", "prune"]:
+    for cmd in ["index", "match", "collections", "runs", "export", "rematch", "search", "prune"]:
         proc = subprocess.run([sys.executable, "-m", "core", cmd, "--help"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "usage:" in proc.stdout
 
