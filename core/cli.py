@@ -51,10 +51,17 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
 
 
-def open_index(args: argparse.Namespace):
+def open_index(args: argparse.Namespace, *, create: bool = False):
+    """The index named by ``--db`` / ``$WEBSSL_DB``; only ``create=True`` makes a new file."""
     from db import Index
 
-    return Index(args.db or config.default_db_path())
+    path = Path(args.db or config.default_db_path())
+    if not create and str(path) != ":memory:" and not path.exists():
+        raise WebSSLError(
+            f"No index database at {path}: index some images first (python -m core index PATH "
+            "--collection NAME), or point --db / WEBSSL_DB at an existing file."
+        )
+    return Index(path)
 
 
 def load_extractor(args: argparse.Namespace, precision: str | None = None):
@@ -105,7 +112,7 @@ def _with_progress(desc: str, quiet: bool) -> TqdmProgress | None:
 def cmd_index(args: argparse.Namespace) -> int:
     from core.indexing import index_images
 
-    with open_index(args) as index:
+    with open_index(args, create=True) as index:
         fx = load_extractor(args)
         bar = _with_progress("indexing", args.quiet)
         try:

@@ -114,3 +114,12 @@ def test_prune_removes_missing_files(cli_env, image_folder, capsys):
     assert "removed 1 image" in capsys.readouterr().out
     assert main(["collections", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["images"] == 3
+
+
+def test_read_commands_do_not_create_a_database(tmp_path, monkeypatch, capsys):
+    missing = tmp_path / "typo.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(missing))
+    for args in (["collections"], ["runs"], ["export", "1", "--json", "x.json"], ["prune", "-c", "x"]):
+        assert main(args) == 2
+        assert "No index database" in capsys.readouterr().err
+    assert not missing.exists()
