@@ -10,7 +10,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from core import config
@@ -104,8 +105,15 @@ class TqdmProgress:
             self.bar.close()
 
 
-def _with_progress(desc: str, quiet: bool) -> TqdmProgress | None:
-    return None if quiet else TqdmProgress(desc)
+@contextmanager
+def progress_bar(args: argparse.Namespace, desc: str) -> Iterator[TqdmProgress | None]:
+    """A tqdm progress callback (``None`` with ``-q``), closed when the block ends."""
+    bar = None if getattr(args, "quiet", False) else TqdmProgress(desc)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -114,14 +122,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     with open_index(args, create=True) as index:
         fx = load_extractor(args)
-        bar = _with_progress("indexing", args.quiet)
-        try:
+        with progress_bar(args, "indexing") as bar:
             report = index_images(
                 index, args.collection, args.paths, fx, batch_size=args.batch_size, progress=bar
             )
-        finally:
-            if bar:
-                bar.close()
     print(
         f"{report.collection}: {len(report.added)} added, "
         f"{len(report.already_indexed) + len(report.duplicates)} already indexed, {len(report.failed)} failed "
@@ -175,8 +179,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         coll = index.get_collection(args.collection)  # fail before loading the model
         _check_model_before_loading(coll, args)
         fx = load_extractor(args, precision="auto")
-        bar = _with_progress("matching", args.quiet)
-        try:
+        with progress_bar(args, "matching") as bar:
             summary = match_video(
                 index,
                 args.video,
@@ -188,9 +191,6 @@ def cmd_match(args: argparse.Namespace) -> int:
                 max_frames=args.max_frames,
                 progress=bar,
             )
-        finally:
-            if bar:
-                bar.close()
         view = load_run(index, summary.run_id)
     print(
         f"run {summary.run_id}: {summary.frames_recorded} frames ({sampling.describe()}): "

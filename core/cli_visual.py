@@ -14,17 +14,13 @@ import argparse
 from pathlib import Path
 
 from core.cli import (
-    TqdmProgress,
     add_db_option,
     add_model_options,
     load_extractor,
     open_index,
+    progress_bar,
     register_commands,
 )
-
-
-def _bar(args: argparse.Namespace, desc: str) -> TqdmProgress | None:
-    return None if getattr(args, "quiet", False) else TqdmProgress(desc)
 
 
 def _add_resolution(p: argparse.ArgumentParser) -> None:
@@ -78,8 +74,7 @@ def cmd_render_layers(args: argparse.Namespace) -> int:
     check_render_options(args.out, fps=args.fps)
     img = load_image(args.image)  # fail on bad input before loading the model
     fx = load_extractor(args)
-    bar = _bar(args, "layers")
-    try:
+    with progress_bar(args, "layers") as bar:
         result = render_layers(
             fx,
             img.rgb,
@@ -91,9 +86,6 @@ def cmd_render_layers(args: argparse.Namespace) -> int:
             gif=args.gif,
             progress=bar,
         )
-    finally:
-        if bar:
-            bar.close()
     print(_describe(result))
     if result.gif:
         print(f"{result.gif}: GIF")
@@ -115,8 +107,7 @@ def cmd_render_pca(args: argparse.Namespace) -> int:
     )
     probe_video(args.video, compute_hash=False)  # a bad video fails before the model loads
     fx = load_extractor(args)
-    bar = _bar(args, "PCA video")
-    try:
+    with progress_bar(args, "PCA video") as bar:
         result = render_pca_video(
             fx,
             args.video,
@@ -131,9 +122,6 @@ def cmd_render_pca(args: argparse.Namespace) -> int:
             short_side=args.short_side,
             progress=bar,
         )
-    finally:
-        if bar:
-            bar.close()
     print(_describe(result))
     return 0
 
@@ -142,8 +130,7 @@ def cmd_render_match(args: argparse.Namespace) -> int:
     from core.render import render_match_video
 
     with open_index(args) as index:
-        bar = _bar(args, "match video")
-        try:
+        with progress_bar(args, "match video") as bar:
             result = render_match_video(
                 index,
                 args.run_id,
@@ -154,9 +141,6 @@ def cmd_render_match(args: argparse.Namespace) -> int:
                 panel_height=args.panel_height,
                 progress=bar,
             )
-        finally:
-            if bar:
-                bar.close()
     print(_describe(result))
     return 0
 
