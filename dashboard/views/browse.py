@@ -1,0 +1,170 @@
+"""Browse & search: a paginated thumbnail grid of a collection (thumbnails from the database),
+an image's details and nearest neighbours, and search by an uploaded query image."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from core.errors import ImageLoadError, ModelLoadError, WebSSLError
+from core.features import l2_normalize
+from core.images import decode_image_bytes, load_image
+from core.matching import top_k
+from dashboard.media import human_size
+from dashboard.state import get_embedding_matrix, get_index, get_thumbnails, load_extractor
+from dashboard.widgets import IMAGE_TYPES, md_escape, page_header, pick_collection
+from db import NotFoundError
+
+COLUMNS = 6
+OPEN_KEY = "browse-open"
+
+index = get_index()
+page_header(
+    "Browse & search", "Thumbnails come from the database, so browsing stays fast for large collections."
+)
+
+coll = pick_collection(index, key="browse-collection", require_images=True)
+if coll is None:
+    st.stop()
+
+
+def _open(image_id: int | None) -> None:
+    st.session_state[OPEN_KEY] = image_id
+
+
+def image_grid(
+    ids: list[int], *, scores: list[float] | None = None, key: str, columns: int = COLUMNS
+) -> None:
+    """Thumbnails with names (and scores), each with an Open button."""
+    records = index.get_images(ids)
+    thumbs = get_thumbnails(ids)
+    for start in range(0, len(ids), columns):
+        cols = st.columns(columns)
+        for offset, col in enumerate(cols):
+            pos = start + offset
+            if pos >= len(ids):
+                break
+            image_id = ids[pos]
+            rec = records.get(image_id)
+            with col:
+                if image_id in thumbs:
+                    st.image(thumbs[image_id], width="stretch")
+                else:
+                    st.caption("(no thumbnail)")
+                name = rec.name if rec else f"#{image_id}"
+                label = (
+                    f"{md_escape(name)} · **{scores[pos]:.3f}**" if scores is not None else md_escape(name)
+                )
+                st.caption(label)
+                st.button(
+                    "Open", key=f"{key}-{image_id}-{pos}", on_click=_open, args=(image_id,), width="stretch"
+                )
+
+
+# -- an opened image ----------------------------------------------------------------------------
+opened = st.session_state.get(OPEN_KEY)
+if opened is not None:
+    try:
+        rec = index.get_image(opened)
+    except NotFoundError:
+        st.session_state[OPEN_KEY] = None
+        rec = None
+    if rec is not None and rec.collection_id == coll.id:
+        with st.container(border=True):
+            head, close = st.columns([6, 1])
+            head.subheader(rec.name)
+            close.button("Close", on_click=_open, args=(None,), icon=":material/close:", width="stretch")
+            pic, info = st.columns([2, 3], gap="large")
+            with pic:
+                if Path(rec.path).is_file():
+                    try:
+                        st.image(load_image(rec.path).rgb, width="stretch")
+                    except ImageLoadError as err:
+                        st.warning(f"The original cannot be read ({err.reason}); showing the thumbnail.")
+                        st.image(get_thumbnails([rec.id]).get(rec.id, b""), width="stretch")
+                else:
+                    st.warning("The original file is gone (moved or deleted); showing the stored thumbnail.")
+                    thumb = get_thumbnails([rec.id]).get(rec.id)
+                    if thumb:
+                        st.image(thumb, width="stretch")
+            with info:
+                size = Path(rec.path).stat().st_size if Path(rec.path).is_file() else None
+                st.markdown(
+                    f"**Path** `{rec.path}`  \n**Size** {rec.width} × {rec.height} px"
+                    + (f" · {human_size(size)}" if size else "")
+                    + f"  \n**Added** {rec.added.replace('T', ' ')[:19]}  \n**SHA-256** `{rec.sha256[:16]}…`"
+                )
+                k = st.slider("Neighbours", 3, 30, 12, key="neighbours-k")
+            try:
+                matrix = get_embedding_matrix(coll.id)
+                query = index.get_embeddings([rec.id])
+            except WebSSLError as err:
+                st.error(str(err))
+            else:
+                pos, sc = top_k(query, matrix.vectors, k + 1)
+                ids = [int(matrix.image_ids[p]) for p in pos[0]]
+                pairs = [(i, float(v)) for i, v in zip(ids, sc[0], strict=True) if i != rec.id][:k]
+                st.markdown(
+                    "**Nearest neighbours in the collection** (cosine similarity of [CLS] embeddings)"
+                )
+                image_grid([i for i, _ in pairs], scores=[v for _, v in pairs], key="nn")
+
+# -- search with a query image --------------------------------------------------------------------
+with st.expander("Search with an image", icon=":material/image_search:"):
+    query_file = st.file_uploader("Query image", type=IMAGE_TYPES, key="browse-query")
+    k_query = st.slider("Results", 1, 48, 12, key="query-k")
+    if query_file is not None:
+        try:
+            image = decode_image_bytes(query_file.getvalue(), query_file.name)
+            cache_key = (query_file.file_id, coll.model_id)
+            cached = st.session_state.get("browse-query-embedding")
+            if cached is not None and cached[0] == cache_key:
+                q = cached[1]
+            else:
+                fx = load_extractor(coll.model_id)
+                with st.spinner("Embedding the query image…"):
+                    q = l2_normalize(fx.cls_embeddings([image.rgb]))
+                st.session_state["browse-query-embedding"] = (cache_key, q)
+            matrix = get_embedding_matrix(coll.id)
+        except ImageLoadError as err:
+            st.error(f"Cannot read this image: {err.reason}. Upload a JPEG, PNG, WebP, … file.")
+        except ModelLoadError as err:
+            st.error(str(err))
+        except WebSSLError as err:
+            st.error(str(err))
+        else:
+            left, right = st.columns([1, 5], gap="medium")
+            left.image(image.rgb, caption="query", width="stretch")
+            with right:
+                pos, sc = top_k(q, matrix.vectors, k_query)
+                ids = [int(matrix.image_ids[p]) for p in pos[0]]
+                image_grid(ids, scores=[float(v) for v in sc[0]], key="query", columns=5)
+
+# -- the grid -------------------------------------------------------------------------------------
+st.subheader(f"{coll.name}")
+
+
+def _reset_page() -> None:
+    st.session_state["browse-page"] = 1
+
+
+f1, f2, f3 = st.columns([3, 1, 1])
+name_filter = f1.text_input(
+    "Filter by file name", key="browse-filter", placeholder="part of a file name", on_change=_reset_page
+)
+page_size = f2.selectbox("Per page", [24, 48, 96], index=1, key="browse-page-size", on_change=_reset_page)
+total = index.count_images(coll.id, name_filter=name_filter or None)
+pages = max(1, math.ceil(total / page_size))
+if st.session_state.get("browse-page", 1) > pages:
+    st.session_state["browse-page"] = pages
+page = f3.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key="browse-page")
+
+if total == 0:
+    st.info(f"No image names contain “{name_filter}”." if name_filter else "This collection has no images.")
+else:
+    offset = (int(page) - 1) * page_size
+    records = index.list_images(coll.id, offset=offset, limit=page_size, name_filter=name_filter or None)
+    st.caption(f"Images {offset + 1:,}–{offset + len(records):,} of {total:,}, ordered by path.")
+    image_grid([r.id for r in records], key="grid")

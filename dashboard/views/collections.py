@@ -1,0 +1,271 @@
+"""Collections: create, add images (upload or server folder) with a cancellable indexing job,
+see failures, prune missing files, rename, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.errors import ModelLoadError, WebSSLError
+from core.indexing import IndexReport, index_images
+from dashboard.state import bump_generation, get_index, load_extractor, settings
+from dashboard.widgets import (
+    IMAGE_TYPES,
+    follow_job,
+    outcome_notice,
+    page_header,
+    pick_collection,
+    save_uploaded,
+    set_notice,
+    show_notice,
+    start_job,
+)
+from db import Index
+
+JOB_KEY = "index-job"
+PICKER_KEY = "manage-collection"
+
+s = settings()
+index = get_index()
+page_header(
+    "Collections", "A collection is a set of images embedded with one model; videos are matched against it."
+)
+
+# -- finished indexing job? -------------------------------------------------------------------
+snap = follow_job(JOB_KEY)
+if snap is not None:
+    bump_generation()
+    st.session_state["upload-generation"] = st.session_state.get("upload-generation", 0) + 1
+    if snap.status == "done":
+        report: IndexReport = snap.result
+        st.session_state["index-report"] = report
+        outcome_notice(JOB_KEY, snap, f"Indexing finished: {report.summary()} in {report.elapsed_s:.1f} s.")
+    else:
+        outcome_notice(JOB_KEY, snap, "")
+show_notice(JOB_KEY)
+report = st.session_state.get("index-report")
+if report is not None and (report.failed or report.duplicates):
+    with st.expander(f"Last indexing: {len(report.failed)} failed, {len(report.duplicates)} duplicates"):
+        if report.failed:
+            st.dataframe(
+                [{"file": p, "reason": r} for p, r in report.failed], hide_index=True, width="stretch"
+            )
+        if report.duplicates:
+            st.dataframe(
+                [{"file": p, "same content as": o} for p, o in report.duplicates],
+                hide_index=True,
+                width="stretch",
+            )
+
+# -- all collections ----------------------------------------------------------------------------
+collections = index.list_collections()
+if collections:
+    st.dataframe(
+        [
+            {
+                "name": c.name,
+                "images": c.image_count,
+                "failed files": c.failure_count,
+                "model": c.model_id,
+                "created": c.created.replace("T", " ")[:16],
+            }
+            for c in collections
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+
+# -- create -------------------------------------------------------------------------------------
+with st.expander("New collection", expanded=not collections, icon=":material/add:"):
+    with st.form("create-collection", border=False):
+        name = st.text_input("Name", placeholder="e.g. posters", key="new-collection-name")
+        model = st.text_input(
+            "Model",
+            value=s.model_id,
+            key="new-collection-model",
+            help="Hub id or local folder of a DINOv2-family model. Every image of the collection, and every "
+            "video matched against it, is embedded with this model.",
+        )
+        create = st.form_submit_button("Create collection", type="primary", key="create-collection-button")
+    if create:
+        if not name.strip():
+            st.error("Give the collection a name.")
+        else:
+            try:
+                fx = load_extractor(model.strip() or s.model_id)
+                coll = index.create_collection(name, fx.model_id, fx.preprocessing.to_json(), fx.hidden_size)
+            except ModelLoadError as err:
+                st.error(str(err))
+            except WebSSLError as err:  # CollectionExistsError and other database errors
+                st.error(str(err))
+            else:
+                st.session_state[PICKER_KEY] = coll.name
+                st.session_state["collection"] = coll.name
+                set_notice("collections", "success", f"Created collection **{coll.name}**. Add images below.")
+                st.rerun()
+show_notice("collections", once=True)
+show_notice("admin", once=True)
+
+if not collections:
+    st.stop()
+
+# -- manage one ---------------------------------------------------------------------------------
+st.subheader("Manage a collection")
+coll = pick_collection(index, key=PICKER_KEY, label="Collection")
+if coll is None:
+    st.stop()
+job_running = JOB_KEY in st.session_state
+
+add_tab, failures_tab, admin_tab = st.tabs(
+    ["Add images", f"Failed files ({coll.failure_count})", "Prune, rename, delete"]
+)
+
+
+def _start_indexing(collection: str, model_id: str, paths: list[str], recursive: bool, label: str) -> None:
+    try:
+        fx = load_extractor(model_id)
+    except ModelLoadError as err:
+        st.error(str(err))
+        return
+    db_path = str(s.db_path)
+
+    def work(job):
+        with Index(db_path) as idx:
+            return index_images(
+                idx,
+                collection,
+                paths,
+                fx,
+                recursive=recursive,
+                progress=job.progress,
+                cancel=job.cancel_event,
+            )
+
+    start_job(JOB_KEY, "index", f"Indexing {label} into {collection}", work)
+    st.rerun()
+
+
+with add_tab:
+    upload_col, folder_col = st.columns(2, gap="large")
+    with upload_col:
+        st.markdown("**Upload images**")
+        files = st.file_uploader(
+            "Image files",
+            type=IMAGE_TYPES,
+            accept_multiple_files=True,
+            key=f"image-upload-{st.session_state.get('upload-generation', 0)}",
+            help="Stored in the data folder (named by content hash), then indexed.",
+        )
+        if st.button(
+            f"Index {len(files)} uploaded file{'s' if len(files) != 1 else ''}",
+            disabled=not files or job_running,
+            type="primary",
+            key="index-uploads",
+        ):
+            saved = [p for p in (save_uploaded(f, "images") for f in files) if p is not None]
+            if saved:
+                _start_indexing(
+                    coll.name, coll.model_id, [str(p) for p in saved], False, f"{len(saved)} uploads"
+                )
+    with folder_col:
+        st.markdown("**Index a folder on the server**")
+        folder = st.text_input("Folder or file path", key="index-folder", placeholder="/data/images").strip()
+        recursive = st.checkbox("Include sub-folders", value=True, key="index-recursive")
+        if st.button("Index folder", disabled=job_running, key="index-folder-button"):
+            path = Path(folder).expanduser()
+            if not folder:
+                st.warning("Type the path of a folder (or file) on the server first.")
+            elif not path.exists():
+                st.error(
+                    f"`{path}` does not exist on the server. Check the path (it is not a path on your computer)."
+                )
+            else:
+                _start_indexing(coll.name, coll.model_id, [str(path)], recursive, f"`{path.name or path}`")
+    st.caption(
+        f"Model: `{coll.model_id}` · only new files are embedded; files already indexed are skipped, "
+        "so re-indexing a folder is cheap. Indexing can be cancelled; finished batches are kept."
+    )
+
+with failures_tab:
+    failures = index.list_failures(coll.id)
+    if not failures:
+        st.success("No failed files.")
+    else:
+        st.caption("These files could not be indexed. Fix or remove them, then index again.")
+        st.dataframe(
+            [
+                {"file": f.path, "reason": f.reason, "when": f.created.replace("T", " ")[:16]}
+                for f in failures
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def _prune(collection_id: int, name: str) -> None:
+    try:
+        removed = get_index().prune_missing(collection_id)
+    except WebSSLError as err:
+        set_notice("admin", "error", str(err))
+        return
+    bump_generation()
+    if removed:
+        shown = ", ".join(Path(p).name for p in removed[:10]) + (" …" if len(removed) > 10 else "")
+        set_notice(
+            "admin", "success", f"Removed {len(removed)} images of **{name}** whose files are gone: {shown}"
+        )
+    else:
+        set_notice("admin", "success", f"All files of **{name}** are still there; nothing removed.")
+
+
+def _rename(old: str) -> None:
+    new = st.session_state.get("rename-to", "").strip()
+    try:
+        renamed = get_index().rename_collection(old, new)
+    except (WebSSLError, ValueError) as err:
+        set_notice("admin", "error", str(err))
+        return
+    st.session_state[PICKER_KEY] = renamed.name
+    st.session_state["collection"] = renamed.name
+    st.session_state["rename-to"] = ""
+    set_notice("admin", "success", f"Renamed **{old}** to **{renamed.name}**.")
+
+
+def _delete(name: str) -> None:
+    if st.session_state.get("delete-confirm", "").strip() != name:
+        set_notice(
+            "admin", "warning", f"Nothing deleted: type the collection's name, **{name}**, to confirm."
+        )
+        return
+    try:
+        get_index().delete_collection(name)
+    except WebSSLError as err:
+        set_notice("admin", "error", str(err))
+        return
+    bump_generation()
+    st.session_state.pop(PICKER_KEY, None)
+    st.session_state.pop("collection", None)
+    st.session_state["delete-confirm"] = ""
+    set_notice("admin", "success", f"Deleted collection **{name}**.")
+
+
+with admin_tab:
+    st.markdown("**Prune missing files**")
+    st.caption(
+        "Removes images whose original file was moved or deleted (their embeddings and matches go too)."
+    )
+    st.button("Prune missing files", on_click=_prune, args=(coll.id, coll.name), disabled=job_running)
+    st.divider()
+    st.markdown("**Rename**")
+    st.text_input("New name", key="rename-to", placeholder=coll.name)
+    st.button("Rename", on_click=_rename, args=(coll.name,), disabled=job_running)
+    st.divider()
+    st.markdown("**Delete**")
+    st.warning(
+        f"Deleting **{coll.name}** removes its {coll.image_count:,} images, their embeddings and all match runs "
+        "against it from the database. The original image files are not touched.",
+        icon=":material/delete_forever:",
+    )
+    st.text_input(f"Type **{coll.name}** to confirm", key="delete-confirm")
+    st.button("Delete collection", type="primary", on_click=_delete, args=(coll.name,), disabled=job_running)

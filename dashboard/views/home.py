@@ -1,0 +1,103 @@
+"""Home: what the tool does, the database and model in use, and where to go next."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import WebSSLError
+from dashboard.jobs import format_duration
+from dashboard.media import human_size
+from dashboard.state import get_index, get_jobs, model_status, settings
+from dashboard.widgets import page_header
+
+s = settings()
+page_header(
+    "WebSSL Lens",
+    "Index image collections with Meta's Web-SSL DINO vision transformer, find where those images "
+    "appear in videos, and look at what the model's features see.",
+)
+
+st.markdown(
+    """
+1. **Collections**: make a collection and add images (upload or a folder on this server); each image is
+   embedded once and stored in the database with a thumbnail.
+2. **Match a video**: analyse a video against a collection; see when each image is on screen, tune the
+   threshold live, inspect frames, export CSV / JSON, render a side-by-side video.
+3. **Explore** and **Render**: PCA and similarity maps of the model's patch features, layer by layer,
+   as images or videos.
+"""
+)
+
+left, right = st.columns(2, gap="large")
+with left, st.container(border=True):
+    st.subheader("Database")
+    try:
+        stats = get_index().stats()
+    except WebSSLError as err:
+        st.error(f"Cannot open the database `{s.db_path}`: {err}")
+        stats = None
+    if stats is not None:
+        st.markdown(f"`{stats.path}` · {human_size(stats.size_bytes)}")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Collections", f"{stats.collections:,}")
+        c2.metric("Images", f"{stats.images:,}")
+        c3.metric("Videos", f"{stats.videos:,}")
+        c4.metric("Runs", f"{stats.runs:,}")
+        st.caption(
+            f"{stats.cached_frames:,} cached frame embeddings · data folder `{s.data_dir}` · "
+            "set `WEBSSL_DB` / `WEBSSL_DATA_DIR` to use others."
+        )
+
+with right, st.container(border=True):
+    st.subheader("Model")
+    status = model_status(s.model_id)
+    st.markdown(f"`{s.model_id}` · device `{s.device}` · precision `{s.precision}`")
+    if status.available:
+        st.success(f"Weights available: {status.detail}.", icon=":material/check_circle:")
+    else:
+        st.warning(f"Weights not found: {status.detail}.\n\n{status.fix}", icon=":material/warning:")
+    st.caption(
+        "The model loads once per server process, on first use. Set `WEBSSL_MODEL` to use another one."
+    )
+
+st.subheader("Pages")
+cols = st.columns(5)
+links = [
+    (
+        "views/collections.py",
+        "Collections",
+        ":material/photo_library:",
+        "Create, fill and manage collections",
+    ),
+    ("views/browse.py", "Browse & search", ":material/grid_view:", "Thumbnails, neighbours, query by image"),
+    ("views/match.py", "Match a video", ":material/movie:", "Find collection images in a video"),
+    ("views/explore.py", "Explore an image", ":material/visibility:", "PCA and similarity maps, per layer"),
+    ("views/render.py", "Render videos", ":material/videocam:", "Layer evolution and PCA videos"),
+]
+for col, (page, label, icon, help_text) in zip(cols, links, strict=True):
+    with col, st.container(border=True):
+        st.page_link(page, label=label, icon=icon)
+        st.caption(help_text)
+
+jobs = get_jobs().jobs()[:10]
+if jobs:
+    st.subheader("Background jobs")
+    rows = []
+    for job in jobs:
+        snap = job.snapshot()
+        rows.append(
+            {
+                "job": snap.id,
+                "what": snap.title,
+                "status": snap.status,
+                "progress": snap.fraction or 0.0,
+                "time": format_duration(snap.elapsed_s),
+                "message": snap.error or snap.message,
+            }
+        )
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+    )

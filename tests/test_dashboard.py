@@ -1,0 +1,446 @@
+"""The dashboard's pages, driven with Streamlit's AppTest on a temp database and the tiny model."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TEST_THRESHOLD
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = streamlit_testing.AppTest
+
+HOME = Path(__file__).resolve().parents[1] / "dashboard" / "Home.py"
+TIMEOUT = 90
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, tiny_model_dir):
+    """The dashboard's settings: a fresh database, data folder and the tiny model."""
+    monkeypatch.setenv("WEBSSL_DB", str(tmp_path / "dash.sqlite"))
+    monkeypatch.setenv("WEBSSL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WEBSSL_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("WEBSSL_DEVICE", "cpu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def plain(elements) -> list[str]:
+    """Texts with Markdown escapes removed."""
+    return [e.value.replace("\\", "") for e in elements]
+
+
+def wait_for_job(at: AppTest, key: str, timeout: float = 120) -> AppTest:
+    """Rerun the page until the job stored under ``key`` has finished and been handled."""
+    deadline = time.monotonic() + timeout
+    while key in at.session_state:
+        assert time.monotonic() < deadline, f"job {key} did not finish in {timeout} s"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def filled_db(env, image_folder, extractor):
+    """A collection "posters" with the four test images, in the dashboard's database."""
+    from core.config import default_db_path
+    from core.indexing import index_images
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        index_images(index, "posters", [image_folder.folder], extractor)
+    return image_folder
+
+
+@pytest.fixture
+def stored_run(filled_db, shots_video, extractor):
+    """A match run of the shots video against "posters" (every frame, test threshold)."""
+    from core.config import default_db_path
+    from core.matching import MatchParams
+    from core.runs import match_video
+    from core.sampling import Sampling
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        summary = match_video(
+            index,
+            shots_video.path,
+            "posters",
+            extractor,
+            sampling=Sampling.every(),
+            params=MatchParams(threshold=TEST_THRESHOLD, top_k=3),
+        )
+    return summary
+
+
+# -- every page renders ------------------------------------------------------------------------------
+PAGES = [
+    "views/home.py",
+    "views/collections.py",
+    "views/browse.py",
+    "views/match.py",
+    "views/explore.py",
+    "views/render.py",
+]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_render_on_an_empty_database(env, page):
+    at = open_app(page)
+    assert not at.error, texts(at.error)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_render_with_data(stored_run, page):
+    at = open_app(page)
+    assert not at.error, texts(at.error)
+
+
+def test_home_shows_database_counts_and_model(stored_run):
+    at = open_app()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Collections": "1", "Images": "4", "Videos": "1", "Runs": "1"}
+    assert any("Weights available" in s for s in texts(at.success))
+    assert any("dash.sqlite" in m for m in texts(at.markdown))
+
+
+def test_home_explains_missing_weights(env, monkeypatch, tmp_path):
+    monkeypatch.setenv("WEBSSL_MODEL", str(tmp_path / "no-such-model"))
+    at = open_app()
+    warning = " ".join(texts(at.warning))
+    assert "does not exist" in warning and "WEBSSL_MODEL" in warning
+    monkeypatch.setenv("WEBSSL_MODEL", "someone/not-downloaded-model")
+    at = open_app()
+    warning = " ".join(texts(at.warning))
+    assert "hf download someone/not-downloaded-model" in warning and "HF_HUB_OFFLINE=1" in warning
+
+
+# -- collections ---------------------------------------------------------------------------------------
+def test_create_index_rename_delete_a_collection(env, image_folder):
+    at = open_app("views/collections.py")
+    at.text_input(key="new-collection-name").input("posters")
+    at.button(key="create-collection-button").click().run()
+    assert not at.exception, at.exception
+    assert any("Created collection" in s for s in texts(at.success))
+
+    # the same name again: a clear error, no traceback
+    at.text_input(key="new-collection-name").input("posters")
+    at.button(key="create-collection-button").click().run()
+    assert any("already exists" in e for e in texts(at.error))
+
+    # index a folder on the server, in the background
+    at.text_input(key="index-folder").input(str(image_folder.folder))
+    at.button(key="index-folder-button").click().run()
+    assert "index-job" in at.session_state
+    wait_for_job(at, "index-job")
+    assert any("4 added" in s for s in texts(at.success)), texts(at.success)
+    assert at.dataframe[0].value["images"].tolist() == [4]
+
+    # a bad file in the folder is listed with its reason
+    (image_folder.folder / "broken.jpg").write_bytes(b"not a jpeg")
+    at.button(key="index-folder-button").click().run()
+    wait_for_job(at, "index-job")
+    assert any("1 failed" in s for s in texts(at.success))
+    failures = [df.value for df in at.dataframe if "reason" in df.value.columns]
+    assert failures and failures[0]["file"].str.endswith("broken.jpg").any()
+
+    # rename
+    at.text_input(key="rename-to").input("renamed")
+    at.button[[b.label for b in at.button].index("Rename")].click().run()
+    assert any("Renamed" in s for s in texts(at.success))
+    assert at.selectbox(key="manage-collection").value == "renamed"
+
+    # delete needs the name typed
+    at.button[[b.label for b in at.button].index("Delete collection")].click().run()
+    assert any("Nothing deleted" in w for w in texts(at.warning))
+    at.text_input(key="delete-confirm").input("renamed").run()
+    at.button[[b.label for b in at.button].index("Delete collection")].click().run()
+    assert not at.exception
+    assert any("Deleted collection" in s for s in texts(at.success))
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        assert index.list_collections() == []
+
+
+def test_a_running_job_shows_progress_and_can_be_cancelled(env):
+    from core.progress import ProgressReporter
+    from dashboard.state import get_jobs
+
+    started = threading.Event()
+
+    def slow(job):
+        reporter = ProgressReporter("indexing", "images", 100, job.progress, job.cancel_event)
+        reporter.update(10)
+        started.set()
+        while True:
+            reporter.check_cancelled()
+            job.cancel_event.wait(0.02)
+
+    at = open_app("views/collections.py")
+    job = get_jobs().submit("index", "Indexing test files", slow)
+    assert started.wait(30)
+    at.session_state["index-job"] = job.id
+    at.run()
+    assert not at.exception, at.exception
+    bars = at.get("progress")
+    assert bars and "Indexing: 10 / 100 images" in bars[0].proto.text
+    at.button(key=f"cancel-job-{job.id}").click().run()
+    wait_for_job(at, "index-job")
+    assert job.snapshot().status == "cancelled"
+    assert any("cancelled" in w for w in texts(at.warning)), texts(at.warning)
+
+
+def test_upload_images_and_index_them(env, image_folder):
+    from core.config import data_dir
+
+    at = open_app("views/collections.py")
+    at.text_input(key="new-collection-name").input("uploads")
+    at.button(key="create-collection-button").click().run()
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in image_folder.paths[:2]]
+    files.append(("../../evil name.png", png(image_folder.arrays[3]), "image/png"))
+    at.file_uploader(key="image-upload-0").set_value(files).run()
+    at.button(key="index-uploads").click().run()
+    wait_for_job(at, "index-job")
+    assert any("3 added" in s for s in texts(at.success)), texts(at.success)
+    stored = sorted(p.name for p in (data_dir() / "uploads" / "images").rglob("*") if p.is_file())
+    assert stored == sorted(["alpha.jpg", "beta.png", "evil_name.png"])
+    # the uploader was reset for the next batch
+    assert at.file_uploader(key="image-upload-1") is not None
+
+
+def test_prune_missing_files(filled_db):
+    at = open_app("views/collections.py")
+    filled_db.paths[0].unlink()
+    at.button[[b.label for b in at.button].index("Prune missing files")].click().run()
+    assert any("Removed 1 images" in s and "alpha.jpg" in s for s in texts(at.success))
+
+
+def test_model_that_cannot_load_is_an_error_not_a_traceback(env, tmp_path):
+    at = open_app("views/collections.py")
+    at.text_input(key="new-collection-name").input("x")
+    at.text_input(key="new-collection-model").input(str(tmp_path / "missing-model"))
+    at.button(key="create-collection-button").click().run()
+    assert not at.exception
+    assert any("does not exist" in e for e in texts(at.error))
+
+
+# -- browse -----------------------------------------------------------------------------------------------
+def test_browse_grid_filter_open_and_search(filled_db):
+    at = open_app("views/browse.py")
+    assert len(at.image) == 4  # thumbnails
+    opens = [b for b in at.button if b.label == "Open"]
+    assert len(opens) == 4
+    at.text_input(key="browse-filter").input("gam").run()
+    opens = [b for b in at.button if b.label == "Open"]
+    assert len(opens) == 1
+    opens[0].click().run()
+    assert not at.exception
+    assert any(h.value == "gamma.jpg" for h in at.subheader)
+    assert any("Nearest neighbours" in m for m in texts(at.markdown))
+    at.button[[b.label for b in at.button].index("Close")].click().run()
+    assert not any("Nearest neighbours" in m for m in texts(at.markdown))
+    # search with a query image: the same picture comes first with a score of about 1
+    at.file_uploader(key="browse-query").set_value(("q.png", png(filled_db.arrays[1]), "image/png")).run()
+    assert not at.exception, at.exception
+    first = next(c for c in plain(at.caption) if "·" in c and "beta.png" in c)
+    assert float(first.split("**")[1]) > 0.99
+
+
+def test_browse_rejects_a_bad_query_image(filled_db):
+    at = open_app("views/browse.py")
+    at.file_uploader(key="browse-query").set_value(("q.png", b"not an image", "image/png")).run()
+    assert not at.exception
+    assert any("Cannot read this image" in e for e in texts(at.error))
+
+
+# -- match ------------------------------------------------------------------------------------------------
+def test_match_a_video_in_the_background(filled_db, shots_video):
+    at = open_app("views/match.py")
+    assert any("No runs yet" in i for i in texts(at.info))
+    at.radio(key="match-video-how").set_value("Path on the server").run()
+    at.text_input(key="match-video-path").input(str(shots_video.path))
+    at.selectbox(key="match-sampling").set_value("every")
+    at.slider(key="match-threshold0").set_value(TEST_THRESHOLD)
+    at.run()
+    at.button(key="match-go").click().run()
+    assert not at.exception, at.exception
+    wait_for_job(at, "match-job")
+    assert any("Run #1 finished" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
+    assert at.session_state["match-run"] == 1
+    assert at.get("plotly_chart"), "the timeline is drawn"
+    segments = at.dataframe[0].value
+    assert list(segments.columns[:6]) == ["preview", "image", "from", "to", "peak", "mean"]
+    assert segments["image"].tolist() == ["alpha.jpg", "beta.png", "gamma.jpg"]
+
+
+def test_threshold_relabels_from_stored_scores(stored_run):
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Segments"] == "3"
+    # above every score: nothing matches, no model needed
+    at.slider(key=f"thr-{run_id}").set_value(1.0).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Segments"] == "0"
+    assert metrics["Matched frames"].startswith("0 /")
+    assert any("No segments at this threshold" in i for i in texts(at.info))
+    # very low: every frame matches
+    at.slider(key=f"thr-{run_id}").set_value(0.0).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Matched frames"] == "40 / 40"
+
+
+def test_frame_inspector_follows_the_slider(stored_run):
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    at.slider(key=f"frame-{run_id}").set_value(20).run()
+    assert not at.exception, at.exception
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("Frame 20 at 0:02.0") for c in captions), captions
+    assert any("#1 beta.png" in c for c in plain(at.caption))
+
+
+def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):
+    from core.config import default_db_path
+    from core.matching import MatchParams
+    from core.runs import match_video
+    from core.sampling import Sampling
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        second = match_video(
+            index,
+            shots_video.path,
+            "posters",
+            extractor,
+            sampling=Sampling.every_nth(2),
+            params=MatchParams(threshold=TEST_THRESHOLD),
+        )
+    at = open_app("views/match.py")
+    picker = at.selectbox(key="match-run")
+    assert picker.options and len(picker.options) == 2
+    assert at.session_state["match-run"] == second.run_id
+    picker.set_value(stored_run.run_id).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Matched frames"].endswith("/ 40")
+
+
+def test_delete_a_run(stored_run):
+    at = open_app("views/match.py")
+    at.button(key=f"delete-run-{stored_run.run_id}").click().run()
+    assert not at.exception, at.exception
+    assert any(f"Deleted run #{stored_run.run_id}" in s for s in texts(at.success))
+    assert any("No runs yet" in i for i in texts(at.info))
+
+
+def test_match_needs_a_non_empty_collection(env):
+    from core.config import default_db_path
+    from core.features import FeatureExtractor
+    from core.indexing import ensure_collection
+    from db import Index
+
+    fx = FeatureExtractor.load(str(Path(__import__("os").environ["WEBSSL_MODEL"])), device="cpu")
+    with Index(default_db_path()) as index:
+        ensure_collection(index, "empty", fx)
+    at = open_app("views/match.py")
+    assert any("has no images yet" in w for w in texts(at.warning))
+    assert at.button(key="match-go").disabled
+
+
+def test_match_asks_for_a_video(filled_db):
+    at = open_app("views/match.py")
+    at.button(key="match-go").click().run()
+    assert any("Choose a video first" in w for w in texts(at.warning))
+    assert "match-job" not in at.session_state
+
+
+def test_match_rejects_a_file_that_is_not_a_video(filled_db):
+    at = open_app("views/match.py")
+    at.file_uploader(key="match-video-upload").set_value(
+        ("clip.mp4", b"not a video at all", "video/mp4")
+    ).run()
+    at.button(key="match-go").click().run()
+    assert not at.exception, at.exception
+    assert any("Cannot open video" in e for e in texts(at.error)), texts(at.error)
+    assert "match-job" not in at.session_state
+
+
+def test_render_the_matched_video(stored_run):
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    at.button(key=f"render-{run_id}").click().run()
+    wait_for_job(at, "match-render-job")
+    assert any("Rendered 40 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
+    assert at.get("video")
+
+
+# -- explore and render -------------------------------------------------------------------------------------
+def test_explore_an_uploaded_image(env, image_folder):
+    at = open_app("views/explore.py")
+    at.file_uploader(key="explore-upload").set_value(
+        ("a.png", png(image_folder.arrays[0]), "image/png")
+    ).run()
+    assert not at.exception, at.exception
+    assert at.slider(key="explore-layer").value == 3  # the tiny model has 3 layers
+    at.slider(key="explore-layer").set_value(1).run()
+    assert not at.exception
+    at.radio(key="explore-mode").set_value("full").run()
+    assert not at.exception, at.exception
+    assert not at.error
+
+
+def test_explore_an_image_of_a_collection(filled_db):
+    at = open_app("views/explore.py")
+    at.radio(key="explore-how").set_value("From a collection").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="explore-image").options
+    assert at.slider(key="explore-layer").value == 3
+
+
+def test_render_layer_and_pca_videos(env, image_folder, shots_video):
+    at = open_app("views/render.py")
+    at.file_uploader(key="render-layers-upload").set_value(
+        ("a.png", png(image_folder.arrays[0]), "image/png")
+    )
+    at.checkbox(key="render-layers-gif").check().run()
+    at.button(key="render-layers-go").click().run()
+    wait_for_job(at, "render-layers-job")
+    assert any("Rendered 3 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
+    assert at.get("video")
+
+    at.radio(key="render-pca-how").set_value("Path on the server").run()
+    at.text_input(key="render-pca-path").input(str(shots_video.path))
+    at.number_input(key="render-pca-max").set_value(6).run()
+    at.button(key="render-pca-go").click().run()
+    wait_for_job(at, "render-pca-job")
+    assert any("Rendered 6 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)

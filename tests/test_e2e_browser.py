@@ -1,0 +1,191 @@
+"""End to end in a real browser: `streamlit run dashboard/Home.py`, driven by Playwright with
+Debian's Chromium. Opens every page, runs a small match, sees the timeline and segments table.
+
+Screenshots go to ``$WEBSSL_E2E_SCREENSHOTS`` (default: the test's temp folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (bash .ci/install_browser.sh)",
+    ),
+]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"streamlit did not become healthy in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tmp_path, tiny_model_dir, image_folder, shots_video, extractor):
+    """A running dashboard on a free localhost port, with a collection of the test images."""
+    from core.indexing import index_images
+    from db import Index
+
+    db_path = tmp_path / "e2e.sqlite"
+    with Index(db_path) as index:
+        index_images(index, "posters", [image_folder.folder], extractor)
+    env = {
+        **os.environ,
+        "WEBSSL_DB": str(db_path),
+        "WEBSSL_DATA_DIR": str(tmp_path / "data"),
+        "WEBSSL_MODEL": str(tiny_model_dir),
+        "WEBSSL_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.address", "127.0.0.1",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url, shots_video.path, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_dashboard_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, video, log = server
+    shots = Path(os.environ.get("WEBSSL_E2E_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+
+    def settle(page) -> None:
+        """Wait until the page's script run has finished."""
+        page.wait_for_load_state("networkidle")
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+        page.wait_for_timeout(300)
+
+    def no_exception(page) -> None:
+        assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id(
+            "stException"
+        ).first.inner_text()
+
+    expect.set_options(timeout=60_000)  # the first script run imports torch: slow on a busy machine
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+
+            page.goto(url)
+            expect(page.get_by_role("heading", name="WebSSL Lens")).to_be_visible()
+            settle(page)
+            expect(page.get_by_text("Weights available")).to_be_visible()
+            no_exception(page)
+            page.screenshot(path=str(shots / "home.png"), full_page=True)
+
+            for path, heading in [
+                ("collections", "Collections"),
+                ("browse", "Browse & search"),
+                ("explore", "Explore an image"),
+                ("render", "Render videos"),
+            ]:
+                page.goto(f"{url}/{path}")
+                expect(page.get_by_role("heading", name=heading).first).to_be_visible()
+                settle(page)
+                no_exception(page)
+                page.screenshot(path=str(shots / f"{path}.png"), full_page=True)
+
+            # the collection made by the fixture is there, with its thumbnails
+            page.goto(f"{url}/browse")
+            settle(page)
+            open_buttons = page.get_by_role("button").filter(has_text=re.compile(r"^Open$"))
+            expect(open_buttons).to_have_count(4)
+
+            # a small match, from a path on the server
+            page.goto(f"{url}/match")
+            expect(page.get_by_role("heading", name="Match a video")).to_be_visible()
+            settle(page)
+            page.get_by_text("Path on the server").click()
+            settle(page)
+            box = page.get_by_label("Video path on the server")
+            box.fill(str(video))
+            box.press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Run match").click()
+            expect(page.get_by_text("Run #1 finished")).to_be_visible(timeout=90_000)
+            settle(page)
+            no_exception(page)
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+            # a click on a point of the timeline opens that frame in the inspector
+            frame = page.evaluate(
+                """() => { const d = document.querySelector('.js-plotly-plot').data;
+                           const last = d[d.length - 1]; return last.customdata[last.customdata.length - 1][0]; }"""
+            )
+            point = page.locator(".js-plotly-plot .scatterlayer .trace").last.locator(".points path").last
+            point.scroll_into_view_if_needed()
+            box = point.bounding_box()
+            assert box is not None
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            expect(page.get_by_text(re.compile(rf"^Frame {frame} at "))).to_be_visible()
+            settle(page)
+            no_exception(page)
+            # Streamlit scrolls inside its own container: a tall viewport shows the whole page
+            page.set_viewport_size({"width": 1400, "height": 3000})
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / "match.png"))
+        finally:
+            browser.close()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
