@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from core.config import DEFAULT_MODEL_ID as DEFAULT_HUB_ID
 from core.config import default_model_id
 from core.errors import ModelLoadError
 from core.preprocess import Preprocessing
@@ -65,8 +66,12 @@ class LoadedModel:
 def resolve_source(model: str | os.PathLike | None = None, revision: str | None = None) -> ModelSource:
     """Decide whether ``model`` names a local folder or a Hub repository."""
     text = str(model) if model is not None else default_model_id()
+    if revision is None:
+        text, revision = split_label(text)
     if not text.strip():
-        raise ModelLoadError("No model given: pass a Hub id such as facebook/webssl-dino300m-full2b-224 or a folder.")
+        raise ModelLoadError(
+            "No model given: pass a Hub id such as facebook/webssl-dino300m-full2b-224 or a folder."
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelSource(str(path.resolve()), None, True)
@@ -79,6 +84,17 @@ def resolve_source(model: str | os.PathLike | None = None, revision: str | None 
             "config.json and model.safetensors, e.g. one written by save_pretrained(), or a Hub id."
         )
     return ModelSource(text, revision, False)
+
+
+def split_label(label: str) -> tuple[str, str | None]:
+    """``"org/name@rev"`` (a :attr:`ModelSource.label`) → ``("org/name", "rev")``.
+
+    Folders and plain ids have no revision.
+    """
+    if "@" in label and not os.path.isdir(label) and not label.startswith(("/", ".", "~")):
+        name, _, revision = label.rpartition("@")
+        return name, revision or None
+    return label, None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -121,7 +137,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             return "bf16"
         return "fp32"
     if precision == "int8" and device.type != "cpu":
-        raise ModelLoadError("int8 (dynamic quantisation) runs on the CPU only; use --precision fp16/bf16 on a GPU.")
+        raise ModelLoadError(
+            "int8 (dynamic quantisation) runs on the CPU only; use --precision fp16/bf16 on a GPU."
+        )
     if precision == "fp16" and device.type == "cpu":
         logger.warning("fp16 on the CPU is slow on most processors; bf16 or fp32 is usually faster")
     return precision
@@ -148,12 +166,66 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def _what_to_do(source: ModelSource) -> str:
+def how_to_fix(model_id: str, folder_option: str = "--model /path/to/model") -> str:
+    """What a user does when a model's weights are missing (``folder_option``: how to pass a folder)."""
     return (
-        f"To fix: on a machine with internet run `hf download {source.model_id}` once (it is cached under "
+        f"To fix: on a machine with internet run `hf download {model_id}` once (it is cached under "
         "~/.cache/huggingface), then set HF_HUB_OFFLINE=1 to use the cache without network; "
-        "or pass a local folder with --model /path/to/model (config.json + model.safetensors)."
+        f"or pass a local folder with {folder_option} (config.json + model.safetensors)."
     )
+
+
+def _what_to_do(source: ModelSource) -> str:
+    return how_to_fix(source.model_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAvailability:
+    """Whether a model's weights are on this machine, found without loading anything."""
+
+    model_id: str
+    available: bool
+    detail: str  # where the weights are, or why they are not usable
+    fix: str  # what to do when not available ("" when available)
+
+
+def model_availability(model: str, folder_option: str = "--model /path/to/model") -> ModelAvailability:
+    """Look for the weights of ``model`` (a folder, or a Hub id in the Hugging Face cache).
+
+    Cheap: looks at files only; never loads the model or touches the network.
+    """
+    try:
+        source = resolve_source(model)
+    except ModelLoadError as err:
+        return ModelAvailability(model, False, str(err), how_to_fix(DEFAULT_HUB_ID, folder_option))
+    if source.is_local:
+        path = Path(source.model_id)
+        missing = [] if (path / "config.json").is_file() else ["config.json"]
+        if not any((path / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
+            missing.append("model.safetensors")
+        if missing:
+            return ModelAvailability(
+                model,
+                False,
+                f"the folder {path} lacks {', '.join(missing)}",
+                how_to_fix(DEFAULT_HUB_ID, folder_option),
+            )
+        return ModelAvailability(model, True, f"local folder {path}", "")
+    from huggingface_hub import try_to_load_from_cache
+
+    found = {
+        name: isinstance(hit := try_to_load_from_cache(source.model_id, name, revision=source.revision), str)
+        and hit
+        for name in ("config.json", "model.safetensors", "model.safetensors.index.json")
+    }
+    if found["config.json"] and (found["model.safetensors"] or found["model.safetensors.index.json"]):
+        return ModelAvailability(
+            model, True, f"in the Hugging Face cache ({Path(found['config.json']).parent})", ""
+        )
+    detail = "not in the local Hugging Face cache"
+    if not _offline():
+        detail += " (it will be downloaded on first use if this machine can reach huggingface.co)"
+    return ModelAvailability(model, False, detail, how_to_fix(source.model_id, folder_option))
 
 
 def _explain(source: ModelSource, err: BaseException) -> str:
@@ -229,7 +301,9 @@ def load_model(
             f"backbone ({', '.join(SUPPORTED_MODEL_TYPES)}), e.g. facebook/webssl-dino300m-full2b-224."
         )
     try:
-        backbone = AutoModel.from_pretrained(source.model_id, use_safetensors=True, dtype=torch.float32, **kwargs)
+        backbone = AutoModel.from_pretrained(
+            source.model_id, use_safetensors=True, dtype=torch.float32, **kwargs
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelLoadError(_explain(source, err)) from err
     backbone.eval()
@@ -263,7 +337,9 @@ def _apply_precision(model: torch.nn.Module, precision: str, device: torch.devic
         try:
             from torch.ao.quantization import quantize_dynamic
         except ImportError as err:  # pragma: no cover - depends on the torch build
-            raise ModelLoadError("This PyTorch build has no dynamic quantisation; use --precision fp32/bf16.") from err
+            raise ModelLoadError(
+                "This PyTorch build has no dynamic quantisation; use --precision fp32/bf16."
+            ) from err
         with warnings.catch_warnings():  # deprecated in favour of torchao, still the lightest option
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)

@@ -23,7 +23,9 @@ from core.errors import VideoOpenError
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,49 @@ def iter_frames(
         container.close()
 
 
+def read_frame(path: str | os.PathLike, frame_index: int, time_s: float) -> np.ndarray:
+    """The single frame shown at ``time_s`` (frame ``frame_index``), upright RGB uint8.
+
+    Seeks to the key frame before ``time_s`` and decodes forward to the first frame whose
+    presentation time reaches it (times as :func:`iter_frames` reports them), so frame 50,000
+    of a long video costs a few dozen decoded frames. Falls back to decoding from the start
+    where the container cannot seek.
+
+    Raises:
+        VideoOpenError: the video cannot be opened or has no such frame.
+    """
+    container = _open(path)
+    rgb = None
+    try:
+        stream = container.streams.video[0]
+        tb = stream.time_base or Fraction(1, 1)
+        start = stream.start_time or 0
+        rate = stream.average_rate or stream.guessed_rate
+        half_frame = 0.5 / float(rate) if rate else 0.02
+        target = start + int((time_s - half_frame) / tb) if time_s > half_frame else start
+        container.seek(max(target, start), stream=stream, backward=True, any_frame=False)
+        last = None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            last = frame
+            if float((frame.pts - start) * tb) >= time_s - half_frame:
+                break
+        if last is not None:
+            rgb = _upright(last.to_ndarray(format="rgb24"), _rotation_of(stream, last))
+    except av.FFmpegError as err:
+        logger.warning("%s: seeking failed (%s); decoding from the start", path, err)
+    finally:
+        container.close()
+    if rgb is None:
+        wanted = int(frame_index)
+        for frame in iter_frames(path, select=lambda i, _t: i == wanted, max_frames=wanted + 1):
+            rgb = frame.rgb
+        if rgb is None:
+            raise VideoOpenError(str(path), f"it has no frame {frame_index}")
+    return rgb
+
+
 def format_time(seconds: float) -> str:
     """``m:ss.s`` (or ``h:mm:ss.s``) for a time in seconds."""
     if not math.isfinite(seconds):
@@ -286,7 +331,12 @@ class VideoWriter:
         assert self.size is not None and self._stream is not None and self._container is not None
         w, h = self.size
         if rgb.shape[1] != w or rgb.shape[0] != h:
-            if rgb.shape[1] >= w and rgb.shape[0] >= h and (rgb.shape[1] - w) <= 1 and (rgb.shape[0] - h) <= 1:
+            if (
+                rgb.shape[1] >= w
+                and rgb.shape[0] >= h
+                and (rgb.shape[1] - w) <= 1
+                and (rgb.shape[0] - h) <= 1
+            ):
                 rgb = rgb[:h, :w]
             else:
                 import cv2

@@ -25,6 +25,7 @@ import streamlit as st
 
 from core import config
 from core.features import FeatureExtractor
+from core.model import ModelAvailability, model_availability, split_label
 from core.runs import RunView, load_run
 from dashboard import media
 from dashboard.jobs import JobManager
@@ -98,78 +99,14 @@ def load_extractor(model_id: str | None = None) -> FeatureExtractor:
         core.errors.ModelLoadError: the weights cannot be loaded; the message says what to do.
     """
     s = settings()
-    model, revision = split_model_id(model_id or s.model_id)
+    model, revision = split_label(model_id or s.model_id)
     return _load_extractor(model, revision, s.device, s.precision)
 
 
-def split_model_id(model_id: str) -> tuple[str, str | None]:
-    """``"org/name@rev"`` → ``("org/name", "rev")``; folders and plain ids have no revision."""
-    if "@" in model_id and not os.path.isdir(model_id) and not model_id.startswith(("/", ".", "~")):
-        name, _, revision = model_id.rpartition("@")
-        return name, revision or None
-    return model_id, None
-
-
-# -- model availability, without loading -------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ModelStatus:
-    model_id: str
-    available: bool
-    detail: str  # where the weights are, or why they are not usable
-    fix: str  # what to do when not available ("" when available)
-
-
-def model_status(model_id: str) -> ModelStatus:
-    """Whether the weights of ``model_id`` are on this machine (local folder or Hugging Face cache).
-
-    Cheap: looks at files only, never loads the model or touches the network.
-    """
-    model, revision = split_model_id(model_id)
-    path = Path(model).expanduser()
-    looks_local = path.exists() or model.startswith(("/", ".", "~")) or model.count("/") > 1
-    if looks_local:
-        if not path.is_dir():
-            return ModelStatus(model_id, False, f"the folder {model} does not exist", _fix_folder())
-        missing = [name for name in ("config.json",) if not (path / name).is_file()]
-        has_weights = (path / "model.safetensors").is_file() or (
-            path / "model.safetensors.index.json"
-        ).is_file()
-        if missing or not has_weights:
-            what = ", ".join(missing + ([] if has_weights else ["model.safetensors"]))
-            return ModelStatus(model_id, False, f"the folder {model} lacks {what}", _fix_folder())
-        return ModelStatus(model_id, True, f"local folder {path.resolve()}", "")
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        return ModelStatus(model_id, False, "huggingface_hub is not installed", "pip install huggingface_hub")
-    found = {}
-    for name in ("config.json", "model.safetensors", "model.safetensors.index.json"):
-        hit = try_to_load_from_cache(model, name, revision=revision)
-        found[name] = hit if isinstance(hit, str) else None
-    if found["config.json"] and (found["model.safetensors"] or found["model.safetensors.index.json"]):
-        folder = Path(found["config.json"]).parent
-        return ModelStatus(model_id, True, f"in the Hugging Face cache ({folder})", "")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-    detail = "not in the local Hugging Face cache"
-    if not offline:
-        detail += " (it will be downloaded on first use if this machine can reach huggingface.co)"
-    return ModelStatus(model_id, False, detail, _fix_hub(model))
-
-
-def _fix_hub(model: str) -> str:
-    return (
-        f"To fix: on a machine with internet run `hf download {model}` once (it is cached under "
-        "~/.cache/huggingface), then set `HF_HUB_OFFLINE=1` to use the cache without network; "
-        "or point the dashboard at a local folder with `WEBSSL_MODEL=/path/to/folder` "
-        "(config.json + model.safetensors) and restart it."
-    )
-
-
-def _fix_folder() -> str:
-    return (
-        "To fix: set `WEBSSL_MODEL` to a folder that holds config.json and model.safetensors (e.g. one "
-        "written by save_pretrained()), or to a Hub id such as "
-        f"`{config.DEFAULT_MODEL_ID}` after `hf download {config.DEFAULT_MODEL_ID}`; then restart the dashboard."
+def model_status(model_id: str) -> ModelAvailability:
+    """Whether the weights of ``model_id`` are on this machine, and the fix if not (no loading)."""
+    return model_availability(
+        model_id, folder_option="WEBSSL_MODEL=/path/to/folder (then restart the dashboard)"
     )
 
 
@@ -217,9 +154,9 @@ def bump_generation() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=48)
-def video_frame(path: str, frame_index: int, time_s: float, rotation: int) -> np.ndarray:
+def video_frame(path: str, frame_index: int, time_s: float) -> np.ndarray:
     """One frame of a video (see :func:`dashboard.media.read_frame`), cached."""
-    return media.read_frame(path, frame_index, time_s, rotation=rotation)
+    return media.read_frame(path, frame_index, time_s)
 
 
 def get_thumbnails(image_ids) -> dict[int, bytes]:

@@ -349,7 +349,8 @@ def test_human_size():
 
 # -- model status -----------------------------------------------------------------------------------
 def test_model_status_of_folders_and_hub_ids(tiny_model_dir, tmp_path):
-    from dashboard.state import model_status, split_model_id
+    from core.model import split_label
+    from dashboard.state import model_status
 
     ok = model_status(str(tiny_model_dir))
     assert ok.available and ok.fix == ""
@@ -361,8 +362,8 @@ def test_model_status_of_folders_and_hub_ids(tiny_model_dir, tmp_path):
     assert not missing.available and "does not exist" in missing.detail
     hub = model_status("someone/never-downloaded")
     assert not hub.available and "hf download someone/never-downloaded" in hub.fix
-    assert split_model_id("org/name@v1") == ("org/name", "v1")
-    assert split_model_id(str(tiny_model_dir)) == (str(tiny_model_dir), None)
+    assert split_label("org/name@v1") == ("org/name", "v1")
+    assert split_label(str(tiny_model_dir)) == (str(tiny_model_dir), None)
 
 
 def test_core_never_imports_streamlit():

@@ -155,3 +155,15 @@ def test_format_time():
     assert format_time(12.4) == "0:12.4"
     assert format_time(3725.25) == "1:02:05.2"
     assert format_time(float("nan")) == "?"
+
+
+def test_read_frame_seeks_to_the_frame_shown_at_a_time(tmp_path):
+    from core.video import read_frame
+
+    frames_in = [np.full((48, 64, 3), i * 8, np.uint8) for i in range(30)]
+    path = write_video(tmp_path / "seek.mp4", frames_in, fps=10)
+    frames = list(iter_frames(path))
+    for i in (0, 7, 15, 29):
+        np.testing.assert_array_equal(read_frame(path, i, frames[i].time_s), frames[i].rgb)
+    with pytest.raises(VideoOpenError, match="file not found"):
+        read_frame(tmp_path / "gone.mp4", 0, 0.0)

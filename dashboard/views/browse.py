@@ -11,7 +11,7 @@ import streamlit as st
 from core.errors import ImageLoadError, ModelLoadError, WebSSLError
 from core.features import l2_normalize
 from core.images import decode_image_bytes, load_image
-from core.matching import top_k
+from core.search import neighbours, search
 from dashboard.media import human_size
 from dashboard.state import get_embedding_matrix, get_index, get_thumbnails, load_extractor
 from dashboard.widgets import IMAGE_TYPES, md_escape, page_header, pick_collection
@@ -98,18 +98,14 @@ if opened is not None:
                 )
                 k = st.slider("Neighbours", 3, 30, 12, key="neighbours-k")
             try:
-                matrix = get_embedding_matrix(coll.id)
-                query = index.get_embeddings([rec.id])
+                hits = neighbours(index, get_embedding_matrix(coll.id), rec.id, k)
             except WebSSLError as err:
                 st.error(str(err))
             else:
-                pos, sc = top_k(query, matrix.vectors, k + 1)
-                ids = [int(matrix.image_ids[p]) for p in pos[0]]
-                pairs = [(i, float(v)) for i, v in zip(ids, sc[0], strict=True) if i != rec.id][:k]
                 st.markdown(
                     "**Nearest neighbours in the collection** (cosine similarity of [CLS] embeddings)"
                 )
-                image_grid([i for i, _ in pairs], scores=[v for _, v in pairs], key="nn")
+                image_grid([h.image_id for h in hits], scores=[h.score for h in hits], key="nn")
 
 # -- search with a query image --------------------------------------------------------------------
 with st.expander("Search with an image", icon=":material/image_search:"):
@@ -138,9 +134,8 @@ with st.expander("Search with an image", icon=":material/image_search:"):
             left, right = st.columns([1, 5], gap="medium")
             left.image(image.rgb, caption="query", width="stretch")
             with right:
-                pos, sc = top_k(q, matrix.vectors, k_query)
-                ids = [int(matrix.image_ids[p]) for p in pos[0]]
-                image_grid(ids, scores=[float(v) for v in sc[0]], key="query", columns=5)
+                hits = search(matrix, q, k_query)[0]
+                image_grid([h.image_id for h in hits], scores=[h.score for h in hits], key="query", columns=5)
 
 # -- the grid -------------------------------------------------------------------------------------
 st.subheader(f"{coll.name}")

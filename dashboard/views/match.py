@@ -261,7 +261,7 @@ with st.container(border=True):
         note = "" if src == frame_no else f" · result inherited from frame {src}"
         caption = f"Frame {frame_no} at {format_time(t_s)}{note}"
         try:
-            st.image(video_frame(video.path, frame_no, t_s, video.rotation), caption=caption, width="stretch")
+            st.image(video_frame(video.path, frame_no, t_s), caption=caption, width="stretch")
         except VideoOpenError as err:
             st.warning(f"Cannot show the frame: {err}")
     with right:
