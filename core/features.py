@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -52,8 +53,12 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
     return x / np.maximum(norm, eps)
 
 
-def default_batch_size(device: torch.device) -> int:
-    return 32 if device.type == "cuda" else 8
+def default_batch_size(device: torch.device, precision: str = "fp32") -> int:
+    """Images per forward pass: large on a GPU (64 in half precision, 32 in fp32) to fill it;
+    8 on a CPU, where larger batches gain nothing and only delay results."""
+    if device.type == "cuda":
+        return 64 if precision in ("fp16", "bf16") else 32
+    return 8
 
 
 class FeatureExtractor:
@@ -68,8 +73,9 @@ class FeatureExtractor:
         self.hidden_size = loaded.hidden_size
         self.num_layers = loaded.num_layers
         self.patch_size = loaded.patch_size
-        self.batch_size = default_batch_size(loaded.device)
+        self.batch_size = default_batch_size(loaded.device, loaded.precision)
         self._prefix = 1 + loaded.num_register_tokens  # CLS + registers precede the patch tokens
+        self._cls_path = _has_cls_only_path(loaded.model)
 
     @classmethod
     def load(
@@ -106,11 +112,22 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def forward(self, pixel_values: torch.Tensor, *, patches: bool = False, layers: bool = False) -> Features:
-        """Run the model on already-preprocessed input (B×3×H×W)."""
+        """Run the model on already-preprocessed input (B×3×H×W).
+
+        On a GPU the copy is asynchronous when ``pixel_values`` is in pinned memory (the
+        match pipeline pins its batches in the decoding thread), and half-precision models run
+        under ``torch.autocast`` so that softmax and layer norms compute in float32.
+        """
         b, _, h, w = pixel_values.shape
         rows, cols = h // self.patch_size, w // self.patch_size
-        x = pixel_values.to(self.device, dtype=self.input_dtype, non_blocking=True)
-        out = self.model(pixel_values=x, output_hidden_states=layers)
+        # copy first (asynchronous from pinned memory), then convert on the device
+        x = pixel_values.to(self.device, non_blocking=True).to(self.input_dtype)
+        if not patches and not layers and self._cls_path:
+            with self._autocast():
+                cls = _cls_only_forward(self.model, x)
+            return Features(cls=cls.float().cpu().numpy())
+        with self._autocast():
+            out = self.model(pixel_values=x, output_hidden_states=layers)
         tokens = out.last_hidden_state
         cls_emb = tokens[:, 0].float().cpu().numpy()
         patch_grid = None
@@ -122,6 +139,11 @@ class FeatureExtractor:
             layer_cls = hidden[:, :, 0].float().cpu().numpy()
             layer_grid = hidden[:, :, self._prefix :].float().reshape(len(hidden), b, rows, cols, -1).cpu().numpy()
         return Features(cls=cls_emb, patches=patch_grid, layers=layer_grid, layers_cls=layer_cls)
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.precision in ("fp16", "bf16"):
+            return torch.autocast("cuda", dtype=self.input_dtype)
+        return contextlib.nullcontext()
 
     def embed(
         self,
@@ -152,6 +174,49 @@ class FeatureExtractor:
     def cls_embeddings(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
         """B×D float32 [CLS] embeddings (not normalised)."""
         return self.embed(images, batch_size=batch_size).cls
+
+
+_LAYER_PARTS = ("norm1", "attention", "layer_scale1", "drop_path", "norm2", "mlp", "layer_scale2")
+_ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "o_proj", "num_attention_heads", "head_dim", "scaling")
+
+
+def _has_cls_only_path(model: torch.nn.Module) -> bool:
+    """Whether :func:`_cls_only_forward` knows this model's layout (transformers' Dinov2)."""
+    try:
+        last = model.encoder.layer[-1]
+        parts = [getattr(last, name) for name in _LAYER_PARTS]
+        parts += [getattr(last.attention, name) for name in _ATTENTION_PARTS]
+        return model.embeddings is not None and model.layernorm is not None and bool(parts)
+    except (AttributeError, IndexError, TypeError):
+        return False
+
+
+def _cls_only_forward(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Final-layer [CLS] embedding (after the final norm) without the work nobody reads.
+
+    Only the [CLS] token of the last block reaches the output: its attention needs every
+    token's keys and values, but queries, attention output and MLP for the [CLS] token alone.
+    That skips ~3.5 % of a ViT-L/14 forward at 224 px; the result equals the full forward's
+    ``last_hidden_state[:, 0]`` up to float rounding.
+    """
+    import torch.nn.functional as F
+
+    hidden = model.embeddings(pixel_values)
+    *blocks, last = model.encoder.layer
+    for block in blocks:
+        hidden = block(hidden, None)
+    attn = last.attention
+    b = hidden.shape[0]
+    normed = last.norm1(hidden)
+    heads = (b, -1, attn.num_attention_heads, attn.head_dim)
+    q = attn.q_proj(normed[:, :1]).view(heads).transpose(1, 2)
+    k = attn.k_proj(normed).view(heads).transpose(1, 2)
+    v = attn.v_proj(normed).view(heads).transpose(1, 2)
+    ctx = F.scaled_dot_product_attention(q, k, v, scale=attn.scaling)  # B×H×1×hd
+    ctx = attn.o_proj(ctx.transpose(1, 2).reshape(b, 1, -1))
+    cls = hidden[:, :1] + last.drop_path(last.layer_scale1(ctx))
+    cls = cls + last.drop_path(last.layer_scale2(last.mlp(last.norm2(cls))))
+    return model.layernorm(cls)[:, 0]
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:

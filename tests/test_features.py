@@ -80,3 +80,14 @@ def test_reduced_precisions_stay_close_to_fp32(tiny_model_dir, extractor, precis
     b = l2_normalize(other.embed(imgs).cls)
     assert other.embed_key() != extractor.embed_key()
     assert (a * b).sum(1).min() > 0.99
+
+
+def test_cls_only_forward_equals_the_full_forward(extractor):
+    """CLS-only requests skip the last block's work for patch tokens; the result is the same."""
+    from conftest import pattern_image
+
+    assert extractor._cls_path
+    x = extractor.preprocess([pattern_image(i, (180, 320)) for i in range(3)])
+    fast = extractor.forward(x).cls
+    full = extractor.forward(x, patches=True).cls
+    np.testing.assert_allclose(fast, full, atol=1e-5, rtol=1e-5)

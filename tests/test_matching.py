@@ -96,3 +96,24 @@ def test_params_are_validated_and_round_trip():
         MatchParams(top_k=0)
     with pytest.raises(InvalidArgumentError):
         MatchParams(gap_tolerance_s=-1)
+
+
+def test_top_k_agrees_with_numpy_on_a_larger_collection():
+    rng = np.random.default_rng(1)
+    db = l2_normalize(rng.normal(size=(20_000, 64)))
+    q = l2_normalize(rng.normal(size=(50, 64)))
+    for max_block in (1 << 25, 50_000):  # one block, and one query row per block
+        pos, sc = top_k(q, db, 5, max_block=max_block)
+        full = q @ db.T
+        np.testing.assert_array_equal(pos, np.argsort(-full, axis=1)[:, :5])
+        np.testing.assert_allclose(sc, np.take_along_axis(full, pos, 1), rtol=1e-5)
+
+
+def test_top_k_takes_float64_and_strided_views():
+    rng = np.random.default_rng(2)
+    db = l2_normalize(rng.normal(size=(300, 16)))
+    q = l2_normalize(rng.normal(size=(7, 16)))
+    pos, sc = top_k(q.astype(np.float64), db[::2], 4)
+    ref_pos, ref_sc = top_k(q, np.ascontiguousarray(db[::2]), 4)
+    np.testing.assert_array_equal(pos, ref_pos)
+    assert sc.dtype == np.float32 and pos.dtype == np.int64

@@ -98,3 +98,10 @@ def test_fixed_size_configs_are_understood():
     assert prep.resize_hw == (224, 224) and prep.crop_hw is None and prep.resample == "bilinear"
     out = preprocess_batch([pattern_image(0, (100, 300))], prep)
     assert out.shape == (1, 3, 224, 224)
+
+
+def test_view_box_is_the_part_the_model_sees(prep):
+    # 360×640 resizes to 256×455; the 224×224 centre crop starts at (115, 16)
+    assert prep.view_box(360, 640) == pytest.approx((115 / 455, 16 / 256, 339 / 455, 240 / 256))
+    assert prep.full_frame(448).view_box(360, 640) == (0.0, 0.0, 1.0, 1.0)
+    assert prep.view_box(100, 150) == pytest.approx((80 / 384, 16 / 256, 304 / 384, 240 / 256))  # enlarged first

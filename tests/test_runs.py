@@ -186,3 +186,22 @@ def test_cancel_keeps_a_cancelled_run_and_the_cache(indexed, extractor, shots_vi
 def test_max_frames_limits_the_run(indexed, extractor, shots_video):
     s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), max_frames=10)
     assert s.frames_recorded == 10
+
+
+def test_auto_run_stores_its_decisions_and_analyses_every_cut(indexed, extractor, shots_video):
+    summary = match_video(indexed, shots_video.path, "shots", extractor, params=PARAMS)  # default sampling
+    run = indexed.get_run(summary.run_id)
+    decisions = run.stats["decisions"]
+    assert sum(decisions.values()) == summary.frames_recorded == shots_video.frame_count
+    assert decisions.get("static", 0) == summary.frames_inherited > 0
+    assert run.params["sampling"]["mode"] == "auto"
+    assert run.params["sampling"]["max_interval_s"] == Sampling().max_interval_s
+    res = load_run(indexed, summary.run_id).results
+    analysed = set(res.frame_index[res.source_frame == res.frame_index].tolist())
+    cuts = np.cumsum([n for _, n in shots_video.plan])[:-1]
+    assert set(cuts.tolist()) <= analysed
+    # an inherited frame carries exactly its source frame's matches
+    row_of = {int(f): r for r, f in enumerate(res.frame_index)}
+    for r in np.flatnonzero(res.source_frame != res.frame_index):
+        src = row_of[int(res.source_frame[r])]
+        np.testing.assert_array_equal(res.image_ids[r], res.image_ids[src])

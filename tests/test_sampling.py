@@ -69,3 +69,71 @@ def test_describe_and_round_trip():
         d = s.to_dict()
         assert d["description"] == s.describe()
         assert Sampling.from_dict(d) == s
+
+
+# -- the change measure (added with the speed benchmark) --------------------------------------
+def _pan(n: int, step_px: int, seed: int = 9):
+    """Frames of a camera panning over one picture, ``step_px`` pixels a frame."""
+    big = pattern_image(seed, (280, 320 + n * step_px + 8))
+    return [np.ascontiguousarray(big[20:260, i * step_px : i * step_px + 320]) for i in range(n)]
+
+
+def test_defaults_are_the_benchmarked_ones():
+    from core.sampling import DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_INTERVAL_S
+
+    assert Sampling.auto() == Sampling()
+    assert Sampling().change_threshold == DEFAULT_CHANGE_THRESHOLD
+    assert Sampling().max_interval_s == DEFAULT_MAX_INTERVAL_S
+    assert Sampling().cut_threshold >= Sampling().change_threshold
+
+
+def test_change_measure_forgives_a_shift():
+    from core.sampling import change, change_thumbnail
+
+    a = pattern_image(4)
+    b = np.roll(a, 20, axis=1)  # the camera moved by 6 % of the width
+    ta, tb = change_thumbnail(a), change_thumbnail(b)
+    assert ta.shape == (48, 48, 3) and ta.dtype == np.float32
+    plain = float(np.abs(ta - tb).mean())
+    assert change(ta, tb) < plain / 3
+    assert change(ta, ta) == 0.0
+    assert change(ta, change_thumbnail(pattern_image(5))) > 0.15  # another picture
+
+
+def test_auto_pans_cost_few_passes_but_cuts_are_always_analysed():
+    frames = _pan(20, 4) + [pattern_image(50)] * 5
+    planner = Sampling.auto(max_interval_s=100).planner()
+    decisions = [planner.decide(i, i / 10, f) for i, f in enumerate(frames)]
+    analysed = [i for i, d in enumerate(decisions) if d.analyse]
+    assert analysed[0] == 0 and decisions[20].reason == "cut"
+    assert len([i for i in analysed if 0 < i < 20]) <= 3  # 80 px of pan: new content enters slowly
+    assert all(d.source == max(a for a in analysed if a <= i) for i, d in enumerate(decisions))
+
+
+def test_auto_looks_only_at_what_the_model_sees():
+    from core.preprocess import Preprocessing
+
+    prep = Preprocessing()  # centre crop: the model never sees the left and right quarters
+    base = pattern_image(5, (180, 320))
+    edge = base.copy()
+    edge[:, :75] = 255 - edge[:, :75]
+    whole = Sampling.auto(max_interval_s=100).planner()
+    cropped = Sampling.auto(max_interval_s=100).planner(prep)
+    assert [whole.decide(i, i / 10, f).analyse for i, f in enumerate([base, edge])] == [True, True]
+    assert [cropped.decide(i, i / 10, f).analyse for i, f in enumerate([base, edge])] == [True, False]
+    assert cropped.view_box(180, 320) == (81, 11, 238, 169)
+
+
+def test_decisions_are_counted_and_replay_from_thumbnails():
+    from core.sampling import change_thumbnail
+
+    frames = _pan(12, 6) + [pattern_image(60)] * 4 + _pan(8, 1, seed=61)
+    live = Sampling.auto(max_interval_s=0.5).planner()
+    replay = Sampling.auto(max_interval_s=0.5).planner()
+    box = replay.view_box(240, 320)
+    a = [live.decide(i, i / 10, f) for i, f in enumerate(frames)]
+    b = [replay.decide_thumbnail(i, i / 10, change_thumbnail(f, box)) for i, f in enumerate(frames)]
+    assert a == b
+    assert sum(live.reasons.values()) == len(frames)
+    assert live.reasons["first"] == 1 and live.reasons["cut"] >= 2 and live.reasons["refresh"] >= 1
+    assert live.reasons["static"] == sum(not d.analyse for d in a)

@@ -1,0 +1,96 @@
+"""The benchmark keeps working: a seconds-long smoke run (tiny model, tiny video).
+
+Checks that every section is reported with sane values; never asserts timings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench.run import SECTIONS, Settings, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    from dataclasses import replace
+
+    cache = tmp_path_factory.mktemp("bench-cache")
+    out = tmp_path_factory.mktemp("bench-results")
+    settings = replace(Settings.for_mode("smoke"), cache=str(cache))
+    results = run(settings, SECTIONS, out, log=lambda msg: None)
+    return results, out
+
+
+def _finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_every_section_is_reported_and_written(smoke):
+    results, out = smoke
+    assert set(results["sections"]) == set(SECTIONS)
+    assert json.loads((out / "latest.json").read_text())["settings"]["mode"] == "smoke"
+    md = (out / "latest.md").read_text()
+    for heading in ("## Speed", "## Agreement", "## Numerics", "## Indexing", "## Memory", "## Search", "## Targets"):
+        assert heading in md
+    machine = results["machine"]
+    assert machine["cores"] >= 1 and isinstance(machine["native_bf16"], bool)
+
+
+def test_speed_rows(smoke):
+    rows = {r["key"]: r for r in smoke[0]["sections"]["speed"]["rows"]}
+    assert {"baseline", "baseline_end", "every", "default"} <= set(rows)
+    for r in rows.values():
+        assert _finite_positive(r["analysed_per_s"]) and _finite_positive(r["video_s_per_s"])
+        assert _finite_positive(r["ratio_vs_baseline"]) and _finite_positive(r["peak_rss_mb"])
+        assert 0 < r["frames_analysed"] <= r["frames_covered"]
+    # ratios are taken against the mean of the two baseline runs that bracket the others
+    assert (rows["baseline"]["ratio_vs_baseline"] + rows["baseline_end"]["ratio_vs_baseline"]) / 2 == pytest.approx(1.0)
+    assert rows["every"]["frames_analysed"] == rows["every"]["frames_covered"]
+    default = rows["default"]
+    assert default["frames_analysed"] < default["frames_covered"]  # change-driven: most frames inherit
+    assert default["decisions"]["first"] == 1 and sum(default["decisions"].values()) == default["frames_covered"]
+
+
+def test_agreement_and_sweep(smoke):
+    a = smoke[0]["sections"]["agreement"]
+    assert a["runs"]["every-fp32"]["agreement_top1"] == 1.0
+    for r in a["runs"].values():
+        assert 0.0 <= r["agreement_top1"] <= 1.0 and 0.0 <= r["agreement_matched"] <= 1.0
+        assert 0 < r["analysed"] <= a["frames"]
+    assert any(s["default"] for s in a["sweep"])
+    assert 0.0 <= a["fp32_top1_accuracy_vs_truth"] <= 1.0
+
+
+def test_numerics(smoke):
+    n = smoke[0]["sections"]["numerics"]
+    for label in ("big", "small"):
+        precisions = n[label]["precisions"]
+        assert {"bf16", "fp16"} <= set(precisions)
+        for r in precisions.values():
+            assert -1.0 <= r["cos_min"] <= r["cos_mean"] <= 1.0 + 1e-6
+        assert precisions["bf16"]["cos_min"] > 0.99
+
+
+def test_indexing_memory_and_search(smoke):
+    s = smoke[0]["sections"]
+    assert s["indexing"]["plain"]["images"] == s["indexing"]["product"]["images"] > 0
+    assert _finite_positive(s["indexing"]["ratio"])
+    runs = s["memory"]["runs"]
+    assert runs[1]["frames"] == runs[0]["frames"] * runs[1]["repeat"]
+    assert math.isfinite(s["memory"]["growth"])
+    for r in s["search"]["rows"]:
+        assert r["sqlite"] and r["load_s"] >= 0 and r["near_duplicate_found"] == 1.0
+        assert all(_finite_positive(v) for v in r["ms_per_frame"].values())
+
+
+def test_targets_are_listed_with_verdicts(smoke):
+    targets = smoke[0]["targets"]
+    names = " ".join(t["target"] for t in targets)
+    for key in ("every-frame speed", "video s per wall s", "agreement", "CLS cosine", "peak RSS"):
+        assert key in names
+    assert all(t["met"] in (True, False) for t in targets)
