@@ -1,1 +1,1 @@
-"""The speed benchmark (``python -m bench``); see :mod:`bench.run` and README_PERFORMANCE.md."""
+"""The speed benchmark (``python -m bench``); see :mod:`bench.run` and the Performance section of README.md."""

@@ -44,7 +44,7 @@ _MIN_RESPONSE = 0.05  # phase-correlation peaks weaker than this are not trusted
 _WINDOW = cv2.createHanningWindow((_THUMB, _THUMB), cv2.CV_32F)
 
 # Defaults of the change-driven mode, chosen with the benchmark's agreement sweep
-# (python -m bench --help): see bench/README_PERFORMANCE.md.
+# (python -m bench --help): see the Performance section of README.md.
 DEFAULT_CHANGE_THRESHOLD = 0.05
 DEFAULT_CUT_THRESHOLD = 0.15
 DEFAULT_MAX_INTERVAL_S = 3.0
