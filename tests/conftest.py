@@ -36,21 +36,9 @@ TEST_THRESHOLD = 0.95
 
 def build_tiny_model(folder: Path, *, seed: int = 0, **overrides) -> Path:
     """Save a random-weight Dinov2Model plus a DINOv2-style preprocessor config to ``folder``."""
-    import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from bench.synthetic import build_model
 
-    torch.manual_seed(seed)
-    cfg = Dinov2Config(**{**TINY, **overrides})
-    Dinov2Model(cfg).save_pretrained(folder, safe_serialization=True)
-    BitImageProcessor(
-        size={"shortest_edge": 256},
-        crop_size={"height": 224, "width": 224},
-        do_center_crop=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-        resample=3,
-    ).save_pretrained(folder)
-    return folder
+    return build_model(folder, {**TINY, **overrides}, seed=seed)
 
 
 @pytest.fixture(scope="session")
