@@ -114,6 +114,15 @@ def _segments(results: FrameResults, params: MatchParams) -> list[Segment]:
     )
 
 
+def _store_segments(index: Index, run_id: int, params: MatchParams) -> tuple[list[Segment], int]:
+    """Segments of a run's stored results, written to the run; returns them and the matched count."""
+    results = index.load_frame_results(run_id)
+    segs = _segments(results, params)
+    index.replace_segments(run_id, segs)
+    matched = int(matched_mask(results.scores[:, 0], params.threshold).sum()) if results.k else 0
+    return segs, matched
+
+
 # -- the pipeline ---------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Batch:
@@ -278,10 +287,7 @@ def match_video(
                 last = _process_batch(index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, counts)
             counts["decoded"] = batch.decoded
             reporter.update(batch.decoded)
-        results = index.load_frame_results(run_id)
-        segs = _segments(results, params)
-        index.replace_segments(run_id, segs)
-        matched = int(matched_mask(results.scores[:, 0], params.threshold).sum()) if results.k else 0
+        segs, matched = _store_segments(index, run_id, params)
         stats = {
             **counts,
             "matched": matched,
@@ -433,10 +439,7 @@ def rematch(
     run_params = {**old.params, **new_params.to_dict(), "rematched_from": run_id}
     new_id = index.create_run(video_id=video.id, collection_id=coll.id, model_id=old.model_id, params=run_params)
     index.add_frame_results(new_id, prev.frame_index, prev.time_s, prev.source_frame, out_ids, out_scores)
-    results = index.load_frame_results(new_id)
-    segs = _segments(results, new_params)
-    index.replace_segments(new_id, segs)
-    matched = int(matched_mask(results.scores[:, 0], new_params.threshold).sum()) if results.k else 0
+    segs, matched = _store_segments(index, new_id, new_params)
     stats = {
         "computed": 0,
         "cached": int(len(sources)),
