@@ -141,14 +141,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 def _check_model_before_loading(coll, args: argparse.Namespace) -> None:
     """Refuse a collection built with another model before spending time loading this one."""
     from core.model import resolve_source
-    from db import ModelMismatchError
+    from core.runs import check_collection_model
 
-    wanted = resolve_source(args.model or config.default_model_id(), args.revision).label
-    if coll.model_id != wanted:
-        raise ModelMismatchError(
-            f"Collection {coll.name!r} was built with model {coll.model_id!r}, not {wanted!r}: "
-            f"pass --model {coll.model_id} (or match against a collection built with {wanted!r})."
-        )
+    check_collection_model(coll, resolve_source(args.model or config.default_model_id(), args.revision).label)
 
 
 def _sampling(args: argparse.Namespace):

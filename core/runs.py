@@ -26,7 +26,7 @@ from core.preprocess import Preprocessing, preprocess_images
 from core.progress import Cancelled, ProgressCallback, ProgressReporter
 from core.sampling import FramePlanner, Sampling
 from core.video import VideoInfo, iter_frames, probe_video
-from db import EmbeddingMatrix, FrameResults, Index, ModelMismatchError, RunRecord, VideoRecord
+from db import Collection, EmbeddingMatrix, FrameResults, Index, ModelMismatchError, RunRecord, VideoRecord
 
 logger = logging.getLogger(__name__)
 
@@ -196,14 +196,23 @@ def _batches(
     yield make()  # the rest, possibly empty: it also reports the final decoded count
 
 
-def _check_collection(index: Index, collection: str, model_id: str, prep: Preprocessing):
-    coll = index.get_collection(collection)
+def check_collection_model(coll: Collection, model_id: str) -> None:
+    """Refuse a collection built with another model (callers may check before loading one).
+
+    Raises:
+        db.ModelMismatchError: the message names both models and what to do.
+    """
     if coll.model_id != model_id:
         raise ModelMismatchError(
-            f"Collection {collection!r} was built with model {coll.model_id!r}, but this run uses "
+            f"Collection {coll.name!r} was built with model {coll.model_id!r}, but this run uses "
             f"{model_id!r}. Run with --model {coll.model_id} or match against a collection built with "
             f"{model_id!r}."
         )
+
+
+def _check_collection(index: Index, collection: str, model_id: str, prep: Preprocessing):
+    coll = index.get_collection(collection)
+    check_collection_model(coll, model_id)
     if coll.preprocessing != prep.to_json():
         raise ModelMismatchError(
             f"Collection {collection!r} was built with other preprocessing settings than this model's "
@@ -278,13 +287,20 @@ def match_video(
     try:
         reporter.update(0)
         producer = _batches(
-            str(video_path), planner, cached, extractor.preprocessing, batch_size, max_frames,
+            str(video_path),
+            planner,
+            cached,
+            extractor.preprocessing,
+            batch_size,
+            max_frames,
             pin_memory=extractor.device.type == "cuda",
         )
         for batch in background(producer, maxsize=2, name="video-decoder"):
             reporter.check_cancelled()
             if len(batch.index):
-                last = _process_batch(index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, counts)
+                last = _process_batch(
+                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, counts
+                )
             counts["decoded"] = batch.decoded
             reporter.update(batch.decoded)
         segs, matched = _store_segments(index, run_id, params)
@@ -304,7 +320,12 @@ def match_video(
         raise
     logger.info(
         "run %d: %d frames recorded (%d computed, %d cached, %d inherited) in %.1f s",
-        run_id, counts["recorded"], counts["computed"], counts["cached"], counts["inherited"], reporter.elapsed_s,
+        run_id,
+        counts["recorded"],
+        counts["computed"],
+        counts["cached"],
+        counts["inherited"],
+        reporter.elapsed_s,
     )
     return RunSummary(
         run_id=run_id,
@@ -388,7 +409,9 @@ def load_run(index: Index, run_id: int) -> RunView:
     images = index.get_images(ids.tolist())
     paths = {i: rec.path for i, rec in images.items()}
     segs = tuple(
-        Segment(s.image_id, s.start_frame, s.end_frame, s.start_s, s.end_s, s.peak_score, s.mean_score, s.frames)
+        Segment(
+            s.image_id, s.start_frame, s.end_frame, s.start_s, s.end_s, s.peak_score, s.mean_score, s.frames
+        )
         for s in index.list_segments(run_id)
     )
     return RunView(run, video, results, params, paths, segs)
@@ -437,7 +460,9 @@ def rematch(
     out_ids[:, : ids.shape[1]] = ids[row_of]
     out_scores[:, : scores.shape[1]] = scores[row_of]
     run_params = {**old.params, **new_params.to_dict(), "rematched_from": run_id}
-    new_id = index.create_run(video_id=video.id, collection_id=coll.id, model_id=old.model_id, params=run_params)
+    new_id = index.create_run(
+        video_id=video.id, collection_id=coll.id, model_id=old.model_id, params=run_params
+    )
     index.add_frame_results(new_id, prev.frame_index, prev.time_s, prev.source_frame, out_ids, out_scores)
     segs, matched = _store_segments(index, new_id, new_params)
     stats = {
