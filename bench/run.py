@@ -75,8 +75,18 @@ class Settings:
     int8: bool = True
     cache: str = ""
     sweep: tuple[tuple[float, float], ...] = (  # (change threshold, max interval s)
-        (0.04, 1.0), (0.04, 3.0), (0.05, 1.0), (0.05, 2.0), (0.05, 3.0), (0.05, 4.0), (0.06, 1.0),
-        (0.06, 2.0), (0.06, 3.0), (0.08, 2.0), (0.08, 3.0), (0.10, 3.0),
+        (0.04, 1.0),
+        (0.04, 3.0),
+        (0.05, 1.0),
+        (0.05, 2.0),
+        (0.05, 3.0),
+        (0.05, 4.0),
+        (0.06, 1.0),
+        (0.06, 2.0),
+        (0.06, 3.0),
+        (0.08, 2.0),
+        (0.08, 3.0),
+        (0.10, 3.0),
     )
 
     @classmethod
@@ -85,14 +95,29 @@ class Settings:
             return cls()
         if mode == "quick":
             return cls(
-                mode="quick", baseline_frames=6, every_frames=12, index_images=4, numerics_frames=1,
-                search_sizes=(10_000, 100_000, 1_000_000), search_sqlite_max=100_000,
+                mode="quick",
+                baseline_frames=6,
+                every_frames=12,
+                index_images=4,
+                numerics_frames=1,
+                search_sizes=(10_000, 100_000, 1_000_000),
+                search_sqlite_max=100_000,
             )
         if mode == "smoke":
             return cls(
-                mode="smoke", baseline_frames=3, every_frames=6, index_images=3, numerics_frames=2,
-                search_sizes=(1_000, 5_000), search_sqlite_max=5_000, search_batches=(1, 8),
-                memory_repeat=2, inline=True, big_model="tiny", small_model="tiny", plan="smoke",
+                mode="smoke",
+                baseline_frames=3,
+                every_frames=6,
+                index_images=3,
+                numerics_frames=2,
+                search_sizes=(1_000, 5_000),
+                search_sqlite_max=5_000,
+                search_batches=(1, 8),
+                memory_repeat=2,
+                inline=True,
+                big_model="tiny",
+                small_model="tiny",
+                plan="smoke",
                 sweep=((0.05, 1.0), (0.05, 3.0)),
             )
         raise ValueError(f"unknown mode {mode!r}")
@@ -194,7 +219,7 @@ def machine_info() -> dict:
     import torch
     import transformers
 
-    from core.model import cpu_has_native_bf16
+    from core.model.precision import cpu_has_native_bf16
 
     flags = ""
     model = platform.processor() or platform.machine()
@@ -249,7 +274,7 @@ def _quiet_libraries() -> None:
 
 
 def _load(folder: Path, precision: str):
-    from core.features import FeatureExtractor
+    from core.model.features import FeatureExtractor
 
     return FeatureExtractor.load(folder, device="cpu", precision=precision)
 
@@ -257,7 +282,7 @@ def _load(folder: Path, precision: str):
 def _resolved_auto() -> str:
     import torch
 
-    from core.model import resolve_precision
+    from core.model.precision import resolve_precision
 
     return resolve_precision("auto", torch.device("cpu"))
 
@@ -308,7 +333,9 @@ def m_baseline(settings: Settings, _arg: dict) -> dict:
     n = settings.baseline_frames
     best = []
     with torch.no_grad():  # warm-up outside the timing, as for every measured path
-        model(**processor(images=Image.new("RGB", (video.plan.width, video.plan.height)), return_tensors="pt"))
+        model(
+            **processor(images=Image.new("RGB", (video.plan.width, video.plan.height)), return_tensors="pt")
+        )
     with timed() as t:
         cap = cv2.VideoCapture(str(video.path))
         for _ in range(n):
@@ -335,8 +362,8 @@ def m_baseline(settings: Settings, _arg: dict) -> dict:
 
 def m_match(settings: Settings, arg: dict) -> dict:
     """The product pipeline (``core.runs.match_video``) with a sampling and a precision."""
-    from core.runs import match_video
-    from core.sampling import Sampling
+    from core.matching.pipeline import match_video
+    from core.matching.sampling import Sampling
     from db import Index
 
     which = arg.get("model", "big")
@@ -371,8 +398,8 @@ def m_numerics(settings: Settings, arg: dict) -> dict:
     """CLS cosine of each precision against fp32 on the same preprocessed frames."""
     import torch
 
-    from core.features import l2_normalize
-    from core.video import iter_frames
+    from core.media.video import iter_frames
+    from core.model.features import l2_normalize
 
     folder = _model_folder(settings, arg["model"])
     video = _video(settings)
@@ -422,7 +449,7 @@ def m_index(settings: Settings, arg: dict) -> dict:
                 with torch.no_grad():
                     vectors.append(model(**inputs).last_hidden_state[0, 0].numpy())
         return {"images": len(vectors), "timing": t.as_dict(), "precision": "fp32"}
-    from core.indexing import index_images
+    from core.matching.indexing import index_images
     from db import Index
 
     fx = _load(folder, arg["precision"])
@@ -437,10 +464,11 @@ def m_index(settings: Settings, arg: dict) -> dict:
 
 def m_agreement(settings: Settings, arg: dict) -> dict:
     """Best match per frame under each setting against fp32 every-frame analysis (small model)."""
-    from core.indexing import index_images
-    from core.runs import match_video
-    from core.sampling import Sampling, change_thumbnail
-    from core.video import iter_frames
+    from core.matching.indexing import index_images
+    from core.matching.params import matched_mask
+    from core.matching.pipeline import match_video
+    from core.matching.sampling import Sampling, change_thumbnail
+    from core.media.video import iter_frames
     from db import Index
 
     video = _video(settings)
@@ -489,14 +517,14 @@ def m_agreement(settings: Settings, arg: dict) -> dict:
 
     ref = runs["every-fp32"]
     threshold = _calibrated_threshold(ref["score"], video.truth, plan)
-    ref_label = np.where(ref["score"] >= threshold, ref["best"], -1)
+    ref_label = np.where(matched_mask(ref["score"], threshold), ref["best"], -1)
     truth_owner = video.truth
     member = np.array(plan.in_collection)
     shows_member = (truth_owner >= 0) & member[np.maximum(truth_owner, 0)]
     fp32_owner = np.array([owner_of.get(int(i), -1) for i in ref["best"]])
     out_runs = {}
     for name, r in runs.items():
-        label = np.where(r["score"] >= threshold, r["best"], -1)
+        label = np.where(matched_mask(r["score"], threshold), r["best"], -1)
         out_runs[name] = {
             "precision": r["precision"],
             "sampling": r["sampling"],
@@ -516,18 +544,24 @@ def m_agreement(settings: Settings, arg: dict) -> dict:
         thumbs.append(change_thumbnail(f.rgb, box))
         times.append(f.time_s)
     sweep = []
-    for change, interval in sorted(set(settings.sweep) | {(Sampling().change_threshold, Sampling().max_interval_s)}):
+    for change, interval in sorted(
+        set(settings.sweep) | {(Sampling().change_threshold, Sampling().max_interval_s)}
+    ):
         p = Sampling.auto(change_threshold=change, max_interval_s=interval).planner()
-        src = np.array([p.decide_thumbnail(i, t, th).source for i, (t, th) in enumerate(zip(times, thumbs, strict=True))])
-        sweep.append({
-            "change_threshold": change,
-            "max_interval_s": interval,
-            "analysed": int(len(np.unique(src))),
-            "analysed_per_video_s": len(np.unique(src)) / video.duration_s,
-            "agreement_top1": float(np.mean(ref["best"][src] == ref["best"])),
-            "agreement_matched": float(np.mean(ref_label[src] == ref_label)),
-            "default": change == Sampling().change_threshold and interval == Sampling().max_interval_s,
-        })
+        src = np.array(
+            [p.decide_thumbnail(i, t, th).source for i, (t, th) in enumerate(zip(times, thumbs, strict=True))]
+        )
+        sweep.append(
+            {
+                "change_threshold": change,
+                "max_interval_s": interval,
+                "analysed": int(len(np.unique(src))),
+                "analysed_per_video_s": len(np.unique(src)) / video.duration_s,
+                "agreement_top1": float(np.mean(ref["best"][src] == ref["best"])),
+                "agreement_matched": float(np.mean(ref_label[src] == ref_label)),
+                "default": change == Sampling().change_threshold and interval == Sampling().max_interval_s,
+            }
+        )
     return {
         "model": settings.small_model,
         "frames": video.frame_count,
@@ -562,9 +596,10 @@ def m_search_build(settings: Settings, arg: dict) -> dict:
         for start in range(0, n, 20_000):
             m = min(20_000, n - start)
             vecs = rng.standard_normal((m, d), dtype=np.float32)
-            index.add_images(coll.id, [
-                NewImage(f"/s/{start + i}", f"{start + i:064d}", 1, 1, b"", vecs[i]) for i in range(m)
-            ])
+            index.add_images(
+                coll.id,
+                [NewImage(f"/s/{start + i}", f"{start + i:064d}", 1, 1, b"", vecs[i]) for i in range(m)],
+            )
             del vecs
     index.close()
     # flush the new file to disk before the load is timed: a collection is normally loaded long
@@ -578,7 +613,7 @@ def m_search_build(settings: Settings, arg: dict) -> dict:
 def m_search(settings: Settings, arg: dict) -> dict:
     """Collection load time from SQLite (in a fresh process, file in the OS cache) and top-5
     latency per frame at one collection size; without a path, the matrix is made in memory."""
-    from core.matching import top_k
+    from core.matching.search import top_k
     from db import Index
 
     n, d, k = arg["size"], 1024, 5
@@ -649,7 +684,8 @@ def measure(settings: Settings, name: str, arg: dict | None = None) -> dict:
         spec.write_text(json.dumps({"settings": asdict(settings), "name": name, "arg": arg}))
         proc = subprocess.run(
             [sys.executable, "-m", "bench.run", "--child", str(spec), str(out)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0 or not out.exists():
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
@@ -680,37 +716,59 @@ def section_speed(settings: Settings, log: Callable[[str], None]) -> dict:
     def row(key: str, label: str, r: dict) -> None:
         wall = r["timing"]["wall_s"]
         fps = r["fps"]
-        rows.append({
-            "key": key,
-            "label": label,
-            "precision": r["precision"],
-            "sampling": r.get("sampling", "every frame"),
-            "frames_analysed": r["frames_analysed"],
-            "frames_covered": r["frames_covered"],
-            "wall_s": round(wall, 2),
-            "analysed_per_s": r["frames_analysed"] / wall,
-            "video_s_per_s": r["frames_covered"] / fps / wall,
-            "peak_rss_mb": r["peak_rss_mb"],
-            "foreign_cores": r["timing"]["foreign_cores"],
-            "decisions": r.get("decisions"),
-        })
-        log(f"  {label}: {rows[-1]['analysed_per_s']:.2f} analysed/s, "
-            f"{rows[-1]['video_s_per_s']:.3f} video s/s, {r['peak_rss_mb']:.0f} MB")
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "precision": r["precision"],
+                "sampling": r.get("sampling", "every frame"),
+                "frames_analysed": r["frames_analysed"],
+                "frames_covered": r["frames_covered"],
+                "wall_s": round(wall, 2),
+                "analysed_per_s": r["frames_analysed"] / wall,
+                "video_s_per_s": r["frames_covered"] / fps / wall,
+                "peak_rss_mb": r["peak_rss_mb"],
+                "foreign_cores": r["timing"]["foreign_cores"],
+                "decisions": r.get("decisions"),
+            }
+        )
+        log(
+            f"  {label}: {rows[-1]['analysed_per_s']:.2f} analysed/s, "
+            f"{rows[-1]['video_s_per_s']:.3f} video s/s, {r['peak_rss_mb']:.0f} MB"
+        )
 
     log("speed: baseline (plain loop)")
     row("baseline", "baseline: plain loop (PIL + processor, batch 1, fp32)", measure(settings, "baseline"))
     log("speed: every frame")
-    row("every", f"every frame, pipeline, auto precision ({auto})",
-        measure(settings, "match", {"precision": auto, "sampling": "every", "max_frames": settings.every_frames}))
+    row(
+        "every",
+        f"every frame, pipeline, auto precision ({auto})",
+        measure(
+            settings, "match", {"precision": auto, "sampling": "every", "max_frames": settings.every_frames}
+        ),
+    )
     if settings.int8 and auto != "int8":
-        row("every_int8", "every frame, pipeline, int8 (opt-in)",
-            measure(settings, "match", {"precision": "int8", "sampling": "every", "max_frames": settings.every_frames}))
+        row(
+            "every_int8",
+            "every frame, pipeline, int8 (opt-in)",
+            measure(
+                settings,
+                "match",
+                {"precision": "int8", "sampling": "every", "max_frames": settings.every_frames},
+            ),
+        )
     log("speed: default settings")
-    row("default", f"default settings (change-driven, {auto})",
-        measure(settings, "match", {"precision": auto, "sampling": "auto"}))
+    row(
+        "default",
+        f"default settings (change-driven, {auto})",
+        measure(settings, "match", {"precision": auto, "sampling": "auto"}),
+    )
     if settings.int8 and auto != "int8":
-        row("default_int8", "change-driven + int8 (opt-in)",
-            measure(settings, "match", {"precision": "int8", "sampling": "auto"}))
+        row(
+            "default_int8",
+            "change-driven + int8 (opt-in)",
+            measure(settings, "match", {"precision": "int8", "sampling": "auto"}),
+        )
     # the baseline again at the end: machine speed drifts on shared hosts, so ratios use the
     # mean of the two baseline runs that bracket the others
     log("speed: baseline again")
@@ -736,7 +794,7 @@ def _video_info(video: syn.BenchVideo) -> dict:
 
 
 def section_numerics(settings: Settings, log: Callable[[str], None]) -> dict:
-    from core.model import cpu_has_native_bf16
+    from core.model.precision import cpu_has_native_bf16
 
     precisions = ["bf16", "fp16"] + (["int8"] if settings.int8 else [])
     out = {"native_bf16": cpu_has_native_bf16()}
@@ -746,10 +804,24 @@ def section_numerics(settings: Settings, log: Callable[[str], None]) -> dict:
         ("small", settings.small_model, 16),
     ):
         log(f"numerics: {model}")
-        out[label] = {"model": model, **measure(settings, "numerics", {"model": model, "precisions": precisions, "frames": frames})}
+        out[label] = {
+            "model": model,
+            **measure(settings, "numerics", {"model": model, "precisions": precisions, "frames": frames}),
+        }
     if settings.big_model == "vitl":
         log("numerics: vitl (layerscale 1e-5 as built)")
-        out["big_as_built"] = {"model": "vitl", **measure(settings, "numerics", {"model": "vitl", "precisions": ["int8"] if settings.int8 else [], "frames": settings.numerics_frames})}
+        out["big_as_built"] = {
+            "model": "vitl",
+            **measure(
+                settings,
+                "numerics",
+                {
+                    "model": "vitl",
+                    "precisions": ["int8"] if settings.int8 else [],
+                    "frames": settings.numerics_frames,
+                },
+            ),
+        }
     return out
 
 
@@ -781,15 +853,19 @@ def section_memory(settings: Settings, log: Callable[[str], None]) -> dict:
     out = {"model": settings.small_model, "precision": auto, "runs": []}
     for repeat in (1, settings.memory_repeat):
         log(f"memory: default settings on the {repeat}× video")
-        r = measure(settings, "match", {"precision": auto, "sampling": "auto", "repeat": repeat, "model": "small"})
-        out["runs"].append({
-            "repeat": repeat,
-            "video_s": r["video_s"],
-            "frames": r["frames_covered"],
-            "analysed": r["frames_analysed"],
-            "peak_rss_mb": r["peak_rss_mb"],
-            "wall_s": r["timing"]["wall_s"],
-        })
+        r = measure(
+            settings, "match", {"precision": auto, "sampling": "auto", "repeat": repeat, "model": "small"}
+        )
+        out["runs"].append(
+            {
+                "repeat": repeat,
+                "video_s": r["video_s"],
+                "frames": r["frames_covered"],
+                "analysed": r["frames_analysed"],
+                "peak_rss_mb": r["peak_rss_mb"],
+                "wall_s": r["timing"]["wall_s"],
+            }
+        )
     a, b = out["runs"][0]["peak_rss_mb"], out["runs"][-1]["peak_rss_mb"]
     out["growth"] = (b - a) / a if a else None
     return out
@@ -804,13 +880,15 @@ def section_search(settings: Settings, log: Callable[[str], None]) -> dict:
             path = str(Path(tmp) / "search.sqlite")
             build = measure(settings, "search_build", {"size": n, "path": path}) if sqlite else {}
             found = measure(settings, "search", {"size": n, "path": path if sqlite else None})
-        rows.append({
-            "sqlite": sqlite,
-            **found,
-            "build_s": build.get("build_s"),
-            "file_mb": build.get("file_mb"),
-            "build_peak_rss_mb": build.get("peak_rss_mb"),
-        })
+        rows.append(
+            {
+                "sqlite": sqlite,
+                **found,
+                "build_s": build.get("build_s"),
+                "file_mb": build.get("file_mb"),
+                "build_peak_rss_mb": build.get("peak_rss_mb"),
+            }
+        )
     return {"rows": rows}
 
 
@@ -836,28 +914,57 @@ def targets(results: dict) -> list[dict]:
     speed = {r["key"]: r for r in s.get("speed", {}).get("rows", [])}
     for key, r in speed.items():
         if key.startswith("every"):
-            add(f"every-frame speed vs baseline ({r['precision']})", round(r["ratio_vs_baseline"], 2), "≥ 2.5×",
-                r["ratio_vs_baseline"] >= 2.5, r["label"])
+            add(
+                f"every-frame speed vs baseline ({r['precision']})",
+                round(r["ratio_vs_baseline"], 2),
+                "≥ 2.5×",
+                r["ratio_vs_baseline"] >= 2.5,
+                r["label"],
+            )
         if key.startswith("default"):
-            add(f"video s per wall s ({r['precision']})", round(r["video_s_per_s"], 3), "≥ 1.0",
-                r["video_s_per_s"] >= 1.0, r["label"])
+            add(
+                f"video s per wall s ({r['precision']})",
+                round(r["video_s_per_s"], 3),
+                "≥ 1.0",
+                r["video_s_per_s"] >= 1.0,
+                r["label"],
+            )
     agr = s.get("agreement", {}).get("runs", {})
     for name, r in agr.items():
         if name.startswith("default") or (name.startswith("every") and name != "every-fp32"):
-            add(f"agreement {name} (top-1)", round(r["agreement_top1"], 4), "≥ 0.98", r["agreement_top1"] >= 0.98)
+            add(
+                f"agreement {name} (top-1)",
+                round(r["agreement_top1"], 4),
+                "≥ 0.98",
+                r["agreement_top1"] >= 0.98,
+            )
     num = s.get("numerics", {})
     for label in ("big", "small"):
         for p, r in num.get(label, {}).get("precisions", {}).items():
-            add(f"CLS cosine {p} vs fp32 ({num[label]['model']})", round(r["cos_min"], 5), "≥ 0.999 (reported)",
-                r["cos_min"] >= 0.999)
+            add(
+                f"CLS cosine {p} vs fp32 ({num[label]['model']})",
+                round(r["cos_min"], 5),
+                "≥ 0.999 (reported)",
+                r["cos_min"] >= 0.999,
+            )
     mem = s.get("memory")
     if mem and mem.get("growth") is not None:
-        add(f"peak RSS {mem['runs'][-1]['repeat']}× vs 1× video", round(mem["growth"], 4), "≤ +10 %", mem["growth"] <= 0.10)
+        add(
+            f"peak RSS {mem['runs'][-1]['repeat']}× vs 1× video",
+            round(mem["growth"], 4),
+            "≤ +10 %",
+            mem["growth"] <= 0.10,
+        )
     for r in s.get("search", {}).get("rows", []):
         if r["size"] >= 1_000_000:
             best = min(r["ms_per_frame"].values())
-            add("top-5 over 1M, ms per frame (amortised)", best, "≤ 50 ms", best <= 50,
-                "batch " + min(r["ms_per_frame"], key=r["ms_per_frame"].get))
+            add(
+                "top-5 over 1M, ms per frame (amortised)",
+                best,
+                "≤ 50 ms",
+                best <= 50,
+                "batch " + min(r["ms_per_frame"], key=r["ms_per_frame"].get),
+            )
         if r["size"] == 100_000 and r.get("sqlite"):
             add("load 100k from SQLite, s", r["load_s"], "≤ 1 s", r["load_s"] <= 1.0)
     return out
@@ -911,9 +1018,13 @@ def markdown(results: dict) -> str:
                 f"| {name} | {r['precision']} | {r['sampling']} | {r['analysed']} | {r['analysed_per_video_s']:.2f} | "
                 f"{r['agreement_top1']:.2%} | {r['agreement_matched']:.2%} |"
             )
-        lines += ["", "Sampling sweep (decisions replayed; results from fp32 every-frame):", "",
-                  "| change threshold | max interval s | analysed | per video s | top-1 agreement | matched agreement |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Sampling sweep (decisions replayed; results from fp32 every-frame):",
+            "",
+            "| change threshold | max interval s | analysed | per video s | top-1 agreement | matched agreement |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in a["sweep"]:
             mark = " (default)" if r["default"] else ""
             lines.append(
@@ -923,45 +1034,74 @@ def markdown(results: dict) -> str:
         lines.append("")
     if "numerics" in s:
         n = s["numerics"]
-        lines += ["## Numerics: CLS cosine vs fp32 (min over frames)", "",
-                  "| model | precision | frames | cos min | cos mean | img/s |", "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Numerics: CLS cosine vs fp32 (min over frames)",
+            "",
+            "| model | precision | frames | cos min | cos mean | img/s |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for label in ("big", "big_as_built", "small"):
             if label not in n:
                 continue
             for p, r in n[label]["precisions"].items():
-                lines.append(f"| {n[label]['model']} | {p} | {n[label]['frames']} | {r['cos_min']:.6f} | "
-                             f"{r['cos_mean']:.6f} | {r['img_per_s']:.2f} |")
+                lines.append(
+                    f"| {n[label]['model']} | {p} | {n[label]['frames']} | {r['cos_min']:.6f} | "
+                    f"{r['cos_mean']:.6f} | {r['img_per_s']:.2f} |"
+                )
         lines.append("")
     if "indexing" in s:
         i = s["indexing"]
-        lines += ["## Indexing", "",
-                  "| path | precision | images | img/s | peak RSS MB |", "|---|---|---:|---:|---:|",
-                  f"| plain loop (PIL + processor, batch 1) | fp32 | {i['plain']['images']} | {i['plain']['img_per_s']:.2f} | {i['plain']['peak_rss_mb']:.0f} |",
-                  f"| index_images (batched, fast preprocessing) | {i['product']['precision']} | {i['product']['images']} | {i['product']['img_per_s']:.2f} | {i['product']['peak_rss_mb']:.0f} |"]
+        lines += [
+            "## Indexing",
+            "",
+            "| path | precision | images | img/s | peak RSS MB |",
+            "|---|---|---:|---:|---:|",
+            f"| plain loop (PIL + processor, batch 1) | fp32 | {i['plain']['images']} | {i['plain']['img_per_s']:.2f} | {i['plain']['peak_rss_mb']:.0f} |",
+            f"| index_images (batched, fast preprocessing) | {i['product']['precision']} | {i['product']['images']} | {i['product']['img_per_s']:.2f} | {i['product']['peak_rss_mb']:.0f} |",
+        ]
         if "product_int8" in i:
             r = i["product_int8"]
-            lines.append(f"| index_images, int8 (opt-in) | int8 | {r['images']} | {r['img_per_s']:.2f} | {r['peak_rss_mb']:.0f} |")
-        lines += ["", "Ratio to the plain loop: " + ", ".join(
-            f"{i[k]['precision']} {i[k]['ratio']:.2f}×" for k in ("product", "product_int8") if k in i), ""]
+            lines.append(
+                f"| index_images, int8 (opt-in) | int8 | {r['images']} | {r['img_per_s']:.2f} | {r['peak_rss_mb']:.0f} |"
+            )
+        lines += [
+            "",
+            "Ratio to the plain loop: "
+            + ", ".join(
+                f"{i[k]['precision']} {i[k]['ratio']:.2f}×" for k in ("product", "product_int8") if k in i
+            ),
+            "",
+        ]
     if "memory" in s:
         mm = s["memory"]
-        lines += [f"## Memory (default settings, {mm['model']} model, {mm['precision']})", "",
-                  "| video | frames | analysed | peak RSS MB | wall s |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## Memory (default settings, {mm['model']} model, {mm['precision']})",
+            "",
+            "| video | frames | analysed | peak RSS MB | wall s |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for r in mm["runs"]:
-            lines.append(f"| {r['repeat']}× ({r['video_s']:.0f} s) | {r['frames']} | {r['analysed']} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.1f} |")
+            lines.append(
+                f"| {r['repeat']}× ({r['video_s']:.0f} s) | {r['frames']} | {r['analysed']} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.1f} |"
+            )
         lines += ["", f"Growth: {mm['growth']:+.1%}", ""]
     if "search" in s:
         rows = s["search"]["rows"]
         batches = list(rows[0]["ms_per_frame"]) if rows else []
-        lines += ["## Search (exact top-5, d = 1024)", "",
-                  "| embeddings | stored | SQLite build s | file MB | load s (fresh process) | load s (again) | "
-                  + " | ".join(f"ms/frame, batch {b}" for b in batches) + " | peak RSS MB |",
-                  "|---:|---|---:|---:|---:|---:|" + "---:|" * len(batches) + "---:|"]
+        lines += [
+            "## Search (exact top-5, d = 1024)",
+            "",
+            "| embeddings | stored | SQLite build s | file MB | load s (fresh process) | load s (again) | "
+            + " | ".join(f"ms/frame, batch {b}" for b in batches)
+            + " | peak RSS MB |",
+            "|---:|---|---:|---:|---:|---:|" + "---:|" * len(batches) + "---:|",
+        ]
         for r in rows:
             lines.append(
                 f"| {r['size']:,} | {'SQLite' if r['sqlite'] else 'in memory'} | {r.get('build_s') or '–'} | {r.get('file_mb') or '–'} | "
                 f"{r.get('load_s', '–')} | {r.get('load_s_again') or '–'} | "
-                + " | ".join(f"{r['ms_per_frame'][b]:.2f}" for b in batches) + f" | {r['peak_rss_mb']:.0f} |"
+                + " | ".join(f"{r['ms_per_frame'][b]:.2f}" for b in batches)
+                + f" | {r['peak_rss_mb']:.0f} |"
             )
         lines.append("")
     if results.get("targets"):
@@ -974,7 +1114,9 @@ def markdown(results: dict) -> str:
 
 
 # -- entry point ----------------------------------------------------------------------------
-def run(settings: Settings, sections: tuple[str, ...], out_dir: Path, log: Callable[[str], None] = print) -> dict:
+def run(
+    settings: Settings, sections: tuple[str, ...], out_dir: Path, log: Callable[[str], None] = print
+) -> dict:
     """Run the sections, write ``latest.json`` and ``latest.md`` to ``out_dir``, return the results."""
     _quiet_libraries()
     t0 = time.perf_counter()
@@ -1022,10 +1164,19 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="smaller counts (≈ 4 min)")
     mode.add_argument("--smoke", action="store_true", help="tiny model and video, seconds (CI)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder (default: bench/results)")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="results folder (default: bench/results)"
+    )
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 (opt-in) rows")
-    parser.add_argument("--cache", type=Path, default=None, help="models and videos cache (default ~/.cache/webssl-lens-bench)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="models and videos cache (default ~/.cache/webssl-lens-bench)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.for_mode("smoke" if args.smoke else "quick" if args.quick else "full")
     if args.no_int8:
@@ -1042,7 +1193,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run(settings, sections, args.out, log)
     print(markdown(results))
-    print(f"\nwritten: {args.out / 'latest.json'}, {args.out / 'latest.md'} ({results['total_wall_s']:.0f} s)")
+    print(
+        f"\nwritten: {args.out / 'latest.json'}, {args.out / 'latest.md'} ({results['total_wall_s']:.0f} s)"
+    )
     return 0
 
 

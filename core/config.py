@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 
 DEFAULT_MODEL_ID = "facebook/webssl-dino300m-full2b-224"
-DEFAULT_THRESHOLD = 0.6
-DEFAULT_TOP_K = 5
 
 
 def data_dir() -> Path:

@@ -1,14 +1,17 @@
 """Domain exceptions. Each carries a message that tells the user what to do.
 
-Callers at the edge (CLI, dashboard pages) catch ``WebSSLError`` and show ``str(err)``;
-everything else is a bug and is allowed to surface as a traceback.
+Callers at the edge (CLI, dashboard pages, the dashboard's job worker) catch
+:data:`USER_ERRORS` and show ``str(err)``; everything else is a bug and is allowed to surface
+as a traceback.
 """
 
 from __future__ import annotations
 
+from db.errors import DatabaseError
+
 
 class WebSSLError(Exception):
-    """Base class for expected, user-facing failures."""
+    """Base class for expected, user-facing failures of the core."""
 
 
 class ModelLoadError(WebSSLError):
@@ -35,3 +38,7 @@ class VideoOpenError(WebSSLError):
 
 class InvalidArgumentError(WebSSLError, ValueError):
     """An option has a value outside its allowed range."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (WebSSLError, DatabaseError)
+"""Expected failures with a message for the user: the core's and the database's."""

@@ -68,7 +68,9 @@ class ProgressReporter:
         self.done = done
         if self.callback is not None:
             self.callback(
-                ProgressEvent(self.stage, done, self.total, self.unit, message, time.perf_counter() - self.start)
+                ProgressEvent(
+                    self.stage, done, self.total, self.unit, message, time.perf_counter() - self.start
+                )
             )
 
     def check_cancelled(self) -> None:

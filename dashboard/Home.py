@@ -1,7 +1,7 @@
 """The dashboard's entry point: ``streamlit run dashboard/Home.py``.
 
 A router only: it sets up the page and logging and hands over to the page the user chose.
-Pages live in ``dashboard/views/``; shared helpers in ``dashboard/*.py``.
+Pages live in ``dashboard/views/`` and are listed once, in :mod:`dashboard.pages`.
 """
 
 from __future__ import annotations
@@ -10,21 +10,15 @@ import logging
 
 import streamlit as st
 
+from dashboard.pages import HOME, sections
+
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 st.set_page_config(page_title="WebSSL Lens", page_icon=":material/center_focus_strong:", layout="wide")
 
-pages = {
-    "": [st.Page("views/home.py", title="Home", icon=":material/home:", default=True)],
-    "Images": [
-        st.Page("views/collections.py", title="Collections", icon=":material/photo_library:"),
-        st.Page("views/browse.py", title="Browse & search", icon=":material/grid_view:"),
-    ],
-    "Videos": [st.Page("views/match.py", title="Match a video", icon=":material/movie:")],
-    "What the model sees": [
-        st.Page("views/explore.py", title="Explore an image", icon=":material/visibility:"),
-        st.Page("views/render.py", title="Render videos", icon=":material/videocam:"),
-    ],
-}
-
-st.navigation(pages).run()
+st.navigation(
+    {
+        section: [st.Page(p.path, title=p.title, icon=p.icon, default=p is HOME) for p in pages]
+        for section, pages in sections().items()
+    }
+).run()

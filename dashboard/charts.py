@@ -9,18 +9,19 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+
+from core.visual.colours import NO_MATCH, image_colour
 
 # Above this many points a trace is drawn with WebGL (go.Scattergl); below, SVG is crisper.
 WEBGL_MIN_POINTS = 5000
-PALETTE = qualitative.Plotly + qualitative.D3[1:] + qualitative.Set2
-UNMATCHED_COLOR = "#b0b7c3"
 THRESHOLD_COLOR = "#dc2626"
+MATCHED_COLOR = "#1f77b4"
 SELECTED_COLOR = "#111827"
 
 
@@ -43,6 +44,7 @@ def timeline_figure(
     frame_index: np.ndarray,
     best_score: np.ndarray,
     best_image: np.ndarray,
+    matched: np.ndarray,
     names: Mapping[int, str],
     threshold: float,
     *,
@@ -52,21 +54,26 @@ def timeline_figure(
 ) -> go.Figure:
     """Best score per frame over time.
 
-    One trace per matched image (the ``max_images`` with most matched frames; the rest share
-    an "other images" trace), one grey trace for frames below the threshold, a thin line
-    through all frames, the threshold as a dashed line and the selected frame as a vertical
-    line. Every point carries ``customdata = [frame index, image label]``, so a click tells
+    One trace per matched image in the image's own colour (:func:`core.visual.colours.image_colour`;
+    the ``max_images`` with most matched frames get a legend entry each, the rest share an
+    "other images" entry but keep their colours), one grey trace for frames not matched, a thin
+    line through all frames, the threshold as a dashed line and the selected frame as a vertical
+    line. ``matched`` is the run view's decision per frame (the threshold is applied there, not
+    here). Every point carries ``customdata = [frame index, image label]``, so a click tells
     which frame it was (see :func:`selected_frame`).
     """
     t = np.asarray(time_s, np.float64)
     fi = np.asarray(frame_index, np.int64)
     sc = np.asarray(best_score, np.float64)
     img = np.asarray(best_image, np.int64)
-    if not (len(t) == len(fi) == len(sc) == len(img)):
-        raise ValueError(f"arrays differ in length: {len(t)}, {len(fi)}, {len(sc)}, {len(img)}")
+    matched = np.asarray(matched, bool)
+    if not (len(t) == len(fi) == len(sc) == len(img) == len(matched)):
+        raise ValueError(
+            f"arrays differ in length: {len(t)}, {len(fi)}, {len(sc)}, {len(img)}, {len(matched)}"
+        )
     labels = unique_labels(img, names)
     finite = np.isfinite(sc)
-    matched = finite & (img >= 0) & (sc >= threshold)
+    matched = matched & (img >= 0)
     Trace = _scatter(len(t))
     fig = go.Figure()
 
@@ -95,7 +102,7 @@ def timeline_figure(
                 x=t[below],
                 y=sc[below],
                 mode="markers",
-                marker={"color": UNMATCHED_COLOR, "size": 5},
+                marker={"color": NO_MATCH, "size": 5},
                 name="below threshold",
                 customdata=custom(below),
                 hovertemplate=hover,
@@ -104,14 +111,14 @@ def timeline_figure(
     ids, counts = np.unique(img[matched], return_counts=True)
     order = ids[np.argsort(-counts, kind="stable")]
     shown, rest = order[:max_images], order[max_images:]
-    for n, image_id in enumerate(shown):
+    for image_id in shown:
         mask = matched & (img == image_id)
         fig.add_trace(
             Trace(
                 x=t[mask],
                 y=sc[mask],
                 mode="markers",
-                marker={"color": PALETTE[n % len(PALETTE)], "size": 7},
+                marker={"color": image_colour(image_id), "size": 7},
                 name=labels[int(image_id)],
                 customdata=custom(mask),
                 hovertemplate=hover,
@@ -124,7 +131,7 @@ def timeline_figure(
                 x=t[mask],
                 y=sc[mask],
                 mode="markers",
-                marker={"color": "#6b7280", "size": 7, "symbol": "diamond"},
+                marker={"color": [image_colour(i) for i in img[mask]], "size": 7, "symbol": "diamond"},
                 name=f"{len(rest)} other images",
                 customdata=custom(mask),
                 hovertemplate=hover,
@@ -212,6 +219,11 @@ def heatmap_figure(
     matrix, t = _bin_columns(matrix, t, max_columns)
     labels = unique_labels(top, names)
     y = [labels.get(int(i), f"#{i}") for i in top]
+    # each row's label in its image's colour, as on the timeline
+    ticks = [
+        f'<span style="color:{image_colour(i)}">{html.escape(label)}</span>'
+        for i, label in zip(top, y, strict=True)
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -228,24 +240,28 @@ def heatmap_figure(
         height=max(220, 90 + 24 * len(y)),
         margin={"l": 10, "r": 10, "t": 20, "b": 40},
         xaxis_title="time (s)",
-        yaxis={"autorange": "reversed", "automargin": True},
+        yaxis={"autorange": "reversed", "automargin": True, "tickvals": y, "ticktext": ticks},
     )
     return fig
 
 
-def histogram_figure(best_score: np.ndarray, threshold: float, *, bins: int = 60) -> go.Figure:
-    """Best scores per frame, below the threshold in grey and matched in blue."""
-    sc = np.asarray(best_score, np.float64)
-    sc = sc[np.isfinite(sc)]
+def histogram_figure(
+    best_score: np.ndarray, matched: np.ndarray, threshold: float, *, bins: int = 60
+) -> go.Figure:
+    """Best scores per frame, frames not matched in grey and matched ones in blue.
+
+    ``matched`` is the run view's decision per frame; ``threshold`` only draws its line.
+    """
+    sc_all = np.asarray(best_score, np.float64)
+    finite = np.isfinite(sc_all)
+    sc, hit = sc_all[finite], np.asarray(matched, bool)[finite]
     lo = float(min(sc.min(), threshold)) if len(sc) else min(0.0, threshold)
     hi = float(max(sc.max(), threshold)) if len(sc) else 1.0
     size = max((hi - lo) / bins, 1e-3)
     xbins = {"start": lo, "end": hi + size, "size": size}
     fig = go.Figure()
-    fig.add_trace(
-        go.Histogram(x=sc[sc < threshold], xbins=xbins, marker_color=UNMATCHED_COLOR, name="below threshold")
-    )
-    fig.add_trace(go.Histogram(x=sc[sc >= threshold], xbins=xbins, marker_color=PALETTE[0], name="matched"))
+    fig.add_trace(go.Histogram(x=sc[~hit], xbins=xbins, marker_color=NO_MATCH, name="below threshold"))
+    fig.add_trace(go.Histogram(x=sc[hit], xbins=xbins, marker_color=MATCHED_COLOR, name="matched"))
     fig.add_vline(
         x=threshold,
         line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 1.5},

@@ -2,17 +2,19 @@
 
 Streamlit reruns a page's script on every widget interaction and stops whatever the script
 was doing, so long work runs in worker threads owned by one :class:`JobManager` per process
-(held by ``st.cache_resource``). A job's function receives the :class:`Job`; it reports
-progress through ``job.progress`` (a :data:`core.progress.ProgressCallback`) and stops when
-``job.cancel_event`` is set. Pages poll :meth:`Job.snapshot` from a ``st.fragment`` with
-``run_every``. Nothing here imports or calls Streamlit: workers must never touch ``st.*``.
+(held by ``st.cache_resource``). A job is a core function called as
+``fn(*args, progress=..., cancel=..., **kwargs)``: the manager injects the progress callback
+(a :data:`core.progress.ProgressCallback`) and the cancellation event, which every long core
+function takes. Pages poll :meth:`Job.snapshot` from a ``st.fragment`` with ``run_every``.
+Nothing here imports or calls Streamlit: workers must never touch ``st.*``.
 
-Workers open their own database connections (``db.Index(path)``); a job never shares the
+Workers open their own database connections (:func:`with_index`); a job never shares the
 page's connection.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import queue
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.errors import WebSSLError
+from core.errors import USER_ERRORS
 from core.progress import Cancelled, ProgressEvent
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,21 @@ logger = logging.getLogger(__name__)
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
-JobFunction = Callable[["Job"], Any]
+JobFunction = Callable[..., Any]
+"""Called as ``fn(progress=callback, cancel=event)`` (other arguments bound at submit)."""
+
+
+def with_index(db_path: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(index, ...)`` run on the worker's own connection to ``db_path``, closed afterwards."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from db import Index
+
+        with Index(db_path) as index:
+            return fn(index, *args, **kwargs)
+
+    return call
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +80,10 @@ class JobSnapshot:
 class Job:
     """One unit of background work, updated by its worker and read by pages."""
 
-    def __init__(self, job_id: int, kind: str, title: str, fn: JobFunction, owner: str | None = None) -> None:
+    def __init__(self, job_id: int, kind: str, title: str, fn: JobFunction) -> None:
         self.id = job_id
         self.kind = kind
         self.title = title
-        self.owner = owner
         self.fn = fn
         self.cancel_event = threading.Event()
         self._lock = threading.Lock()
@@ -197,17 +212,17 @@ class JobManager:
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-    def submit(self, kind: str, title: str, fn: JobFunction, *, owner: str | None = None) -> Job:
-        """Queue ``fn(job)``; returns the job at once.
+    def submit(self, kind: str, title: str, fn: JobFunction, /, *args: Any, **kwargs: Any) -> Job:
+        """Queue ``fn(*args, progress=..., cancel=..., **kwargs)``; returns the job at once.
 
         ``fn`` returns the job's result. It raises :class:`core.progress.Cancelled` when
-        cancelled and :class:`core.errors.WebSSLError` for expected failures (their message is
-        shown to the user as is).
+        cancelled and one of :data:`core.errors.USER_ERRORS` for expected failures (their
+        message is shown to the user as is).
         """
         with self._lock:
             if self._closed:
                 raise RuntimeError("the job manager is shut down")
-            job = Job(next(self._ids), kind, title, fn, owner)
+            job = Job(next(self._ids), kind, title, functools.partial(fn, *args, **kwargs))
             job._manager = self
             self._jobs[job.id] = job
             self._waiting.append(job)
@@ -287,11 +302,11 @@ class JobManager:
         job._start()
         logger.info("job %d started: %s", job.id, job.title)
         try:
-            result = job.fn(job)
+            result = job.fn(progress=job.progress, cancel=job.cancel_event)
         except Cancelled as err:
             job._finish("cancelled", message=str(err))
             logger.info("job %d cancelled", job.id)
-        except WebSSLError as err:
+        except USER_ERRORS as err:
             job._finish("failed", error=str(err), message="Failed.")
             logger.info("job %d failed: %s", job.id, err)
         except (OSError, ValueError) as err:

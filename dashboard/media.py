@@ -9,7 +9,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from core import video
+from core.media import video
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,6 @@ def shrink(rgb: np.ndarray, max_width: int | None) -> np.ndarray:
 
     height = max(1, round(rgb.shape[0] * max_width / rgb.shape[1]))
     return cv2.resize(rgb, (max_width, height), interpolation=cv2.INTER_AREA)
-
-
-def jpeg_bytes(rgb: np.ndarray, quality: int = 88) -> bytes:
-    """RGB uint8 → JPEG bytes (for ``st.image`` and downloads)."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.runs import RunView
-from core.sampling import Sampling
-from core.video import format_time
+from core.matching.runs import RunView
+from core.matching.sampling import DEFAULT_SAMPLING, Sampling
+from core.media.video import format_time
+from core.visual.colours import image_colour
 from db import RunRecord
 
 SAMPLING_MODES = {
@@ -21,8 +22,17 @@ SAMPLING_MODES = {
 }
 
 
-def make_sampling(mode: str, *, stride: int = 5, fps: float = 2.0, max_interval_s: float = 1.0) -> Sampling:
-    """The :class:`core.sampling.Sampling` for the page's options (raises InvalidArgumentError)."""
+STRIDE, RATE = 5, 2.0  # the values first offered for the stride and fixed-rate modes
+
+
+def make_sampling(
+    mode: str,
+    *,
+    stride: int = STRIDE,
+    fps: float = RATE,
+    max_interval_s: float = DEFAULT_SAMPLING.max_interval_s,
+) -> Sampling:
+    """The :class:`core.matching.sampling.Sampling` for the page's options (raises InvalidArgumentError)."""
     if mode == "every":
         return Sampling.every()
     if mode == "stride":
@@ -100,6 +110,15 @@ def segment_rows(view: RunView, thumbnails: dict[int, bytes] | None = None) -> l
             row = {"preview": data_url(jpeg) if jpeg else None, **row}
         rows.append(row)
     return rows
+
+
+def segment_table(view: RunView, thumbnails: dict[int, bytes] | None = None):
+    """:func:`segment_rows` as a styled table: each image's name in its own colour."""
+    import pandas as pd
+
+    frame = pd.DataFrame(segment_rows(view, thumbnails))
+    colours = [f"color: {image_colour(seg.image_id)}; font-weight: 600" for seg in view.segments]
+    return frame.style.apply(lambda _column: colours, subset=["image"])
 
 
 def data_url(jpeg: bytes) -> str:

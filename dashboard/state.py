@@ -24,9 +24,9 @@ import numpy as np
 import streamlit as st
 
 from core import config
-from core.features import FeatureExtractor
-from core.model import ModelAvailability, model_availability, split_label
-from core.runs import RunView, load_run
+from core.matching.runs import RunView, load_run
+from core.model.features import FeatureExtractor
+from core.model.source import ModelAvailability, model_availability, split_label
 from dashboard import media
 from dashboard.jobs import JobManager
 from db import EmbeddingMatrix, Index
@@ -130,7 +130,7 @@ def get_run_view(run_id: int) -> RunView:
 
 
 @st.cache_resource(show_spinner="Loading the collection's embeddings…", max_entries=2)
-def _embedding_matrix(db_path: str, collection_id: int, image_count: int, generation: int) -> EmbeddingMatrix:
+def _embedding_matrix(db_path: str, collection_id: int, image_count: int) -> EmbeddingMatrix:
     return _open_index(db_path).load_embeddings(collection_id)
 
 
@@ -138,19 +138,12 @@ def get_embedding_matrix(collection_id: int) -> EmbeddingMatrix:
     """A collection's embedding matrix, shared by all sessions until the collection changes."""
     index = get_index()
     coll = index.get_collection_by_id(collection_id)
-    return _embedding_matrix(str(settings().db_path), coll.id, coll.image_count, data_generation())
+    return _embedding_matrix(str(settings().db_path), coll.id, coll.image_count)
 
 
-_GENERATION = {"value": 0}
-
-
-def data_generation() -> int:
-    """A counter bumped whenever a job changed collections (for cache keys)."""
-    return _GENERATION["value"]
-
-
-def bump_generation() -> None:
-    _GENERATION["value"] += 1
+def collections_changed() -> None:
+    """Forget cached collection data after images were added, removed or replaced."""
+    _embedding_matrix.clear()
 
 
 @st.cache_data(show_spinner=False, max_entries=48)

@@ -9,9 +9,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import ImageLoadError
-from core.images import IMAGE_EXTENSIONS, LoadedImage, decode_image_bytes, load_image
-from core.video import VIDEO_EXTENSIONS
-from dashboard import uploads
+from core.media.images import IMAGE_EXTENSIONS, LoadedImage, decode_image_bytes, load_image
+from core.media.video import VIDEO_EXTENSIONS
+from dashboard import keys, pages, uploads
 from dashboard.jobs import JobSnapshot
 from dashboard.state import get_jobs, get_thumbnails, settings
 from db import Collection, Index
@@ -24,11 +24,12 @@ VIDEO_TYPES = sorted(ext.lstrip(".") for ext in VIDEO_EXTENSIONS)
 
 
 # -- jobs -------------------------------------------------------------------------------------
-def start_job(key: str, kind: str, title: str, fn) -> None:
-    """Queue ``fn(job)`` in the background and remember it under ``st.session_state[key]``."""
-    job = get_jobs().submit(kind, title, fn)
+def start_job(key: str, kind: str, title: str, fn, /, *args, **kwargs) -> None:
+    """Queue ``fn(*args, progress=..., cancel=..., **kwargs)`` in the background (see
+    :meth:`dashboard.jobs.JobManager.submit`) and remember it under ``st.session_state[key]``."""
+    job = get_jobs().submit(kind, title, fn, *args, **kwargs)
     st.session_state[key] = job.id
-    st.session_state.pop(f"{key}:notice", None)
+    st.session_state.pop(keys.notice(key), None)
 
 
 def follow_job(key: str) -> JobSnapshot | None:
@@ -69,18 +70,18 @@ def _live_progress(job_id: int) -> None:
             st.caption("Cancelling… (stops after the batch in progress)")
         else:
             st.button(
-                "Cancel", key=f"cancel-job-{job_id}", on_click=job.cancel, icon=":material/stop_circle:"
+                "Cancel", key=keys.cancel_job(job_id), on_click=job.cancel, icon=":material/stop_circle:"
             )
 
 
 def set_notice(key: str, level: str, text: str) -> None:
     """Remember a message about ``key``'s last job to show on later reruns."""
-    st.session_state[f"{key}:notice"] = (level, text)
+    st.session_state[keys.notice(key)] = (level, text)
 
 
 def show_notice(key: str, *, once: bool = False) -> None:
     """Show the notice remembered for ``key`` (and forget it if ``once``)."""
-    notice = st.session_state.pop(f"{key}:notice", None) if once else st.session_state.get(f"{key}:notice")
+    notice = st.session_state.pop(keys.notice(key), None) if once else st.session_state.get(keys.notice(key))
     level, text = notice or (None, None)
     if text:
         {"success": st.success, "warning": st.warning, "error": st.error}.get(level, st.info)(text)
@@ -104,10 +105,10 @@ def pick_collection(
     collections = index.list_collections()
     if not collections:
         st.info("There are no collections yet: create one and add images on the **Collections** page.")
-        st.page_link("views/collections.py", label="Go to Collections", icon=":material/photo_library:")
+        st.page_link(pages.COLLECTIONS.path, label="Go to Collections", icon=pages.COLLECTIONS.icon)
         return None
     by_name = {c.name: c for c in collections}
-    remembered = st.session_state.get("collection")
+    remembered = st.session_state.get(keys.COLLECTION)
     if st.session_state.get(key) not in by_name:
         st.session_state[key] = remembered if remembered in by_name else collections[0].name
     name = st.selectbox(
@@ -116,13 +117,13 @@ def pick_collection(
         key=key,
         format_func=lambda n: f"{n} ({by_name[n].image_count:,} images)",
     )
-    st.session_state["collection"] = name
+    st.session_state[keys.COLLECTION] = name
     coll = by_name[name]
     if require_images and coll.image_count == 0:
         st.warning(
             f"Collection **{coll.name}** has no images yet: add some on the **Collections** page first."
         )
-        st.page_link("views/collections.py", label="Go to Collections", icon=":material/photo_library:")
+        st.page_link(pages.COLLECTIONS.path, label="Go to Collections", icon=pages.COLLECTIONS.icon)
         return None
     return coll
 
@@ -133,16 +134,16 @@ def video_source(key: str) -> Path | None:
         "Video",
         ["Upload a file", "Path on the server"],
         horizontal=True,
-        key=f"{key}-how",
+        key=keys.source_how(key),
         label_visibility="collapsed",
     )
     if how == "Upload a file":
-        upload = st.file_uploader("Video file", type=VIDEO_TYPES, key=f"{key}-upload")
+        upload = st.file_uploader("Video file", type=VIDEO_TYPES, key=keys.source_upload(key))
         if upload is None:
             return None
         return save_uploaded(upload, "videos")
     text = st.text_input(
-        "Video path on the server", key=f"{key}-path", placeholder="/data/videos/clip.mp4"
+        "Video path on the server", key=keys.source_path(key), placeholder="/data/videos/clip.mp4"
     ).strip()
     if not text:
         return None
@@ -166,11 +167,11 @@ def image_source(index: Index, key: str) -> tuple[LoadedImage, str] | None:
         "Image",
         ["Upload an image", "From a collection"],
         horizontal=True,
-        key=f"{key}-how",
+        key=keys.source_how(key),
         label_visibility="collapsed",
     )
     if how == "Upload an image":
-        upload = st.file_uploader("Image file", type=IMAGE_TYPES, key=f"{key}-upload")
+        upload = st.file_uploader("Image file", type=IMAGE_TYPES, key=keys.source_upload(key))
         if upload is None:
             return None
         try:
@@ -178,16 +179,20 @@ def image_source(index: Index, key: str) -> tuple[LoadedImage, str] | None:
         except ImageLoadError as err:
             st.error(f"Cannot read this image: {err.reason}. Upload a JPEG, PNG, WebP, … file.")
             return None
-    coll = pick_collection(index, key=f"{key}-collection", require_images=True)
+    coll = pick_collection(index, key=keys.source_collection(key), require_images=True)
     if coll is None:
         return None
-    name_filter = st.text_input("Filter by file name", key=f"{key}-filter", placeholder="part of a file name")
+    name_filter = st.text_input(
+        "Filter by file name", key=keys.source_filter(key), placeholder="part of a file name"
+    )
     records = index.list_images(coll.id, limit=500, name_filter=name_filter or None)
     if not records:
         st.info("No image names match the filter.")
         return None
     by_id = {r.id: r for r in records}
-    image_id = st.selectbox("Image", list(by_id), format_func=lambda i: by_id[i].name, key=f"{key}-image")
+    image_id = st.selectbox(
+        "Image", list(by_id), format_func=lambda i: by_id[i].name, key=keys.source_image(key)
+    )
     rec = by_id[image_id]
     try:
         return load_image(rec.path), coll.model_id
@@ -202,7 +207,7 @@ def image_source(index: Index, key: str) -> tuple[LoadedImage, str] | None:
 
 def save_uploaded(upload, kind: str) -> Path | None:
     """Store a ``st.file_uploader`` file under the data folder (once per upload)."""
-    cache = st.session_state.setdefault("_saved_uploads", {})
+    cache = st.session_state.setdefault(keys.SAVED_UPLOADS, {})
     marker = (kind, upload.file_id, upload.name, upload.size)
     if marker in cache and Path(cache[marker]).is_file():
         return Path(cache[marker])

@@ -9,6 +9,7 @@ Everything lives in one SQLite file, opened with :class:`Index`::
         matrix = index.load_embeddings(collection.id)
 """
 
+from .collections import check_model, check_name
 from .errors import (
     CollectionExistsError,
     DatabaseError,
@@ -16,7 +17,7 @@ from .errors import (
     NotFoundError,
     SchemaTooNewError,
 )
-from .index import DEFAULT_BUSY_TIMEOUT_MS, Index
+from .index import Index
 from .migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from .records import (
     Collection,
@@ -27,9 +28,11 @@ from .records import (
     IndexFailure,
     NewImage,
     RunRecord,
-    SegmentRecord,
+    Segment,
     VideoRecord,
 )
+from .runs import RUN_STATUSES
+from .store import DEFAULT_BUSY_TIMEOUT_MS
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
@@ -47,9 +50,12 @@ __all__ = [
     "ModelMismatchError",
     "NewImage",
     "NotFoundError",
+    "RUN_STATUSES",
     "RunRecord",
     "SchemaTooNewError",
-    "SegmentRecord",
+    "Segment",
     "VideoRecord",
+    "check_model",
+    "check_name",
     "migrate",
 ]

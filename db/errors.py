@@ -1,15 +1,14 @@
 """Exceptions raised by the index database.
 
-All of them subclass :class:`core.errors.WebSSLError`, so the CLI and the dashboard can show
-``str(err)`` to the user; each message says what went wrong and, where it can, what to do.
+Each message says what went wrong and, where it can, what to do. They do not derive from the
+core's error type (``db`` never imports ``core``); the edges (CLI, dashboard) catch both, see
+``core.errors.USER_ERRORS``.
 """
 
 from __future__ import annotations
 
-from core.errors import WebSSLError
 
-
-class DatabaseError(WebSSLError):
+class DatabaseError(Exception):
     "Base for index errors"
 
 

@@ -149,19 +149,21 @@ class FrameResults:
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentRecord:
-    """A stretch of consecutive frames that matched one image."""
+class Segment:
+    """A stretch of time in which one image is the best match above the threshold."""
 
-    run_id: int
     image_id: int
-    image_path: str
     start_frame: int
     end_frame: int
     start_s: float
     end_s: float
     peak_score: float
     mean_score: float
-    frames: int
+    frames: int  # matched frames inside the segment
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,26 +19,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # -- a tiny model ---------------------------------------------------------------------------
 
-TINY = {
-    "hidden_size": 48,
-    "num_hidden_layers": 3,
-    "num_attention_heads": 3,
-    "intermediate_size": 96,
-    "patch_size": 14,
-    "image_size": 224,
-    "layerscale_value": 1.0,
-    # wider random weights make CLS features discriminative: near-duplicates score ≥ 0.98,
-    # other images and noise ≤ 0.93 (measured), so tests can use a threshold of 0.95
-    "initializer_range": 0.1,
-}
-TEST_THRESHOLD = 0.95
+TEST_THRESHOLD = 0.95  # separates near-duplicates from other images for the tiny model (bench.synthetic.TINY)
 
 
 def build_tiny_model(folder: Path, *, seed: int = 0, **overrides) -> Path:
     """Save a random-weight Dinov2Model plus a DINOv2-style preprocessor config to ``folder``."""
-    from bench.synthetic import build_model
+    from bench.synthetic import build_tiny
 
-    return build_model(folder, {**TINY, **overrides}, seed=seed)
+    return build_tiny(folder, seed=seed, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +36,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def extractor(tiny_model_dir):
-    from core.features import FeatureExtractor
+    from core.model.features import FeatureExtractor
 
     return FeatureExtractor.load(tiny_model_dir, device="cpu", precision="fp32")
 
@@ -104,7 +92,7 @@ def image_folder(tmp_path) -> ImageSet:
 
 
 def write_video(path: Path, frames, fps: float = 10.0) -> Path:
-    from core.video import VideoWriter
+    from core.media.writer import VideoWriter
 
     with VideoWriter(path, fps=fps, crf=12) as writer:
         for frame in frames:

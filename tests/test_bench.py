@@ -35,7 +35,15 @@ def test_every_section_is_reported_and_written(smoke):
     assert set(results["sections"]) == set(SECTIONS)
     assert json.loads((out / "latest.json").read_text())["settings"]["mode"] == "smoke"
     md = (out / "latest.md").read_text()
-    for heading in ("## Speed", "## Agreement", "## Numerics", "## Indexing", "## Memory", "## Search", "## Targets"):
+    for heading in (
+        "## Speed",
+        "## Agreement",
+        "## Numerics",
+        "## Indexing",
+        "## Memory",
+        "## Search",
+        "## Targets",
+    ):
         assert heading in md
     machine = results["machine"]
     assert machine["cores"] >= 1 and isinstance(machine["native_bf16"], bool)
@@ -49,11 +57,15 @@ def test_speed_rows(smoke):
         assert _finite_positive(r["ratio_vs_baseline"]) and _finite_positive(r["peak_rss_mb"])
         assert 0 < r["frames_analysed"] <= r["frames_covered"]
     # ratios are taken against the mean of the two baseline runs that bracket the others
-    assert (rows["baseline"]["ratio_vs_baseline"] + rows["baseline_end"]["ratio_vs_baseline"]) / 2 == pytest.approx(1.0)
+    assert (
+        rows["baseline"]["ratio_vs_baseline"] + rows["baseline_end"]["ratio_vs_baseline"]
+    ) / 2 == pytest.approx(1.0)
     assert rows["every"]["frames_analysed"] == rows["every"]["frames_covered"]
     default = rows["default"]
     assert default["frames_analysed"] < default["frames_covered"]  # change-driven: most frames inherit
-    assert default["decisions"]["first"] == 1 and sum(default["decisions"].values()) == default["frames_covered"]
+    assert (
+        default["decisions"]["first"] == 1 and sum(default["decisions"].values()) == default["frames_covered"]
+    )
 
 
 def test_agreement_and_sweep(smoke):

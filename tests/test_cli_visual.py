@@ -7,11 +7,12 @@ import pytest
 from PIL import Image
 
 from conftest import TEST_THRESHOLD
-from core.cli import EXIT_ERROR, main
-from core.indexing import index_images
-from core.matching import MatchParams
-from core.runs import match_video
-from core.sampling import Sampling
+from core.cli import main
+from core.cli.common import EXIT_ERROR
+from core.matching.indexing import index_images
+from core.matching.params import MatchParams
+from core.matching.pipeline import match_video
+from core.matching.sampling import Sampling
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

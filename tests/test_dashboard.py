@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import TEST_THRESHOLD
+from dashboard import keys
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
@@ -71,7 +72,7 @@ def png(arr: np.ndarray) -> bytes:
 def filled_db(env, image_folder, extractor):
     """A collection "posters" with the four test images, in the dashboard's database."""
     from core.config import default_db_path
-    from core.indexing import index_images
+    from core.matching.indexing import index_images
     from db import Index
 
     with Index(default_db_path()) as index:
@@ -83,9 +84,9 @@ def filled_db(env, image_folder, extractor):
 def stored_run(filled_db, shots_video, extractor):
     """A match run of the shots video against "posters" (every frame, test threshold)."""
     from core.config import default_db_path
-    from core.matching import MatchParams
-    from core.runs import match_video
-    from core.sampling import Sampling
+    from core.matching.params import MatchParams
+    from core.matching.pipeline import match_video
+    from core.matching.sampling import Sampling
     from db import Index
 
     with Index(default_db_path()) as index:
@@ -145,42 +146,42 @@ def test_home_explains_missing_weights(env, monkeypatch, tmp_path):
 # -- collections ---------------------------------------------------------------------------------------
 def test_create_index_rename_delete_a_collection(env, image_folder):
     at = open_app("views/collections.py")
-    at.text_input(key="new-collection-name").input("posters")
-    at.button(key="create-collection-button").click().run()
+    at.text_input(key=keys.NEW_NAME).input("posters")
+    at.button(key=keys.CREATE_BUTTON).click().run()
     assert not at.exception, at.exception
     assert any("Created collection" in s for s in texts(at.success))
 
     # the same name again: a clear error, no traceback
-    at.text_input(key="new-collection-name").input("posters")
-    at.button(key="create-collection-button").click().run()
+    at.text_input(key=keys.NEW_NAME).input("posters")
+    at.button(key=keys.CREATE_BUTTON).click().run()
     assert any("already exists" in e for e in texts(at.error))
 
     # index a folder on the server, in the background
-    at.text_input(key="index-folder").input(str(image_folder.folder))
-    at.button(key="index-folder-button").click().run()
-    assert "index-job" in at.session_state
-    wait_for_job(at, "index-job")
+    at.text_input(key=keys.INDEX_FOLDER).input(str(image_folder.folder))
+    at.button(key=keys.INDEX_FOLDER_BUTTON).click().run()
+    assert keys.INDEX_JOB in at.session_state
+    wait_for_job(at, keys.INDEX_JOB)
     assert any("4 added" in s for s in texts(at.success)), texts(at.success)
     assert at.dataframe[0].value["images"].tolist() == [4]
 
     # a bad file in the folder is listed with its reason
     (image_folder.folder / "broken.jpg").write_bytes(b"not a jpeg")
-    at.button(key="index-folder-button").click().run()
-    wait_for_job(at, "index-job")
+    at.button(key=keys.INDEX_FOLDER_BUTTON).click().run()
+    wait_for_job(at, keys.INDEX_JOB)
     assert any("1 failed" in s for s in texts(at.success))
     failures = [df.value for df in at.dataframe if "reason" in df.value.columns]
     assert failures and failures[0]["file"].str.endswith("broken.jpg").any()
 
     # rename
-    at.text_input(key="rename-to").input("renamed")
+    at.text_input(key=keys.RENAME_TO).input("renamed")
     at.button[[b.label for b in at.button].index("Rename")].click().run()
     assert any("Renamed" in s for s in texts(at.success))
-    assert at.selectbox(key="manage-collection").value == "renamed"
+    assert at.selectbox(key=keys.MANAGE_COLLECTION).value == "renamed"
 
     # delete needs the name typed
     at.button[[b.label for b in at.button].index("Delete collection")].click().run()
     assert any("Nothing deleted" in w for w in texts(at.warning))
-    at.text_input(key="delete-confirm").input("renamed").run()
+    at.text_input(key=keys.DELETE_CONFIRM).input("renamed").run()
     at.button[[b.label for b in at.button].index("Delete collection")].click().run()
     assert not at.exception
     assert any("Deleted collection" in s for s in texts(at.success))
@@ -197,24 +198,24 @@ def test_a_running_job_shows_progress_and_can_be_cancelled(env):
 
     started = threading.Event()
 
-    def slow(job):
-        reporter = ProgressReporter("indexing", "images", 100, job.progress, job.cancel_event)
+    def slow(*, progress, cancel):
+        reporter = ProgressReporter("indexing", "images", 100, progress, cancel)
         reporter.update(10)
         started.set()
         while True:
             reporter.check_cancelled()
-            job.cancel_event.wait(0.02)
+            cancel.wait(0.02)
 
     at = open_app("views/collections.py")
     job = get_jobs().submit("index", "Indexing test files", slow)
     assert started.wait(30)
-    at.session_state["index-job"] = job.id
+    at.session_state[keys.INDEX_JOB] = job.id
     at.run()
     assert not at.exception, at.exception
     bars = at.get("progress")
     assert bars and "Indexing: 10 / 100 images" in bars[0].proto.text
-    at.button(key=f"cancel-job-{job.id}").click().run()
-    wait_for_job(at, "index-job")
+    at.button(key=keys.cancel_job(job.id)).click().run()
+    wait_for_job(at, keys.INDEX_JOB)
     assert job.snapshot().status == "cancelled"
     assert any("cancelled" in w for w in texts(at.warning)), texts(at.warning)
 
@@ -223,18 +224,18 @@ def test_upload_images_and_index_them(env, image_folder):
     from core.config import data_dir
 
     at = open_app("views/collections.py")
-    at.text_input(key="new-collection-name").input("uploads")
-    at.button(key="create-collection-button").click().run()
+    at.text_input(key=keys.NEW_NAME).input("uploads")
+    at.button(key=keys.CREATE_BUTTON).click().run()
     files = [(p.name, p.read_bytes(), "image/jpeg") for p in image_folder.paths[:2]]
     files.append(("../../evil name.png", png(image_folder.arrays[3]), "image/png"))
-    at.file_uploader(key="image-upload-0").set_value(files).run()
-    at.button(key="index-uploads").click().run()
-    wait_for_job(at, "index-job")
+    at.file_uploader(key=keys.image_upload(0)).set_value(files).run()
+    at.button(key=keys.INDEX_UPLOADS).click().run()
+    wait_for_job(at, keys.INDEX_JOB)
     assert any("3 added" in s for s in texts(at.success)), texts(at.success)
     stored = sorted(p.name for p in (data_dir() / "uploads" / "images").rglob("*") if p.is_file())
     assert stored == sorted(["alpha.jpg", "beta.png", "evil_name.png"])
     # the uploader was reset for the next batch
-    assert at.file_uploader(key="image-upload-1") is not None
+    assert at.file_uploader(key=keys.image_upload(1)) is not None
 
 
 def test_prune_missing_files(filled_db):
@@ -246,9 +247,9 @@ def test_prune_missing_files(filled_db):
 
 def test_model_that_cannot_load_is_an_error_not_a_traceback(env, tmp_path):
     at = open_app("views/collections.py")
-    at.text_input(key="new-collection-name").input("x")
-    at.text_input(key="new-collection-model").input(str(tmp_path / "missing-model"))
-    at.button(key="create-collection-button").click().run()
+    at.text_input(key=keys.NEW_NAME).input("x")
+    at.text_input(key=keys.NEW_MODEL).input(str(tmp_path / "missing-model"))
+    at.button(key=keys.CREATE_BUTTON).click().run()
     assert not at.exception
     assert any("does not exist" in e for e in texts(at.error))
 
@@ -259,7 +260,7 @@ def test_browse_grid_filter_open_and_search(filled_db):
     assert len(at.image) == 4  # thumbnails
     opens = [b for b in at.button if b.label == "Open"]
     assert len(opens) == 4
-    at.text_input(key="browse-filter").input("gam").run()
+    at.text_input(key=keys.BROWSE_FILTER).input("gam").run()
     opens = [b for b in at.button if b.label == "Open"]
     assert len(opens) == 1
     opens[0].click().run()
@@ -269,7 +270,7 @@ def test_browse_grid_filter_open_and_search(filled_db):
     at.button[[b.label for b in at.button].index("Close")].click().run()
     assert not any("Nearest neighbours" in m for m in texts(at.markdown))
     # search with a query image: the same picture comes first with a score of about 1
-    at.file_uploader(key="browse-query").set_value(("q.png", png(filled_db.arrays[1]), "image/png")).run()
+    at.file_uploader(key=keys.BROWSE_QUERY).set_value(("q.png", png(filled_db.arrays[1]), "image/png")).run()
     assert not at.exception, at.exception
     first = next(c for c in plain(at.caption) if "·" in c and "beta.png" in c)
     assert float(first.split("**")[1]) > 0.99
@@ -277,7 +278,7 @@ def test_browse_grid_filter_open_and_search(filled_db):
 
 def test_browse_rejects_a_bad_query_image(filled_db):
     at = open_app("views/browse.py")
-    at.file_uploader(key="browse-query").set_value(("q.png", b"not an image", "image/png")).run()
+    at.file_uploader(key=keys.BROWSE_QUERY).set_value(("q.png", b"not an image", "image/png")).run()
     assert not at.exception
     assert any("Cannot read this image" in e for e in texts(at.error))
 
@@ -286,16 +287,16 @@ def test_browse_rejects_a_bad_query_image(filled_db):
 def test_match_a_video_in_the_background(filled_db, shots_video):
     at = open_app("views/match.py")
     assert any("No runs yet" in i for i in texts(at.info))
-    at.radio(key="match-video-how").set_value("Path on the server").run()
-    at.text_input(key="match-video-path").input(str(shots_video.path))
-    at.selectbox(key="match-sampling").set_value("every")
-    at.slider(key="match-threshold0").set_value(TEST_THRESHOLD)
+    at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Path on the server").run()
+    at.text_input(key=keys.source_path(keys.MATCH_VIDEO)).input(str(shots_video.path))
+    at.selectbox(key=keys.MATCH_SAMPLING).set_value("every")
+    at.slider(key=keys.MATCH_THRESHOLD).set_value(TEST_THRESHOLD)
     at.run()
-    at.button(key="match-go").click().run()
+    at.button(key=keys.MATCH_GO).click().run()
     assert not at.exception, at.exception
-    wait_for_job(at, "match-job")
+    wait_for_job(at, keys.MATCH_JOB)
     assert any("Run #1 finished" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
-    assert at.session_state["match-run"] == 1
+    assert at.session_state[keys.RUN] == 1
     assert at.get("plotly_chart"), "the timeline is drawn"
     segments = at.dataframe[0].value
     assert list(segments.columns[:6]) == ["preview", "image", "from", "to", "peak", "mean"]
@@ -308,14 +309,14 @@ def test_threshold_relabels_from_stored_scores(stored_run):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Segments"] == "3"
     # above every score: nothing matches, no model needed
-    at.slider(key=f"thr-{run_id}").set_value(1.0).run()
+    at.slider(key=keys.run_threshold(run_id)).set_value(1.0).run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Segments"] == "0"
     assert metrics["Matched frames"].startswith("0 /")
     assert any("No segments at this threshold" in i for i in texts(at.info))
     # very low: every frame matches
-    at.slider(key=f"thr-{run_id}").set_value(0.0).run()
+    at.slider(key=keys.run_threshold(run_id)).set_value(0.0).run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Matched frames"] == "40 / 40"
 
@@ -323,7 +324,7 @@ def test_threshold_relabels_from_stored_scores(stored_run):
 def test_frame_inspector_follows_the_slider(stored_run):
     at = open_app("views/match.py")
     run_id = stored_run.run_id
-    at.slider(key=f"frame-{run_id}").set_value(20).run()
+    at.slider(key=keys.run_frame(run_id)).set_value(20).run()
     assert not at.exception, at.exception
     captions = [c for img in at.image for c in img.captions]
     assert any(c.startswith("Frame 20 at 0:02.0") for c in captions), captions
@@ -332,9 +333,9 @@ def test_frame_inspector_follows_the_slider(stored_run):
 
 def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):
     from core.config import default_db_path
-    from core.matching import MatchParams
-    from core.runs import match_video
-    from core.sampling import Sampling
+    from core.matching.params import MatchParams
+    from core.matching.pipeline import match_video
+    from core.matching.sampling import Sampling
     from db import Index
 
     with Index(default_db_path()) as index:
@@ -347,9 +348,9 @@ def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):
             params=MatchParams(threshold=TEST_THRESHOLD),
         )
     at = open_app("views/match.py")
-    picker = at.selectbox(key="match-run")
+    picker = at.selectbox(key=keys.RUN)
     assert picker.options and len(picker.options) == 2
-    assert at.session_state["match-run"] == second.run_id
+    assert at.session_state[keys.RUN] == second.run_id
     picker.set_value(stored_run.run_id).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Matched frames"].endswith("/ 40")
@@ -357,7 +358,7 @@ def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):
 
 def test_delete_a_run(stored_run):
     at = open_app("views/match.py")
-    at.button(key=f"delete-run-{stored_run.run_id}").click().run()
+    at.button(key=keys.run_delete(stored_run.run_id)).click().run()
     assert not at.exception, at.exception
     assert any(f"Deleted run #{stored_run.run_id}" in s for s in texts(at.success))
     assert any("No runs yet" in i for i in texts(at.info))
@@ -365,8 +366,8 @@ def test_delete_a_run(stored_run):
 
 def test_match_needs_a_non_empty_collection(env):
     from core.config import default_db_path
-    from core.features import FeatureExtractor
-    from core.indexing import ensure_collection
+    from core.matching.indexing import ensure_collection
+    from core.model.features import FeatureExtractor
     from db import Index
 
     fx = FeatureExtractor.load(str(Path(__import__("os").environ["WEBSSL_MODEL"])), device="cpu")
@@ -374,32 +375,32 @@ def test_match_needs_a_non_empty_collection(env):
         ensure_collection(index, "empty", fx)
     at = open_app("views/match.py")
     assert any("has no images yet" in w for w in texts(at.warning))
-    assert at.button(key="match-go").disabled
+    assert at.button(key=keys.MATCH_GO).disabled
 
 
 def test_match_asks_for_a_video(filled_db):
     at = open_app("views/match.py")
-    at.button(key="match-go").click().run()
+    at.button(key=keys.MATCH_GO).click().run()
     assert any("Choose a video first" in w for w in texts(at.warning))
-    assert "match-job" not in at.session_state
+    assert keys.MATCH_JOB not in at.session_state
 
 
 def test_match_rejects_a_file_that_is_not_a_video(filled_db):
     at = open_app("views/match.py")
-    at.file_uploader(key="match-video-upload").set_value(
+    at.file_uploader(key=keys.source_upload(keys.MATCH_VIDEO)).set_value(
         ("clip.mp4", b"not a video at all", "video/mp4")
     ).run()
-    at.button(key="match-go").click().run()
+    at.button(key=keys.MATCH_GO).click().run()
     assert not at.exception, at.exception
     assert any("Cannot open video" in e for e in texts(at.error)), texts(at.error)
-    assert "match-job" not in at.session_state
+    assert keys.MATCH_JOB not in at.session_state
 
 
 def test_render_the_matched_video(stored_run):
     at = open_app("views/match.py")
     run_id = stored_run.run_id
-    at.button(key=f"render-{run_id}").click().run()
-    wait_for_job(at, "match-render-job")
+    at.button(key=keys.run_render(run_id)).click().run()
+    wait_for_job(at, keys.MATCH_RENDER_JOB)
     assert any("Rendered 40 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
     assert at.get("video")
 
@@ -407,40 +408,40 @@ def test_render_the_matched_video(stored_run):
 # -- explore and render -------------------------------------------------------------------------------------
 def test_explore_an_uploaded_image(env, image_folder):
     at = open_app("views/explore.py")
-    at.file_uploader(key="explore-upload").set_value(
+    at.file_uploader(key=keys.source_upload(keys.EXPLORE_SOURCE)).set_value(
         ("a.png", png(image_folder.arrays[0]), "image/png")
     ).run()
     assert not at.exception, at.exception
-    assert at.slider(key="explore-layer").value == 3  # the tiny model has 3 layers
-    at.slider(key="explore-layer").set_value(1).run()
+    assert at.slider(key=keys.EXPLORE_LAYER).value == 3  # the tiny model has 3 layers
+    at.slider(key=keys.EXPLORE_LAYER).set_value(1).run()
     assert not at.exception
-    at.radio(key="explore-mode").set_value("full").run()
+    at.radio(key=keys.EXPLORE_MODE).set_value("full").run()
     assert not at.exception, at.exception
     assert not at.error
 
 
 def test_explore_an_image_of_a_collection(filled_db):
     at = open_app("views/explore.py")
-    at.radio(key="explore-how").set_value("From a collection").run()
+    at.radio(key=keys.source_how(keys.EXPLORE_SOURCE)).set_value("From a collection").run()
     assert not at.exception, at.exception
-    assert at.selectbox(key="explore-image").options
-    assert at.slider(key="explore-layer").value == 3
+    assert at.selectbox(key=keys.source_image(keys.EXPLORE_SOURCE)).options
+    assert at.slider(key=keys.EXPLORE_LAYER).value == 3
 
 
 def test_render_layer_and_pca_videos(env, image_folder, shots_video):
     at = open_app("views/render.py")
-    at.file_uploader(key="render-layers-upload").set_value(
+    at.file_uploader(key=keys.source_upload(keys.LAYERS_SOURCE)).set_value(
         ("a.png", png(image_folder.arrays[0]), "image/png")
     )
-    at.checkbox(key="render-layers-gif").check().run()
-    at.button(key="render-layers-go").click().run()
-    wait_for_job(at, "render-layers-job")
+    at.checkbox(key=keys.LAYERS_GIF).check().run()
+    at.button(key=keys.LAYERS_GO).click().run()
+    wait_for_job(at, keys.LAYERS_JOB)
     assert any("Rendered 3 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
     assert at.get("video")
 
-    at.radio(key="render-pca-how").set_value("Path on the server").run()
-    at.text_input(key="render-pca-path").input(str(shots_video.path))
-    at.number_input(key="render-pca-max").set_value(6).run()
-    at.button(key="render-pca-go").click().run()
-    wait_for_job(at, "render-pca-job")
+    at.radio(key=keys.source_how(keys.PCA_SOURCE)).set_value("Path on the server").run()
+    at.text_input(key=keys.source_path(keys.PCA_SOURCE)).input(str(shots_video.path))
+    at.number_input(key=keys.PCA_MAX_FRAMES).set_value(6).run()
+    at.button(key=keys.PCA_GO).click().run()
+    wait_for_job(at, keys.PCA_JOB)
     assert any("Rendered 6 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)

@@ -11,7 +11,9 @@ import plotly.graph_objects as go
 import pytest
 
 from core.errors import InvalidArgumentError, VideoOpenError, WebSSLError
+from core.matching.params import matched_mask
 from core.progress import Cancelled, ProgressReporter
+from core.visual.colours import image_colour
 from dashboard import charts, uploads
 from dashboard.jobs import JobManager, describe_event, format_duration
 
@@ -27,15 +29,15 @@ def manager():
 def test_job_runs_in_the_background_and_reports_progress(manager):
     seen = []
 
-    def work(job):
-        reporter = ProgressReporter("indexing", "images", 4, job.progress, job.cancel_event)
-        for i in range(1, 5):
+    def work(total, *, progress, cancel):
+        reporter = ProgressReporter("indexing", "images", total, progress, cancel)
+        for i in range(1, total + 1):
             reporter.update(i)
             seen.append(job.snapshot().fraction)
         assert threading.current_thread() is not threading.main_thread()
         return "result"
 
-    job = manager.submit("index", "Indexing", work)
+    job = manager.submit("index", "Indexing", work, 4)
     assert job.wait(10)
     snap = job.snapshot()
     assert snap.status == "done" and snap.result == "result" and snap.fraction == 1.0
@@ -46,12 +48,12 @@ def test_job_runs_in_the_background_and_reports_progress(manager):
 def test_job_cancel_stops_it(manager):
     started = threading.Event()
 
-    def work(job):
-        reporter = ProgressReporter("matching", "frames", None, job.progress, job.cancel_event)
+    def work(*, progress, cancel):
+        reporter = ProgressReporter("matching", "frames", None, progress, cancel)
         started.set()
         while True:
             reporter.check_cancelled()
-            job.cancel_event.wait(0.01)
+            cancel.wait(0.01)
 
     job = manager.submit("match", "Matching", work)
     assert started.wait(10)
@@ -64,14 +66,14 @@ def test_job_cancel_stops_it(manager):
 def test_queued_jobs_wait_their_turn_and_can_be_dropped(manager):
     release, running = threading.Event(), threading.Event()
 
-    def first_job(job):
+    def first_job(**_injected):
         running.set()
         return release.wait(10)
 
     first = manager.submit("a", "first", first_job)
     assert running.wait(10)
-    second = manager.submit("b", "second", lambda job: "ran")
-    third = manager.submit("c", "third", lambda job: "ran")
+    second = manager.submit("b", "second", lambda **_: "ran")
+    third = manager.submit("c", "third", lambda **_: "ran")
     assert second.snapshot().status == "queued"
     assert (second.snapshot().queue_position, third.snapshot().queue_position) == (0, 1)
     assert first.snapshot().status == "running"
@@ -84,7 +86,7 @@ def test_queued_jobs_wait_their_turn_and_can_be_dropped(manager):
 
 
 def test_expected_errors_are_messages_not_crashes(manager):
-    def fails(job):
+    def fails(**_injected):
         raise WebSSLError("Collection 'x' has no images yet.")
 
     job = manager.submit("match", "Matching", fails)
@@ -92,11 +94,11 @@ def test_expected_errors_are_messages_not_crashes(manager):
     snap = job.snapshot()
     assert snap.status == "failed" and snap.error == "Collection 'x' has no images yet."
     # the worker survives and runs the next job
-    assert manager.submit("x", "next", lambda job: 1).wait(10)
+    assert manager.submit("x", "next", lambda **_: 1).wait(10)
 
 
 def test_an_unexpected_error_is_logged_and_reported(manager, caplog):
-    def bug(job):
+    def bug(**_injected):
         raise KeyError("oops")
 
     job = manager.submit("x", "buggy", bug)
@@ -199,7 +201,9 @@ def _run_arrays(n=50):
 
 def test_timeline_colours_matched_images_and_draws_the_threshold():
     t, fi, score, img = _run_arrays()
-    fig = charts.timeline_figure(t, fi, score, img, {7: "a.jpg", 9: "b.jpg"}, 0.9, selected_time=1.0)
+    fig = charts.timeline_figure(
+        t, fi, score, img, matched_mask(score, 0.9), {7: "a.jpg", 9: "b.jpg"}, 0.9, selected_time=1.0
+    )
     names = [tr.name for tr in fig.data]
     assert names == ["best score", "below threshold", "a.jpg"]
     assert all(isinstance(tr, go.Scatter) for tr in fig.data)
@@ -215,7 +219,8 @@ def test_timeline_uses_webgl_for_long_videos_and_groups_many_images():
     n = charts.WEBGL_MIN_POINTS + 10
     t = np.arange(n) / 25
     img = np.arange(n) % 20
-    fig = charts.timeline_figure(t, np.arange(n), np.full(n, 0.95), img, {}, 0.9, max_images=5)
+    score = np.full(n, 0.95)
+    fig = charts.timeline_figure(t, np.arange(n), score, img, matched_mask(score, 0.9), {}, 0.9, max_images=5)
     assert all(isinstance(tr, go.Scattergl) for tr in fig.data)
     assert fig.data[-1].name == "15 other images"
     assert len(fig.data) == 1 + 5 + 1  # line, 5 images, the rest
@@ -223,7 +228,7 @@ def test_timeline_uses_webgl_for_long_videos_and_groups_many_images():
 
 def test_timeline_checks_lengths():
     with pytest.raises(ValueError):
-        charts.timeline_figure(np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), {}, 0.5)
+        charts.timeline_figure(np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), np.ones(3, bool), {}, 0.5)
 
 
 def test_duplicate_file_names_get_ids():
@@ -239,6 +244,7 @@ def test_score_matrix_and_heatmap():
     np.testing.assert_allclose(matrix, [[0.9, 0.4, np.nan], [0.5, 0.8, np.nan]], rtol=1e-6)
     fig = charts.heatmap_figure(np.array([0.0, 0.1, 0.2]), ids, scores, {1: "one", 2: "two"}, top_n=2)
     assert list(fig.data[0].y) == ["one", "two"]
+    assert [image_colour(1) in t for t in fig.layout.yaxis.ticktext] == [True, False]
     empty_top, empty = charts.score_matrix(np.full((4, 2), -1), np.full((4, 2), np.nan))
     assert empty_top.size == 0 and empty.shape == (0, 4)
 
@@ -254,10 +260,11 @@ def test_heatmap_bins_long_runs_keeping_the_peak():
 
 
 def test_histogram_splits_at_the_threshold():
-    fig = charts.histogram_figure(np.array([0.1, 0.2, 0.95, np.nan]), 0.5)
+    scores = np.array([0.1, 0.2, 0.95, np.nan])
+    fig = charts.histogram_figure(scores, matched_mask(scores, 0.5), 0.5)
     below, above = fig.data
     assert list(below.x) == [0.1, 0.2] and list(above.x) == [0.95]
-    assert len(charts.histogram_figure(np.array([np.nan]), 0.5).data[0].x) == 0
+    assert len(charts.histogram_figure(np.array([np.nan]), np.zeros(1, bool), 0.5).data[0].x) == 0
 
 
 def test_selected_frame_reads_plotly_events():
@@ -293,10 +300,11 @@ def test_make_sampling():
 
 def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extractor):
     from conftest import TEST_THRESHOLD
-    from core.indexing import index_images
-    from core.matching import MatchParams
-    from core.runs import load_run, match_video
-    from core.sampling import Sampling
+    from core.matching.indexing import index_images
+    from core.matching.params import MatchParams
+    from core.matching.pipeline import match_video
+    from core.matching.runs import load_run
+    from core.matching.sampling import Sampling
     from dashboard.results import frame_matches, image_labels, run_label, run_summary, segment_rows
 
     index_images(index, "c", [image_folder.folder], extractor)
@@ -323,7 +331,7 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
 
 # -- media ------------------------------------------------------------------------------------------
 def test_read_frame_seeks_to_the_right_frame(shots_video):
-    from core.video import iter_frames
+    from core.media.video import iter_frames
     from dashboard.media import read_frame
 
     frames = {f.index: f for f in iter_frames(shots_video.path)}
@@ -349,7 +357,7 @@ def test_human_size():
 
 # -- model status -----------------------------------------------------------------------------------
 def test_model_status_of_folders_and_hub_ids(tiny_model_dir, tmp_path):
-    from core.model import split_label
+    from core.model.source import split_label
     from dashboard.state import model_status
 
     ok = model_status(str(tiny_model_dir))

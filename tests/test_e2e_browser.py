@@ -64,7 +64,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
 @pytest.fixture
 def server(tmp_path, tiny_model_dir, image_folder, shots_video, extractor):
     """A running dashboard on a free localhost port, with a collection of the test images."""
-    from core.indexing import index_images
+    from core.matching.indexing import index_images
     from db import Index
 
     db_path = tmp_path / "e2e.sqlite"

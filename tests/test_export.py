@@ -9,18 +9,25 @@ import json
 import pytest
 
 from conftest import TEST_THRESHOLD
-from core.export import CSV_COLUMNS, csv_text, run_to_dict, write_csv, write_json
-from core.indexing import index_images
-from core.matching import MatchParams
-from core.runs import load_run, match_video
-from core.sampling import Sampling
+from core.matching.export import CSV_COLUMNS, csv_text, run_to_dict, write_csv, write_json
+from core.matching.indexing import index_images
+from core.matching.params import MatchParams
+from core.matching.pipeline import match_video
+from core.matching.runs import load_run
+from core.matching.sampling import Sampling
 
 
 @pytest.fixture
 def view(index, extractor, image_folder, shots_video):
     index_images(index, "shots", [image_folder.folder], extractor)
-    s = match_video(index, shots_video.path, "shots", extractor, sampling=Sampling.auto(),
-                    params=MatchParams(threshold=TEST_THRESHOLD, top_k=3))
+    s = match_video(
+        index,
+        shots_video.path,
+        "shots",
+        extractor,
+        sampling=Sampling.auto(),
+        params=MatchParams(threshold=TEST_THRESHOLD, top_k=3),
+    )
     return load_run(index, s.run_id)
 
 

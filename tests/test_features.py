@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import pattern_image
-from core.features import FeatureExtractor, l2_normalize
+from core.model.features import FeatureExtractor, l2_normalize
 
 
 def test_shapes_and_dtypes(extractor):
@@ -17,9 +17,9 @@ def test_shapes_and_dtypes(extractor):
     assert f.cls.shape == (3, 48) and f.cls.dtype == np.float32
     assert f.patches.shape == (3, 16, 16, 48)
     assert f.layers.shape == (3, 3, 16, 16, 48)  # layers × images × rows × cols × dim
-    assert f.layers_cls.shape == (3, 3, 48)
-    assert f.grid == (16, 16)
     assert np.isfinite(f.cls).all() and np.isfinite(f.layers).all()
+    # layers come out of the final layer norm, as the output does: the last one is the output
+    np.testing.assert_allclose(f.layers[-1], f.patches, atol=1e-5)
 
 
 def test_cls_matches_the_reference_processor_and_model(extractor, tiny_model_dir):
@@ -28,7 +28,9 @@ def test_cls_matches_the_reference_processor_and_model(extractor, tiny_model_dir
 
     processor = AutoImageProcessor.from_pretrained(tiny_model_dir)
     model = AutoModel.from_pretrained(tiny_model_dir).eval()
-    imgs = [pattern_image(10 + i, size) for i, size in enumerate([(360, 640), (480, 300), (224, 224), (90, 160)])]
+    imgs = [
+        pattern_image(10 + i, size) for i, size in enumerate([(360, 640), (480, 300), (224, 224), (90, 160)])
+    ]
     ours = l2_normalize(extractor.embed(imgs, batch_size=2).cls)
     for img, mine in zip(imgs, ours, strict=True):
         with torch.inference_mode():

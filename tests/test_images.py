@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import images
 from core.errors import ImageLoadError, InvalidArgumentError
-from core.images import (
+from core.media import images
+from core.media.files import file_sha256
+from core.media.images import (
     IMAGE_EXTENSIONS,
     LoadedImage,
     decode_image_bytes,
-    file_sha256,
     iter_image_files,
     load_image,
     make_thumbnail,
@@ -455,12 +455,6 @@ def test_sha256_matches_hashlib(png_file: Path) -> None:
     expected = hashlib.sha256(png_file.read_bytes()).hexdigest()
     assert load_image(png_file).sha256 == expected
     assert file_sha256(png_file) == expected
-    assert file_sha256(png_file, chunk_size=7) == expected
-
-
-def test_file_sha256_rejects_bad_chunk_size(png_file: Path) -> None:
-    with pytest.raises(InvalidArgumentError, match="chunk_size must be positive"):
-        file_sha256(png_file, chunk_size=0)
 
 
 def test_decode_bytes_equals_load_image(tmp_path: Path) -> None:

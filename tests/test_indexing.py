@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import build_tiny_model, pattern_image
-from core.features import FeatureExtractor, l2_normalize
-from core.indexing import index_images
+from core.matching.indexing import index_images
+from core.model.features import FeatureExtractor, l2_normalize
 from core.progress import Cancelled
 from db import ModelMismatchError
 
@@ -29,7 +29,7 @@ def test_index_a_folder(index, extractor, image_folder):
         assert float(matrix.vectors[row] @ vec) > 0.9999
     rec = index.list_images(coll.id, limit=1)[0]
     assert rec.width == 320 and rec.height == 240
-    thumb = index.get_thumbnail(rec.id)
+    thumb = index.get_thumbnails([rec.id])[rec.id]
     assert thumb[:2] == b"\xff\xd8"  # a JPEG
 
 
@@ -39,7 +39,9 @@ def test_reindexing_embeds_only_new_content(index, extractor, image_folder, monk
     Image.fromarray(pattern_image(999)).save(new)
     calls = []
     original = extractor.cls_embeddings
-    monkeypatch.setattr(extractor, "cls_embeddings", lambda imgs, **kw: (calls.append(len(imgs)), original(imgs, **kw))[1])
+    monkeypatch.setattr(
+        extractor, "cls_embeddings", lambda imgs, **kw: (calls.append(len(imgs)), original(imgs, **kw))[1]
+    )
     report = index_images(index, "c", [image_folder.folder], extractor)
     assert report.added == (str(new.resolve()),)
     assert len(report.already_indexed) == 4
@@ -140,8 +142,8 @@ def test_indexing_survives_a_kill_and_resumes(tmp_path, tiny_model_dir, image_fo
     db = tmp_path / "kill.sqlite"
     code = textwrap.dedent(f"""
         import os
-        from core.features import FeatureExtractor
-        from core.indexing import index_images
+        from core.model.features import FeatureExtractor
+        from core.matching.indexing import index_images
         from db import Index
         fx = FeatureExtractor.load({str(tiny_model_dir)!r}, device="cpu")
         def progress(ev):

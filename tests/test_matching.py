@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidArgumentError
-from core.features import l2_normalize
-from core.matching import MatchParams, find_segments, matched_mask, summarize_scores, top_k
+from core.matching.params import MatchParams, matched_mask
+from core.matching.search import top_k
+from core.matching.segments import find_segments
+from core.model.features import l2_normalize
 
 
 def test_top_k_equals_a_full_sort():
@@ -84,7 +86,6 @@ def test_segments_with_sampled_frames_use_real_times():
 def test_empty_and_helpers():
     assert find_segments(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), threshold=0.5) == []
     np.testing.assert_array_equal(matched_mask(np.array([0.5, 0.7, np.nan]), 0.6), [False, True, False])
-    assert summarize_scores(np.array([0.2, np.nan, 0.8]))["max"] == pytest.approx(0.8)
 
 
 def test_params_are_validated_and_round_trip():

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from core.errors import ModelLoadError
-from core.model import load_model, resolve_device, resolve_precision, resolve_source
+from core.model.loading import load_model, resolve_device
+from core.model.precision import resolve_precision
+from core.model.source import resolve_source
 
 
 def test_local_folder_loads_through_from_pretrained(tiny_model_dir):
@@ -46,7 +48,7 @@ def test_unknown_hub_id_offline_gives_one_clear_message(monkeypatch):
 
 
 def test_no_network_fails_fast_with_the_fix(monkeypatch):
-    import core.model as model_mod
+    import core.model.loading as model_mod
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(model_mod, "_hub_reachable", lambda timeout=3.0: False)
@@ -87,8 +89,13 @@ def test_missing_preprocessor_config_falls_back_to_dinov2_defaults(tmp_path, tin
 def test_registers_model_loads(tmp_path):
     from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-    cfg = Dinov2WithRegistersConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=64, num_register_tokens=4)
+    cfg = Dinov2WithRegistersConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_register_tokens=4,
+    )
     Dinov2WithRegistersModel(cfg).save_pretrained(tmp_path / "reg")
     loaded = load_model(tmp_path / "reg", device="cpu")
     assert loaded.num_register_tokens == 4

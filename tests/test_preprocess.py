@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import pattern_image
-from core.preprocess import Preprocessing, preprocess_batch, preprocess_images
+from core.model.preprocess import Preprocessing, preprocess_batch, preprocess_images
 
 SIZES = [(360, 640), (480, 300), (224, 224), (100, 150), (1080, 1920)]
 
@@ -92,8 +92,14 @@ def test_bad_input_is_refused(prep):
 
 
 def test_fixed_size_configs_are_understood():
-    cfg = {"do_resize": True, "size": {"height": 224, "width": 224}, "do_center_crop": False,
-           "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "resample": 2}
+    cfg = {
+        "do_resize": True,
+        "size": {"height": 224, "width": 224},
+        "do_center_crop": False,
+        "image_mean": [0.5] * 3,
+        "image_std": [0.5] * 3,
+        "resample": 2,
+    }
     prep = Preprocessing.from_processor_dict(cfg)
     assert prep.resize_hw == (224, 224) and prep.crop_hw is None and prep.resample == "bilinear"
     out = preprocess_batch([pattern_image(0, (100, 300))], prep)
@@ -104,4 +110,6 @@ def test_view_box_is_the_part_the_model_sees(prep):
     # 360×640 resizes to 256×455; the 224×224 centre crop starts at (115, 16)
     assert prep.view_box(360, 640) == pytest.approx((115 / 455, 16 / 256, 339 / 455, 240 / 256))
     assert prep.full_frame(448).view_box(360, 640) == (0.0, 0.0, 1.0, 1.0)
-    assert prep.view_box(100, 150) == pytest.approx((80 / 384, 16 / 256, 304 / 384, 240 / 256))  # enlarged first
+    assert prep.view_box(100, 150) == pytest.approx(
+        (80 / 384, 16 / 256, 304 / 384, 240 / 256)
+    )  # enlarged first

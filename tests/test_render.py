@@ -16,13 +16,17 @@ from PIL import Image
 
 from conftest import TEST_THRESHOLD, pattern_image, write_video
 from core.errors import InvalidArgumentError, VideoOpenError
-from core.indexing import index_images
-from core.matching import MatchParams
+from core.matching.indexing import index_images
+from core.matching.params import MatchParams
+from core.matching.pipeline import match_video
+from core.matching.runs import load_run
+from core.matching.sampling import Sampling
 from core.progress import Cancelled
-from core.render import fit_video_pca, render_layers, render_match_video, render_pca_video
-from core.runs import match_video
-from core.sampling import Sampling
-from core.visualize import letterbox
+from core.visual.colours import image_rgb
+from core.visual.drawing import letterbox
+from core.visual.layer_video import render_layers
+from core.visual.match_video import render_match_video
+from core.visual.pca_video import fit_video_pca, render_pca_video
 
 P = 14  # the tiny model's patch size
 
@@ -241,7 +245,7 @@ def stored_run(index, extractor, image_folder, shots_video):
         sampling=Sampling.every_nth(2),
         params=MatchParams(threshold=TEST_THRESHOLD, top_k=3),
     )
-    return summary.run_id
+    return load_run(index, summary.run_id)
 
 
 def right_panel_kind(frame: np.ndarray, width: int) -> str:
@@ -254,7 +258,7 @@ def right_panel_kind(frame: np.ndarray, width: int) -> str:
 def test_matched_video_shows_the_best_image_or_no_match(
     index, stored_run, image_folder, shots_video, tmp_path
 ):
-    result = render_match_video(index, stored_run, tmp_path / "match.mp4", panel_height=120)
+    result = render_match_video(stored_run, index.get_thumbnails, tmp_path / "match.mp4", panel_height=120)
     facts, frames = read_video(result.path)
     assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p"
     assert facts["frames"] == len(frames) == result.frames == shots_video.frame_count
@@ -265,11 +269,15 @@ def test_matched_video_shows_the_best_image_or_no_match(
         if i in (12, 13, 18, 19, 28, 29, 36, 37):  # near a cut: a skipped frame reuses the result before it
             continue
         assert kind == expected, (i, kind)
-    # frame 5 shows image 0's thumbnail, letterboxed (4:3 into 4:3: no bars), not stretched
-    thumb = np.asarray(Image.open(io.BytesIO(index.get_thumbnail(_image_id(index, "alpha.jpg")))))
-    expected = letterbox(thumb, 160, 120)
-    body = frames[5][50:, 160:].astype(int)  # below the name / score label
-    assert np.abs(body - expected[50:].astype(int)).mean() < 8
+    # frame 5 shows image 0's thumbnail, letterboxed (4:3 into 4:3: no bars), not stretched,
+    # framed in the image's own colour (the one the timeline uses)
+    alpha = _image_id(index, "alpha.jpg")
+    thumb = np.asarray(Image.open(io.BytesIO(index.get_thumbnails([alpha])[alpha])))
+    expected = letterbox(thumb, 148, 108)
+    body = frames[5][50:-6, 166:-6].astype(int)  # below the name / score label, inside the frame
+    assert np.abs(body - expected[44:].astype(int)).mean() < 8
+    border = frames[5][-4:, 162:-2].reshape(-1, 3).mean(axis=0)
+    assert np.abs(border - np.array(image_rgb(alpha))).max() < 30
     # odd frames were skipped by the stride: they repeat the previous frame's panel
     assert np.abs(frames[3][50:, 160:].astype(int) - frames[2][50:, 160:].astype(int)).mean() < 3
 
@@ -281,16 +289,20 @@ def _image_id(index, name: str) -> int:
 
 def test_matched_video_threshold_max_frames_and_a_moved_video(index, stored_run, shots_video, tmp_path):
     result = render_match_video(
-        index, stored_run, tmp_path / "m.mp4", threshold=1.0, max_frames=9, panel_height=60
+        stored_run.relabel(threshold=1.0),
+        index.get_thumbnails,
+        tmp_path / "m.mp4",
+        max_frames=9,
+        panel_height=60,
     )
     facts, frames = read_video(result.path)
     assert facts["frames"] == 9 and facts["size"] == (160, 60)
     assert all(right_panel_kind(f, 80) == "empty" for f in frames)  # nothing reaches 1.0
     with pytest.raises(InvalidArgumentError, match="threshold"):
-        render_match_video(index, stored_run, tmp_path / "m.mp4", threshold=2.0)
+        stored_run.relabel(threshold=2.0)
     shots_video.path.rename(tmp_path / "moved.mp4")
     with pytest.raises(VideoOpenError, match="no longer there"):
-        render_match_video(index, stored_run, tmp_path / "m2.mp4")
+        render_match_video(stored_run, index.get_thumbnails, tmp_path / "m2.mp4")
     assert not (tmp_path / "m2.mp4").exists()
 
 

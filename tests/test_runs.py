@@ -11,12 +11,13 @@ from PIL import Image
 
 from conftest import TEST_THRESHOLD
 from core.errors import VideoOpenError
-from core.indexing import index_images
-from core.matching import MatchParams
+from core.matching.indexing import index_images
+from core.matching.params import MatchParams
+from core.matching.pipeline import match_video
+from core.matching.runs import CacheMissError, EmptyCollectionError, load_run, rematch
+from core.matching.sampling import Sampling
+from core.media.video import iter_frames
 from core.progress import Cancelled
-from core.runs import CacheMissError, EmptyCollectionError, load_run, match_video, rematch
-from core.sampling import Sampling
-from core.video import iter_frames
 from db import ModelMismatchError, NotFoundError
 
 PARAMS = MatchParams(threshold=TEST_THRESHOLD, top_k=3, gap_tolerance_s=0.3)
@@ -34,7 +35,9 @@ def _image_no(view, image_folder, image_id):
 
 
 def test_every_frame_finds_the_right_images_and_segments(indexed, extractor, shots_video, image_folder):
-    summary = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    summary = match_video(
+        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS
+    )
     assert summary.frames_recorded == shots_video.frame_count == summary.frames_computed
     view = load_run(indexed, summary.run_id)
     res = view.results
@@ -69,7 +72,9 @@ def test_parity_with_the_plain_reference_loop(indexed, extractor, shots_video, i
         return v / np.linalg.norm(v)
 
     db = np.stack([embed(np.asarray(Image.open(p).convert("RGB"))) for p in image_folder.paths])
-    summary = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    summary = match_video(
+        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS
+    )
     view = load_run(indexed, summary.run_id)
     for frame in iter_frames(shots_video.path):
         ref_scores = db @ embed(frame.rgb)
@@ -79,14 +84,20 @@ def test_parity_with_the_plain_reference_loop(indexed, extractor, shots_video, i
 
 
 def test_second_match_runs_no_model_pass(indexed, extractor, shots_video, monkeypatch):
-    first = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    first = match_video(
+        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS
+    )
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the model ran although every frame embedding is cached")
 
     monkeypatch.setattr(extractor, "forward", forbidden)
     again = match_video(
-        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(),
+        indexed,
+        shots_video.path,
+        "shots",
+        extractor,
+        sampling=Sampling.every(),
         params=MatchParams(threshold=0.5, top_k=2),
     )
     assert again.frames_computed == 0 and again.frames_from_cache == 40
@@ -96,7 +107,9 @@ def test_second_match_runs_no_model_pass(indexed, extractor, shots_video, monkey
 
 
 def test_stride_and_fps_sampling_record_only_sampled_frames(indexed, extractor, shots_video):
-    s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every_nth(5), params=PARAMS)
+    s = match_video(
+        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every_nth(5), params=PARAMS
+    )
     view = load_run(indexed, s.run_id)
     assert view.results.frame_index.tolist() == list(range(0, 40, 5))
     assert s.frames_decoded == 40
@@ -119,7 +132,10 @@ def test_auto_sampling_inherits_results_of_unchanged_frames(indexed, extractor, 
     # shot cuts are analysed: the first frame of every shot has its own embedding
     for start in (0, 12, 18, 28, 36):
         assert res.source_frame[start] == start
-    best = [_image_no(view, image_folder, i) if m else -1 for i, m in zip(res.image_ids[:, 0], view.matched(), strict=True)]
+    best = [
+        _image_no(view, image_folder, i) if m else -1
+        for i, m in zip(res.image_ids[:, 0], view.matched(), strict=True)
+    ]
     expected = [shots_video.expected_image(i) for i in range(40)]
     assert np.mean(np.array(best) == np.array(expected)) >= 0.95
 
@@ -131,14 +147,16 @@ def test_relabel_from_stored_scores(indexed, extractor, shots_video):
     loose = view.relabel(threshold=-1.0)
     assert strict.matched().sum() < view.matched().sum() <= loose.matched().sum() == 40
     assert len(loose.segments) >= 1
-    assert view.relabel(min_duration_s=0.85).segments == tuple(s for s in view.segments if s.duration_s >= 0.85)
+    assert view.relabel(min_duration_s=0.85).segments == tuple(
+        s for s in view.segments if s.duration_s >= 0.85
+    )
 
 
 def test_rematch_uses_only_the_cache(indexed, extractor, shots_video, image_folder):
     s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.auto(), params=PARAMS)
     index_images(indexed, "two", image_folder.paths[:2], extractor)
-    new_id = rematch(indexed, s.run_id, collection="two", params=MatchParams(threshold=TEST_THRESHOLD, top_k=2))
-    new = load_run(indexed, new_id)
+    new = rematch(indexed, s.run_id, collection="two", params=MatchParams(threshold=TEST_THRESHOLD, top_k=2))
+    assert load_run(indexed, new.run.id).segments == new.segments
     old = load_run(indexed, s.run_id)
     assert new.run.collection_name == "two" and new.results.k == 2
     np.testing.assert_array_equal(new.results.source_frame, old.results.source_frame)
@@ -173,13 +191,24 @@ def test_cancel_keeps_a_cancelled_run_and_the_cache(indexed, extractor, shots_vi
             cancel.set()
 
     with pytest.raises(Cancelled):
-        match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS,
-                    batch_size=8, progress=progress, cancel=cancel)
+        match_video(
+            indexed,
+            shots_video.path,
+            "shots",
+            extractor,
+            sampling=Sampling.every(),
+            params=PARAMS,
+            batch_size=8,
+            progress=progress,
+            cancel=cancel,
+        )
     runs = indexed.list_runs()
     assert runs[0].status == "cancelled"
-    video = indexed.list_videos()[0]
+    video = indexed.get_video(runs[0].video_id)
     assert len(indexed.cached_frame_indices(video.sha256, extractor.embed_key())) >= 8
-    resumed = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    resumed = match_video(
+        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS
+    )
     assert resumed.frames_from_cache >= 8 and resumed.frames_computed <= 32
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import pattern_image
 from core.errors import InvalidArgumentError
-from core.sampling import Sampling
+from core.matching.sampling import Sampling
 
 
 def _wanted(sampling, n=60, fps=30.0):
@@ -49,7 +49,9 @@ def test_auto_analyses_cuts_changes_and_refreshes():
         decisions.append(planner.decide(i, i / fps, frame))
     analysed = [i for i, d in enumerate(decisions) if d.analyse]
     assert analysed == [0, 10, 15, 25]
-    assert decisions[0].reason == "first" and decisions[10].reason == "refresh" and decisions[15].reason == "cut"
+    assert (
+        decisions[0].reason == "first" and decisions[10].reason == "refresh" and decisions[15].reason == "cut"
+    )
     assert decisions[12].source == 10 and not decisions[12].analyse
 
 
@@ -79,7 +81,7 @@ def _pan(n: int, step_px: int, seed: int = 9):
 
 
 def test_defaults_are_the_benchmarked_ones():
-    from core.sampling import DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_INTERVAL_S
+    from core.matching.sampling import DEFAULT_CHANGE_THRESHOLD, DEFAULT_MAX_INTERVAL_S
 
     assert Sampling.auto() == Sampling()
     assert Sampling().change_threshold == DEFAULT_CHANGE_THRESHOLD
@@ -88,7 +90,7 @@ def test_defaults_are_the_benchmarked_ones():
 
 
 def test_change_measure_forgives_a_shift():
-    from core.sampling import change, change_thumbnail
+    from core.matching.sampling import change, change_thumbnail
 
     a = pattern_image(4)
     b = np.roll(a, 20, axis=1)  # the camera moved by 6 % of the width
@@ -111,7 +113,7 @@ def test_auto_pans_cost_few_passes_but_cuts_are_always_analysed():
 
 
 def test_auto_looks_only_at_what_the_model_sees():
-    from core.preprocess import Preprocessing
+    from core.model.preprocess import Preprocessing
 
     prep = Preprocessing()  # centre crop: the model never sees the left and right quarters
     base = pattern_image(5, (180, 320))
@@ -125,7 +127,7 @@ def test_auto_looks_only_at_what_the_model_sees():
 
 
 def test_decisions_are_counted_and_replay_from_thumbnails():
-    from core.sampling import change_thumbnail
+    from core.matching.sampling import change_thumbnail
 
     frames = _pan(12, 6) + [pattern_image(60)] * 4 + _pan(8, 1, seed=61)
     live = Sampling.auto(max_interval_s=0.5).planner()

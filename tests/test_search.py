@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.indexing import index_images
-from core.search import neighbours, search, search_images
+from core.matching.indexing import index_images
+from core.matching.search import neighbours, search, search_images
 
 
 @pytest.fixture

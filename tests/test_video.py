@@ -10,7 +10,9 @@ import pytest
 
 from conftest import pattern_image, write_video
 from core.errors import VideoOpenError
-from core.video import VideoWriter, file_sha256, format_time, iter_frames, probe_video
+from core.media.files import file_sha256
+from core.media.video import format_time, iter_frames, probe_video
+from core.media.writer import VideoWriter
 
 
 @pytest.fixture
@@ -158,7 +160,7 @@ def test_format_time():
 
 
 def test_read_frame_seeks_to_the_frame_shown_at_a_time(tmp_path):
-    from core.video import read_frame
+    from core.media.video import read_frame
 
     frames_in = [np.full((48, 64, 3), i * 8, np.uint8) for i in range(30)]
     path = write_video(tmp_path / "seek.mp4", frames_in, fps=10)

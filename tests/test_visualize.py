@@ -8,21 +8,10 @@ from PIL import Image
 
 from conftest import pattern_image
 from core.errors import InvalidArgumentError
-from core.visualize import (
-    PcaColorizer,
-    cls_similarity,
-    composite_figure,
-    heatmap,
-    image_maps,
-    label,
-    layer_grids,
-    layer_maps,
-    letterbox,
-    overlay,
-    pca_rgb,
-    save_image_maps,
-    upscale_nearest,
-)
+from core.visual.drawing import heatmap, label, letterbox, overlay, upscale_nearest
+from core.visual.figures import composite_figure, save_image_maps
+from core.visual.maps import cls_similarity, image_maps, layer_grids, layer_maps
+from core.visual.pca import PcaColorizer, pca_rgb
 
 
 def clustered_features(seed: int = 0, n: int = 400, d: int = 32) -> np.ndarray:

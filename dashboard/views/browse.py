@@ -8,30 +8,30 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.errors import ImageLoadError, ModelLoadError, WebSSLError
-from core.features import l2_normalize
-from core.images import decode_image_bytes, load_image
-from core.search import neighbours, search
+from core.errors import USER_ERRORS, ImageLoadError
+from core.matching.search import neighbours, search
+from core.media.images import decode_image_bytes, load_image
+from core.model.features import l2_normalize
+from dashboard import keys
 from dashboard.media import human_size
 from dashboard.state import get_embedding_matrix, get_index, get_thumbnails, load_extractor
 from dashboard.widgets import IMAGE_TYPES, md_escape, page_header, pick_collection
 from db import NotFoundError
 
 COLUMNS = 6
-OPEN_KEY = "browse-open"
 
 index = get_index()
 page_header(
     "Browse & search", "Thumbnails come from the database, so browsing stays fast for large collections."
 )
 
-coll = pick_collection(index, key="browse-collection", require_images=True)
+coll = pick_collection(index, key=keys.BROWSE_COLLECTION, require_images=True)
 if coll is None:
     st.stop()
 
 
 def _open(image_id: int | None) -> None:
-    st.session_state[OPEN_KEY] = image_id
+    st.session_state[keys.BROWSE_OPEN] = image_id
 
 
 def image_grid(
@@ -64,12 +64,12 @@ def image_grid(
 
 
 # -- an opened image ----------------------------------------------------------------------------
-opened = st.session_state.get(OPEN_KEY)
+opened = st.session_state.get(keys.BROWSE_OPEN)
 if opened is not None:
     try:
         rec = index.get_image(opened)
     except NotFoundError:
-        st.session_state[OPEN_KEY] = None
+        st.session_state[keys.BROWSE_OPEN] = None
         rec = None
     if rec is not None and rec.collection_id == coll.id:
         with st.container(border=True):
@@ -96,10 +96,10 @@ if opened is not None:
                     + (f" · {human_size(size)}" if size else "")
                     + f"  \n**Added** {rec.added.replace('T', ' ')[:19]}  \n**SHA-256** `{rec.sha256[:16]}…`"
                 )
-                k = st.slider("Neighbours", 3, 30, 12, key="neighbours-k")
+                k = st.slider("Neighbours", 3, 30, 12, key=keys.NEIGHBOURS_K)
             try:
                 hits = neighbours(index, get_embedding_matrix(coll.id), rec.id, k)
-            except WebSSLError as err:
+            except USER_ERRORS as err:
                 st.error(str(err))
             else:
                 st.markdown(
@@ -109,26 +109,24 @@ if opened is not None:
 
 # -- search with a query image --------------------------------------------------------------------
 with st.expander("Search with an image", icon=":material/image_search:"):
-    query_file = st.file_uploader("Query image", type=IMAGE_TYPES, key="browse-query")
-    k_query = st.slider("Results", 1, 48, 12, key="query-k")
+    query_file = st.file_uploader("Query image", type=IMAGE_TYPES, key=keys.BROWSE_QUERY)
+    k_query = st.slider("Results", 1, 48, 12, key=keys.QUERY_K)
     if query_file is not None:
         try:
             image = decode_image_bytes(query_file.getvalue(), query_file.name)
             cache_key = (query_file.file_id, coll.model_id)
-            cached = st.session_state.get("browse-query-embedding")
+            cached = st.session_state.get(keys.BROWSE_QUERY_EMBEDDING)
             if cached is not None and cached[0] == cache_key:
                 q = cached[1]
             else:
                 fx = load_extractor(coll.model_id)
                 with st.spinner("Embedding the query image…"):
                     q = l2_normalize(fx.cls_embeddings([image.rgb]))
-                st.session_state["browse-query-embedding"] = (cache_key, q)
+                st.session_state[keys.BROWSE_QUERY_EMBEDDING] = (cache_key, q)
             matrix = get_embedding_matrix(coll.id)
         except ImageLoadError as err:
             st.error(f"Cannot read this image: {err.reason}. Upload a JPEG, PNG, WebP, … file.")
-        except ModelLoadError as err:
-            st.error(str(err))
-        except WebSSLError as err:
+        except USER_ERRORS as err:
             st.error(str(err))
         else:
             left, right = st.columns([1, 5], gap="medium")
@@ -142,19 +140,19 @@ st.subheader(f"{coll.name}")
 
 
 def _reset_page() -> None:
-    st.session_state["browse-page"] = 1
+    st.session_state[keys.BROWSE_PAGE] = 1
 
 
 f1, f2, f3 = st.columns([3, 1, 1])
 name_filter = f1.text_input(
-    "Filter by file name", key="browse-filter", placeholder="part of a file name", on_change=_reset_page
+    "Filter by file name", key=keys.BROWSE_FILTER, placeholder="part of a file name", on_change=_reset_page
 )
-page_size = f2.selectbox("Per page", [24, 48, 96], index=1, key="browse-page-size", on_change=_reset_page)
+page_size = f2.selectbox("Per page", [24, 48, 96], index=1, key=keys.BROWSE_PAGE_SIZE, on_change=_reset_page)
 total = index.count_images(coll.id, name_filter=name_filter or None)
 pages = max(1, math.ceil(total / page_size))
-if st.session_state.get("browse-page", 1) > pages:
-    st.session_state["browse-page"] = pages
-page = f3.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key="browse-page")
+if st.session_state.get(keys.BROWSE_PAGE, 1) > pages:
+    st.session_state[keys.BROWSE_PAGE] = pages
+page = f3.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key=keys.BROWSE_PAGE)
 
 if total == 0:
     st.info(f"No image names contain “{name_filter}”." if name_filter else "This collection has no images.")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.errors import ModelLoadError, WebSSLError
-from core.indexing import IndexReport, index_images
-from dashboard.state import bump_generation, get_index, load_extractor, settings
+from core.errors import USER_ERRORS
+from core.matching.indexing import IndexReport, index_images
+from dashboard import keys
+from dashboard.jobs import with_index
+from dashboard.state import collections_changed, get_index, load_extractor, settings
 from dashboard.widgets import (
     IMAGE_TYPES,
     follow_job,
@@ -21,10 +23,6 @@ from dashboard.widgets import (
     show_notice,
     start_job,
 )
-from db import Index
-
-JOB_KEY = "index-job"
-PICKER_KEY = "manage-collection"
 
 s = settings()
 index = get_index()
@@ -33,18 +31,20 @@ page_header(
 )
 
 # -- finished indexing job? -------------------------------------------------------------------
-snap = follow_job(JOB_KEY)
+snap = follow_job(keys.INDEX_JOB)
 if snap is not None:
-    bump_generation()
-    st.session_state["upload-generation"] = st.session_state.get("upload-generation", 0) + 1
+    collections_changed()
+    st.session_state[keys.UPLOAD_GENERATION] = st.session_state.get(keys.UPLOAD_GENERATION, 0) + 1
     if snap.status == "done":
         report: IndexReport = snap.result
-        st.session_state["index-report"] = report
-        outcome_notice(JOB_KEY, snap, f"Indexing finished: {report.summary()} in {report.elapsed_s:.1f} s.")
+        st.session_state[keys.INDEX_REPORT] = report
+        outcome_notice(
+            keys.INDEX_JOB, snap, f"Indexing finished: {report.summary()} in {report.elapsed_s:.1f} s."
+        )
     else:
-        outcome_notice(JOB_KEY, snap, "")
-show_notice(JOB_KEY)
-report = st.session_state.get("index-report")
+        outcome_notice(keys.INDEX_JOB, snap, "")
+show_notice(keys.INDEX_JOB)
+report = st.session_state.get(keys.INDEX_REPORT)
 if report is not None and (report.failed or report.duplicates):
     with st.expander(f"Last indexing: {len(report.failed)} failed, {len(report.duplicates)} duplicates"):
         if report.failed:
@@ -78,16 +78,16 @@ if collections:
 
 # -- create -------------------------------------------------------------------------------------
 with st.expander("New collection", expanded=not collections, icon=":material/add:"):
-    with st.form("create-collection", border=False):
-        name = st.text_input("Name", placeholder="e.g. posters", key="new-collection-name")
+    with st.form(keys.CREATE_FORM, border=False):
+        name = st.text_input("Name", placeholder="e.g. posters", key=keys.NEW_NAME)
         model = st.text_input(
             "Model",
             value=s.model_id,
-            key="new-collection-model",
+            key=keys.NEW_MODEL,
             help="Hub id or local folder of a DINOv2-family model. Every image of the collection, and every "
             "video matched against it, is embedded with this model.",
         )
-        create = st.form_submit_button("Create collection", type="primary", key="create-collection-button")
+        create = st.form_submit_button("Create collection", type="primary", key=keys.CREATE_BUTTON)
     if create:
         if not name.strip():
             st.error("Give the collection a name.")
@@ -95,27 +95,29 @@ with st.expander("New collection", expanded=not collections, icon=":material/add
             try:
                 fx = load_extractor(model.strip() or s.model_id)
                 coll = index.create_collection(name, fx.model_id, fx.preprocessing.to_json(), fx.hidden_size)
-            except ModelLoadError as err:
-                st.error(str(err))
-            except WebSSLError as err:  # CollectionExistsError and other database errors
+            except USER_ERRORS as err:  # the model cannot load, the name is taken, ...
                 st.error(str(err))
             else:
-                st.session_state[PICKER_KEY] = coll.name
-                st.session_state["collection"] = coll.name
-                set_notice("collections", "success", f"Created collection **{coll.name}**. Add images below.")
+                st.session_state[keys.MANAGE_COLLECTION] = coll.name
+                st.session_state[keys.COLLECTION] = coll.name
+                set_notice(
+                    keys.COLLECTIONS_NOTICE,
+                    "success",
+                    f"Created collection **{coll.name}**. Add images below.",
+                )
                 st.rerun()
-show_notice("collections", once=True)
-show_notice("admin", once=True)
+show_notice(keys.COLLECTIONS_NOTICE, once=True)
+show_notice(keys.ADMIN_NOTICE, once=True)
 
 if not collections:
     st.stop()
 
 # -- manage one ---------------------------------------------------------------------------------
 st.subheader("Manage a collection")
-coll = pick_collection(index, key=PICKER_KEY, label="Collection")
+coll = pick_collection(index, key=keys.MANAGE_COLLECTION, label="Collection")
 if coll is None:
     st.stop()
-job_running = JOB_KEY in st.session_state
+job_running = keys.INDEX_JOB in st.session_state
 
 add_tab, failures_tab, admin_tab = st.tabs(
     ["Add images", f"Failed files ({coll.failure_count})", "Prune, rename, delete"]
@@ -125,24 +127,19 @@ add_tab, failures_tab, admin_tab = st.tabs(
 def _start_indexing(collection: str, model_id: str, paths: list[str], recursive: bool, label: str) -> None:
     try:
         fx = load_extractor(model_id)
-    except ModelLoadError as err:
+    except USER_ERRORS as err:
         st.error(str(err))
         return
-    db_path = str(s.db_path)
-
-    def work(job):
-        with Index(db_path) as idx:
-            return index_images(
-                idx,
-                collection,
-                paths,
-                fx,
-                recursive=recursive,
-                progress=job.progress,
-                cancel=job.cancel_event,
-            )
-
-    start_job(JOB_KEY, "index", f"Indexing {label} into {collection}", work)
+    start_job(
+        keys.INDEX_JOB,
+        "index",
+        f"Indexing {label} into {collection}",
+        with_index(str(s.db_path), index_images),
+        collection,
+        paths,
+        fx,
+        recursive=recursive,
+    )
     st.rerun()
 
 
@@ -154,14 +151,14 @@ with add_tab:
             "Image files",
             type=IMAGE_TYPES,
             accept_multiple_files=True,
-            key=f"image-upload-{st.session_state.get('upload-generation', 0)}",
+            key=keys.image_upload(st.session_state.get(keys.UPLOAD_GENERATION, 0)),
             help="Stored in the data folder (named by content hash), then indexed.",
         )
         if st.button(
             f"Index {len(files)} uploaded file{'s' if len(files) != 1 else ''}",
             disabled=not files or job_running,
             type="primary",
-            key="index-uploads",
+            key=keys.INDEX_UPLOADS,
         ):
             saved = [p for p in (save_uploaded(f, "images") for f in files) if p is not None]
             if saved:
@@ -170,9 +167,11 @@ with add_tab:
                 )
     with folder_col:
         st.markdown("**Index a folder on the server**")
-        folder = st.text_input("Folder or file path", key="index-folder", placeholder="/data/images").strip()
-        recursive = st.checkbox("Include sub-folders", value=True, key="index-recursive")
-        if st.button("Index folder", disabled=job_running, key="index-folder-button"):
+        folder = st.text_input(
+            "Folder or file path", key=keys.INDEX_FOLDER, placeholder="/data/images"
+        ).strip()
+        recursive = st.checkbox("Include sub-folders", value=True, key=keys.INDEX_RECURSIVE)
+        if st.button("Index folder", disabled=job_running, key=keys.INDEX_FOLDER_BUTTON):
             path = Path(folder).expanduser()
             if not folder:
                 st.warning("Type the path of a folder (or file) on the server first.")
@@ -206,48 +205,52 @@ with failures_tab:
 def _prune(collection_id: int, name: str) -> None:
     try:
         removed = get_index().prune_missing(collection_id)
-    except WebSSLError as err:
-        set_notice("admin", "error", str(err))
+    except USER_ERRORS as err:
+        set_notice(keys.ADMIN_NOTICE, "error", str(err))
         return
-    bump_generation()
+    collections_changed()
     if removed:
         shown = ", ".join(Path(p).name for p in removed[:10]) + (" …" if len(removed) > 10 else "")
         set_notice(
-            "admin", "success", f"Removed {len(removed)} images of **{name}** whose files are gone: {shown}"
+            keys.ADMIN_NOTICE,
+            "success",
+            f"Removed {len(removed)} images of **{name}** whose files are gone: {shown}",
         )
     else:
-        set_notice("admin", "success", f"All files of **{name}** are still there; nothing removed.")
+        set_notice(keys.ADMIN_NOTICE, "success", f"All files of **{name}** are still there; nothing removed.")
 
 
 def _rename(old: str) -> None:
-    new = st.session_state.get("rename-to", "").strip()
+    new = st.session_state.get(keys.RENAME_TO, "").strip()
     try:
         renamed = get_index().rename_collection(old, new)
-    except (WebSSLError, ValueError) as err:
-        set_notice("admin", "error", str(err))
+    except (*USER_ERRORS, ValueError) as err:
+        set_notice(keys.ADMIN_NOTICE, "error", str(err))
         return
-    st.session_state[PICKER_KEY] = renamed.name
-    st.session_state["collection"] = renamed.name
-    st.session_state["rename-to"] = ""
-    set_notice("admin", "success", f"Renamed **{old}** to **{renamed.name}**.")
+    st.session_state[keys.MANAGE_COLLECTION] = renamed.name
+    st.session_state[keys.COLLECTION] = renamed.name
+    st.session_state[keys.RENAME_TO] = ""
+    set_notice(keys.ADMIN_NOTICE, "success", f"Renamed **{old}** to **{renamed.name}**.")
 
 
 def _delete(name: str) -> None:
-    if st.session_state.get("delete-confirm", "").strip() != name:
+    if st.session_state.get(keys.DELETE_CONFIRM, "").strip() != name:
         set_notice(
-            "admin", "warning", f"Nothing deleted: type the collection's name, **{name}**, to confirm."
+            keys.ADMIN_NOTICE,
+            "warning",
+            f"Nothing deleted: type the collection's name, **{name}**, to confirm.",
         )
         return
     try:
         get_index().delete_collection(name)
-    except WebSSLError as err:
-        set_notice("admin", "error", str(err))
+    except USER_ERRORS as err:
+        set_notice(keys.ADMIN_NOTICE, "error", str(err))
         return
-    bump_generation()
-    st.session_state.pop(PICKER_KEY, None)
-    st.session_state.pop("collection", None)
-    st.session_state["delete-confirm"] = ""
-    set_notice("admin", "success", f"Deleted collection **{name}**.")
+    collections_changed()
+    st.session_state.pop(keys.MANAGE_COLLECTION, None)
+    st.session_state.pop(keys.COLLECTION, None)
+    st.session_state[keys.DELETE_CONFIRM] = ""
+    set_notice(keys.ADMIN_NOTICE, "success", f"Deleted collection **{name}**.")
 
 
 with admin_tab:
@@ -258,7 +261,7 @@ with admin_tab:
     st.button("Prune missing files", on_click=_prune, args=(coll.id, coll.name), disabled=job_running)
     st.divider()
     st.markdown("**Rename**")
-    st.text_input("New name", key="rename-to", placeholder=coll.name)
+    st.text_input("New name", key=keys.RENAME_TO, placeholder=coll.name)
     st.button("Rename", on_click=_rename, args=(coll.name,), disabled=job_running)
     st.divider()
     st.markdown("**Delete**")
@@ -267,5 +270,5 @@ with admin_tab:
         "against it from the database. The original image files are not touched.",
         icon=":material/delete_forever:",
     )
-    st.text_input(f"Type **{coll.name}** to confirm", key="delete-confirm")
+    st.text_input(f"Type **{coll.name}** to confirm", key=keys.DELETE_CONFIRM)
     st.button("Delete collection", type="primary", on_click=_delete, args=(coll.name,), disabled=job_running)

@@ -6,12 +6,18 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.errors import ModelLoadError, WebSSLError
-from core.features import FeatureExtractor
-from core.visualize import ImageMaps, composite_figure, image_maps, layer_grids, upscale_nearest
+from core.errors import USER_ERRORS
+from core.model.features import FeatureExtractor
+from core.model.preprocess import FULL_SHORT_SIDE, MODES
+from core.visual.drawing import upscale_nearest
+from core.visual.figures import composite_figure
+from core.visual.maps import ImageMaps, image_maps, layer_grids
+from dashboard import keys
 from dashboard.media import png_bytes
 from dashboard.state import get_index, load_extractor
 from dashboard.widgets import image_source, page_header
+
+SHORT_SIDES = [224, 336, FULL_SHORT_SIDE, 560, 672]
 
 page_header(
     "Explore an image",
@@ -43,26 +49,26 @@ def _layers(
 index = get_index()
 src_col, opt_col = st.columns([3, 2], gap="large")
 with src_col:
-    chosen = image_source(index, "explore")
+    chosen = image_source(index, keys.EXPLORE_SOURCE)
 with opt_col:
     mode = st.radio(
         "View",
-        ["crop", "full"],
+        MODES,
         format_func={"crop": "Centre crop (what the model sees when matching)", "full": "Full image"}.get,
-        key="explore-mode",
+        key=keys.EXPLORE_MODE,
     )
-    short_side = 448
+    short_side = FULL_SHORT_SIDE
     if mode == "full":
         short_side = st.select_slider(
             "Short side (px)",
-            [224, 336, 448, 560, 672],
-            value=448,
-            key="explore-short-side",
+            SHORT_SIDES,
+            value=FULL_SHORT_SIDE,
+            key=keys.EXPLORE_SHORT_SIDE,
             help="More pixels, more patches: finer maps, slower.",
         )
     suppress = st.checkbox(
         "Hide background",
-        key="explore-suppress",
+        key=keys.EXPLORE_SUPPRESS,
         help="Black out patches the first PCA component marks as background.",
     )
 
@@ -74,10 +80,7 @@ image, model_id = chosen
 try:
     fx = load_extractor(model_id)
     maps = _maps(fx.model_id, image.sha256, mode, short_side, suppress, fx, image.rgb)
-except ModelLoadError as err:
-    st.error(str(err))
-    st.stop()
-except WebSSLError as err:
+except USER_ERRORS as err:
     st.error(str(err))
     st.stop()
 
@@ -88,7 +91,7 @@ st.caption(
 c1, c2, c3 = st.columns(3)
 c1.image(maps.image, caption="Model input", width="stretch")
 c2.image(maps.pca, caption="PCA of the patch features", width="stretch")
-overlay = c3.toggle("Blend over the image", value=True, key="explore-overlay")
+overlay = c3.toggle("Blend over the image", value=True, key=keys.EXPLORE_OVERLAY)
 lo, hi = maps.similarity_range
 c3.image(
     maps.overlay if overlay else maps.similarity_rgb,
@@ -110,11 +113,11 @@ st.caption(
 )
 try:
     view, grids = _layers(fx.model_id, image.sha256, mode, short_side, fx, image.rgb)
-except WebSSLError as err:
+except USER_ERRORS as err:
     st.error(str(err))
     st.stop()
 n = len(grids)
-layer = st.slider("Layer", 1, n, n, key="explore-layer")
+layer = st.slider("Layer", 1, n, n, key=keys.EXPLORE_LAYER)
 h, w = view.shape[:2]
 l1, l2, _ = st.columns(3)
 l1.image(view, caption="Model input", width="stretch")

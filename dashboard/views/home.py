@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import WebSSLError
+from core.errors import USER_ERRORS
 from dashboard.jobs import format_duration
 from dashboard.media import human_size
+from dashboard.pages import HOME, PAGES
 from dashboard.state import get_index, get_jobs, model_status, settings
 from dashboard.widgets import page_header
 
@@ -33,7 +34,7 @@ with left, st.container(border=True):
     st.subheader("Database")
     try:
         stats = get_index().stats()
-    except WebSSLError as err:
+    except USER_ERRORS as err:
         st.error(f"Cannot open the database `{s.db_path}`: {err}")
         stats = None
     if stats is not None:
@@ -61,23 +62,11 @@ with right, st.container(border=True):
     )
 
 st.subheader("Pages")
-cols = st.columns(5)
-links = [
-    (
-        "views/collections.py",
-        "Collections",
-        ":material/photo_library:",
-        "Create, fill and manage collections",
-    ),
-    ("views/browse.py", "Browse & search", ":material/grid_view:", "Thumbnails, neighbours, query by image"),
-    ("views/match.py", "Match a video", ":material/movie:", "Find collection images in a video"),
-    ("views/explore.py", "Explore an image", ":material/visibility:", "PCA and similarity maps, per layer"),
-    ("views/render.py", "Render videos", ":material/videocam:", "Layer evolution and PCA videos"),
-]
-for col, (page, label, icon, help_text) in zip(cols, links, strict=True):
+others = [p for p in PAGES if p is not HOME]
+for col, page in zip(st.columns(len(others)), others, strict=True):
     with col, st.container(border=True):
-        st.page_link(page, label=label, icon=icon)
-        st.caption(help_text)
+        st.page_link(page.path, label=page.title, icon=page.icon)
+        st.caption(page.blurb)
 
 jobs = get_jobs().jobs()[:10]
 if jobs:

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.errors import ModelLoadError, VideoOpenError, WebSSLError
-from core.render import RenderResult, render_layers, render_pca_video
-from core.video import probe_video
+from core.errors import USER_ERRORS, VideoOpenError
+from core.media.video import probe_video
+from core.model.preprocess import MODES
+from core.visual.layer_video import LAYER_FPS, LAYER_PANEL, render_layers
+from core.visual.pca_video import render_pca_video
+from core.visual.render import PANEL_HEIGHT, RenderResult
+from dashboard import keys
 from dashboard.media import human_size
 from dashboard.state import get_index, load_extractor, settings
 from dashboard.uploads import sanitize_filename
@@ -24,8 +28,9 @@ from dashboard.widgets import (
     video_source,
 )
 
-LAYERS_JOB = "render-layers-job"
-PCA_JOB = "render-pca-job"
+LAYER_PANELS = [224, 336, LAYER_PANEL, 560, 672]
+PCA_PANELS = [224, 288, PANEL_HEIGHT, 448, 540]
+PCA_FRAMES = 150  # the first value offered: a few seconds of video, about a minute on a CPU
 
 s = settings()
 index = get_index()
@@ -74,7 +79,7 @@ def poll(job_key: str) -> bool:
     snap = follow_job(job_key)
     if snap is not None:
         if snap.status == "done":
-            st.session_state[f"{job_key}:result"] = snap.result
+            st.session_state[keys.job_result(job_key)] = snap.result
         done_text = f"Rendered {snap.result.frames} frames in {snap.elapsed_s:.0f} s." if snap.result else ""
         outcome_notice(job_key, snap, done_text)
     return job_key in st.session_state
@@ -83,7 +88,7 @@ def poll(job_key: str) -> bool:
 def show_last(job_key: str) -> None:
     """The outcome of the last job: a notice and the video it made."""
     show_notice(job_key)
-    result = st.session_state.get(f"{job_key}:result")
+    result = st.session_state.get(keys.job_result(job_key))
     if result is not None:
         show_result(result, job_key)
 
@@ -91,83 +96,73 @@ def show_last(job_key: str) -> None:
 layers_tab, pca_tab, recent_tab = st.tabs(["Layer evolution", "PCA of a video", "Recent renders"])
 
 with layers_tab:
-    busy = poll(LAYERS_JOB)
+    busy = poll(keys.LAYERS_JOB)
     st.caption(
         "One frame per transformer layer: the PCA map of that layer, colours fitted on the last layer."
     )
     left, right = st.columns([3, 2], gap="large")
     with left:
-        chosen = image_source(index, "render-layers")
+        chosen = image_source(index, keys.LAYERS_SOURCE)
     with right:
         mode = st.radio(
             "View",
-            ["crop", "full"],
+            MODES,
             horizontal=True,
-            key="render-layers-mode",
+            key=keys.LAYERS_MODE,
             format_func={"crop": "Centre crop", "full": "Full image"}.get,
         )
-        fps = st.slider("Layers per second", 0.5, 10.0, 2.0, 0.5, key="render-layers-fps")
-        panel = st.select_slider(
-            "Panel height (px)", [224, 336, 448, 560, 672], value=448, key="render-layers-panel"
-        )
-        gif = st.checkbox("Also make a GIF", key="render-layers-gif")
-    if st.button(
-        "Render layer video", type="primary", disabled=chosen is None or busy, key="render-layers-go"
-    ):
+        fps = st.slider("Layers per second", 0.5, 10.0, LAYER_FPS, 0.5, key=keys.LAYERS_FPS)
+        panel = st.select_slider("Panel height (px)", LAYER_PANELS, value=LAYER_PANEL, key=keys.LAYERS_PANEL)
+        gif = st.checkbox("Also make a GIF", key=keys.LAYERS_GIF)
+    if st.button("Render layer video", type="primary", disabled=chosen is None or busy, key=keys.LAYERS_GO):
         assert chosen is not None
         image, model_id = chosen
         try:
             fx = load_extractor(model_id)
-        except ModelLoadError as err:
+        except USER_ERRORS as err:
             st.error(str(err))
         else:
-            out = _out_path("layers", image.path.rsplit("/", 1)[-1])
-            rgb = image.rgb
-
-            def work(job):
-                return render_layers(
-                    fx,
-                    rgb,
-                    out,
-                    fps=fps,
-                    mode=mode,
-                    panel_size=panel,
-                    gif=gif,
-                    progress=job.progress,
-                    cancel=job.cancel_event,
-                )
-
-            start_job(LAYERS_JOB, "render", f"Rendering layers of {Path(image.path).name}", work)
+            start_job(
+                keys.LAYERS_JOB,
+                "render",
+                f"Rendering layers of {Path(image.path).name}",
+                render_layers,
+                fx,
+                image.rgb,
+                _out_path("layers", image.path.rsplit("/", 1)[-1]),
+                fps=fps,
+                mode=mode,
+                panel_size=panel,
+                gif=gif,
+            )
             st.rerun()
-    show_last(LAYERS_JOB)
+    show_last(keys.LAYERS_JOB)
 
 with pca_tab:
-    busy = poll(PCA_JOB)
+    busy = poll(keys.PCA_JOB)
     st.caption(
         "The last layer's patch features of every frame, in PCA colours fitted once on frames sampled across "
         "the video (so colours stay stable). Side by side: the model's input view left of the map."
     )
     left, right = st.columns([3, 2], gap="large")
     with left:
-        video_path = video_source("render-pca")
+        video_path = video_source(keys.PCA_SOURCE)
     with right:
-        side = st.checkbox("Side by side with the frame", value=True, key="render-pca-side")
+        side = st.checkbox("Side by side with the frame", value=True, key=keys.PCA_SIDE)
         max_frames = st.number_input(
             "Frames (0 = whole video)",
             0,
             1_000_000,
-            150,
+            PCA_FRAMES,
             step=50,
-            key="render-pca-max",
+            key=keys.PCA_MAX_FRAMES,
             help="The model runs on every frame: about 2 frames/s on a laptop CPU.",
         )
         out_fps = st.number_input(
-            "Output fps (0 = as the source)", 0.0, 120.0, 0.0, step=1.0, key="render-pca-fps"
+            "Output fps (0 = as the source)", 0.0, 120.0, 0.0, step=1.0, key=keys.PCA_FPS
         )
-        height = st.select_slider(
-            "Panel height (px)", [224, 288, 360, 448, 540], value=360, key="render-pca-height"
-        )
-    go_pca = st.button("Render PCA video", type="primary", disabled=busy, key="render-pca-go")
+        height = st.select_slider("Panel height (px)", PCA_PANELS, value=PANEL_HEIGHT, key=keys.PCA_HEIGHT)
+    go_pca = st.button("Render PCA video", type="primary", disabled=busy, key=keys.PCA_GO)
     if go_pca and video_path is None:
         st.warning("Choose a video first: upload one or type its path on the server.")
     if go_pca and video_path is not None:
@@ -176,30 +171,24 @@ with pca_tab:
             fx = load_extractor(s.model_id)
         except VideoOpenError as err:
             st.error(f"{err} — upload another file or check the path.")
-        except ModelLoadError as err:
-            st.error(str(err))
-        except WebSSLError as err:
+        except USER_ERRORS as err:
             st.error(str(err))
         else:
-            out = _out_path("pca", video_path.name)
-            limit, rate = int(max_frames) or None, float(out_fps) or None
-
-            def work(job):
-                return render_pca_video(
-                    fx,
-                    video_path,
-                    out,
-                    side_by_side=side,
-                    max_frames=limit,
-                    fps=rate,
-                    panel_height=height,
-                    progress=job.progress,
-                    cancel=job.cancel_event,
-                )
-
-            start_job(PCA_JOB, "render", f"Rendering PCA of {video_path.name}", work)
+            start_job(
+                keys.PCA_JOB,
+                "render",
+                f"Rendering PCA of {video_path.name}",
+                render_pca_video,
+                fx,
+                video_path,
+                _out_path("pca", video_path.name),
+                side_by_side=side,
+                max_frames=int(max_frames) or None,
+                fps=float(out_fps) or None,
+                panel_height=height,
+            )
             st.rerun()
-    show_last(PCA_JOB)
+    show_last(keys.PCA_JOB)
 
 with recent_tab:
     files = sorted(s.renders_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime, reverse=True)[:50]
@@ -210,7 +199,7 @@ with recent_tab:
         name = st.selectbox(
             "Rendered video",
             list(by_name),
-            key="render-recent",
+            key=keys.RECENT,
             format_func=lambda n: f"{n} · {human_size(by_name[n].stat().st_size)}",
         )
         path = by_name[name]
@@ -220,6 +209,6 @@ with recent_tab:
             data=path.read_bytes,
             file_name=path.name,
             mime="video/mp4",
-            key="render-recent-download",
+            key=keys.RECENT_DOWNLOAD,
             icon=":material/download:",
         )

@@ -23,10 +23,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.errors import InvalidArgumentError
+
 # PIL resample codes (PIL.Image.Resampling) -> interpolate modes
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "bicubic", 4: "bilinear", 5: "bicubic"}
 
 Mode = Literal["crop", "full"]
+MODES: tuple[Mode, ...] = ("crop", "full")
+FULL_SHORT_SIDE = 448
+"""The full-frame mode's default short side in pixels (32 patches of 14)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +91,29 @@ class Preprocessing:
             patch_size=patch_size,
         )
 
-    def full_frame(self, short_side: int = 448) -> Preprocessing:
-        """The full-frame variant: whole image, aspect kept, short side ``short_side``."""
+    def full_frame(self, short_side: int = FULL_SHORT_SIDE) -> Preprocessing:
+        """The full-frame variant: whole image, aspect kept, short side ``short_side``.
+
+        Raises:
+            InvalidArgumentError: the short side is smaller than the patch size.
+        """
         if short_side < self.patch_size:
-            raise ValueError(f"short side {short_side} is smaller than the patch size {self.patch_size}")
+            raise InvalidArgumentError(
+                f"short side {short_side} is smaller than the patch size {self.patch_size}"
+            )
         return replace(self, shortest_edge=None, resize_hw=None, crop_hw=None, full_short_side=short_side)
+
+    def for_mode(self, mode: str = "crop", short_side: int = FULL_SHORT_SIDE) -> Preprocessing:
+        """These settings ("crop": the model's own centre crop) or the full-frame variant ("full").
+
+        Raises:
+            InvalidArgumentError: unknown mode or a short side smaller than the patch size.
+        """
+        if mode == "crop":
+            return self
+        if mode == "full":
+            return self.full_frame(short_side)
+        raise InvalidArgumentError(f"mode must be 'crop' or 'full', got {mode!r}")
 
     # -- identity ------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -181,15 +204,26 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
         try:
             return F.interpolate(
                 x.contiguous(memory_format=torch.channels_last),
-                size=size, mode=mode, antialias=True, align_corners=False,
+                size=size,
+                mode=mode,
+                antialias=True,
+                align_corners=False,
             )
         except (RuntimeError, NotImplementedError):  # pragma: no cover - torch < 2.1
             pass
     y = x.float()
     if rw != w:
-        y = F.interpolate(y, size=(h, rw), mode=mode, antialias=True, align_corners=False).round_().clamp_(0, 255)
+        y = (
+            F.interpolate(y, size=(h, rw), mode=mode, antialias=True, align_corners=False)
+            .round_()
+            .clamp_(0, 255)
+        )
     if rh != h:
-        y = F.interpolate(y, size=(rh, rw), mode=mode, antialias=True, align_corners=False).round_().clamp_(0, 255)
+        y = (
+            F.interpolate(y, size=(rh, rw), mode=mode, antialias=True, align_corners=False)
+            .round_()
+            .clamp_(0, 255)
+        )
     return y.to(torch.uint8)
 
 
@@ -246,3 +280,11 @@ def preprocess_images(
     if len(shapes) > 1:
         raise ValueError(f"images preprocess to different sizes {sorted(shapes)}; embed them one at a time")
     return torch.stack(parts)  # type: ignore[arg-type]
+
+
+def input_view(pixel_values: torch.Tensor, prep: Preprocessing) -> np.ndarray:
+    """Undo the normalisation of model input (B×3×H×W): the B×H×W×3 uint8 pixels the model saw."""
+    mean = torch.tensor(prep.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (pixel_values.float().cpu() * std + mean) / prep.rescale_factor
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.model import LoadedModel, load_model
-from core.preprocess import Preprocessing, preprocess_images
+from core.model.loading import LoadedModel, load_model
+from core.model.preprocess import Preprocessing, preprocess_images
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +31,14 @@ class Features:
     Attributes:
         cls: B×D float32 [CLS] embeddings (final layer, after the final layer norm).
         patches: B×rows×cols×D float32 final-layer patch tokens, when requested.
-        layers: L×B×rows×cols×D float32 patch tokens of every transformer layer (1..L, raw
-            residual stream without the final norm), when requested.
-        layers_cls: L×B×D float32 [CLS] token of every layer, when layers were requested.
+        layers: L×B×rows×cols×D float32 patch tokens of every transformer layer (1..L), passed
+            through the model's final layer norm (as timm's ``forward_intermediates(norm=True)``),
+            so that every layer lives in the space of the output features; when requested.
     """
 
     cls: np.ndarray
     patches: np.ndarray | None = None
     layers: np.ndarray | None = None
-    layers_cls: np.ndarray | None = None
-
-    @property
-    def grid(self) -> tuple[int, int] | None:
-        return None if self.patches is None else (self.patches.shape[1], self.patches.shape[2])
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
@@ -106,7 +101,9 @@ class FeatureExtractor:
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     # -- inference -----------------------------------------------------------------------
-    def preprocess(self, images: Sequence[np.ndarray], preprocessing: Preprocessing | None = None) -> torch.Tensor:
+    def preprocess(
+        self, images: Sequence[np.ndarray], preprocessing: Preprocessing | None = None
+    ) -> torch.Tensor:
         """RGB uint8 images → model input on the CPU (float32)."""
         return preprocess_images(images, preprocessing or self.preprocessing)
 
@@ -133,12 +130,22 @@ class FeatureExtractor:
         patch_grid = None
         if patches:
             patch_grid = tokens[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu().numpy()
-        layer_grid = layer_cls = None
+        layer_grid = None
         if layers:
-            hidden = torch.stack(out.hidden_states[1:])  # L×B×T×D, skipping the embedding output
-            layer_cls = hidden[:, :, 0].float().cpu().numpy()
-            layer_grid = hidden[:, :, self._prefix :].float().reshape(len(hidden), b, rows, cols, -1).cpu().numpy()
-        return Features(cls=cls_emb, patches=patch_grid, layers=layer_grid, layers_cls=layer_cls)
+            hidden = torch.stack(out.hidden_states[1:])[:, :, self._prefix :]  # L×B×P×D, no embeddings
+            layer_grid = (
+                self._final_norm(hidden).float().reshape(len(hidden), b, rows, cols, -1).cpu().numpy()
+            )
+        return Features(cls=cls_emb, patches=patch_grid, layers=layer_grid)
+
+    def _final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The model's final layer norm applied to intermediate tokens (a plain standardisation
+        for models without one)."""
+        norm = getattr(self.model, "layernorm", None)
+        if isinstance(norm, torch.nn.Module):
+            return norm(tokens)
+        logger.warning("model has no final LayerNorm; standardising each layer's tokens instead")
+        return torch.nn.functional.layer_norm(tokens.float(), (tokens.shape[-1],))
 
     def _autocast(self):
         if self.device.type == "cuda" and self.precision in ("fp16", "bf16"):
@@ -168,7 +175,6 @@ class FeatureExtractor:
             cls=np.concatenate([p.cls for p in parts]),
             patches=None if not patches else np.concatenate([p.patches for p in parts]),
             layers=None if not layers else np.concatenate([p.layers for p in parts], axis=1),
-            layers_cls=None if not layers else np.concatenate([p.layers_cls for p in parts], axis=1),
         )
 
     def cls_embeddings(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from core.runs import RunView
+from core.matching.runs import RunView
 
 CSV_COLUMNS = (
     "run_id",
@@ -40,7 +40,12 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
     frames = []
     for row in range(len(res)):
         matches = [
-            {"image": view.image_name(i), "path": view.image_paths.get(int(i)), "image_id": int(i), "score": _num(s)}
+            {
+                "image": view.image_name(i),
+                "path": view.image_paths.get(int(i)),
+                "image_id": int(i),
+                "score": _num(s),
+            }
             for i, s in zip(res.image_ids[row], res.scores[row], strict=True)
             if i >= 0
         ]
@@ -91,16 +96,21 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
         "min_duration_s": p.min_duration_s,
         "sampling": r.params.get("sampling"),
         "precision": r.params.get("precision"),
-        "stats": r.stats,
+        "stats": view.stats,
         "frames": frames,
         "segments": segments,
     }
 
 
+def json_text(view: RunView) -> str:
+    """The run as a JSON document (see :func:`run_to_dict`)."""
+    return json.dumps(run_to_dict(view), indent=2, allow_nan=False)
+
+
 def write_json(view: RunView, path: str | os.PathLike) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(run_to_dict(view), indent=2, allow_nan=False))
+    out.write_text(json_text(view))
     return out
 
 
@@ -125,7 +135,13 @@ def write_csv_to(view: RunView, fh) -> None:
         for rank in ranks:
             iid = int(res.image_ids[row, rank])
             writer.writerow(
-                [*base, rank + 1, view.image_name(iid), view.image_paths.get(iid, ""), f"{res.scores[row, rank]:.6f}"]
+                [
+                    *base,
+                    rank + 1,
+                    view.image_name(iid),
+                    view.image_paths.get(iid, ""),
+                    f"{res.scores[row, rank]:.6f}",
+                ]
             )
 
 

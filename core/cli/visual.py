@@ -1,4 +1,4 @@
-"""Command line for pictures and rendered videos (imported by :func:`core.cli.main`).
+"""Commands for pictures and rendered videos.
 
 ``python -m core visualize IMAGE --out DIR``: PCA map, patch-to-[CLS] similarity, overlay and
 a composite figure per image.
@@ -13,29 +13,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli import (
+from core.cli.common import (
     add_db_option,
     add_model_options,
+    common_options,
     load_extractor,
     open_index,
     progress_bar,
-    register_commands,
 )
+from core.model.preprocess import FULL_SHORT_SIDE, MODES
+from core.visual.layer_video import LAYER_FPS, LAYER_PANEL
+from core.visual.pca_video import FIT_SAMPLES
+from core.visual.render import PANEL_HEIGHT
 
 
 def _add_resolution(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("resolution")
     g.add_argument(
         "--mode",
-        choices=("crop", "full"),
-        default="crop",
+        choices=MODES,
+        default=MODES[0],
         help="crop: the model's own centre crop (224 px, 16x16 patches); full: the whole image, aspect "
         "kept, at a higher resolution (default: %(default)s)",
     )
     g.add_argument(
         "--short-side",
         type=int,
-        default=448,
+        default=FULL_SHORT_SIDE,
         help="full mode: short side in pixels, rounded to the patch size (default: %(default)s)",
     )
 
@@ -46,8 +50,9 @@ def _describe(result) -> str:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from core.images import load_image
-    from core.visualize import image_maps, save_image_maps
+    from core.media.images import load_image
+    from core.visual.figures import save_image_maps
+    from core.visual.maps import image_maps
 
     images = [load_image(path) for path in args.images]  # fail on a bad file before loading the model
     fx = load_extractor(args)
@@ -68,8 +73,9 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 
 def cmd_render_layers(args: argparse.Namespace) -> int:
-    from core.images import load_image
-    from core.render import check_render_options, render_layers
+    from core.media.images import load_image
+    from core.visual.layer_video import render_layers
+    from core.visual.render import check_render_options
 
     check_render_options(args.out, fps=args.fps)
     img = load_image(args.image)  # fail on bad input before loading the model
@@ -93,8 +99,9 @@ def cmd_render_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_render_pca(args: argparse.Namespace) -> int:
-    from core.render import check_render_options, render_pca_video
-    from core.video import probe_video
+    from core.media.video import probe_video
+    from core.visual.pca_video import render_pca_video
+    from core.visual.render import check_render_options
 
     check_render_options(
         args.out,
@@ -127,15 +134,16 @@ def cmd_render_pca(args: argparse.Namespace) -> int:
 
 
 def cmd_render_match(args: argparse.Namespace) -> int:
-    from core.render import render_match_video
+    from core.matching.runs import load_run
+    from core.visual.match_video import render_match_video
 
     with open_index(args) as index:
+        view = load_run(index, args.run_id).relabel(threshold=args.threshold)
         with progress_bar(args, "match video") as bar:
             result = render_match_video(
-                index,
-                args.run_id,
+                view,
+                index.get_thumbnails,
                 args.out,
-                threshold=args.threshold,
                 max_frames=args.max_frames,
                 fps=args.fps,
                 panel_height=args.panel_height,
@@ -146,19 +154,9 @@ def cmd_render_match(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------
-def _common() -> argparse.ArgumentParser:
-    """-v / -q for the nested ``render`` commands (SUPPRESS: ``render -q layers`` works too)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv for debug)"
-    )
-    common.add_argument(
-        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
-    )
-    return common
-
-
-def _video_options(p: argparse.ArgumentParser, *, panel: str = "--panel-height", default: int = 360) -> None:
+def _video_options(
+    p: argparse.ArgumentParser, *, panel: str = "--panel-height", default: int = PANEL_HEIGHT
+) -> None:
     p.add_argument("--out", "-o", type=Path, required=True, metavar="FILE.mp4", help="the video to write")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's)")
     p.add_argument(
@@ -170,11 +168,11 @@ def _video_options(p: argparse.ArgumentParser, *, panel: str = "--panel-height",
     )
 
 
-@register_commands
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add ``visualize`` and ``render {layers,pca,match}`` to the ``python -m core`` parser."""
     p = sub.add_parser(
         "visualize",
+        parents=[common],
         help="PCA map, patch-to-[CLS] similarity and a composite figure of images (PNG)",
         description="Write <stem>_pca.png, <stem>_similarity.png, <stem>_overlay.png and "
         "<stem>_composite.png for every image into --out.",
@@ -192,18 +190,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.set_defaults(func=cmd_visualize)
 
-    render = sub.add_parser("render", help="render videos: layer evolution, PCA of a video, matched video")
+    render = sub.add_parser(
+        "render", parents=[common], help="render videos: layer evolution, PCA of a video, matched video"
+    )
     what = render.add_subparsers(dest="render_command", required=True, metavar="WHAT")
-    common = _common()
+    common = common_options(nested=True)
 
     p = what.add_parser(
         "layers", parents=[common], help="one frame per transformer layer of an image (MP4, optional GIF)"
     )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--out", "-o", type=Path, required=True, metavar="FILE.mp4", help="the video to write")
-    p.add_argument("--fps", type=float, default=2.0, help="layers per second (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=LAYER_FPS, help="layers per second (default: %(default)s)")
     p.add_argument(
-        "--panel-size", type=int, default=448, metavar="PX", help="panel height (default: %(default)s)"
+        "--panel-size",
+        type=int,
+        default=LAYER_PANEL,
+        metavar="PX",
+        help="panel height (default: %(default)s)",
     )
     p.add_argument("--gif", action="store_true", help="also write FILE.gif")
     _add_resolution(p)
@@ -220,7 +224,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fit-samples",
         type=int,
-        default=32,
+        default=FIT_SAMPLES,
         metavar="N",
         help="frames spread over the video that the colours are fitted on (default: %(default)s)",
     )

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ImageLoadError
-from core.features import FeatureExtractor
-from core.images import LoadedImage, file_sha256, iter_image_files, load_image, make_thumbnail
+from core.media.files import file_sha256
+from core.media.images import LoadedImage, iter_image_files, load_image, make_thumbnail
+from core.model.features import FeatureExtractor
 from core.prefetch import background
 from core.progress import ProgressCallback, ProgressReporter
 from db import Collection, Index, NewImage
@@ -187,4 +188,3 @@ def index_images(
         failed=tuple(tally.failed),
         elapsed_s=reporter.elapsed_s,
     )
-

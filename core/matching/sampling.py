@@ -31,7 +31,7 @@ import numpy as np
 from core.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from core.preprocess import Preprocessing
+    from core.model.preprocess import Preprocessing
 
 SamplingMode = Literal["every", "stride", "fps", "auto"]
 
@@ -90,7 +90,10 @@ class Sampling:
         if max_interval_s <= 0:
             raise InvalidArgumentError(f"max interval must be positive, got {max_interval_s}")
         return cls(
-            mode="auto", change_threshold=change_threshold, cut_threshold=cut_threshold, max_interval_s=max_interval_s
+            mode="auto",
+            change_threshold=change_threshold,
+            cut_threshold=cut_threshold,
+            max_interval_s=max_interval_s,
         )
 
     def describe(self) -> str:
@@ -128,6 +131,10 @@ class Sampling:
         return FramePlanner(self, preprocessing)
 
 
+DEFAULT_SAMPLING = Sampling()
+"""The default: change-driven with the defaults above (for parsers and widgets)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     analyse: bool  # True: needs an embedding of its own; False: inherits `source`
@@ -149,11 +156,6 @@ class FramePlanner:
         self._ref: _Thumb | None = None
         self._ref_index = -1
         self._ref_time = -math.inf
-
-    @property
-    def needs_every_frame(self) -> bool:
-        """Whether every frame must be converted to pixels (auto mode looks at each)."""
-        return self.sampling.mode in ("every", "auto")
 
     def wants(self, index: int, time_s: float) -> bool:
         """Cheap pre-filter before pixel conversion: False means the frame is skipped."""

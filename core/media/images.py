@@ -47,7 +47,6 @@ __all__ = [
     "THUMBNAIL_SIZE",
     "LoadedImage",
     "decode_image_bytes",
-    "file_sha256",
     "iter_image_files",
     "load_image",
     "make_thumbnail",
@@ -99,31 +98,6 @@ class LoadedImage:
     sha256: str
     width: int
     height: int
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hash a file without reading it into memory at once.
-
-    Args:
-        path: The file to hash.
-        chunk_size: Bytes read per step.
-
-    Returns:
-        The hex SHA-256 digest of the file's bytes.
-
-    Raises:
-        InvalidArgumentError: If ``chunk_size`` is not positive.
-        OSError: If the file cannot be read.
-    """
-    if chunk_size <= 0:
-        raise InvalidArgumentError(f"chunk_size must be positive, got {chunk_size}")
-    digest = hashlib.sha256()
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    with open(path, "rb") as f:
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
 
 
 def load_image(path: str | os.PathLike[str]) -> LoadedImage:

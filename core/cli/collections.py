@@ -1,0 +1,131 @@
+"""Commands on collections: ``index``, ``collections``, ``search``, ``prune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from core.cli.common import (
+    add_db_option,
+    add_model_options,
+    load_extractor,
+    model_label,
+    open_index,
+    progress_bar,
+)
+from core.matching.params import DEFAULTS
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from core.matching.indexing import index_images
+
+    with open_index(args, create=True) as index:
+        existing = index.find_collection(args.collection)
+        fx = load_extractor(args, model_label(args, existing))
+        with progress_bar(args, "indexing") as bar:
+            report = index_images(
+                index, args.collection, args.paths, fx, batch_size=args.batch_size, progress=bar
+            )
+    print(f"{report.summary()} ({report.elapsed_s:.1f} s, {report.images_per_s:.1f} images/s)")
+    for path, original in report.duplicates:
+        print(f"  duplicate: {path} (same content as {original})")
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}")
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    with open_index(args) as index:
+        rows = index.list_collections()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": c.name,
+                        "model": c.model_id,
+                        "images": c.image_count,
+                        "failures": c.failure_count,
+                        "embed_dim": c.embed_dim,
+                        "created": c.created,
+                    }
+                    for c in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not rows:
+        print("no collections yet: python -m core index PATH --collection NAME")
+        return 0
+    width = max(len(c.name) for c in rows)
+    for c in rows:
+        print(f"{c.name:<{width}}  {c.image_count:>7} images  {c.failure_count:>4} failed  {c.model_id}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from core.errors import WebSSLError
+    from core.matching.search import search_images
+    from core.media.images import load_image
+
+    query = load_image(args.image)
+    with open_index(args) as index:
+        coll = index.get_collection(args.collection)
+        model = model_label(args, coll)
+        matrix = index.load_embeddings(coll.id)
+        if not len(matrix):
+            raise WebSSLError(f"Collection {coll.name!r} has no images yet.")
+        fx = load_extractor(args, model)
+        hits = search_images(fx, matrix, [query.rgb], args.top_k)[0]
+        records = index.get_images([h.image_id for h in hits])
+    rows = [
+        {"image": records[h.image_id].name, "path": records[h.image_id].path, "score": round(h.score, 6)}
+        for h in hits
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for rank, row in enumerate(rows, 1):
+        print(f"{rank:>3}. {row['score']:.3f}  {row['image']}  ({row['path']})")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    with open_index(args) as index:
+        coll = index.get_collection(args.collection)
+        removed = index.prune_missing(coll.id)
+    print(f"{coll.name}: removed {len(removed)} image(s) whose files are gone")
+    for path in removed:
+        print(f"  {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("index", parents=[common], help="index image files and folders into a collection")
+    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--collection", "-c", required=True, help="collection name (created if new)")
+    add_db_option(p)
+    add_model_options(p, bound=True)
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("collections", parents=[common], help="list collections")
+    add_db_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_collections)
+
+    p = sub.add_parser(
+        "search", parents=[common], help="the images of a collection most similar to a query image"
+    )
+    p.add_argument("image", help="query image file")
+    p.add_argument("--collection", "-c", required=True)
+    p.add_argument("--top-k", "-k", type=int, default=DEFAULTS.top_k, help="default: %(default)s")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_db_option(p)
+    add_model_options(p, bound=True)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("prune", parents=[common], help="remove images whose files no longer exist")
+    p.add_argument("--collection", "-c", required=True)
+    add_db_option(p)
+    p.set_defaults(func=cmd_prune)

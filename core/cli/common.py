@@ -1,0 +1,183 @@
+"""The command line's frame: shared options, the parser, and the edge where errors are caught.
+
+Expected failures (bad input, missing model, unknown collection) print one line to stderr and
+exit with status 2; nothing already stored is lost. The commands live beside this module:
+:mod:`core.cli.collections`, :mod:`core.cli.runs` and :mod:`core.cli.visual`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from core import config
+from core.errors import USER_ERRORS, WebSSLError
+from core.progress import ProgressEvent
+
+logger = logging.getLogger("core.cli")
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+# -- shared options ---------------------------------------------------------------------------
+def add_db_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help=f"SQLite index file (default: $WEBSSL_DB or {config.default_db_path()})",
+    )
+
+
+def add_model_options(p: argparse.ArgumentParser, *, bound: bool = False) -> None:
+    """``--model`` and friends; ``bound``: the command works on a collection, whose model is the default."""
+    g = p.add_argument_group("model")
+    default = "the collection's own model" if bound else f"$WEBSSL_MODEL or {config.DEFAULT_MODEL_ID}"
+    g.add_argument(
+        "--model",
+        default=None,
+        help=f"Hub id or local folder of a DINOv2-family model (default: {default})",
+    )
+    g.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    g.add_argument("--device", default=None, choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    g.add_argument(
+        "--precision",
+        default=None,
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        help="fp32 (default, exact), bf16/fp16 (faster where supported), int8 (CPU, opt-in), auto",
+    )
+    g.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+
+
+def open_index(args: argparse.Namespace, *, create: bool = False):
+    """The index named by ``--db`` / ``$WEBSSL_DB``; only ``create=True`` makes a new file."""
+    from db import Index
+
+    path = Path(args.db or config.default_db_path())
+    if not create and str(path) != ":memory:" and not path.exists():
+        raise WebSSLError(
+            f"No index database at {path}: index some images first (python -m core index PATH "
+            "--collection NAME), or point --db / WEBSSL_DB at an existing file."
+        )
+    return Index(path)
+
+
+def model_label(args: argparse.Namespace, collection=None) -> str:
+    """The model a command uses: ``--model`` if given, else the collection's, else the default.
+
+    A collection is bound to its model: an explicit ``--model`` that differs is refused here,
+    before any time is spent loading it.
+
+    Raises:
+        db.ModelMismatchError: ``--model`` names another model than the collection's.
+    """
+    from core.model.source import resolve_source
+    from db import check_model
+
+    if args.model is None and getattr(args, "revision", None) is None:
+        return collection.model_id if collection is not None else config.default_model_id()
+    label = resolve_source(args.model or config.default_model_id(), args.revision).label
+    if collection is not None:
+        check_model(collection, label)
+    return label
+
+
+def load_extractor(args: argparse.Namespace, model: str | None = None, precision: str | None = None):
+    """Load the model (``model``: a label from :func:`model_label`; default: ``--model`` or the default)."""
+    from core.model.features import FeatureExtractor
+
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+    fx = FeatureExtractor.load(
+        model or model_label(args),
+        device=args.device or config.default_device(),
+        precision=args.precision or precision or config.default_precision(),
+    )
+    if args.batch_size:
+        fx.batch_size = args.batch_size
+    return fx
+
+
+class TqdmProgress:
+    """A progress callback that draws a tqdm bar on stderr (rate and ETA included)."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=event.total, desc=self.desc, unit=f" {event.unit}", dynamic_ncols=True, leave=True
+            )
+        self.bar.update(event.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextmanager
+def progress_bar(args: argparse.Namespace, desc: str) -> Iterator[TqdmProgress | None]:
+    """A tqdm progress callback (``None`` with ``-q``), closed when the block ends."""
+    bar = None if getattr(args, "quiet", False) else TqdmProgress(desc)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# -- the parser -------------------------------------------------------------------------------
+def common_options(*, nested: bool = False) -> argparse.ArgumentParser:
+    """``-v`` / ``-q`` for every command (``nested``: SUPPRESS defaults, so that ``render -q
+    layers`` and ``render layers -q`` both work)."""
+    common = argparse.ArgumentParser(add_help=False)
+    default_v, default_q = (argparse.SUPPRESS, argparse.SUPPRESS) if nested else (0, False)
+    common.add_argument(
+        "-v", "--verbose", action="count", default=default_v, help="more log output (-vv for debug)"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", default=default_q, help="no progress bars")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.cli import collections, runs, visual
+
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="Index images with a Web-SSL DINO ViT and find where they appear in videos.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = common_options()
+    for module in (collections, runs, visual):
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: finished batches are kept; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,247 @@
+"""The match pipeline: analyse a video's (sampled) frames against a collection and store the run.
+
+The pipeline decodes in a background thread (frames are chosen, converted and preprocessed
+there, see :mod:`core.model.frames`) while the main thread runs the model, searches the
+collection and writes results, one transaction per batch. Frame embeddings are cached by
+(video SHA-256, model, precision, preprocessing, frame index): matching the same video again,
+with other options or against another collection, runs no model pass for frames already seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.matching.params import MatchParams
+from core.matching.runs import EmptyCollectionError, RunView, finish_run
+from core.matching.sampling import Sampling
+from core.matching.search import top_k
+from core.media.video import Frame, VideoInfo, probe_video
+from core.model.features import FeatureExtractor, l2_normalize
+from core.model.frames import COMPUTE, FrameBatch, frame_batches
+from core.prefetch import background
+from core.progress import Cancelled, ProgressCallback, ProgressReporter
+from db import Collection, EmbeddingMatrix, Index, VideoRecord, check_model
+
+logger = logging.getLogger(__name__)
+
+# Tags of recorded frames besides COMPUTE: the embedding is cached, or the result is inherited.
+_CACHED, _INHERIT = 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a finished match run did, and the run as stored."""
+
+    view: RunView
+    video: VideoInfo
+    frames_decoded: int
+    frames_computed: int  # model forward passes
+    frames_from_cache: int
+    frames_inherited: int
+    elapsed_s: float
+
+    @property
+    def run_id(self) -> int:
+        return self.view.run.id
+
+    @property
+    def frames_recorded(self) -> int:
+        """Frames with a result (analysed, cached or inherited)."""
+        return len(self.view.results)
+
+    @property
+    def matched_frames(self) -> int:
+        return int(self.view.matched().sum())
+
+    @property
+    def video_seconds_per_second(self) -> float:
+        return self.video.duration_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def check_collection(index: Index, collection: str, extractor: FeatureExtractor) -> Collection:
+    """The collection, checked against the extractor's model and for images.
+
+    Raises:
+        db.NotFoundError, db.ModelMismatchError, EmptyCollectionError.
+    """
+    coll = index.get_collection(collection)
+    check_model(coll, extractor.model_id, extractor.preprocessing.to_json(), extractor.hidden_size)
+    if coll.image_count == 0:
+        raise EmptyCollectionError(
+            f"Collection {coll.name!r} has no images yet: index some first (python -m core index PATH "
+            f"--collection {coll.name})."
+        )
+    return coll
+
+
+def register_video(index: Index, info: VideoInfo) -> VideoRecord:
+    return index.upsert_video(
+        path=os.path.abspath(info.path),
+        sha256=info.sha256,
+        fps=info.fps,
+        frame_count=info.frame_count,
+        duration_s=info.duration_s,
+        width=info.width,
+        height=info.height,
+        rotation=info.rotation,
+        size_bytes=info.size_bytes,
+    )
+
+
+def match_video(
+    index: Index,
+    video_path: str | os.PathLike,
+    collection: str,
+    extractor: FeatureExtractor,
+    *,
+    sampling: Sampling | None = None,
+    params: MatchParams | None = None,
+    batch_size: int | None = None,
+    max_frames: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> RunSummary:
+    """Match (sampled) frames of a video against a collection and store the run.
+
+    Raises:
+        VideoOpenError: the video cannot be opened or has no frames.
+        db.NotFoundError / db.ModelMismatchError / EmptyCollectionError: collection problems.
+        Cancelled: ``cancel`` was set; the run is kept with status ``cancelled``.
+    """
+    sampling = sampling or Sampling.auto()
+    params = params or MatchParams()
+    batch_size = batch_size or extractor.batch_size
+    coll = check_collection(index, collection, extractor)
+    info = probe_video(video_path)
+    video = register_video(index, info)
+    matrix = index.load_embeddings(coll.id)
+    embed_key = extractor.embed_key()
+    cached = index.cached_frame_indices(info.sha256, embed_key)
+    run_params = {
+        **params.to_dict(),
+        "sampling": sampling.to_dict(),
+        "embed_key": embed_key,
+        "preprocessing": extractor.preprocessing.to_json(),
+        "precision": extractor.precision,
+        "max_frames": max_frames,
+    }
+    run_id = index.create_run(
+        video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
+    )
+    total = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
+    reporter = ProgressReporter("matching", "frames", total or None, progress, cancel)
+    counts = {"computed": 0, "cached": 0, "inherited": 0, "decoded": 0}
+    last: tuple[np.ndarray, np.ndarray] | None = None
+    planner = sampling.planner(extractor.preprocessing)
+
+    def classify(frame: Frame) -> tuple[int, int]:
+        decision = planner.decide(frame.index, frame.time_s, frame.rgb)
+        if not decision.analyse:
+            return _INHERIT, decision.source
+        return (_CACHED if frame.index in cached else COMPUTE), frame.index
+
+    try:
+        reporter.update(0)
+        producer = frame_batches(
+            str(video_path),
+            extractor.preprocessing,
+            batch_size,
+            classify=classify,
+            select=planner.wants,
+            max_frames=max_frames,
+            pin_memory=extractor.device.type == "cuda",
+        )
+        for batch in background(producer, maxsize=2, name="video-decoder"):
+            reporter.check_cancelled()
+            if len(batch):
+                last = _process_batch(
+                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last
+                )
+                counts["computed"] += int((batch.tag == COMPUTE).sum())
+                counts["cached"] += int((batch.tag == _CACHED).sum())
+                counts["inherited"] += int((batch.tag == _INHERIT).sum())
+            counts["decoded"] = batch.decoded
+            reporter.update(batch.decoded)
+        stats = {
+            **counts,
+            "elapsed_s": reporter.elapsed_s,
+            "decisions": dict(planner.reasons),  # why frames were analysed ("static": inherited)
+        }
+        view = finish_run(index, run_id, params, stats)
+    except Cancelled:
+        index.finish_run(run_id, status="cancelled", stats={**counts, "elapsed_s": reporter.elapsed_s})
+        raise
+    except BaseException:
+        index.finish_run(run_id, status="failed", stats={**counts, "elapsed_s": reporter.elapsed_s})
+        raise
+    logger.info(
+        "run %d: %d frames recorded (%d computed, %d cached, %d inherited) in %.1f s",
+        run_id,
+        len(view.results),
+        counts["computed"],
+        counts["cached"],
+        counts["inherited"],
+        reporter.elapsed_s,
+    )
+    return RunSummary(
+        view=view,
+        video=info,
+        frames_decoded=counts["decoded"],
+        frames_computed=counts["computed"],
+        frames_from_cache=counts["cached"],
+        frames_inherited=counts["inherited"],
+        elapsed_s=reporter.elapsed_s,
+    )
+
+
+def _process_batch(
+    index: Index,
+    extractor: FeatureExtractor,
+    sha: str,
+    embed_key: str,
+    run_id: int,
+    matrix: EmbeddingMatrix,
+    params: MatchParams,
+    batch: FrameBatch,
+    last: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Embed, search and store one batch; returns the last analysed frame's result."""
+    analysed = batch.tag != _INHERIT
+    vectors = np.zeros((int(analysed.sum()), extractor.hidden_size), np.float32)
+    order = np.flatnonzero(analysed)  # positions in the batch, in frame order
+    compute = batch.tag[order] == COMPUTE
+    if compute.any():
+        assert batch.pixels is not None
+        emb = extractor.forward(batch.pixels).cls
+        vectors[compute] = emb
+        pos = order[compute]
+        index.add_frame_embeddings(sha, embed_key, batch.index[pos], batch.time[pos], emb)
+    if (~compute).any():
+        pos = order[~compute]
+        got_idx, _, got_vecs = index.load_frame_embeddings(sha, embed_key, batch.index[pos].tolist())
+        lookup = {int(i): j for j, i in enumerate(got_idx)}
+        vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
+    positions, scores = top_k(l2_normalize(vectors), matrix.vectors, params.top_k)
+    ids = matrix.image_ids[positions] if positions.size else positions
+    k = params.top_k
+    out_ids = np.full((len(batch), k), -1, np.int64)
+    out_scores = np.full((len(batch), k), np.nan, np.float32)
+    out_ids[order, : ids.shape[1]] = ids
+    out_scores[order, : scores.shape[1]] = scores
+    # inherited frames take the result of their source, the last analysed frame before them
+    source_row = {int(batch.index[p]): p for p in order}
+    for p in np.flatnonzero(~analysed):
+        src = int(batch.source[p])
+        if src in source_row:
+            out_ids[p], out_scores[p] = out_ids[source_row[src]], out_scores[source_row[src]]
+        elif last is not None:
+            out_ids[p], out_scores[p] = last
+    index.add_frame_results(run_id, batch.index, batch.time, batch.source, out_ids, out_scores)
+    if len(order):
+        return out_ids[order[-1]].copy(), out_scores[order[-1]].copy()
+    return last

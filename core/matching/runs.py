@@ -1,0 +1,177 @@
+"""Stored runs: re-open one as a :class:`RunView`, re-label it, re-match it without the model.
+
+A :class:`RunView` is a run's per-frame results seen with one set of options (threshold, gap,
+minimum duration): its matched frames, segments and :attr:`RunView.stats` all describe those
+options, so what a page shows, what an export writes and what a rendered video draws agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.errors import WebSSLError
+from core.matching.params import MatchParams
+from core.matching.search import top_k
+from core.matching.segments import Segment, find_segments
+from core.model.features import l2_normalize
+from db import FrameResults, Index, RunRecord, VideoRecord, check_model
+
+
+class EmptyCollectionError(WebSSLError):
+    """The collection has no images to match against."""
+
+
+class CacheMissError(WebSSLError):
+    """A re-match needs frame embeddings that are not cached."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A stored run with its per-frame results, seen with :attr:`params`."""
+
+    run: RunRecord
+    video: VideoRecord
+    results: FrameResults
+    params: MatchParams
+    image_paths: dict[int, str]
+    segments: tuple[Segment, ...] = field(default=())
+
+    @property
+    def best_image(self) -> np.ndarray:
+        return self.results.image_ids[:, 0] if self.results.k else np.full(len(self.results), -1, np.int64)
+
+    @property
+    def best_score(self) -> np.ndarray:
+        return self.results.scores[:, 0] if self.results.k else np.full(len(self.results), np.nan, np.float32)
+
+    def matched(self) -> np.ndarray:
+        """Boolean per recorded frame: matched at this view's threshold."""
+        return self.params.matched(self.best_score)
+
+    @property
+    def stats(self) -> dict:
+        """The run's stored work counts, with ``matched`` and ``segments`` of this view's options."""
+        return {
+            **(self.run.stats or {}),
+            "recorded": len(self.results),
+            "matched": int(self.matched().sum()),
+            "segments": len(self.segments),
+        }
+
+    def relabel(
+        self,
+        threshold: float | None = None,
+        gap_tolerance_s: float | None = None,
+        min_duration_s: float | None = None,
+    ) -> RunView:
+        """The same run seen with other options: recomputed from stored scores, no model."""
+        params = self.params.updated(
+            threshold=threshold, gap_tolerance_s=gap_tolerance_s, min_duration_s=min_duration_s
+        )
+        if params == self.params:
+            return self
+        segs = segments_of(self.results, params)
+        return RunView(self.run, self.video, self.results, params, self.image_paths, tuple(segs))
+
+    def image_name(self, image_id: int) -> str:
+        path = self.image_paths.get(int(image_id))
+        return os.path.basename(path) if path else f"#{image_id}"
+
+
+def segments_of(results: FrameResults, params: MatchParams) -> list[Segment]:
+    """The segments of per-frame results under ``params``."""
+    if not len(results) or not results.k:
+        return []
+    return find_segments(
+        results.frame_index,
+        results.time_s,
+        results.image_ids[:, 0],
+        results.scores[:, 0],
+        threshold=params.threshold,
+        gap_tolerance_s=params.gap_tolerance_s,
+        min_duration_s=params.min_duration_s,
+    )
+
+
+def finish_run(index: Index, run_id: int, params: MatchParams, stats: dict) -> RunView:
+    """Store the segments of a run's results and mark it done with ``stats`` (work counts).
+
+    Returns:
+        The finished run's view; ``matched`` and ``segments`` of its stats come from it.
+    """
+    results = index.load_frame_results(run_id)
+    segs = segments_of(results, params)
+    index.replace_segments(run_id, segs)
+    matched = int(params.matched(results.scores[:, 0]).sum()) if results.k else 0
+    index.finish_run(
+        run_id,
+        status="done",
+        stats={**stats, "recorded": len(results), "matched": matched, "segments": len(segs)},
+    )
+    return load_run(index, run_id)
+
+
+def load_run(index: Index, run_id: int) -> RunView:
+    """A stored run with results and stored segments.
+
+    Raises:
+        db.NotFoundError: no such run.
+    """
+    run = index.get_run(run_id)
+    video = index.get_video(run.video_id)
+    results = index.load_frame_results(run_id)
+    params = MatchParams.from_dict(run.params)
+    ids = np.unique(results.image_ids[results.image_ids >= 0]) if results.k else np.zeros(0, np.int64)
+    paths = {i: rec.path for i, rec in index.get_images(ids.tolist()).items()}
+    return RunView(run, video, results, params, paths, tuple(index.list_segments(run_id)))
+
+
+def rematch(
+    index: Index,
+    run_id: int,
+    *,
+    collection: str | None = None,
+    params: MatchParams | None = None,
+) -> RunView:
+    """A new run from a stored one, with another collection and/or options, using only cached
+    frame embeddings: no video decoding, no model.
+
+    Raises:
+        CacheMissError: some frame embeddings are no longer cached (run ``match`` again).
+        db.ModelMismatchError: the collection is bound to another model than the run's.
+    """
+    old = index.get_run(run_id)
+    video = index.get_video(old.video_id)
+    new_params = params or MatchParams.from_dict(old.params)
+    coll = index.get_collection(collection) if collection else index.get_collection_by_id(old.collection_id)
+    check_model(coll, old.model_id, old.params.get("preprocessing"))
+    if coll.image_count == 0:
+        raise EmptyCollectionError(f"Collection {coll.name!r} has no images yet.")
+    embed_key = old.params["embed_key"]
+    prev = index.load_frame_results(run_id)
+    sources = np.unique(prev.source_frame)
+    got_idx, _, vecs = index.load_frame_embeddings(video.sha256, embed_key, sources.tolist())
+    if len(got_idx) != len(sources):
+        raise CacheMissError(
+            f"Run {run_id}: {len(sources) - len(got_idx)} frame embeddings are no longer cached; "
+            "match the video again instead."
+        )
+    matrix = index.load_embeddings(coll.id)
+    positions, scores = top_k(l2_normalize(vecs), matrix.vectors, new_params.top_k)
+    ids = matrix.image_ids[positions]
+    row_of = np.searchsorted(got_idx, prev.source_frame)
+    k = new_params.top_k
+    out_ids = np.full((len(prev), k), -1, np.int64)
+    out_scores = np.full((len(prev), k), np.nan, np.float32)
+    out_ids[:, : ids.shape[1]] = ids[row_of]
+    out_scores[:, : scores.shape[1]] = scores[row_of]
+    run_params = {**old.params, **new_params.to_dict(), "rematched_from": run_id}
+    new_id = index.create_run(
+        video_id=video.id, collection_id=coll.id, model_id=old.model_id, params=run_params
+    )
+    index.add_frame_results(new_id, prev.frame_index, prev.time_s, prev.source_frame, out_ids, out_scores)
+    stats = {"computed": 0, "cached": int(len(sources)), "inherited": int(len(prev) - len(sources))}
+    return finish_run(index, new_id, new_params, stats)

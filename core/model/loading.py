@@ -1,0 +1,184 @@
+"""Loading a DINOv2-family backbone: hub id or local folder, device and precision.
+
+Weights load from safetensors only and never run remote code. When the weights cannot be
+had, :class:`~core.errors.ModelLoadError` says which model, why, and what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import torch
+
+from core.errors import ModelLoadError
+from core.model.precision import DTYPES, apply_precision, resolve_precision
+from core.model.preprocess import Preprocessing
+from core.model.source import ModelSource, how_to_fix, offline, resolve_source
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("dinov2", "dinov2_with_registers")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A backbone ready for inference, with the facts callers need about it."""
+
+    model: torch.nn.Module
+    source: ModelSource
+    device: torch.device
+    precision: str  # fp32 | bf16 | fp16 | int8 (resolved, never "auto")
+    preprocessing: Preprocessing
+    hidden_size: int
+    num_layers: int
+    patch_size: int
+    num_register_tokens: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.precision]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("Apple MPS was requested but is not available; use --device cpu or auto.")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ModelLoadError(f"Unknown device {name!r}; use one of {', '.join(DEVICES)}.") from err
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check so that an offline machine fails in seconds, not after minutes of retries."""
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        endpoint = "https://huggingface.co"
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _explain(source: ModelSource, err: BaseException) -> str:
+    """Map Hub / transformers errors to one clear sentence plus the fix."""
+    chain: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    names = {type(x).__name__ for x in chain}
+    text = " ".join(str(x) for x in chain)
+    if "RepositoryNotFoundError" in names or "GatedRepoError" in names or "401" in text:
+        why = "no such model on the Hugging Face Hub (or it is private or gated)"
+    elif "RevisionNotFoundError" in names:
+        why = f"revision {source.revision!r} does not exist"
+    elif "safetensors" in text.lower() and ("not found" in text.lower() or "does not appear" in text.lower()):
+        why = "it has no safetensors weights (only safetensors are loaded, never pickled .bin files)"
+    elif "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names or "couldn't connect" in text:
+        why = "its files are not in the local cache and the Hub cannot be reached"
+    elif source.is_local:
+        why = f"the folder is not a usable model ({str(err).splitlines()[0][:200]})"
+    else:
+        why = str(err).splitlines()[0][:300]
+    return f"Cannot load model {source.label!r}: {why}. {how_to_fix(source.model_id)}"
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    *,
+    revision: str | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+) -> LoadedModel:
+    """Load a DINOv2-family backbone and its preprocessing settings.
+
+    Args:
+        model: Hub id (``facebook/webssl-dino300m-full2b-224``) or a local folder.
+        revision: Hub branch, tag or commit (ignored for folders).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        precision: ``fp32`` (default), ``bf16``, ``fp16``, ``int8`` or ``auto``.
+
+    Returns:
+        The model in eval mode on ``device``.
+
+    Raises:
+        ModelLoadError: the weights are unavailable, not DINOv2-family, or the options are invalid.
+    """
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    source = resolve_source(model, revision)
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    kwargs: dict = {"trust_remote_code": False}
+    if not source.is_local:
+        kwargs["revision"] = source.revision
+        if not offline():
+            # Try the local cache first; only go online when needed, and fail fast without network.
+            try:
+                AutoConfig.from_pretrained(source.model_id, local_files_only=True, **kwargs)
+            except (OSError, ValueError):
+                if not _hub_reachable():
+                    raise ModelLoadError(
+                        f"Cannot load model {source.label!r}: it is not in the local cache and "
+                        f"huggingface.co cannot be reached (no network?). {how_to_fix(source.model_id)}"
+                    ) from None
+    try:
+        config = AutoConfig.from_pretrained(source.model_id, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(_explain(source, err)) from err
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelLoadError(
+            f"Model {source.label!r} is a {config.model_type!r} model; this tool needs a DINOv2-family "
+            f"backbone ({', '.join(SUPPORTED_MODEL_TYPES)}), e.g. facebook/webssl-dino300m-full2b-224."
+        )
+    try:
+        backbone = AutoModel.from_pretrained(
+            source.model_id, use_safetensors=True, dtype=torch.float32, **kwargs
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelLoadError(_explain(source, err)) from err
+    backbone.eval()
+    try:
+        processor = AutoImageProcessor.from_pretrained(source.model_id, **kwargs)
+        prep = Preprocessing.from_processor_dict(processor.to_dict(), patch_size=config.patch_size)
+    except (OSError, ValueError, KeyError) as err:
+        logger.warning(
+            "%s has no usable preprocessor_config.json (%s); using DINOv2's defaults "
+            "(resize 256, centre crop 224, ImageNet mean/std)",
+            source.label,
+            str(err).splitlines()[0][:120],
+        )
+        prep = Preprocessing(patch_size=config.patch_size)
+    backbone = apply_precision(backbone, prec, dev)
+    return LoadedModel(
+        model=backbone,
+        source=source,
+        device=dev,
+        precision=prec,
+        preprocessing=prep,
+        hidden_size=int(config.hidden_size),
+        num_layers=int(config.num_hidden_layers),
+        patch_size=int(config.patch_size),
+        num_register_tokens=int(getattr(config, "num_register_tokens", 0) or 0),
+    )

@@ -1,0 +1,185 @@
+"""Every ``st.session_state`` key and widget key of the dashboard, named once.
+
+Pages, widgets and tests (``AppTest``) use these names; a key written as a literal in two places
+can drift. Keys that depend on a run or a job are functions of it.
+"""
+
+from __future__ import annotations
+
+# -- shared across pages ----------------------------------------------------------------------
+COLLECTION = "collection"  # the collection last picked on any page (pre-selects the next picker)
+SAVED_UPLOADS = "_saved_uploads"  # upload id -> stored path, so an upload is stored once
+
+
+def notice(key: str) -> str:
+    """Where the outcome message of ``key``'s last job or action is kept."""
+    return f"{key}:notice"
+
+
+def job_result(job_key: str) -> str:
+    """Where the result of ``job_key``'s last finished job is kept."""
+    return f"{job_key}:result"
+
+
+def cancel_job(job_id: int) -> str:
+    return f"cancel-job-{job_id}"
+
+
+# -- Collections --------------------------------------------------------------------------------
+INDEX_JOB = "index-job"
+INDEX_REPORT = "index-report"
+MANAGE_COLLECTION = "manage-collection"
+MANAGE_TAB = "manage-tab"
+NEW_NAME = "new-collection-name"
+NEW_MODEL = "new-collection-model"
+CREATE_FORM = "create-collection"
+CREATE_BUTTON = "create-collection-button"
+COLLECTIONS_NOTICE = "collections"
+ADMIN_NOTICE = "admin"
+UPLOAD_GENERATION = "upload-generation"
+INDEX_UPLOADS = "index-uploads"
+INDEX_FOLDER = "index-folder"
+INDEX_RECURSIVE = "index-recursive"
+INDEX_FOLDER_BUTTON = "index-folder-button"
+RENAME_TO = "rename-to"
+DELETE_CONFIRM = "delete-confirm"
+
+
+def image_upload(generation: int) -> str:
+    """The uploader's key: a new generation empties it after an indexing job took its files."""
+    return f"image-upload-{generation}"
+
+
+# -- Browse & search ----------------------------------------------------------------------------
+BROWSE_COLLECTION = "browse-collection"
+BROWSE_OPEN = "browse-open"
+BROWSE_FILTER = "browse-filter"
+BROWSE_PAGE = "browse-page"
+BROWSE_PAGE_SIZE = "browse-page-size"
+BROWSE_QUERY = "browse-query"
+BROWSE_QUERY_EMBEDDING = "browse-query-embedding"
+NEIGHBOURS_K = "neighbours-k"
+QUERY_K = "query-k"
+
+# -- Match a video ------------------------------------------------------------------------------
+MATCH_JOB = "match-job"
+MATCH_RENDER_JOB = "match-render-job"
+MATCH_ADMIN_NOTICE = "match-admin"
+RUN = "match-run"
+MATCH_VIDEO = "match-video"
+MATCH_COLLECTION = "match-collection"
+MATCH_SAMPLING = "match-sampling"
+MATCH_STRIDE = "match-stride"
+MATCH_FPS = "match-fps"
+MATCH_MAX_INTERVAL = "match-max-interval"
+MATCH_TOP_K = "match-topk"
+MATCH_THRESHOLD = "match-threshold0"
+MATCH_GAP = "match-gap0"
+MATCH_MIN_DURATION = "match-min0"
+MATCH_MAX_FRAMES = "match-max-frames"
+MATCH_GO = "match-go"
+
+
+def run_threshold(run_id: int) -> str:
+    return f"thr-{run_id}"
+
+
+def run_gap(run_id: int) -> str:
+    return f"gap-{run_id}"
+
+
+def run_min_duration(run_id: int) -> str:
+    return f"min-{run_id}"
+
+
+def run_frame(run_id: int) -> str:
+    return f"frame-{run_id}"
+
+
+def run_timeline(run_id: int) -> str:
+    return f"timeline-{run_id}"
+
+
+def run_segments(run_id: int) -> str:
+    return f"segments-{run_id}"
+
+
+def run_heatmap(run_id: int) -> str:
+    return f"heat-{run_id}"
+
+
+def run_histogram(run_id: int) -> str:
+    return f"hist-{run_id}"
+
+
+def run_download(run_id: int, kind: str) -> str:
+    return f"{kind}-{run_id}"
+
+
+def run_render_max(run_id: int) -> str:
+    return f"render-max-{run_id}"
+
+
+def run_render(run_id: int) -> str:
+    return f"render-{run_id}"
+
+
+def run_delete(run_id: int) -> str:
+    return f"delete-run-{run_id}"
+
+
+def applied_selection(source_key: str) -> str:
+    """The last click of a chart or table that was applied to the frame inspector."""
+    return f"{source_key}:applied"
+
+
+# -- Explore ------------------------------------------------------------------------------------
+EXPLORE_SOURCE = "explore"
+EXPLORE_MODE = "explore-mode"
+EXPLORE_SHORT_SIDE = "explore-short-side"
+EXPLORE_SUPPRESS = "explore-suppress"
+EXPLORE_OVERLAY = "explore-overlay"
+EXPLORE_LAYER = "explore-layer"
+
+# -- Render -------------------------------------------------------------------------------------
+LAYERS_JOB = "render-layers-job"
+PCA_JOB = "render-pca-job"
+LAYERS_SOURCE = "render-layers"
+LAYERS_MODE = "render-layers-mode"
+LAYERS_FPS = "render-layers-fps"
+LAYERS_PANEL = "render-layers-panel"
+LAYERS_GIF = "render-layers-gif"
+LAYERS_GO = "render-layers-go"
+PCA_SOURCE = "render-pca"
+PCA_SIDE = "render-pca-side"
+PCA_MAX_FRAMES = "render-pca-max"
+PCA_FPS = "render-pca-fps"
+PCA_HEIGHT = "render-pca-height"
+PCA_GO = "render-pca-go"
+RECENT = "render-recent"
+RECENT_DOWNLOAD = "render-recent-download"
+
+
+# -- shared widgets (their key is a prefix given by the page) -----------------------------------
+def source_how(prefix: str) -> str:
+    return f"{prefix}-how"
+
+
+def source_upload(prefix: str) -> str:
+    return f"{prefix}-upload"
+
+
+def source_path(prefix: str) -> str:
+    return f"{prefix}-path"
+
+
+def source_collection(prefix: str) -> str:
+    return f"{prefix}-collection"
+
+
+def source_filter(prefix: str) -> str:
+    return f"{prefix}-filter"
+
+
+def source_image(prefix: str) -> str:
+    return f"{prefix}-image"

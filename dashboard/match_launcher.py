@@ -1,0 +1,149 @@
+"""The Match page's launcher: choose a video, a collection and the options; run it in the background.
+
+Every default comes from the core's parameter types (:data:`core.matching.params.DEFAULTS`,
+:data:`core.matching.sampling.DEFAULT_SAMPLING`), as in the CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.errors import USER_ERRORS, VideoOpenError
+from core.matching.params import DEFAULTS, MatchParams
+from core.matching.pipeline import match_video
+from core.matching.sampling import DEFAULT_SAMPLING
+from core.media.video import probe_video
+from dashboard import keys
+from dashboard.jobs import with_index
+from dashboard.results import RATE, SAMPLING_MODES, STRIDE, make_sampling
+from dashboard.state import load_extractor, settings
+from dashboard.widgets import (
+    follow_job,
+    outcome_notice,
+    pick_collection,
+    show_notice,
+    start_job,
+    video_source,
+)
+from db import Index
+
+
+def follow() -> bool:
+    """Take a finished match job's outcome (the new run is selected); True while one runs."""
+    snap = follow_job(keys.MATCH_JOB)
+    if snap is not None:
+        if snap.status == "done":
+            summary = snap.result
+            st.session_state[keys.RUN] = summary.run_id
+            outcome_notice(
+                keys.MATCH_JOB,
+                snap,
+                f"Run #{summary.run_id} finished: {summary.frames_recorded:,} frames, "
+                f"{summary.matched_frames:,} matched, {len(summary.view.segments)} segments in "
+                f"{summary.elapsed_s:.1f} s.",
+            )
+        else:
+            outcome_notice(keys.MATCH_JOB, snap, "")
+    show_notice(keys.MATCH_JOB)
+    return keys.MATCH_JOB in st.session_state
+
+
+def show(index: Index, *, expanded: bool, running: bool) -> None:
+    """The "New match run" form."""
+    with st.expander("New match run", expanded=expanded, icon=":material/play_circle:"):
+        src_col, opt_col = st.columns([1, 1], gap="large")
+        with src_col:
+            st.markdown("**Video**")
+            video_path = video_source(keys.MATCH_VIDEO)
+            st.markdown("**Collection**")
+            coll = pick_collection(index, key=keys.MATCH_COLLECTION, require_images=True)
+        with opt_col:
+            st.markdown("**Options**")
+            mode = st.selectbox(
+                "Frames to analyse",
+                list(SAMPLING_MODES),
+                format_func=SAMPLING_MODES.get,
+                key=keys.MATCH_SAMPLING,
+            )
+            stride, fps, max_interval = STRIDE, RATE, DEFAULT_SAMPLING.max_interval_s
+            if mode == "stride":
+                stride = st.number_input("Analyse every N-th frame", 1, 1000, STRIDE, key=keys.MATCH_STRIDE)
+            elif mode == "fps":
+                fps = st.number_input("Frames per second", 0.1, 120.0, RATE, step=0.5, key=keys.MATCH_FPS)
+            elif mode == "auto":
+                max_interval = st.number_input(
+                    "Re-check at least every (s)",
+                    0.1,
+                    60.0,
+                    float(DEFAULT_SAMPLING.max_interval_s),
+                    step=0.5,
+                    key=keys.MATCH_MAX_INTERVAL,
+                    help="Frames that barely change inherit the last result; this forces a fresh look this often.",
+                )
+            a, b = st.columns(2)
+            top_k = a.number_input("Top-k images per frame", 1, 50, DEFAULTS.top_k, key=keys.MATCH_TOP_K)
+            threshold = b.slider(
+                "Threshold",
+                0.0,
+                1.0,
+                float(DEFAULTS.threshold),
+                0.01,
+                key=keys.MATCH_THRESHOLD,
+                help="A frame matches when its best score reaches this. You can move it after the run, instantly.",
+            )
+            c, d = st.columns(2)
+            gap = c.number_input(
+                "Join gaps up to (s)",
+                0.0,
+                60.0,
+                float(DEFAULTS.gap_tolerance_s),
+                step=0.25,
+                key=keys.MATCH_GAP,
+            )
+            min_duration = d.number_input(
+                "Drop segments shorter than (s)",
+                0.0,
+                600.0,
+                float(DEFAULTS.min_duration_s),
+                step=0.5,
+                key=keys.MATCH_MIN_DURATION,
+            )
+            max_frames = st.number_input(
+                "Stop after N frames (0 = whole video)", 0, 10_000_000, 0, step=100, key=keys.MATCH_MAX_FRAMES
+            )
+        go = st.button("Run match", type="primary", disabled=coll is None or running, key=keys.MATCH_GO)
+    if not go or coll is None:
+        return
+    if video_path is None:
+        st.warning("Choose a video first: upload one or type its path on the server.")
+        return
+    try:
+        info = probe_video(video_path, compute_hash=False)
+        if info.frame_count == 0 and info.duration_s == 0:
+            raise VideoOpenError(str(video_path), "the video has no frames")
+        sampling = make_sampling(mode, stride=stride, fps=fps, max_interval_s=max_interval)
+        params = MatchParams(
+            threshold=threshold, top_k=int(top_k), gap_tolerance_s=gap, min_duration_s=min_duration
+        )
+        fx = load_extractor(coll.model_id)  # the collection's own model
+    except VideoOpenError as err:
+        st.error(f"{err} — upload another file or check the path.")
+        return
+    except USER_ERRORS as err:
+        st.error(str(err))
+        return
+    start_job(
+        keys.MATCH_JOB,
+        "match",
+        f"Matching {Path(video_path).name} against {coll.name}",
+        with_index(str(settings().db_path), match_video),
+        video_path,
+        coll.name,
+        fx,
+        sampling=sampling,
+        params=params,
+        max_frames=int(max_frames) or None,
+    )
+    st.rerun()

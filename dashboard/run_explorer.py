@@ -1,0 +1,318 @@
+"""The Match page's explorer: one stored run, re-labelled live from its stored scores.
+
+Threshold, gap and minimum duration give a :class:`~core.matching.runs.RunView`; everything
+below (metrics, timeline, inspector, segments, heat map, histogram, downloads, the rendered
+video) is drawn from that one view, so they always agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core.errors import USER_ERRORS, VideoOpenError
+from core.matching.export import csv_text, json_text
+from core.matching.runs import RunView
+from core.media.video import format_time
+from core.visual.colours import image_colour
+from core.visual.match_video import render_match_video
+from dashboard import charts, keys
+from dashboard.jobs import with_index
+from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
+from dashboard.state import get_index, get_run_view, get_thumbnails, settings, video_frame
+from dashboard.widgets import follow_job, md_escape, outcome_notice, set_notice, show_notice, start_job
+from db import Index, NotFoundError, RunRecord
+
+CONFIG = {"displaylogo": False}
+HEATMAP_IMAGES = 15
+
+
+def show(runs: list[RunRecord]) -> None:
+    """Pick a run and explore it."""
+    by_id = {r.id: r for r in runs}
+    if st.session_state.get(keys.RUN) not in by_id:
+        st.session_state[keys.RUN] = runs[0].id
+    run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=keys.RUN)
+    try:
+        base = get_run_view(run_id)
+    except NotFoundError as err:
+        st.error(f"{err}. It may have been deleted; pick another run.")
+        return
+    run, video, res = base.run, base.video, base.results
+    st.caption(
+        f"Video `{video.path}` ({video.width}×{video.height}, {video.fps:.3g} fps, "
+        f"{format_time(video.duration_s)}) · collection **{md_escape(run.collection_name or '(deleted)')}** · "
+        f"model `{run.model_id}` · {run_summary(base)}"
+    )
+    if run.status == "running":
+        st.info("This run is still in progress; what is shown is what has been stored so far.")
+    elif run.status in ("cancelled", "failed"):
+        st.warning(f"This run was {run.status}: it holds results for the frames analysed before that.")
+    if len(res) == 0 or res.k == 0:
+        st.warning(
+            "This run has no frame results to show (it stopped before the first batch). Run the match again."
+        )
+    else:
+        view = _relabelled(base)
+        _metrics(view)
+        row = _timeline(view)
+        _inspector(view, row)
+        _tabs(view)
+    _delete(run_id)
+
+
+def _relabelled(base: RunView) -> RunView:
+    """Threshold and segment options: the view re-labelled from stored scores, no model."""
+    p, run_id = base.params, base.run.id
+    c1, c2, c3 = st.columns([3, 1, 1])
+    threshold = c1.slider(
+        "Threshold",
+        0.0,
+        1.0,
+        float(min(max(p.threshold, 0.0), 1.0)),
+        0.005,
+        key=keys.run_threshold(run_id),
+        help="Frames whose best score reaches this count as matched. Segments are recomputed instantly.",
+    )
+    gap = c2.number_input(
+        "Join gaps up to (s)", 0.0, 60.0, float(p.gap_tolerance_s), step=0.25, key=keys.run_gap(run_id)
+    )
+    min_duration = c3.number_input(
+        "Min. segment (s)", 0.0, 600.0, float(p.min_duration_s), step=0.5, key=keys.run_min_duration(run_id)
+    )
+    return base.relabel(threshold, gap, min_duration)
+
+
+def _metrics(view: RunView) -> None:
+    best, stats = view.best_score, view.stats
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Matched frames", f"{stats['matched']:,} / {stats['recorded']:,}")
+    m2.metric("Segments", f"{stats['segments']:,}")
+    m3.metric("Images seen", f"{len({s.image_id for s in view.segments}):,}")
+    m4.metric("Best score", f"{np.nanmax(best):.3f}" if np.isfinite(best).any() else "–")
+
+
+def _timeline(view: RunView) -> int:
+    """The timeline, with the frame chosen by the slider, a click on it, or a segment row.
+
+    Returns:
+        The row of the inspected frame.
+    """
+    run_id, res = view.run.id, view.results
+    frame_key, chart_key, table_key = (
+        keys.run_frame(run_id),
+        keys.run_timeline(run_id),
+        keys.run_segments(run_id),
+    )
+    fi, ts, best = res.frame_index, res.time_s, view.best_score
+    if frame_key not in st.session_state:
+        st.session_state[frame_key] = int(fi[int(np.nanargmax(np.where(np.isfinite(best), best, -np.inf)))])
+
+    def jump(source_key: str, frame: int | None) -> None:
+        """Apply a click once: a selection stays in the widget state across reruns."""
+        if frame is None:
+            return
+        seen_key = keys.applied_selection(source_key)
+        if st.session_state.get(seen_key) != frame:
+            st.session_state[seen_key] = frame
+            st.session_state[frame_key] = int(fi[row_of_frame(fi, frame)])
+
+    jump(chart_key, charts.selected_frame(st.session_state.get(chart_key)))
+    table_state = st.session_state.get(table_key)
+    if table_state is not None:
+        rows_sel = (table_state.get("selection") or {}).get("rows") or []
+        if rows_sel and rows_sel[0] < len(view.segments):
+            jump(table_key, view.segments[rows_sel[0]].start_frame)
+
+    row = row_of_frame(fi, st.session_state[frame_key])
+    fig = charts.timeline_figure(
+        ts,
+        fi,
+        best,
+        view.best_image,
+        view.matched(),
+        image_labels(view),
+        view.params.threshold,
+        selected_time=float(ts[row]),
+    )
+    st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points", config=CONFIG)
+    st.caption("Click a point to inspect that frame.")
+    return row
+
+
+def _inspector(view: RunView, row: int) -> None:
+    """The frame beside its top-k images."""
+    res, video, run_id = view.results, view.video, view.run.id
+    fi, ts = res.frame_index, res.time_s
+    frame_key = keys.run_frame(run_id)
+    matched = view.matched()
+    with st.container(border=True):
+        st.slider(
+            "Frame",
+            int(fi[0]),
+            int(max(fi[-1], fi[0] + 1)),
+            key=frame_key,
+            format="frame %d",
+            help="The nearest frame with a result is shown.",
+        )
+        row = row_of_frame(fi, st.session_state[frame_key])
+        frame_no, t_s, src = int(fi[row]), float(ts[row]), int(res.source_frame[row])
+        left, right = st.columns([3, 4], gap="large")
+        with left:
+            note = "" if src == frame_no else f" · result inherited from frame {src}"
+            try:
+                st.image(
+                    video_frame(video.path, frame_no, t_s),
+                    caption=f"Frame {frame_no} at {format_time(t_s)}{note}",
+                    width="stretch",
+                )
+            except VideoOpenError as err:
+                st.warning(f"Cannot show the frame: {err}")
+        with right:
+            matches = frame_matches(view, row)
+            verdict = "matched" if matched[row] else "no match (below threshold)"
+            st.markdown(f"**Top {len(matches)} images** · {verdict}")
+            thumbs = get_thumbnails([m.image_id for m in matches])
+            cols = st.columns(max(1, min(5, len(matches))))
+            for n, m in enumerate(matches):
+                with cols[n % len(cols)]:
+                    if m.image_id in thumbs:
+                        st.image(thumbs[m.image_id], width="stretch")
+                    name = f"#{m.rank} {md_escape(m.name)}"
+                    if m.rank == 1 and matched[row]:
+                        name = f"**{name}** :material/check_circle:"
+                    swatch = f'<span style="color:{image_colour(m.image_id)}">&#9632;</span>'
+                    st.caption(f"{swatch} {name}  \n**{m.score:.3f}**", unsafe_allow_html=True)
+
+
+def _tabs(view: RunView) -> None:
+    run_id, res = view.run.id, view.results
+    seg_tab, heat_tab, hist_tab, out_tab = st.tabs(
+        ["Segments", "Heat map", "Score histogram", "Export & render"]
+    )
+    with seg_tab:
+        if not view.segments:
+            st.info("No segments at this threshold: lower it (see the histogram) or allow longer gaps.")
+        else:
+            # previews travel inside the table: skip them when there are very many segments
+            thumbs = (
+                get_thumbnails([s.image_id for s in view.segments]) if len(view.segments) <= 300 else None
+            )
+            st.dataframe(
+                segment_table(view, thumbs),
+                key=keys.run_segments(run_id),
+                on_select="rerun",
+                selection_mode="single-row",
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "preview": st.column_config.ImageColumn("preview", width="small"),
+                    "peak": st.column_config.NumberColumn(format="%.3f"),
+                    "mean": st.column_config.NumberColumn(format="%.3f"),
+                },
+            )
+            st.caption("Select a row to inspect its first frame. Each image has one colour everywhere.")
+    with heat_tab:
+        st.plotly_chart(
+            charts.heatmap_figure(
+                res.time_s, res.image_ids, res.scores, image_labels(view), top_n=HEATMAP_IMAGES
+            ),
+            key=keys.run_heatmap(run_id),
+            config=CONFIG,
+        )
+        st.caption(
+            f"Each row is one of the {HEATMAP_IMAGES} images with the highest peak score; empty where it was "
+            "not in a frame's top-k."
+        )
+    with hist_tab:
+        st.plotly_chart(
+            charts.histogram_figure(view.best_score, view.matched(), view.params.threshold),
+            key=keys.run_histogram(run_id),
+            config=CONFIG,
+        )
+        st.caption("A good threshold sits in the gap between the noise (left) and the true matches (right).")
+    with out_tab:
+        _exports(view)
+
+
+def _exports(view: RunView) -> None:
+    """Downloads and the rendered "frame | match" video, at the view's threshold."""
+    run_id, video = view.run.id, view.video
+    stem = f"run-{run_id}-t{view.params.threshold:.3f}"
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        "Download CSV",
+        data=lambda: csv_text(view),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key=keys.run_download(run_id, "csv"),
+    )
+    d2.download_button(
+        "Download JSON",
+        data=lambda: json_text(view),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        icon=":material/download:",
+        key=keys.run_download(run_id, "json"),
+    )
+    st.divider()
+    st.markdown("**Side-by-side video** of the frames and their best matching image, at this threshold")
+    out_path = settings().renders_dir / f"match-{stem}.mp4"
+    done = follow_job(keys.MATCH_RENDER_JOB)
+    if done is not None:
+        frames = done.result.frames if done.status == "done" else 0
+        outcome_notice(keys.MATCH_RENDER_JOB, done, f"Rendered {frames} frames.")
+    show_notice(keys.MATCH_RENDER_JOB)
+    r1, r2 = st.columns([1, 3])
+    max_render = r1.number_input(
+        "Max. frames (0 = all)", 0, 1_000_000, 0, step=100, key=keys.run_render_max(run_id)
+    )
+    busy = keys.MATCH_RENDER_JOB in st.session_state
+    if r1.button("Render video", disabled=busy, key=keys.run_render(run_id)):
+        if not Path(video.path).is_file():
+            st.error(f"The video `{video.path}` is gone: rendering needs the original file.")
+        else:
+            start_job(
+                keys.MATCH_RENDER_JOB,
+                "render",
+                f"Rendering run #{run_id}",
+                with_index(str(settings().db_path), _render),
+                view,
+                out_path,
+                max_frames=int(max_render) or None,
+            )
+            st.rerun()
+    if out_path.is_file():
+        with r2:
+            st.video(str(out_path))
+            st.download_button(
+                "Download MP4",
+                data=out_path.read_bytes,
+                file_name=out_path.name,
+                mime="video/mp4",
+                key=keys.run_download(run_id, "mp4"),
+            )
+
+
+def _render(index: Index, view: RunView, out: Path, **options):
+    """The job: render ``view`` with thumbnails from the worker's own connection."""
+    return render_match_video(view, index.get_thumbnails, out, **options)
+
+
+def _delete(run_id: int) -> None:
+    with st.expander("Delete this run", icon=":material/delete:"):
+        st.caption("Removes the run's results from the database (the video and the collection stay).")
+
+        def delete(rid: int) -> None:
+            try:
+                get_index().delete_run(rid)
+            except USER_ERRORS as err:
+                set_notice(keys.MATCH_ADMIN_NOTICE, "error", str(err))
+                return
+            st.session_state.pop(keys.RUN, None)
+            set_notice(keys.MATCH_ADMIN_NOTICE, "success", f"Deleted run #{rid}.")
+
+        st.button("Delete run", on_click=delete, args=(run_id,), key=keys.run_delete(run_id))

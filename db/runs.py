@@ -1,0 +1,233 @@
+"""Match runs: a video matched against a collection, its per-frame top-k matches and segments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import NotFoundError
+from .records import FrameResults, RunRecord, Segment
+from .store import Store, json_ids, now, plain, record, to_json
+
+RUN_STATUSES = ("running", "done", "failed", "cancelled")
+
+_RUN_SELECT = """
+SELECT r.id, r.video_id, r.collection_id, c.name AS collection_name, r.model_id, r.params, r.status,
+    r.stats, r.created, r.finished, v.path AS video_path
+FROM runs r
+JOIN videos v ON v.id = r.video_id
+LEFT JOIN collections c ON c.id = r.collection_id
+"""
+_SEGMENT_FIELDS = (
+    "image_id",
+    "start_frame",
+    "end_frame",
+    "start_s",
+    "end_s",
+    "peak_score",
+    "mean_score",
+    "frames",
+)
+
+
+def _run_record(row) -> RunRecord:
+    return record(RunRecord, row, params=json.loads(row["params"]), stats=json.loads(row["stats"]))
+
+
+class Runs(Store):
+    """Runs, their frame results and segments (part of :class:`db.Index`)."""
+
+    def create_run(self, *, video_id: int, collection_id: int | None, model_id: str, params: dict) -> int:
+        """Start a run (status 'running'); returns its id. Raises NotFoundError."""
+        with self.transaction() as conn:
+            self.get_video(video_id)  # type: ignore[attr-defined]  # from db.videos
+            if collection_id is not None:
+                self.get_collection_by_id(collection_id)  # type: ignore[attr-defined]
+            cursor = conn.execute(
+                "INSERT INTO runs (video_id, collection_id, model_id, params, status, created) "
+                "VALUES (?, ?, ?, ?, 'running', ?)",
+                (
+                    int(video_id),
+                    None if collection_id is None else int(collection_id),
+                    model_id,
+                    to_json(params),
+                    now(),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def _check_run(self, run_id: int) -> None:
+        if self._row("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)) is None:
+            raise NotFoundError(f"No run with id {run_id}")
+
+    def add_frame_results(
+        self,
+        run_id: int,
+        frame_indices: Sequence[int] | np.ndarray,
+        times: Sequence[float] | np.ndarray,
+        source_frames: Sequence[int] | np.ndarray,
+        image_ids: np.ndarray,
+        scores: np.ndarray,
+    ) -> None:
+        """Store the matches of a batch of frames, in one transaction.
+
+        Args:
+            source_frames: for each frame, the frame whose embedding was used.
+            image_ids: (N, k), best match first; -1 where a frame has fewer than k matches.
+            scores: (N, k), the score of each match.
+
+        Frames stored before are replaced.
+        """
+        indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        times_s = np.asarray(times, dtype=np.float64).reshape(-1)
+        sources = np.asarray(source_frames, dtype=np.int64).reshape(-1)
+        ids = np.asarray(image_ids, dtype=np.int64)
+        values = np.asarray(scores, dtype=np.float64)
+        n = len(indices)
+        shapes_ok = ids.ndim == 2 and ids.shape == values.shape and len(ids) == n
+        if not (len(times_s) == len(sources) == n and shapes_ok):
+            raise ValueError(
+                f"Expected N frame indices, times and source frames and (N, k) image ids and "
+                f"scores, got {n}, {len(times_s)}, {len(sources)}, {ids.shape} and {values.shape}"
+            )
+        rows, columns = np.nonzero(ids >= 0)
+        with self.transaction() as conn:
+            self._check_run(run_id)
+            conn.execute(
+                "DELETE FROM frame_matches WHERE run_id = ? "
+                "AND frame_index IN (SELECT value FROM json_each(?))",
+                (int(run_id), json_ids(indices)),
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO run_frames (run_id, frame_index, time_s, source_frame) "
+                "VALUES (?, ?, ?, ?)",
+                zip([int(run_id)] * n, indices.tolist(), times_s.tolist(), sources.tolist(), strict=True),
+            )
+            conn.executemany(
+                "INSERT INTO frame_matches (run_id, frame_index, rank, image_id, score) "
+                "VALUES (?, ?, ?, ?, ?)",
+                zip(
+                    [int(run_id)] * len(rows),
+                    indices[rows].tolist(),
+                    (columns + 1).tolist(),  # rank 1 is the best match
+                    ids[rows, columns].tolist(),
+                    values[rows, columns].tolist(),
+                    strict=True,
+                ),
+            )
+
+    def finish_run(self, run_id: int, *, status: str = "done", stats: dict | None = None) -> None:
+        """Mark a run done, failed or cancelled, and store its stats (if given)."""
+        if status not in RUN_STATUSES[1:]:
+            raise ValueError(f"status must be one of {RUN_STATUSES[1:]}, not {status!r}")
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, stats = coalesce(?, stats), finished = ? WHERE id = ?",
+                (status, None if stats is None else to_json(stats), now(), int(run_id)),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"No run with id {run_id}")
+
+    def replace_segments(self, run_id: int, segments: Sequence[Segment]) -> None:
+        """Replace the run's segments."""
+        with self.transaction() as conn:
+            self._check_run(run_id)
+            conn.execute("DELETE FROM segments WHERE run_id = ?", (int(run_id),))
+            conn.executemany(
+                f"INSERT INTO segments (run_id, {', '.join(_SEGMENT_FIELDS)}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (int(run_id), *(plain(getattr(segment, f)) for f in _SEGMENT_FIELDS))
+                    for segment in segments
+                ],
+            )
+
+    def list_segments(self, run_id: int) -> list[Segment]:
+        """The run's segments, in order of start frame."""
+        rows = self._rows(
+            f"SELECT {', '.join(_SEGMENT_FIELDS)} FROM segments WHERE run_id = ? "
+            "ORDER BY start_frame, peak_score DESC, id",
+            (int(run_id),),
+        )
+        return [record(Segment, row) for row in rows]
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run. Raises NotFoundError."""
+        row = self._row(_RUN_SELECT + "WHERE r.id = ?", (int(run_id),))
+        if row is None:
+            raise NotFoundError(f"No run with id {run_id}")
+        return _run_record(row)
+
+    def list_runs(
+        self,
+        *,
+        video_id: int | None = None,
+        collection_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one video and/or one collection."""
+        where, params = [], []
+        if video_id is not None:
+            where.append("r.video_id = ?")
+            params.append(int(video_id))
+        if collection_id is not None:
+            where.append("r.collection_id = ?")
+            params.append(int(collection_id))
+        sql = _RUN_SELECT
+        if where:
+            sql += "WHERE " + " AND ".join(where)
+        sql += " ORDER BY r.id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_run_record(row) for row in self._rows(sql, params)]
+
+    def load_frame_results(self, run_id: int) -> FrameResults:
+        """The run's per-frame matches as arrays, in one query (see FrameResults).
+
+        k is the largest number of matches any frame has.
+        """
+        self._check_run(run_id)
+        frames_col, times_col, sources_col, ids_col, scores_col = self._columns(
+            """
+            SELECT f.frame_index, f.time_s, f.source_frame, coalesce(m.image_id, -1), m.score
+            FROM run_frames f
+            LEFT JOIN frame_matches m ON m.run_id = f.run_id AND m.frame_index = f.frame_index
+            WHERE f.run_id = ?
+            ORDER BY f.frame_index, m.rank
+            """,
+            (int(run_id),),
+            5,
+        )
+        frames = np.array(frames_col, dtype=np.int64)
+        image_ids = np.array(ids_col, dtype=np.int64)
+        scores = np.array(scores_col, dtype=np.float64)  # None (no match) becomes NaN
+        # One row per (frame, match): rows of a frame are adjacent, best match first.
+        first = np.ones(len(frames), dtype=bool)
+        first[1:] = frames[1:] != frames[:-1]
+        starts = np.flatnonzero(first)
+        row_frame = np.cumsum(first) - 1
+        column = np.arange(len(frames)) - starts[row_frame]
+        matched = image_ids >= 0
+        k = int(column[matched].max()) + 1 if matched.any() else 0
+        ids_out = np.full((len(starts), k), -1, dtype=np.int64)
+        scores_out = np.full((len(starts), k), np.nan, dtype=np.float32)
+        ids_out[row_frame[matched], column[matched]] = image_ids[matched]
+        scores_out[row_frame[matched], column[matched]] = scores[matched]
+        return FrameResults(
+            frame_index=frames[starts],
+            time_s=np.array(times_col, dtype=np.float64)[starts],
+            source_frame=np.array(sources_col, dtype=np.int64)[starts],
+            image_ids=ids_out,
+            scores=scores_out,
+        )
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run with its frame results and segments. Raises NotFoundError."""
+        with self.transaction() as conn:
+            cursor = conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"No run with id {run_id}")

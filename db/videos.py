@@ -1,0 +1,161 @@
+"""Videos, identified by the hash of their content, and the cache of their frame embeddings.
+
+A frame embedding is cached under (video SHA-256, embedding key, frame index): the embedding
+key names how it was made (model, precision, preprocessing), so matching the same video again,
+with other options or against another collection, needs no model pass for frames seen before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import NotFoundError
+from .records import VideoRecord
+from .store import Store, decode_vectors, json_ids, now, record
+
+_VIDEO_COLUMNS = "id, path, sha256, fps, frame_count, duration_s, width, height, rotation, size_bytes, added"
+
+
+class Videos(Store):
+    """Videos and cached frame embeddings (part of :class:`db.Index`)."""
+
+    def upsert_video(
+        self,
+        *,
+        path: str,
+        sha256: str,
+        fps: float,
+        frame_count: int,
+        duration_s: float,
+        width: int,
+        height: int,
+        rotation: int,
+        size_bytes: int,
+    ) -> VideoRecord:
+        """Record a video; one seen before (same sha256) gets its path and metadata updated."""
+        with self.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height,
+                    rotation, size_bytes, added)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (sha256) DO UPDATE SET path = excluded.path, fps = excluded.fps,
+                    frame_count = excluded.frame_count, duration_s = excluded.duration_s,
+                    width = excluded.width, height = excluded.height,
+                    rotation = excluded.rotation, size_bytes = excluded.size_bytes
+                """,
+                (
+                    os.fspath(path),
+                    sha256,
+                    float(fps),
+                    int(frame_count),
+                    float(duration_s),
+                    int(width),
+                    int(height),
+                    int(rotation),
+                    int(size_bytes),
+                    now(),
+                ),
+            )
+            video = self.find_video(sha256)
+            assert video is not None
+            return video
+
+    def get_video(self, video_id: int) -> VideoRecord:
+        """One video. Raises NotFoundError."""
+        row = self._row(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE id = ?", (int(video_id),))
+        if row is None:
+            raise NotFoundError(f"No video with id {video_id}")
+        return record(VideoRecord, row)
+
+    def find_video(self, sha256: str) -> VideoRecord | None:
+        """The video with that content hash, or None."""
+        row = self._row(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE sha256 = ?", (sha256,))
+        return record(VideoRecord, row) if row else None
+
+    # -- the frame-embedding cache -------------------------------------------------------------
+    def cached_frame_indices(self, video_sha256: str, embed_key: str) -> set[int]:
+        """The frames of the video that have a cached embedding under ``embed_key``."""
+        (indices,) = self._columns(
+            "SELECT frame_index FROM frame_embeddings WHERE video_sha256 = ? AND embed_key = ?",
+            (video_sha256, embed_key),
+            1,
+        )
+        return set(indices)
+
+    def add_frame_embeddings(
+        self,
+        video_sha256: str,
+        embed_key: str,
+        frame_indices: Sequence[int] | np.ndarray,
+        times: Sequence[float] | np.ndarray,
+        vectors: np.ndarray,
+    ) -> None:
+        """Cache frame embeddings (as given, not normalised) in one transaction.
+
+        Args:
+            embed_key: identifies how the embeddings were made (model, preprocessing, ...).
+            vectors: (N, dim), one row per frame index; replaces cached rows of those frames.
+        """
+        indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        times_s = np.asarray(times, dtype=np.float64).reshape(-1)
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+        if matrix.ndim != 2 or not len(indices) == len(times_s) == matrix.shape[0]:
+            raise ValueError(
+                f"Expected N frame indices, N times and an (N, dim) array, got {len(indices)}, "
+                f"{len(times_s)} and {matrix.shape}"
+            )
+        dim = matrix.shape[1]
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO frame_embeddings "
+                "(video_sha256, embed_key, frame_index, time_s, dim, dtype, vector) "
+                "VALUES (?, ?, ?, ?, ?, 'float32', ?)",
+                (
+                    (video_sha256, embed_key, index, time_s, dim, row.tobytes())
+                    for index, time_s, row in zip(indices.tolist(), times_s.tolist(), matrix, strict=True)
+                ),
+            )
+
+    def load_frame_embeddings(
+        self,
+        video_sha256: str,
+        embed_key: str,
+        frame_indices: Sequence[int] | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cached frame embeddings, in one query.
+
+        Args:
+            frame_indices: only these frames (those not cached are left out); None for all.
+
+        Returns:
+            ``(frame_index int64 (N,), time_s float64 (N,), vectors float32 (N, dim))``,
+            sorted by frame index; vectors as stored (not normalised). (0, 0) when empty.
+        """
+        sql = (
+            "SELECT frame_index, time_s, dim, dtype, vector FROM frame_embeddings "
+            "WHERE video_sha256 = ? AND embed_key = ?"
+        )
+        params: list[Any] = [video_sha256, embed_key]
+        if frame_indices is not None:
+            sql += " AND frame_index IN (SELECT value FROM json_each(?))"
+            params.append(json_ids(frame_indices))
+        indices, times, dims, dtypes, blobs = self._columns(sql + " ORDER BY frame_index", params, 5)
+        return (
+            np.array(indices, dtype=np.int64),
+            np.array(times, dtype=np.float64),
+            decode_vectors(dims, dtypes, blobs, dims[0] if dims else 0),
+        )
+
+    def clear_frame_cache(self, video_sha256: str | None = None) -> int:
+        """Drop cached frame embeddings of one video, or of all; returns how many rows."""
+        with self.transaction() as conn:
+            if video_sha256 is None:
+                cursor = conn.execute("DELETE FROM frame_embeddings")
+            else:
+                cursor = conn.execute("DELETE FROM frame_embeddings WHERE video_sha256 = ?", (video_sha256,))
+            return cursor.rowcount
