@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core import config
+from core.media.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def save_upload(data: bytes | bytearray | memoryview | BinaryIO, name: str, *, k
             if _link_exclusive(tmp, target):
                 logger.info("stored upload %s (%d bytes)", target, size)
                 return target
-            if target.is_file() and target.stat().st_size == size and _sha256_of(target) == sha:
+            if target.is_file() and target.stat().st_size == size and file_sha256(target) == sha:
                 return target  # the same content was uploaded before
         raise FileExistsError(f"cannot store upload {name!r}: {folder} holds other files with its name")
     finally:
@@ -137,11 +138,3 @@ def _link_exclusive(src: Path, target: Path) -> bool:
             target.unlink(missing_ok=True)
             raise
         return True
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -144,3 +144,56 @@ def test_read_commands_do_not_create_a_database(tmp_path, monkeypatch, capsys):
         assert main(args) == 2
         assert "No index database" in capsys.readouterr().err
     assert not missing.exists()
+
+
+# -- issue 8: one rule in one place ------------------------------------------------------------
+def test_export_figures_describe_the_exports_own_threshold(
+    cli_env, image_folder, shots_video, tmp_path, capsys
+):
+    """Every figure of an export at another threshold describes that threshold (stats included)."""
+    main(["index", str(image_folder.folder), "-c", "shots", "-q"])
+    main(["match", str(shots_video.path), "-c", "shots", "--every-frame", "-t", "0.5", "-q"])
+    capsys.readouterr()
+    for threshold, gap in (("0.97", "0"), ("0.5", "0.5")):
+        out = tmp_path / f"e{threshold}.json"
+        assert main(["export", "1", "--json", str(out), "--threshold", threshold, "--gap", gap]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["threshold"] == float(threshold) and doc["gap_tolerance_s"] == float(gap)
+        assert doc["stats"]["matched"] == sum(f["matched"] for f in doc["frames"])
+        assert doc["stats"]["segments"] == len(doc["segments"])
+        assert doc["stats"]["recorded"] == len(doc["frames"])
+
+
+def test_a_collection_is_matched_with_its_own_model(
+    tmp_path, tiny_model_dir, image_folder, shots_video, monkeypatch, capsys
+):
+    """Without --model, match/search/index use the collection's model, whatever the default is."""
+    monkeypatch.setenv("WEBSSL_DB", str(tmp_path / "own.sqlite"))
+    monkeypatch.delenv("WEBSSL_MODEL", raising=False)  # the default is the Hub model, not on this machine
+    assert main(["index", str(image_folder.paths[0]), "-c", "own", "--model", str(tiny_model_dir), "-q"]) == 0
+    assert main(["index", str(image_folder.paths[1]), "-c", "own", "-q"]) == 0  # no --model: the collection's
+    assert "1 added" in capsys.readouterr().out
+    assert main(["match", str(shots_video.path), "-c", "own", "--every-frame", "-q"]) == 0
+    assert "run 1:" in capsys.readouterr().out
+    assert main(["search", str(image_folder.paths[1]), "-c", "own", "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["image"] == image_folder.paths[1].name
+    # an explicit, different model is refused before it is loaded
+    assert main(["match", str(shots_video.path), "-c", "own", "--model", "facebook/dinov2-small", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "is bound to model" in err and "facebook/dinov2-small" in err
+
+
+def test_cli_defaults_come_from_the_core_types():
+    from core.cli.common import build_parser
+    from core.matching.params import DEFAULTS
+    from core.matching.sampling import DEFAULT_SAMPLING
+
+    args = build_parser().parse_args(["match", "v.mp4", "-c", "x"])
+    assert (args.threshold, args.top_k, args.gap, args.min_duration) == (
+        DEFAULTS.threshold,
+        DEFAULTS.top_k,
+        DEFAULTS.gap_tolerance_s,
+        DEFAULTS.min_duration_s,
+    )
+    assert args.max_interval == DEFAULT_SAMPLING.max_interval_s
+    assert build_parser().parse_args(["search", "q.jpg", "-c", "x"]).top_k == DEFAULTS.top_k

@@ -234,3 +234,18 @@ def test_auto_run_stores_its_decisions_and_analyses_every_cut(indexed, extractor
     for r in np.flatnonzero(res.source_frame != res.frame_index):
         src = row_of[int(res.source_frame[r])]
         np.testing.assert_array_equal(res.image_ids[r], res.image_ids[src])
+
+
+def test_rematch_refuses_a_collection_with_other_preprocessing(indexed, extractor, shots_video):
+    """One compatibility rule: re-matching compares preprocessing too, not only the model id."""
+    from dataclasses import replace
+
+    from db import NewImage
+
+    s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    other = replace(extractor.preprocessing, crop_hw=(196, 196)).to_json()
+    coll = indexed.create_collection("cropped", extractor.model_id, other, extractor.hidden_size)
+    vec = np.ones(extractor.hidden_size, np.float32)
+    indexed.add_images(coll.id, [NewImage("/x.jpg", "0" * 64, 1, 1, b"", vec)])
+    with pytest.raises(ModelMismatchError, match="preprocessing"):
+        rematch(indexed, s.run_id, collection="cropped")

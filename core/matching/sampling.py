@@ -229,11 +229,11 @@ class _Thumb:
         self.colour = colour
         self.grey = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)
 
-    def differs(self, other: _Thumb, threshold: float) -> bool:
-        """Whether :func:`change` from ``other`` to this reaches ``threshold`` (the costlier
+    def differs(self, other: _Thumb, limit: float) -> bool:
+        """Whether :func:`change` from ``other`` to this reaches ``limit`` (the costlier
         motion-compensated measure runs only when the plain difference reaches it)."""
         plain = float(np.mean(np.abs(self.colour - other.colour)))
-        return plain >= threshold and _compensated(other, self) >= threshold
+        return plain >= limit and _compensated(other, self) >= limit
 
 
 def change_thumbnail(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
