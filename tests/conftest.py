@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random-weight DINOv2 saved to disk, synthetic images and videos.
+"""Shared fixtures: a tiny random-weight DINOv2 saved to disk, synthetic images and videos, and the
+helpers that several test files use.
 
 Nothing here downloads anything: the model is built from a ``Dinov2Config`` and loaded back
 through the same ``from_pretrained`` path the product uses for Hub models.
@@ -6,13 +7,19 @@ through the same ``from_pretrained`` path the product uses for Hub models.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
+from PIL import Image
+
+from core.matching.params import MatchParams
+from db import Index, NewImage, Segment
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -156,6 +163,128 @@ def index(tmp_path):
     idx = Index(tmp_path / "index.sqlite")
     yield idx
     idx.close()
+
+
+# -- images on disk (tests/test_images.py, tests/test_files.py) -----------------------------
+
+
+@pytest.fixture
+def rgb_array() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def png_file(tmp_path: Path, rgb_array: np.ndarray) -> Path:
+    path = tmp_path / "picture.png"
+    Image.fromarray(rgb_array).save(path)
+    return path
+
+
+# -- rows of the index (tests/test_db_*.py) -------------------------------------------------
+
+
+DIM = 8
+MODEL = "facebook/webssl-dino300m-full2b-224"
+PREPROCESSING = json.dumps({"size": 224, "mean": [0.485, 0.456, 0.406]})
+
+
+def vector(seed: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+
+
+def new_image(i: int, *, path: str | None = None, sha256: str | None = None, dim: int = DIM) -> NewImage:
+    return NewImage(
+        path=path or f"/photos/img_{i:04d}.jpg",
+        sha256=sha256 or f"{i:064x}",
+        width=640 + i,
+        height=480,
+        thumbnail=b"\xff\xd8jpeg-%d" % i,
+        embedding=vector(i, dim),
+    )
+
+
+def count_rows(index: Index, table: str) -> int:
+    return index.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _segment(image_id: int, start: int, end: int, peak: float = 0.9) -> Segment:
+    return Segment(image_id, start, end, start / 25, end / 25, peak, peak - 0.1, end - start + 1)
+
+
+@pytest.fixture
+def collection(index):
+    return index.create_collection("posters", MODEL, PREPROCESSING, DIM)
+
+
+@pytest.fixture
+def video(index):
+    return index.upsert_video(
+        path="/videos/clip.mp4",
+        sha256="v" * 64,
+        fps=25.0,
+        frame_count=250,
+        duration_s=10.0,
+        width=1920,
+        height=1080,
+        rotation=0,
+        size_bytes=123456,
+    )
+
+
+@pytest.fixture
+def statements(index):
+    """The SQL statements the index runs while the test runs."""
+    seen: list[str] = []
+    index.db.conn.set_trace_callback(seen.append)
+    yield seen
+    index.db.conn.set_trace_callback(None)
+
+
+# -- a matched collection (tests/test_pipeline.py, tests/test_runs.py) ----------------------
+
+
+PARAMS = MatchParams(threshold=TEST_THRESHOLD, top_k=3, gap_tolerance_s=0.3)
+
+
+@pytest.fixture
+def indexed(index, extractor, image_folder):
+    from core.matching.indexing import index_images
+
+    index_images(index, "shots", [image_folder.folder], extractor)
+    return index
+
+
+# -- rendered videos (tests/test_*_video.py) ------------------------------------------------
+
+
+def read_video(path: Path) -> tuple[dict, list[np.ndarray]]:
+    """Codec facts and all frames (RGB) of a rendered file, as a browser would get them."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        facts = {
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.codec_context.pix_fmt,
+            "rate": stream.average_rate,
+            "frames": stream.frames,
+            "size": (stream.width, stream.height),
+        }
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    return facts, frames
+
+
+# -- the command line (tests/test_cli_*.py) -------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path, tiny_model_dir, monkeypatch):
+    db = tmp_path / "cli.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    monkeypatch.setenv("WEBSSL_MODEL", str(tiny_model_dir))
+    return db
+
+
+# -- every test -----------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
 import struct
@@ -16,7 +15,6 @@ from PIL import Image
 
 from core.errors import ImageLoadError, InvalidArgumentError
 from core.media import images
-from core.media.files import file_sha256
 from core.media.images import (
     IMAGE_EXTENSIONS,
     LoadedImage,
@@ -68,19 +66,6 @@ def _header(path: Path, attribute: str):
 
 def _close(actual, expected, tol: int = 8) -> bool:
     return bool(np.all(np.abs(np.asarray(actual, dtype=int) - np.asarray(expected, dtype=int)) <= tol))
-
-
-@pytest.fixture
-def rgb_array() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
-
-
-@pytest.fixture
-def png_file(tmp_path: Path, rgb_array: np.ndarray) -> Path:
-    path = tmp_path / "picture.png"
-    Image.fromarray(rgb_array).save(path)
-    return path
 
 
 @pytest.fixture
@@ -448,13 +433,7 @@ def test_to_rgb_ycbcr_matches_pillow() -> None:
     assert _close(to_rgb(img)[0, 0], RED, tol=3)
 
 
-# --------------------------------------------------------------------------- hashing & bytes
-
-
-def test_sha256_matches_hashlib(png_file: Path) -> None:
-    expected = hashlib.sha256(png_file.read_bytes()).hexdigest()
-    assert load_image(png_file).sha256 == expected
-    assert file_sha256(png_file) == expected
+# --------------------------------------------------------------------------- bytes
 
 
 def test_decode_bytes_equals_load_image(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The dashboard's pages, driven with Streamlit's AppTest on a temp database and the tiny model."""
+"""dashboard/views (with Home.py, pages, widgets, match_launcher, run_explorer): every page, driven
+with Streamlit's AppTest on a temp database and the tiny model."""
 
 from __future__ import annotations
 

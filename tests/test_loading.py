@@ -1,4 +1,4 @@
-"""Loading models: local folders through from_pretrained, devices, precisions, clear errors."""
+"""core.model.loading: local folders through from_pretrained, DINOv2-family checks, clear errors."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from core.errors import ModelLoadError
-from core.model.loading import load_model, resolve_device
-from core.model.precision import resolve_precision
-from core.model.source import resolve_source
+from core.model.loading import load_model
 
 
 def test_local_folder_loads_through_from_pretrained(tiny_model_dir):
@@ -101,29 +99,6 @@ def test_registers_model_loads(tmp_path):
     assert loaded.num_register_tokens == 4
 
 
-def test_device_and_precision_resolution():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
-    if not torch.cuda.is_available():
-        with pytest.raises(ModelLoadError, match="no CUDA"):
-            resolve_device("cuda")
-    cpu = torch.device("cpu")
-    assert resolve_precision("fp32", cpu) == "fp32"
-    assert resolve_precision("auto", cpu) in {"fp32", "bf16"}
-    with pytest.raises(ModelLoadError, match="Unknown precision"):
-        resolve_precision("fp8", cpu)
-    with pytest.raises(ModelLoadError, match="CPU only"):
-        resolve_precision("int8", torch.device("cuda"))
-
-
-def test_hub_ids_and_paths_are_told_apart(tmp_path, tiny_model_dir):
-    assert not resolve_source("facebook/webssl-dino300m-full2b-224").is_local
-    assert resolve_source("facebook/x", "v1").label == "facebook/x@v1"
-    assert resolve_source(str(tiny_model_dir)).is_local
-    with pytest.raises(ModelLoadError, match="does not exist"):
-        resolve_source("./models/missing")
-
-
 def test_processor_config_is_read_not_hard_coded(tmp_path, tiny_model_dir):
     import shutil
 
@@ -137,18 +112,3 @@ def test_processor_config_is_read_not_hard_coded(tmp_path, tiny_model_dir):
     loaded = load_model(folder, device="cpu")
     assert loaded.preprocessing.crop_hw == (196, 196)
     assert loaded.preprocessing.shortest_edge == 210
-
-
-def test_the_default_path_never_imports_the_deprecated_int8_api(tiny_model_dir):
-    """int8 is isolated in core.model.int8: fp32 loading neither imports it nor warns."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, warnings; warnings.simplefilter('error', DeprecationWarning);"
-        "from core.model.loading import load_model;"
-        f"load_model({str(tiny_model_dir)!r}, device='cpu', precision='fp32');"
-        "assert 'core.model.int8' not in sys.modules"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,87 @@
+"""core.cli.runs: python -m core match / runs / export / rematch."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import TEST_THRESHOLD
+from core.cli import main
+
+
+def test_index_match_export_round_trip(cli_env, image_folder, shots_video, tmp_path, capsys):
+    (image_folder.folder / "broken.jpg").write_text("nope")
+    assert main(["index", str(image_folder.folder), "--collection", "shots", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "4 added, 0 already indexed, 1 failed" in out and "broken.jpg: not an image" in out
+
+    assert main(["index", str(image_folder.folder), "-c", "shots", "-q"]) == 0
+    assert "0 added, 4 already indexed" in capsys.readouterr().out
+
+    assert main(["collections", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["name"] == "shots" and listed[0]["images"] == 4 and listed[0]["failures"] == 1
+
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    code = main(
+        [
+            "match",
+            str(shots_video.path),
+            "-c",
+            "shots",
+            "--threshold",
+            str(TEST_THRESHOLD),
+            "--top-k",
+            "2",
+            "--every-frame",
+            "--json",
+            str(out_json),
+            "--csv",
+            str(out_csv),
+            "-q",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "run 1: 40 frames (every frame)" in out
+    assert "alpha.jpg from 0:00.0 to 0:01.1" in out
+    doc = json.loads(out_json.read_text())
+    assert doc["top_k"] == 2 and len(doc["frames"]) == 40
+    assert out_csv.read_text().count("\n") == 1 + 40 * 2
+
+    assert main(["runs"]) == 0
+    assert "shots.mp4" in capsys.readouterr().out
+    assert main(["export", "1", "--json", str(tmp_path / "again.json"), "--threshold", "0.999"]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["threshold"] == 0.999
+    assert main(["rematch", "1", "--top-k", "1"]) == 0
+    assert "re-matched from run 1 without the model" in capsys.readouterr().out
+
+
+def test_sampling_options(cli_env, image_folder, shots_video, capsys):
+    main(["index", str(image_folder.folder), "-c", "s", "-q"])
+    capsys.readouterr()
+    assert main(["match", str(shots_video.path), "-c", "s", "--stride", "10", "-q"]) == 0
+    assert "4 frames (every 10th frame)" in capsys.readouterr().out
+    assert main(["match", str(shots_video.path), "-c", "s", "--fps", "1", "-q"]) == 0
+    assert "4 frames (1 frames per second)" in capsys.readouterr().out
+    assert main(["match", str(shots_video.path), "-c", "s", "-q"]) == 0
+    assert "change-driven" in capsys.readouterr().out
+
+
+# -- issue 8: one rule in one place -----------------------------------------------------------------
+
+
+def test_export_figures_describe_the_exports_own_threshold(
+    cli_env, image_folder, shots_video, tmp_path, capsys
+):
+    """Every figure of an export at another threshold describes that threshold (stats included)."""
+    main(["index", str(image_folder.folder), "-c", "shots", "-q"])
+    main(["match", str(shots_video.path), "-c", "shots", "--every-frame", "-t", "0.5", "-q"])
+    capsys.readouterr()
+    for threshold, gap in (("0.97", "0"), ("0.5", "0.5")):
+        out = tmp_path / f"e{threshold}.json"
+        assert main(["export", "1", "--json", str(out), "--threshold", threshold, "--gap", gap]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["threshold"] == float(threshold) and doc["gap_tolerance_s"] == float(gap)
+        assert doc["stats"]["matched"] == sum(f["matched"] for f in doc["frames"])
+        assert doc["stats"]["segments"] == len(doc["segments"])
+        assert doc["stats"]["recorded"] == len(doc["frames"])

@@ -1,0 +1,144 @@
+"""db.runs: runs, frame results and segments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DIM, MODEL, _segment, count_rows, new_image
+from db import NotFoundError
+
+
+def test_run_round_trip(index, collection, video):
+    params = {"top_k": 3, "threshold": np.float32(0.5), "stride": np.int64(2)}
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params=params)
+    run = index.get_run(run_id)
+    assert (run.status, run.finished, run.stats) == ("running", None, {})
+    assert run.params == {"top_k": 3, "threshold": 0.5, "stride": 2}
+    assert (run.collection_name, run.video_path, run.model_id) == ("posters", "/videos/clip.mp4", MODEL)
+    index.finish_run(run_id, stats={"frames": 10, "seconds": 1.5})
+    run = index.get_run(run_id)
+    assert run.status == "done" and run.finished is not None
+    assert run.stats == {"frames": 10, "seconds": 1.5}
+    index.finish_run(run_id, status="failed")
+    assert index.get_run(run_id).stats == {"frames": 10, "seconds": 1.5}
+    with pytest.raises(ValueError, match="status"):
+        index.finish_run(run_id, status="paused")
+    with pytest.raises(NotFoundError, match="No run with id 999"):
+        index.get_run(999)
+    with pytest.raises(NotFoundError):
+        index.finish_run(999)
+
+
+def test_run_without_collection(index, video):
+    run_id = index.create_run(video_id=video.id, collection_id=None, model_id=MODEL, params={})
+    run = index.get_run(run_id)
+    assert run.collection_id is None and run.collection_name is None
+
+
+def test_create_run_unknown_video(index, collection):
+    with pytest.raises(NotFoundError, match="No video with id 5"):
+        index.create_run(video_id=5, collection_id=collection.id, model_id=MODEL, params={})
+
+
+def test_frame_results_round_trip(index, collection, video, statements):
+    a, b, c = index.add_images(collection.id, [new_image(i) for i in range(3)])
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    # Frame 2 has fewer than k matches, frame 4 none; frame 3 inherits frame 2's result.
+    index.add_frame_results(
+        run_id,
+        [0, 2, 3],
+        [0.0, 0.08, 0.12],
+        [0, 2, 2],
+        np.array([[a, b, c], [c, -1, -1], [c, -1, -1]]),
+        np.array([[0.9, 0.8, 0.7], [0.6, np.nan, np.nan], [0.6, np.nan, np.nan]], dtype=np.float32),
+    )
+    index.add_frame_results(run_id, [4], [0.16], [4], np.full((1, 3), -1), np.full((1, 3), np.nan))
+    statements.clear()
+    results = index.load_frame_results(run_id)
+    assert len([s for s in statements if "frame_matches" in s]) == 1
+    assert len(results) == 4 and results.k == 3
+    assert results.frame_index.tolist() == [0, 2, 3, 4]
+    np.testing.assert_allclose(results.time_s, [0.0, 0.08, 0.12, 0.16])
+    assert results.source_frame.tolist() == [0, 2, 2, 4]
+    assert results.image_ids.tolist() == [[a, b, c], [c, -1, -1], [c, -1, -1], [-1, -1, -1]]
+    assert results.image_ids.dtype == np.int64 and results.scores.dtype == np.float32
+    np.testing.assert_allclose(
+        results.scores,
+        [[0.9, 0.8, 0.7], [0.6, np.nan, np.nan], [0.6, np.nan, np.nan], [np.nan] * 3],
+        rtol=1e-6,
+    )
+
+
+def test_frame_results_replaced_and_compacted(index, collection, video):
+    a, b, c = index.add_images(collection.id, [new_image(i) for i in range(3)])
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    index.add_frame_results(run_id, [0, 1], [0, 0.04], [0, 1], np.array([[a, b], [b, c]]), np.ones((2, 2)))
+    index.add_frame_results(run_id, [1], [0.04], [1], np.array([[c, -1]]), np.array([[0.5, np.nan]]))
+    assert index.load_frame_results(run_id).image_ids.tolist() == [[a, b], [c, -1]]
+    # Removing an image drops its matches; the ones behind it move up.
+    index.remove_images(collection.id, [a])
+    assert index.load_frame_results(run_id).image_ids.tolist() == [[b], [c]]
+
+
+def test_frame_results_empty_run(index, collection, video):
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    results = index.load_frame_results(run_id)
+    assert len(results) == 0 and results.image_ids.shape == (0, 0)
+    with pytest.raises(ValueError, match="Expected N frame indices"):
+        index.add_frame_results(run_id, [0, 1], [0, 1], [0, 1], np.zeros((1, 2)), np.zeros((1, 2)))
+    with pytest.raises(NotFoundError):
+        index.load_frame_results(999)
+
+
+def test_segments(index, collection, video):
+    a, b = index.add_images(collection.id, [new_image(1), new_image(2)])
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    index.replace_segments(run_id, [_segment(b, 50, 80), _segment(a, 0, 24)])
+    segments = index.list_segments(run_id)
+    assert [(s.image_id, s.start_frame, s.end_frame, s.frames) for s in segments] == [
+        (a, 0, 24, 25),
+        (b, 50, 80, 31),
+    ]
+    assert segments[1].start_s == pytest.approx(2.0) and segments[1].peak_score == pytest.approx(0.9)
+    index.replace_segments(run_id, [_segment(a, 100, 110)])
+    assert [s.start_frame for s in index.list_segments(run_id)] == [100]
+    index.replace_segments(run_id, [])
+    assert index.list_segments(run_id) == []
+
+
+def test_list_runs_newest_first_and_filters(index, collection, video):
+    other_video = index.upsert_video(
+        path="/b.mp4",
+        sha256="b" * 64,
+        fps=30,
+        frame_count=3,
+        duration_s=0.1,
+        width=2,
+        height=2,
+        rotation=0,
+        size_bytes=1,
+    )
+    other = index.create_collection("other", MODEL, "{}", DIM)
+    first = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    second = index.create_run(video_id=other_video.id, collection_id=collection.id, model_id=MODEL, params={})
+    third = index.create_run(video_id=video.id, collection_id=other.id, model_id=MODEL, params={})
+    assert [r.id for r in index.list_runs()] == [third, second, first]
+    assert [r.id for r in index.list_runs(video_id=video.id)] == [third, first]
+    assert [r.id for r in index.list_runs(collection_id=collection.id)] == [second, first]
+    assert [r.id for r in index.list_runs(video_id=video.id, collection_id=collection.id)] == [first]
+    assert [r.id for r in index.list_runs(limit=1)] == [third]
+
+
+def test_delete_run(index, collection, video):
+    (a,) = index.add_images(collection.id, [new_image(1)])
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    index.add_frame_results(run_id, [0], [0.0], [0], np.array([[a]]), np.array([[0.9]]))
+    index.replace_segments(run_id, [_segment(a, 0, 0)])
+    index.delete_run(run_id)
+    assert index.list_runs() == []
+    for table in ("run_frames", "frame_matches", "segments"):
+        assert count_rows(index, table) == 0
+    assert index.count_images(collection.id) == 1
+    with pytest.raises(NotFoundError):
+        index.delete_run(run_id)
