@@ -76,9 +76,3 @@ def test_one_segment_type_and_one_file_hasher():
     assert Segment is db.Segment
     hashers = [path for path, src in sources(*PACKAGES).items() if re.search(r"def \w*sha256\w*\(", src)]
     assert hashers == ["core/media/files.py"]
-
-
-def test_core_never_imports_streamlit():
-    root = Path(__file__).resolve().parents[1]
-    offenders = [p.name for p in (root / "core").glob("*.py") if "streamlit" in p.read_text()]
-    assert offenders == []
