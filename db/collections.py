@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CollectionExistsError, ModelMismatchError, NotFoundError
-from .records import Collection, EmbeddingMatrix, ImageRecord, IndexFailure, NewImage
+from .errors import CollectionExistsError, InvalidNameError, ModelMismatchError, NotFoundError
+from .records import Collection, EmbeddingMatrix, ImageAdded, ImageRecord, IndexFailure, NewImage
 from .store import Store, decode_vectors, fspath, json_ids, now, record
 
 _COLLECTION_SELECT = """
@@ -31,10 +31,10 @@ def check_name(name: str) -> str:
     """A collection name with surrounding spaces removed.
 
     Raises:
-        ValueError: the name is empty or blank.
+        InvalidNameError: the name is empty or blank (a ValueError too).
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"A collection name must not be empty or blank, got {name!r}")
+        raise InvalidNameError(f"A collection name must not be empty or blank, got {name!r}: give it a name.")
     return name.strip()
 
 
@@ -128,7 +128,7 @@ class Collections(Store):
         Raises:
             NotFoundError: no such collection; the message lists the existing ones.
         """
-        collection = self._collection_or_none(name.strip() if isinstance(name, str) else name)
+        collection = self._collection_or_none(check_name(name))
         if collection is None:
             names = [row["name"] for row in self._rows("SELECT name FROM collections ORDER BY name")]
             existing = f"Existing: {', '.join(names)}" if names else "There are no collections yet."
@@ -192,21 +192,37 @@ class Collections(Store):
         )
         return dict(zip(sha, ids, strict=True))
 
-    def known_paths(self, collection_id: int) -> dict[str, str]:
-        """``path -> sha256`` for every image of the collection."""
-        paths, sha = self._columns(
-            "SELECT path, sha256 FROM images WHERE collection_id = ?", (int(collection_id),), 2
+    def known_paths(self, collection_id: int) -> dict[str, list[tuple[int, str]]]:
+        """``path -> [(image id, sha256), ...]`` for every image of the collection.
+
+        A path has one image, except where an older version crashed between storing a changed
+        file's new content and removing its old one: indexing repairs that (see
+        :mod:`core.matching.indexing`).
+        """
+        ids, paths, sha = self._columns(
+            "SELECT id, path, sha256 FROM images WHERE collection_id = ? ORDER BY id", (int(collection_id),), 3
         )
-        return dict(zip(paths, sha, strict=True))
+        known: dict[str, list[tuple[int, str]]] = {}
+        for image_id, path, digest in zip(ids, paths, sha, strict=True):
+            known.setdefault(path, []).append((image_id, digest))
+        return known
 
     def add_images(self, collection_id: int, items: Sequence[NewImage]) -> list[int]:
+        """:meth:`insert_images`, returning only the image id of each item."""
+        return [added.image_id for added in self.insert_images(collection_id, items)]
+
+    def insert_images(self, collection_id: int, items: Sequence[NewImage]) -> list[ImageAdded]:
         """Add a batch of images with their thumbnails and embeddings, in one transaction.
 
-        An item whose content (sha256) is already in the collection is skipped. Failures
-        recorded earlier for the items' paths are cleared. Embeddings are stored L2-normalised.
+        An item whose content (sha256) is already in the collection is skipped (another
+        indexer may have added it since it was classified): :attr:`ImageAdded.inserted` says
+        which were really added. The images an item ``replaces`` (its file's earlier content)
+        are removed in the same transaction, so a crash never leaves both. Failures recorded
+        earlier for the items' paths are cleared. Embeddings are stored L2-normalised.
 
         Returns:
-            The image id of each item, in order (the existing id for a skipped item).
+            For each item, in order: its image id (the existing one for a skipped item) and
+            whether it was inserted.
 
         Raises:
             NotFoundError: no such collection.
@@ -226,10 +242,11 @@ class Collections(Store):
                 )
             }
             added = now()
-            image_ids = []
+            results = []
             for item, vector in zip(items, vectors, strict=True):
                 image_id = existing.get(item.sha256)
-                if image_id is None:
+                inserted = image_id is None
+                if inserted:
                     cursor = conn.execute(
                         "INSERT INTO images (collection_id, path, sha256, width, height, added) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -247,13 +264,20 @@ class Collections(Store):
                         (image_id, collection.model_id, collection.embed_dim, vector.tobytes()),
                     )
                     existing[item.sha256] = image_id
-                image_ids.append(image_id)
+                results.append(ImageAdded(int(image_id), inserted))
+            kept = {added.image_id for added in results}
+            stale = sorted({old for item in items for old in item.replaces} - kept)
+            if stale:
+                conn.execute(
+                    "DELETE FROM images WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))",
+                    (collection.id, json_ids(stale)),
+                )
             conn.execute(
                 "DELETE FROM index_failures WHERE collection_id = ? "
                 "AND path IN (SELECT value FROM json_each(?))",
                 (collection.id, json.dumps([fspath(item.path) for item in items])),
             )
-            return image_ids
+            return results
 
     def add_failures(self, collection_id: int, failures: Sequence[tuple[str, str]]) -> None:
         """Record files that could not be indexed, as ``(path, reason)``; replaces older ones."""

@@ -26,3 +26,23 @@ class ModelMismatchError(DatabaseError):
 
 class SchemaTooNewError(DatabaseError):
     "The database file was written by a newer version of this program"
+
+
+class DatabaseOpenError(DatabaseError):
+    "The index file cannot be opened (missing, a folder, unreadable)"
+
+
+class NotAnIndexError(DatabaseOpenError):
+    "The file is not a webssl-lens index (not SQLite, or another application's database)"
+
+
+class ReadOnlyDatabaseError(DatabaseError):
+    "The index cannot be written (read-only file, folder or file system, or opened read-only)"
+
+
+class DatabaseFullError(DatabaseError):
+    "The disk holding the index is full"
+
+
+class InvalidNameError(DatabaseError, ValueError):
+    "A collection name is empty or blank"

@@ -58,6 +58,15 @@ class NewImage:
     height: int
     thumbnail: bytes  # a small JPEG
     embedding: np.ndarray  # (embed_dim,), any float dtype; stored L2-normalised as float32
+    replaces: tuple[int, ...] = ()  # images of the same file's earlier content, removed with it
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAdded:
+    """What :meth:`db.Index.insert_images` did with one item."""
+
+    image_id: int
+    inserted: bool  # False: its content was already in the collection
 
 
 @dataclass(frozen=True, slots=True)

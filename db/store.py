@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlite_utils import Database
 
-from .errors import DatabaseError
+from .errors import (
+    DatabaseError,
+    DatabaseFullError,
+    DatabaseOpenError,
+    NotAnIndexError,
+    ReadOnlyDatabaseError,
+    SchemaTooNewError,
+)
 from .migrations import migrate
 from .migrations import schema_version as _schema_version
 from .records import DbStats, file_name
@@ -33,6 +40,10 @@ from .records import DbStats, file_name
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # Reading through a memory map makes loading a large embedding matrix about twice as fast.
 MMAP_SIZE = 1 << 30
+APPLICATION_ID = 0x57534C4E  # "WSLN" in the file header: this file is a webssl-lens index
+# Tables every index has had since schema version 1: a file without the marker (written before
+# it existed) that has them is ours.
+_OUR_TABLES = frozenset({"collections", "images", "thumbnails", "image_embeddings", "index_failures"})
 
 R = TypeVar("R")
 
@@ -44,37 +55,47 @@ class Store:
         path: the SQLite file; missing parent folders are created. ``":memory:"`` gives a
             throwaway in-memory index (no WAL).
         busy_timeout_ms: how long a write waits for another connection's write to finish.
+        readonly: open for reading only: nothing is ever written (no schema upgrade, no
+            journal-mode switch), so read-only files and file systems work.
 
     Raises:
+        DatabaseOpenError: the file is missing (read-only), a folder, or cannot be opened.
+        NotAnIndexError: the file is not SQLite, or another application's database (it is
+            never written to).
+        ReadOnlyDatabaseError: a writable open of a file that can only be read.
         SchemaTooNewError: the file was written by a newer version of this program.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        readonly: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        self.readonly = readonly
         self._lock = threading.RLock()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions, only the explicit ones below.
-        conn = sqlite3.connect(
-            self.path,
-            timeout=busy_timeout_ms / 1000,
-            check_same_thread=False,
-            isolation_level=None,
-        )
+        conn = _connect(self.path, busy_timeout_ms, readonly)
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL cannot corrupt the file; a power cut (not a killed
-            # process) may lose the last commits.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
-            self.db = Database(conn)
-            self.db.register_function(_file_name_casefold, deterministic=True)
-            migrate(self.db)
+            with translated(self.path):
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+                new_file = _check_identity(conn, self.path, readonly)
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
+                self.db = Database(conn)
+                self.db.register_function(_file_name_casefold, deterministic=True)
+                if readonly:
+                    _check_readable_version(self.db, self.path)
+                else:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    # In WAL mode NORMAL cannot corrupt the file; a power cut (not a killed
+                    # process) may lose the last commits.
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                    migrate(self.db)
+                    if new_file or conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         except BaseException:
             conn.close()
             raise
@@ -112,27 +133,32 @@ class Store:
                 with self.db.atomic():
                     yield conn
                 return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            if self.readonly:
+                raise ReadOnlyDatabaseError(
+                    f"{self.path} was opened read-only (a command that only reads); nothing was changed."
+                )
+            with translated(self.path):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
 
     # -- reading ----------------------------------------------------------------------------
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, translated(self.path):
             return self.db.conn.execute(sql, params).fetchall()
 
     def _row(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        with self._lock:
+        with self._lock, translated(self.path):
             return self.db.conn.execute(sql, params).fetchone()
 
     def _columns(self, sql: str, params: Sequence[Any], width: int) -> list[tuple]:
         """The result as ``width`` columns (tuples), for the bulk loaders: no Row objects."""
-        with self._lock:
+        with self._lock, translated(self.path):
             cursor = self.db.conn.cursor()
             cursor.row_factory = None
             rows = cursor.execute(sql, params).fetchall()
@@ -159,6 +185,119 @@ class Store:
         )
         assert row is not None
         return DbStats(path=self.path, **dict(row))
+
+
+# -- opening -------------------------------------------------------------------------------------
+def _connect(path: str, busy_timeout_ms: int, readonly: bool) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions, only the explicit ones of Store.transaction.
+    options = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False, "isolation_level": None}
+    if path == ":memory:":
+        return sqlite3.connect(path, **options)
+    file = Path(path)
+    if file.is_dir():
+        raise DatabaseOpenError(
+            f"{path} is a folder, not an index file: give a file name (e.g. {file / 'index.sqlite'})."
+        )
+    if readonly and not file.exists():
+        raise DatabaseOpenError(
+            f"No index database at {path}: index some images first (python -m core index PATH "
+            "--collection NAME), or point --db / WEBSSL_DB at an existing file."
+        )
+    try:
+        if readonly:
+            return sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, **options)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(path, **options)
+    except OSError as err:
+        raise DatabaseOpenError(f"Cannot create the folder of {path}: {err.strerror or err}.") from err
+    except sqlite3.Error as err:
+        raise translate(err, path) from err
+
+
+def _check_identity(conn: sqlite3.Connection, path: str, readonly: bool) -> bool:
+    """Refuse files that are not ours; returns True for a new, empty file."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise NotAnIndexError(
+            f"{path} is not an SQLite database ({err}). Point --db / WEBSSL_DB at an index file, or at a "
+            "new file name to start one; this file was not changed."
+        ) from err
+    if app_id == APPLICATION_ID and version >= 0:
+        return False
+    if app_id == 0 and version == 0 and not tables:
+        if readonly:
+            raise DatabaseOpenError(f"{path} holds no index yet: index some images into it first.")
+        return True
+    if app_id == 0 and version > 0 and _OUR_TABLES <= tables:
+        return False  # written before the marker existed
+    listed = ", ".join(sorted(tables)[:6]) or "none"
+    raise NotAnIndexError(
+        f"{path} is not a webssl-lens index (application id {app_id}, schema version {version}, "
+        f"tables: {listed}). webssl-lens never writes to a database it did not create: point --db / "
+        "WEBSSL_DB at another file."
+    )
+
+
+def _check_readable_version(db: Database, path: str) -> None:
+    from .migrations import SCHEMA_VERSION
+
+    version = _schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{path} has schema version {version}, but this version of webssl-lens only knows up to "
+            f"{SCHEMA_VERSION}: upgrade webssl-lens, or use another index file."
+        )
+    if version < SCHEMA_VERSION:
+        raise ReadOnlyDatabaseError(
+            f"{path} was written by an older webssl-lens (schema {version} of {SCHEMA_VERSION}) and needs "
+            "an upgrade, which a read-only command does not do: run a command that writes (e.g. index) "
+            "once, on a writable copy if this one is read-only."
+        )
+
+
+def translate(err: sqlite3.Error, path: str) -> DatabaseError:
+    """A user-facing error for an SQLite failure (the file, not the program, is at fault)."""
+    text = str(err)
+    lower = text.lower()
+    if "full" in lower:
+        return DatabaseFullError(
+            f"The disk holding {path} is full ({text}): free some space, then run the same command "
+            "again; everything finished before is kept."
+        )
+    if "readonly" in lower or "read-only" in lower:
+        return ReadOnlyDatabaseError(
+            f"Cannot write to {path}: the file, its folder or its file system is read-only ({text}). "
+            "Commands that only read (collections, runs, export, search) still work on it; to change "
+            "it, copy it somewhere writable or point --db / WEBSSL_DB elsewhere."
+        )
+    if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
+        return NotAnIndexError(f"{path} is damaged or not an SQLite database ({text}); it was not changed.")
+    if "unable to open" in lower or "disk i/o" in lower:
+        return DatabaseOpenError(
+            f"Cannot open {path} ({text}): check that the file and its folder exist and are readable."
+        )
+    if "locked" in lower or "busy" in lower:
+        return DatabaseError(
+            f"{path} stayed locked by another program ({text}); try again when it has finished."
+        )
+    return DatabaseError(f"SQLite error on {path}: {text}")
+
+
+@contextmanager
+def translated(path: str) -> Iterator[None]:
+    """Turn operational SQLite failures (disk full, read-only, locked, damaged) into
+    :class:`DatabaseError` subclasses; programming errors (bad SQL, constraints) stay bugs."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        raise translate(err, path) from err
+    except sqlite3.DatabaseError as err:
+        if type(err) is sqlite3.DatabaseError:  # "file is not a database", "database disk image is malformed"
+            raise translate(err, path) from err
+        raise
 
 
 # -- helpers shared by the table modules ---------------------------------------------------------

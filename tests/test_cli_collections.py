@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from core.cli import main
 
@@ -28,3 +29,17 @@ def test_cli_search(tmp_path, tiny_model_dir, image_folder, monkeypatch, capsys)
     bad.write_text("x")
     assert main(["search", str(bad), "-c", "c"]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_index_skips_special_files_with_a_reason(cli_env, image_folder, tmp_path, capsys):
+    fifo = image_folder.folder / "x.jpg"
+    os.mkfifo(fifo)
+    assert main(["index", str(fifo), "/dev/zero", str(image_folder.paths[0]), "-c", "c", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "1 added" in out and "2 failed" in out
+    assert (
+        "x.jpg: not a regular file (a FIFO" in out
+        and "/dev/zero: not a regular file (a character device)" in out
+    )
+    assert main(["index", str(image_folder.folder), "-c", "c", "-q"]) == 0  # the FIFO in a folder is skipped
+    assert "3 added" in capsys.readouterr().out

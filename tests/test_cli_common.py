@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.cli import main
@@ -105,3 +107,103 @@ def test_cli_defaults_come_from_the_core_types():
     )
     assert args.max_interval == DEFAULT_SAMPLING.max_interval_s
     assert build_parser().parse_args(["search", "q.jpg", "-c", "x"]).top_k == DEFAULTS.top_k
+
+
+# -- issue 9: names, output and databases at the edge ------------------------------------------------
+@pytest.mark.parametrize("name", ["", " ", "\t"])
+def test_blank_collection_names_fail_before_any_work(
+    cli_env, image_folder, shots_video, name, capsys, monkeypatch
+):
+    import core.model.loading
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model must not be loaded for a blank name")
+
+    monkeypatch.setattr(core.model.loading, "load_model", no_model)
+    assert main(["index", str(image_folder.paths[0]), "-c", name, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "blank" in err and len(err.strip().splitlines()) == 1
+    main(["collections"])  # the database exists from here on
+    capsys.readouterr()
+    assert main(["match", str(shots_video.path), "-c", name, "-q"]) == 2
+    assert "blank" in capsys.readouterr().err
+
+
+def test_file_names_cannot_forge_output_lines(cli_env, tmp_path, capsys):
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "a.jpg\n  failed: evil.jpg: it is fine.jpg").write_bytes(b"not an image")
+    assert main(["index", str(folder), "-c", "x", "-q"]) == 0
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.lstrip().startswith("failed:")]
+    assert len(failed) == 1 and "\\n" in failed[0]
+
+
+def _db_file(tmp_path, kind: str) -> Path:
+    import sqlite3
+
+    path = tmp_path / f"{kind}.sqlite"
+    if kind == "random":
+        path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "foreign":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.commit()
+        conn.close()
+    elif kind == "negative":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE collections (id INTEGER)")
+        conn.execute("PRAGMA user_version = -1")
+        conn.commit()
+        conn.close()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["random", "folder", "foreign", "negative"])
+@pytest.mark.parametrize(
+    "command", [["collections"], ["runs"], ["export", "1", "--json", "x.json"], ["index", "."]]
+)
+def test_bad_database_files_are_one_line_and_left_alone(tmp_path, kind, command, image_folder, capsys):
+    path = _db_file(tmp_path, kind)
+    before = path.read_bytes() if path.is_file() else None
+    argv = [*command, "--db", str(path), "-q"]
+    if command[0] == "index":
+        argv = ["index", str(image_folder.paths[0]), "-c", "c", "--db", str(path), "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+def test_read_commands_work_on_a_read_only_database(
+    cli_env, image_folder, shots_video, tmp_path, capsys, monkeypatch
+):
+    import sqlite3
+
+    main(["index", str(image_folder.folder), "-c", "shots", "-q"])
+    main(["match", str(shots_video.path), "-c", "shots", "--every-frame", "-q"])
+    conn = sqlite3.connect(cli_env)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    before = cli_env.read_bytes()
+    real_connect = sqlite3.connect
+
+    def read_only_mount(database, *args, **kwargs):
+        kwargs["uri"] = True
+        if str(database).startswith("file:"):
+            return real_connect(database, *args, **kwargs)
+        return real_connect(f"file:{database}?mode=ro", *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", read_only_mount)
+    capsys.readouterr()
+    assert main(["collections"]) == 0 and "shots" in capsys.readouterr().out
+    assert main(["runs"]) == 0 and "done" in capsys.readouterr().out
+    assert main(["export", "1", "--json", str(tmp_path / "r.json")]) == 0
+    assert main(["search", str(image_folder.paths[0]), "-c", "shots", "-k", "1"]) == 0
+    assert main(["prune", "-c", "shots"]) == 2  # writes: a clear refusal
+    assert "read-only" in capsys.readouterr().err
+    assert cli_env.read_bytes() == before

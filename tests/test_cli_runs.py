@@ -85,3 +85,22 @@ def test_export_figures_describe_the_exports_own_threshold(
         assert doc["stats"]["matched"] == sum(f["matched"] for f in doc["frames"])
         assert doc["stats"]["segments"] == len(doc["segments"])
         assert doc["stats"]["recorded"] == len(doc["frames"])
+
+
+def test_match_reports_a_truncated_video(cli_env, image_folder, shots_video, tmp_path, capsys):
+    """An MP4 cut in half used to give exit 0, part of the frames and no warning."""
+    main(["index", str(image_folder.folder), "-c", "shots", "-q"])
+    cut = tmp_path / "cut.mp4"
+    data = shots_video.path.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    capsys.readouterr()
+    assert (
+        main(["match", str(cut), "-c", "shots", "--every-frame", "-q", "--json", str(tmp_path / "r.json")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "warning:" in out and "ended early" in out and "of the 40" in out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    decode = doc["stats"]["decode"]
+    assert decode["ended_early"] and decode["frames"] == len(doc["frames"]) < 40
+    assert doc["video"]["frame_count"] == decode["frames"]  # the record says what the file holds

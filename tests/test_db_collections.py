@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -166,8 +167,8 @@ def test_add_images(index, collection):
     assert image.name == "img_0001.jpg"
     assert index.known_hashes(collection.id) == {f"{1:064x}": ids[0], f"{2:064x}": ids[1]}
     assert index.known_paths(collection.id) == {
-        "/photos/img_0001.jpg": f"{1:064x}",
-        "/photos/img_0002.jpg": f"{2:064x}",
+        "/photos/img_0001.jpg": [(ids[0], f"{1:064x}")],
+        "/photos/img_0002.jpg": [(ids[1], f"{2:064x}")],
     }
     assert index.add_images(collection.id, []) == []
 
@@ -357,3 +358,13 @@ def test_get_embeddings_in_given_order(index, collection):
     assert vectors.dtype == np.float32
     with pytest.raises(NotFoundError, match=r"\[999\]"):
         index.get_embeddings([ids[0], 999])
+
+
+def test_insert_reports_what_was_added_and_replaces_in_the_same_transaction(index, collection):
+    (old,) = index.add_images(collection.id, [new_image(1)])
+    changed = new_image(2, path="/photos/img_0001.jpg")
+    added = index.insert_images(collection.id, [replace(changed, replaces=(old,)), new_image(3)])
+    assert [a.inserted for a in added] == [True, True]
+    assert index.known_paths(collection.id)["/photos/img_0001.jpg"] == [(added[0].image_id, f"{2:064x}")]
+    again = index.insert_images(collection.id, [new_image(3)])  # stored by someone else since
+    assert again[0].inserted is False and again[0].image_id == added[1].image_id

@@ -13,7 +13,17 @@ import numpy as np
 import pytest
 
 from conftest import DIM, MODEL, new_image
-from db import DEFAULT_BUSY_TIMEOUT_MS, DatabaseError, Index, ModelMismatchError, NotFoundError
+from db import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    DatabaseError,
+    DatabaseFullError,
+    DatabaseOpenError,
+    Index,
+    ModelMismatchError,
+    NotAnIndexError,
+    NotFoundError,
+    ReadOnlyDatabaseError,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,3 +165,133 @@ def test_errors_are_user_facing():
     assert issubclass(DatabaseError, USER_ERRORS)
     assert issubclass(NotFoundError, DatabaseError)
     assert issubclass(ModelMismatchError, DatabaseError)
+
+
+# -- issue 9: files that are not ours, or not writable, or full -----------------------------------
+def _fingerprint(path: Path) -> tuple[bytes, list[str]]:
+    """The file's bytes and the names beside it (a -wal or -shm file appearing is a write)."""
+    return path.read_bytes(), sorted(p.name for p in path.parent.iterdir())
+
+
+def test_random_bytes_are_refused_and_left_alone(tmp_path):
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint8).tobytes())
+    before = _fingerprint(path)
+    for readonly in (False, True):
+        with pytest.raises(NotAnIndexError, match="not an SQLite database"):
+            Index(path, readonly=readonly)
+    assert _fingerprint(path) == before
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(DatabaseOpenError, match="is a folder"):
+        Index(tmp_path)
+
+
+def test_another_applications_database_is_never_written(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "notes.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    conn.execute("INSERT INTO notes (text) VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    before = _fingerprint(path)
+    for readonly in (False, True):
+        with pytest.raises(NotAnIndexError, match="not a webssl-lens index"):
+            Index(path, readonly=readonly)
+    assert _fingerprint(path) == before
+
+
+@pytest.mark.parametrize("version", [-3, 0])
+def test_odd_versions_with_tables_are_refused(tmp_path, version):
+    import sqlite3
+
+    path = tmp_path / "odd.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE collections (id INTEGER PRIMARY KEY)")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(NotAnIndexError):
+        Index(path)
+
+
+def test_our_files_carry_a_marker_and_older_ones_get_it(tmp_path):
+    import sqlite3
+
+    from db.store import APPLICATION_ID
+
+    path = tmp_path / "index.sqlite"
+    Index(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.execute("PRAGMA application_id = 0")  # as written before the marker existed
+    conn.commit()
+    conn.close()
+    with Index(path) as index:
+        assert index.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_read_only_opening_never_writes(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "index.sqlite"
+    with Index(path) as index:
+        index.create_collection("c", MODEL, "{}", DIM)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = DELETE")  # as a copy from elsewhere might be
+    conn.close()
+    before = _fingerprint(path)
+    with Index(path, readonly=True) as index:
+        assert [c.name for c in index.list_collections()] == ["c"]
+        assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        with pytest.raises(ReadOnlyDatabaseError, match="read-only"):
+            index.create_collection("d", MODEL, "{}", DIM)
+    assert _fingerprint(path) == before
+    with pytest.raises(DatabaseOpenError, match="No index database"):
+        Index(tmp_path / "missing.sqlite", readonly=True)
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_a_read_only_file_system_is_a_clear_message(tmp_path, monkeypatch):
+    """A writable open of a file SQLite can only read fails with one clear error, not a traceback."""
+    import sqlite3
+
+    wal, copied = tmp_path / "wal.sqlite", tmp_path / "copied.sqlite"
+    for path in (wal, copied):
+        with Index(path) as index:
+            index.create_collection("c", MODEL, "{}", DIM)
+    conn = sqlite3.connect(copied)
+    conn.execute("PRAGMA journal_mode = DELETE")  # a copy from elsewhere: switching to WAL is a write
+    conn.close()
+    real_connect = sqlite3.connect
+
+    def read_only_connect(database, *args, **kwargs):  # what a read-only mount gives
+        kwargs["uri"] = True
+        return real_connect(f"file:{database}?mode=ro", *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", read_only_connect)
+    with pytest.raises(ReadOnlyDatabaseError, match="read-only"):
+        Index(copied)
+    with Index(wal) as index, pytest.raises(ReadOnlyDatabaseError, match="read-only"):
+        index.create_collection("d", MODEL, "{}", DIM)
+    monkeypatch.undo()
+    with Index(wal, readonly=True) as index:
+        assert [c.name for c in index.list_collections()] == ["c"]
+
+
+def test_a_full_disk_keeps_what_was_committed(tmp_path):
+    path = tmp_path / "index.sqlite"
+    with Index(path) as index:
+        coll = index.create_collection("c", MODEL, "{}", DIM)
+        index.add_images(coll.id, [new_image(i) for i in range(3)])
+        pages = index.db.execute("PRAGMA page_count").fetchone()[0]
+        index.db.execute(f"PRAGMA max_page_count = {pages + 2}")  # the disk is full from here on
+        with pytest.raises(DatabaseFullError, match="full"):
+            index.add_images(coll.id, [new_image(i) for i in range(100, 400)])
+        assert index.count_images(coll.id) == 3
+    with Index(path) as index:
+        assert index.count_images(index.get_collection("c").id) == 3
+        assert index.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -191,7 +191,7 @@ def test_permission_denied_reported(png_file: Path, monkeypatch) -> None:
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(images, "open", denied, raising=False)
+    monkeypatch.setattr(images, "read_regular", denied)
     with pytest.raises(ImageLoadError, match=r"permission denied"):
         load_image(png_file)
 
@@ -549,3 +549,23 @@ def test_iter_image_files_missing_path(image_tree: Path) -> None:
     # Raised at call time, before anything is yielded.
     with pytest.raises(FileNotFoundError, match=r"No such file or directory: .*missing"):
         iter_image_files([image_tree, missing])
+
+
+# -- issue 9: only regular files are read, and reads are bounded -------------------------------------
+def test_special_files_are_refused_without_reading(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageLoadError, match="FIFO"):
+        load_image(fifo)  # used to block forever
+    with pytest.raises(ImageLoadError, match="character device"):
+        load_image("/dev/zero")  # used to read 4.7 GB, then MemoryError
+
+
+def test_files_over_the_limit_are_not_read(tmp_path, monkeypatch):
+    import core.media.files
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * 5000)
+    monkeypatch.setattr(core.media.files, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(ImageLoadError, match="too large"):
+        load_image(big)

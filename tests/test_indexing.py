@@ -163,3 +163,84 @@ def test_indexing_survives_a_kill_and_resumes(tmp_path, tiny_model_dir, image_fo
         report = index_images(index, "c", [image_folder.folder], fx)
         assert len(report.added) == 2 and len(report.already_indexed) == 2
         assert np.isfinite(index.load_embeddings(index.get_collection("c").id).vectors).all()
+
+
+# -- issue 9: replacing changed files atomically, repairing, counting ---------------------------------
+def test_a_changed_file_is_replaced_in_one_transaction(index, extractor, image_folder, monkeypatch):
+    """The new row and the removal of the stale one commit together: a crash between them used to
+    leave both for good."""
+    index_images(index, "c", [image_folder.folder], extractor)
+    Image.fromarray(pattern_image(555)).save(image_folder.paths[1])  # beta.png changes
+    calls = []
+    real_transaction = type(index).transaction
+
+    def counting(self):
+        calls.append(1)
+        return real_transaction(self)
+
+    monkeypatch.setattr(type(index), "transaction", counting)
+    report = index_images(index, "c", [image_folder.folder], extractor)
+    assert len(report.added) == 1 and len(calls) == 1  # one batch written: one transaction
+    coll = index.get_collection("c")
+    assert coll.image_count == 4
+
+
+def test_indexing_repairs_what_an_older_crash_left(index, extractor, image_folder):
+    """A crash between 'add new content' and 'remove old row' (older versions) left two rows for one
+    path; the next indexing keeps the row of the file's current content and drops the stale one."""
+    from db import NewImage
+
+    index_images(index, "c", [image_folder.folder], extractor)
+    coll = index.get_collection("c")
+    beta = str(image_folder.paths[1].resolve())
+    stale = NewImage(beta, "f" * 64, 1, 1, b"", np.ones(extractor.hidden_size, np.float32))
+    index.add_images(coll.id, [stale])
+    assert index.get_collection("c").image_count == 5
+    report = index_images(index, "c", [image_folder.folder], extractor)
+    assert not report.added and len(report.already_indexed) == 4
+    records = index.list_images(coll.id, limit=10)
+    assert len(records) == 4 and len({r.path for r in records}) == 4
+    assert "f" * 64 not in {r.sha256 for r in records}
+
+
+def test_two_indexers_report_what_each_really_added(tmp_path, extractor, image_folder):
+    """Two indexers of the same files at once: every file is added once, and the two reports say so
+    (they used to report 300 + 252 added for 300 rows)."""
+    from db import Index
+
+    path = tmp_path / "two.sqlite"
+    Index(path).close()
+    both_classified = threading.Barrier(2, timeout=60)
+
+    class Waiting:
+        """The extractor, but both indexers finish classifying before either writes."""
+
+        def __init__(self):
+            self.first = threading.local()
+
+        def __getattr__(self, name):
+            return getattr(extractor, name)
+
+        def cls_embeddings(self, images, batch_size=None):
+            if not getattr(self.first, "done", False):
+                self.first.done = True
+                both_classified.wait()
+            return extractor.cls_embeddings(images, batch_size=batch_size)
+
+    fx = Waiting()
+    reports = []
+
+    def run():
+        with Index(path) as idx:
+            reports.append(index_images(idx, "c", [image_folder.folder], fx))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(reports) == 2
+    added = sum(len(r.added) for r in reports)
+    with Index(path) as idx:
+        assert idx.get_collection("c").image_count == added == 4
+    assert sorted(len(r.added) + len(r.already_indexed) for r in reports) == [4, 4]

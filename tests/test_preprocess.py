@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -113,3 +114,38 @@ def test_view_box_is_the_part_the_model_sees(prep):
     assert prep.view_box(100, 150) == pytest.approx(
         (80 / 384, 16 / 256, 304 / 384, 240 / 256)
     )  # enlarged first
+
+
+# -- issue 9: memory is bounded by the model's input, not the source's aspect -------------------------
+def test_extreme_aspect_is_cropped_before_it_is_resized():
+    """A 1×40000 PNG used to be upscaled to 256×10,240,000 before the crop (31 GB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np;"
+        "from core.model.preprocess import Preprocessing, preprocess_images;"
+        "img = np.random.default_rng(0).integers(0, 256, (40000, 1, 3), dtype=np.uint8);"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "x = preprocess_images([img, img.transpose(1, 0, 2).copy()], Preprocessing());"
+        "assert tuple(x.shape) == (2, 3, 224, 224), x.shape;"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip()) < 200  # MB of growth for two 40,000-pixel-long images
+
+
+def test_cropping_first_stays_close_to_the_exact_path(monkeypatch):
+    import core.model.preprocess as pp
+
+    rng = np.random.default_rng(3)
+    img = cv2.resize(
+        rng.integers(0, 256, (30, 4, 3), dtype=np.uint8), (40, 1800), interpolation=cv2.INTER_CUBIC
+    )
+    prep = Preprocessing()
+    exact = preprocess_images([img], prep)
+    monkeypatch.setattr(pp, "CROP_FIRST_FACTOR", 1.0)  # force the bounded path on this ordinary image
+    bounded = preprocess_images([img], prep)
+    diff = (exact - bounded).abs() * 255 * 0.229  # back to pixel levels (roughly)
+    assert float(diff.mean()) < 0.5 and float(diff.max()) < 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from conftest import pattern_image, write_video
 from core.errors import VideoOpenError
 from core.media.files import file_sha256
-from core.media.video import format_time, iter_frames, probe_video
+from core.media.video import DecodeReport, format_time, iter_frames, probe_video
 
 
 @pytest.fixture
@@ -145,3 +146,69 @@ def test_read_frame_seeks_to_the_frame_shown_at_a_time(tmp_path):
         np.testing.assert_array_equal(read_frame(path, i, frames[i].time_s), frames[i].rgb)
     with pytest.raises(VideoOpenError, match="file not found"):
         read_frame(tmp_path / "gone.mp4", 0, 0.0)
+
+
+# -- issue 9: what was decoded is reported, and frame numbers and times stay true -----------------------
+def _moving(n: int):
+    for i in range(n):
+        frame = np.zeros((120, 160, 3), np.uint8)
+        frame[:] = (i * 3 % 256, i * 7 % 256, 100)
+        frame[40:80, i % 120 : i % 120 + 40] = 255
+        yield frame
+
+
+@pytest.fixture
+def long_clip(tmp_path) -> Path:
+    return write_video(tmp_path / "clip.mp4", _moving(300), fps=30)
+
+
+def test_a_truncated_file_is_reported_as_ending_early(long_clip, tmp_path, caplog):
+    cut = tmp_path / "cut.mp4"
+    data = long_clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    report = DecodeReport()
+    frames = list(iter_frames(cut, report=report))
+    assert report.complete and report.expected == 300
+    assert report.decoded == len(frames) < 250 and report.ended_early
+    assert report.duration_s == pytest.approx(frames[-1].time_s + 1 / 30, abs=1e-6)
+    assert any("ended early" in r.getMessage() and str(len(frames)) in r.getMessage() for r in caplog.records)
+    full = DecodeReport()
+    assert len(list(iter_frames(long_clip, report=full))) == 300 and not full.ended_early and full.lost == 0
+
+
+def test_lost_frames_keep_later_frame_numbers_and_times(long_clip, tmp_path, caplog):
+    broken = tmp_path / "broken.mp4"
+    data = bytearray(long_clip.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 6000] = np.random.default_rng(2).integers(0, 256, 6000, dtype=np.uint8).tobytes()
+    broken.write_bytes(bytes(data))
+    report = DecodeReport()
+    frames = list(iter_frames(broken, report=report))
+    assert report.lost > 0 and report.decoded + report.lost == 300
+    for frame in frames:  # a frame's number follows its timestamp, as in the intact file
+        assert frame.index == round(frame.time_s * 30)
+    assert any("lost" in r.getMessage() for r in caplog.records)
+
+
+def test_variable_frame_rate_count_is_what_was_decoded(tmp_path):
+    import av
+
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        t = 0
+        for i, rgb in enumerate(_moving(60)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            t += 33 if i % 3 else 133
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    info = probe_video(path)
+    assert not info.frame_count_exact  # an estimate from duration × average rate
+    report = DecodeReport()
+    assert len(list(iter_frames(path, report=report))) == report.decoded == 60
+    assert not report.ended_early and report.lost == 0  # no corruption: gaps in a VFR stream are not losses

@@ -12,6 +12,7 @@ from core.cli.common import (
     model_label,
     open_index,
     progress_bar,
+    shown,
 )
 from core.matching.params import DEFAULTS
 
@@ -26,11 +27,11 @@ def cmd_index(args: argparse.Namespace) -> int:
             report = index_images(
                 index, args.collection, args.paths, fx, batch_size=args.batch_size, progress=bar
             )
-    print(f"{report.summary()} ({report.elapsed_s:.1f} s, {report.images_per_s:.1f} images/s)")
+    print(f"{shown(report.summary())} ({report.elapsed_s:.1f} s, {report.images_per_s:.1f} images/s)")
     for path, original in report.duplicates:
-        print(f"  duplicate: {path} (same content as {original})")
+        print(f"  duplicate: {shown(path)} (same content as {shown(original)})")
     for path, reason in report.failed:
-        print(f"  failed: {path}: {reason}")
+        print(f"  failed: {shown(path)}: {shown(reason)}")
     return 0
 
 
@@ -58,9 +59,11 @@ def cmd_collections(args: argparse.Namespace) -> int:
     if not rows:
         print("no collections yet: python -m core index PATH --collection NAME")
         return 0
-    width = max(len(c.name) for c in rows)
+    width = max(len(shown(c.name)) for c in rows)
     for c in rows:
-        print(f"{c.name:<{width}}  {c.image_count:>7} images  {c.failure_count:>4} failed  {c.model_id}")
+        print(
+            f"{shown(c.name):<{width}}  {c.image_count:>7} images  {c.failure_count:>4} failed  {shown(c.model_id)}"
+        )
     return 0
 
 
@@ -87,17 +90,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for rank, row in enumerate(rows, 1):
-        print(f"{rank:>3}. {row['score']:.3f}  {row['image']}  ({row['path']})")
+        print(f"{rank:>3}. {row['score']:.3f}  {shown(row['image'])}  ({shown(row['path'])})")
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    with open_index(args) as index:
+    with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)
         removed = index.prune_missing(coll.id)
-    print(f"{coll.name}: removed {len(removed)} image(s) whose files are gone")
+    print(f"{shown(coll.name)}: removed {len(removed)} image(s) whose files are gone")
     for path in removed:
-        print(f"  {path}")
+        print(f"  {shown(path)}")
     return 0
 
 

@@ -54,8 +54,12 @@ def add_model_options(p: argparse.ArgumentParser, *, bound: bool = False) -> Non
     g.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
 
 
-def open_index(args: argparse.Namespace, *, create: bool = False):
-    """The index named by ``--db`` / ``$WEBSSL_DB``; only ``create=True`` makes a new file."""
+def open_index(args: argparse.Namespace, *, write: bool = False, create: bool = False):
+    """The index named by ``--db`` / ``$WEBSSL_DB``.
+
+    Commands that only read open it read-only (nothing is ever written, so read-only files
+    work); ``write`` opens an existing file for writing; only ``create`` makes a new file.
+    """
     from db import Index
 
     path = Path(args.db or config.default_db_path())
@@ -64,7 +68,15 @@ def open_index(args: argparse.Namespace, *, create: bool = False):
             f"No index database at {path}: index some images first (python -m core index PATH "
             "--collection NAME), or point --db / WEBSSL_DB at an existing file."
         )
-    return Index(path)
+    return Index(path, readonly=not (write or create))
+
+
+def shown(text: object) -> str:
+    """Text from files or the database, safe to print: control characters (a newline in a
+    file name, say) are escaped, so they cannot forge output lines."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text)
+    )
 
 
 def model_label(args: argparse.Namespace, collection=None) -> str:

@@ -12,6 +12,7 @@ from core.cli.common import (
     model_label,
     open_index,
     progress_bar,
+    shown,
 )
 from core.errors import WebSSLError
 from core.matching.params import DEFAULTS
@@ -42,7 +43,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         min_duration_s=args.min_duration,
     )
     sampling = _sampling(args)
-    with open_index(args) as index:
+    with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)  # fail before loading the model
         fx = load_extractor(args, model_label(args, coll), precision="auto")
         with progress_bar(args, "matching") as bar:
@@ -66,11 +67,14 @@ def cmd_match(args: argparse.Namespace) -> int:
     )
     for seg in view.segments:
         print(
-            f"  {view.image_name(seg.image_id)} from {format_time(seg.start_s)} to {format_time(seg.end_s)}, "
+            f"  {shown(view.image_name(seg.image_id))} from {format_time(seg.start_s)} to {format_time(seg.end_s)}, "
             f"peak {seg.peak_score:.2f}, mean {seg.mean_score:.2f}"
         )
     if not view.segments:
         print(f"  no segments: no frame reached the threshold {params.threshold:g}")
+    decode = summary.decode
+    if decode.lost or decode.ended_early:
+        print(f"  warning: {shown(decode.describe(args.video))}")
     _write_exports(view, args.json, args.csv, indent="  ")
     return 0
 
@@ -84,7 +88,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         stats = r.stats or {}
         print(
-            f"{r.id:>5}  {r.created}  {r.status:<9}  {r.collection_name or '?'}  {Path(r.video_path).name}  "
+            f"{r.id:>5}  {r.created}  {r.status:<9}  {shown(r.collection_name or '?')}  {shown(Path(r.video_path).name)}  "
             f"threshold {r.params.get('threshold')}  {stats.get('matched', '?')} matched / "
             f"{stats.get('recorded', '?')} frames"
         )
@@ -117,7 +121,7 @@ def cmd_rematch(args: argparse.Namespace) -> int:
     from core.matching.params import MatchParams
     from core.matching.runs import rematch
 
-    with open_index(args) as index:
+    with open_index(args, write=True) as index:
         old = index.get_run(args.run_id)
         params = MatchParams.from_dict(old.params).updated(threshold=args.threshold, top_k=args.top_k)
         view = rematch(index, args.run_id, collection=args.collection, params=params)

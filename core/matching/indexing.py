@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from core.errors import ImageLoadError
 from core.media.files import file_sha256
 from core.media.images import LoadedImage, iter_image_files, load_image, make_thumbnail
@@ -55,7 +57,7 @@ class _Item:
     image: LoadedImage | None = None
     thumbnail: bytes = b""
     reason: str = ""
-    replaces: int | None = None  # image id of this path's previous content
+    replaces: tuple[int, ...] = ()  # image ids of this path's earlier content, to remove
 
 
 @dataclass(slots=True)
@@ -102,8 +104,7 @@ def index_images(
     coll = ensure_collection(index, collection, extractor)
     files = [_canonical(p) for p in iter_image_files(paths, recursive=recursive)]
     known_paths = index.known_paths(coll.id)
-    known_hashes = index.known_hashes(coll.id)
-    hash_to_path = {sha: path for path, sha in known_paths.items()}
+    hash_to_path = {sha: path for path, rows in known_paths.items() for _, sha in rows}
     reporter = ProgressReporter("indexing", "images", len(files), progress, cancel)
     batch_size = batch_size or extractor.batch_size
     tally = _Tally()
@@ -111,11 +112,14 @@ def index_images(
     def classify() -> Iterator[_Item]:
         seen: dict[str, str] = {}  # sha -> path, for content first met in this call
         for path in files:
-            old_sha = known_paths.get(path)
+            rows = known_paths.get(path, [])
             try:
-                if old_sha is not None and file_sha256(path) == old_sha:
-                    yield _Item(path, "known")
-                    continue
+                if rows:
+                    current = file_sha256(path)
+                    stale = tuple(image_id for image_id, sha in rows if sha != current)
+                    if len(stale) < len(rows):  # unchanged (a stale row left by an old crash goes)
+                        yield _Item(path, "known", replaces=stale)
+                        continue
                 image = load_image(path)
             except ImageLoadError as err:
                 yield _Item(path, "failed", reason=err.reason)
@@ -123,13 +127,13 @@ def index_images(
             except OSError as err:
                 yield _Item(path, "failed", reason=err.strerror or str(err))
                 continue
+            stale = tuple(image_id for image_id, _ in rows)  # the file's earlier content
             original = hash_to_path.get(image.sha256) or seen.get(image.sha256)
-            if original is not None:
-                yield _Item(path, "duplicate", reason=original)
+            if original is not None and original != path:
+                yield _Item(path, "duplicate", reason=original, replaces=stale)
                 continue
             seen[image.sha256] = path
-            replaces = known_hashes.get(old_sha) if old_sha is not None else None
-            yield _Item(path, "new", image=image, thumbnail=make_thumbnail(image.rgb), replaces=replaces)
+            yield _Item(path, "new", image=image, thumbnail=make_thumbnail(image.rgb), replaces=stale)
 
     pending: list[_Item] = []
 
@@ -137,8 +141,9 @@ def index_images(
         nonlocal pending
         new = [it for it in pending if it.kind == "new"]
         failures = [(it.path, it.reason) for it in pending if it.kind == "failed"]
+        inserted: dict[str, bool] = {}
         if new:
-            vectors = extractor.cls_embeddings([it.image.rgb for it in new], batch_size=batch_size)
+            vectors, unusable = _embed(extractor, [it.image.rgb for it in new], batch_size)
             records = [
                 NewImage(
                     path=it.path,
@@ -147,19 +152,26 @@ def index_images(
                     height=it.image.height,
                     thumbnail=it.thumbnail,
                     embedding=vec,
+                    replaces=it.replaces,
                 )
-                for it, vec in zip(new, vectors, strict=True)
+                for it, vec, bad in zip(new, vectors, unusable, strict=True)
+                if bad is None
             ]
-            index.add_images(coll.id, records)
-            stale = [it.replaces for it in new if it.replaces is not None]
-            if stale:
-                index.remove_images(coll.id, stale)
+            for it, bad in zip(new, unusable, strict=True):
+                if bad is not None:
+                    it.kind, it.reason = "failed", bad
+                    failures.append((it.path, bad))
+            results = index.insert_images(coll.id, records)
+            inserted = {rec.path: added.inserted for rec, added in zip(records, results, strict=True)}
+        stale = [old for it in pending if it.kind in ("known", "duplicate") for old in it.replaces]
+        if stale:
+            index.remove_images(coll.id, stale)
         if failures:
             index.add_failures(coll.id, failures)
         for it in pending:
-            if it.kind == "new":
+            if it.kind == "new" and inserted.get(it.path, False):
                 tally.added.append(it.path)
-            elif it.kind == "known":
+            elif it.kind in ("known", "new"):  # "new" but another indexer stored it first
                 tally.known.append(it.path)
             elif it.kind == "duplicate":
                 tally.duplicates.append((it.path, it.reason))
@@ -188,3 +200,27 @@ def index_images(
         failed=tuple(tally.failed),
         elapsed_s=reporter.elapsed_s,
     )
+
+
+def _embed(
+    extractor: FeatureExtractor, images: list[np.ndarray], batch_size: int
+) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """CLS embeddings of a batch; when the batch fails, each image alone, so that one image the
+    model cannot use never costs its neighbours.
+
+    Returns:
+        Per image: its embedding (None if it failed) and the reason it failed (None if not).
+    """
+    try:
+        return list(extractor.cls_embeddings(images, batch_size=batch_size)), [None] * len(images)
+    except (RuntimeError, MemoryError, ValueError) as err:
+        if len(images) == 1:
+            return [None], [f"the model cannot use this image ({type(err).__name__}: {str(err)[:160]})"]
+        logger.warning("a batch of %d images failed (%s); embedding them one by one", len(images), err)
+    vectors: list[np.ndarray | None] = []
+    reasons: list[str | None] = []
+    for image in images:
+        vec, reason = _embed(extractor, [image], 1)
+        vectors += vec
+        reasons += reason
+    return vectors, reasons

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from core.matching.params import MatchParams
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
 from core.matching.sampling import Sampling
 from core.matching.search import top_k
-from core.media.video import Frame, VideoInfo, probe_video
+from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch, frame_batches
 from core.prefetch import background
@@ -44,6 +44,7 @@ class RunSummary:
     frames_from_cache: int
     frames_inherited: int
     elapsed_s: float
+    decode: DecodeReport  # what the video held: frames decoded, lost, whether it ended early
 
     @property
     def run_id(self) -> int:
@@ -138,6 +139,7 @@ def match_video(
     counts = {"computed": 0, "cached": 0, "inherited": 0, "decoded": 0}
     last: tuple[np.ndarray, np.ndarray] | None = None
     planner = sampling.planner(extractor.preprocessing)
+    decode = DecodeReport()
 
     def classify(frame: Frame) -> tuple[int, int]:
         decision = planner.decide(frame.index, frame.time_s, frame.rgb)
@@ -155,6 +157,7 @@ def match_video(
             select=planner.wants,
             max_frames=max_frames,
             pin_memory=extractor.device.type == "cuda",
+            report=decode,
         )
         for batch in background(producer, maxsize=2, name="video-decoder"):
             reporter.check_cancelled()
@@ -171,7 +174,20 @@ def match_video(
             **counts,
             "elapsed_s": reporter.elapsed_s,
             "decisions": dict(planner.reasons),  # why frames were analysed ("static": inherited)
+            "decode": {
+                "frames": decode.decoded,
+                "lost_frames": decode.lost,
+                "corrupt_packets": decode.corrupt_packets,
+                "duration_s": decode.duration_s,
+                "expected_frames": decode.expected,
+                "ended_early": decode.ended_early,
+            },
         }
+        if decode.complete and decode.decoded + decode.lost != info.frame_count:
+            # the container's count was an estimate (VFR) or a promise the file does not keep
+            register_video(
+                index, replace(info, frame_count=decode.decoded + decode.lost, duration_s=decode.duration_s)
+            )
         view = finish_run(index, run_id, params, stats)
     except Cancelled:
         index.finish_run(run_id, status="cancelled", stats={**counts, "elapsed_s": reporter.elapsed_s})
@@ -196,6 +212,7 @@ def match_video(
         frames_from_cache=counts["cached"],
         frames_inherited=counts["inherited"],
         elapsed_s=reporter.elapsed_s,
+        decode=decode,
     )
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import ImageLoadError, InvalidArgumentError
+from core.media.files import NotARegularFileError, read_regular
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,14 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     """
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            data = f.read()
+        data = read_regular(name)
     except FileNotFoundError as err:
         raise ImageLoadError(name, "file not found") from err
     except IsADirectoryError as err:
         raise ImageLoadError(name, "is a directory") from err
+    except NotARegularFileError as err:
+        reason = "is a directory" if os.path.isdir(name) else err.strerror
+        raise ImageLoadError(name, reason) from err
     except PermissionError as err:
         # Windows reports opening a directory as a permission error.
         reason = "is a directory" if os.path.isdir(name) else "permission denied"

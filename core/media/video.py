@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,7 +20,7 @@ import av
 import numpy as np
 
 from core.errors import VideoOpenError
-from core.media.files import file_sha256
+from core.media.files import NotARegularFileError, file_sha256, open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,17 @@ class Frame:
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
     p = Path(path)
-    if not p.exists():
-        raise VideoOpenError(str(path), "file not found")
-    if p.is_dir():
-        raise VideoOpenError(str(path), "is a folder, not a video file")
-    if p.stat().st_size == 0:
+    try:
+        with open_regular(p) as fh:  # never hands FFmpeg a FIFO or a device: it would block
+            size = os.fstat(fh.fileno()).st_size
+    except FileNotFoundError as err:
+        raise VideoOpenError(str(path), "file not found") from err
+    except NotARegularFileError as err:
+        reason = "is a folder, not a video file" if p.is_dir() else err.strerror
+        raise VideoOpenError(str(path), reason) from err
+    except OSError as err:
+        raise VideoOpenError(str(path), f"cannot read the file ({err.strerror or err})") from err
+    if size == 0:
         raise VideoOpenError(str(path), "empty file (0 bytes)")
     try:
         container = av.open(str(p), mode="r")
@@ -150,6 +157,46 @@ def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
 FrameFilter = Callable[[int, float], bool]
 
 
+@dataclass(slots=True)
+class DecodeReport:
+    """What :func:`iter_frames` decoded; filled in as it goes, final once ``complete``.
+
+    Attributes:
+        decoded: frames decoded.
+        lost: frames that corrupt data cost (found from the timestamp gap after it); later
+            frames keep their true numbers.
+        corrupt_packets: packets skipped as corrupt.
+        expected: the frame count the container states, when it states one.
+        duration_s: presentation time covered by the decoded frames (to the end of the last).
+        complete: the stream was read to its end (not stopped by ``max_frames`` or the caller).
+    """
+
+    decoded: int = 0
+    lost: int = 0
+    corrupt_packets: int = 0
+    expected: int | None = None
+    duration_s: float = 0.0
+    complete: bool = False
+
+    @property
+    def ended_early(self) -> bool:
+        """The stream ended well before the frame count its container states (a truncated file)."""
+        if not self.complete or not self.expected:
+            return False
+        return self.decoded + self.lost < self.expected - max(2, round(0.01 * self.expected))
+
+    def describe(self, path: str | os.PathLike) -> str:
+        """One line for the user: what was decoded, and what went wrong."""
+        text = f"{path}: decoded {self.decoded} frames ({self.duration_s:.1f} s)"
+        if self.expected:
+            text += f" of the {self.expected} its container states"
+        if self.lost:
+            text += f"; {self.lost} frames lost to corrupt data ({self.corrupt_packets} bad packets)"
+        if self.ended_early:
+            text += "; the stream ended early: the file may be truncated"
+        return text
+
+
 def iter_frames(
     path: str | os.PathLike,
     *,
@@ -157,6 +204,7 @@ def iter_frames(
     max_frames: int | None = None,
     size: tuple[int, int] | None = None,
     threads: bool = True,
+    report: DecodeReport | None = None,
 ) -> Iterator[Frame]:
     """Decode a video frame by frame.
 
@@ -164,17 +212,22 @@ def iter_frames(
         path: the video file.
         select: ``select(index, time_s) -> bool``; frames it rejects are decoded (codecs need
             that) but not converted to RGB, which is where most per-frame cost lies.
-        max_frames: stop after this many decoded frames (selected or not).
+        max_frames: stop after this many frames (selected or not).
         size: optional (width, height) to scale to while converting (cheap, in FFmpeg).
         threads: let FFmpeg decode with several threads.
+        report: filled with what was decoded (see :class:`DecodeReport`). A stream that ends
+            early or loses frames to corrupt data is also logged as a warning.
 
     Yields:
-        :class:`Frame` objects, upright, in presentation order.
+        :class:`Frame` objects, upright, in presentation order. A frame's ``index`` is its
+        position in the stream: frames lost to corrupt data leave a gap (found from the
+        timestamps), so later frames keep their numbers; ``time_s`` is its timestamp.
 
     Raises:
         VideoOpenError: the file cannot be opened. Corrupt packets later in the file are
             skipped with a warning.
     """
+    report = report if report is not None else DecodeReport()
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -184,24 +237,37 @@ def iter_frames(
         tb = stream.time_base or Fraction(1, 1)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
+        report.expected = int(stream.frames or 0) or None
         index = 0
         rotation: int | None = None
-        bad_packets = 0
+        last_time: float | None = None
+        steps: deque[float] = deque(maxlen=15)  # recent frame durations
         for packet in container.demux(stream):
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as err:
-                bad_packets += 1
-                if bad_packets <= 3:
+                report.corrupt_packets += 1
+                if report.corrupt_packets <= 3:
                     logger.warning("%s: skipping a corrupt packet (%s)", path, err)
                 continue
             for frame in decoded:
-                if max_frames is not None and index >= max_frames:
-                    return
                 if frame.pts is not None:
                     time_s = float((frame.pts - start) * tb)
                 else:
                     time_s = index / fps if fps else 0.0
+                if last_time is not None:
+                    gap = time_s - last_time
+                    step = float(np.median(steps)) if steps else (1 / fps if fps else 0.0)
+                    if report.corrupt_packets and step > 0 and gap > 1.5 * step:
+                        # after corrupt data, a timestamp gap is frames it cost (the decoder
+                        # outputs frames late, so the gap need not follow the bad packet)
+                        missing = round(gap / step) - 1
+                        report.lost += missing
+                        index += missing
+                    elif gap > 0:
+                        steps.append(gap)
+                if max_frames is not None and index >= max_frames:
+                    return
                 if rotation is None:
                     rotation = _rotation_of(stream, frame)
                 if select is None or select(index, time_s):
@@ -211,9 +277,13 @@ def iter_frames(
                     else:
                         rgb = frame.to_ndarray(format="rgb24")
                     yield Frame(index=index, time_s=time_s, rgb=_upright(rgb, rotation))
+                report.decoded += 1
+                report.duration_s = time_s + (1 / fps if fps else 0.0)
+                last_time = time_s
                 index += 1
-        if bad_packets:
-            logger.warning("%s: %d corrupt packet(s) skipped", path, bad_packets)
+        report.complete = True
+        if report.corrupt_packets or report.ended_early:
+            logger.warning("%s", report.describe(path))
     finally:
         container.close()
 

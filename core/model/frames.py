@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.media.video import Frame, FrameFilter, iter_frames
+from core.media.video import DecodeReport, Frame, FrameFilter, iter_frames
 from core.model.preprocess import Preprocessing, preprocess_images
 
 COMPUTE = 0
@@ -62,6 +62,7 @@ def frame_batches(
     max_frames: int | None = None,
     max_pending: int = 512,
     pin_memory: bool = False,
+    report: DecodeReport | None = None,
 ) -> Iterator[FrameBatch]:
     """Decode ``path`` and yield batches of at most ``batch_size`` frames to compute.
 
@@ -74,6 +75,7 @@ def frame_batches(
         max_pending: a batch is also closed after this many recorded frames (so frames that
             need no pass are reported without waiting for a full batch).
         pin_memory: put the pixels in page-locked memory (an asynchronous copy to a GPU).
+        report: filled with what was decoded (see :class:`core.media.video.DecodeReport`).
 
     The last batch may be empty: it reports the final count of decoded frames.
     """
@@ -102,7 +104,7 @@ def frame_batches(
             decoded,
         )
 
-    for frame in iter_frames(path, select=counted, max_frames=max_frames):
+    for frame in iter_frames(path, select=counted, max_frames=max_frames, report=report):
         tag, source = classify(frame)
         idx.append(frame.index)
         times.append(frame.time_s)

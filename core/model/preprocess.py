@@ -227,6 +227,34 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     return y.to(torch.uint8)
 
 
+CROP_FIRST_FACTOR = 16.0
+"""Above this many times the crop's area, a resized image is not built whole: only the part that
+reaches the crop (plus a margin for the filter) is resized. Memory then depends on the model's
+input size, never on the source's aspect ratio (a 1×40000 picture would be 256×10,240,000 pixels).
+Below it (every usual picture) the result equals the Hugging Face processor's."""
+_MARGIN = 4  # output pixels around the crop, beyond the resize filter's reach
+
+
+def _crop_first(x: torch.Tensor, size: tuple[int, int], crop: tuple[int, int], mode: str) -> torch.Tensor:
+    """The centre ``crop`` of ``x`` resized to ``size``, resizing only the source region it comes from."""
+    h, w = x.shape[-2:]
+    rh, rw = size
+    ch, cw = crop
+    spans = []
+    for src, out, keep in ((h, rh, ch), (w, rw, cw)):
+        top = (out - keep) // 2
+        o0, o1 = max(0, top - _MARGIN), min(out, top + keep + _MARGIN)
+        scale = src / out
+        s0, s1 = (
+            int(np.floor(o0 * scale)),
+            min(src, max(int(np.ceil(o1 * scale)), int(np.floor(o0 * scale)) + 1)),
+        )
+        spans.append((s0, s1, o1 - o0, top - o0))
+    (ys0, ys1, oh, ty), (xs0, xs1, ow, tx) = spans
+    region = _resize(x[:, :, ys0:ys1, xs0:xs1], (oh, ow), mode)
+    return region[:, :, ty : ty + ch, tx : tx + cw]
+
+
 def preprocess_batch(
     frames: Sequence[np.ndarray] | np.ndarray, prep: Preprocessing, *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
@@ -234,11 +262,15 @@ def preprocess_batch(
 
     Resizing and cropping happen on 8-bit pixels (as PIL does); only the crop is converted
     to float and normalised. Images of different sizes: call :func:`preprocess_images`.
+    Memory is bounded by the model's input size (see :data:`CROP_FIRST_FACTOR`).
     """
     x = _to_tensor(frames)
     n, _, h, w = x.shape
     rh, rw = prep.resized_hw(h, w)
-    if (rh, rw) != (h, w):
+    if prep.crop_hw is not None and rh * rw > CROP_FIRST_FACTOR * prep.crop_hw[0] * prep.crop_hw[1]:
+        x = _crop_first(x, (rh, rw), prep.crop_hw, prep.resample)
+        rh, rw = x.shape[-2:]
+    elif (rh, rw) != (h, w):
         x = _resize(x, (rh, rw), prep.resample)
     if prep.crop_hw is not None:
         ch, cw = prep.crop_hw
