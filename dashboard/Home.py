@@ -13,6 +13,7 @@ import streamlit as st
 from dashboard.pages import HOME, sections
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.captureWarnings(True)
 
 st.set_page_config(page_title="WebSSL Lens", page_icon=":material/center_focus_strong:", layout="wide")
 

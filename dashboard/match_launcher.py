@@ -23,6 +23,7 @@ from dashboard.widgets import (
     follow_job,
     outcome_notice,
     pick_collection,
+    show_error,
     show_notice,
     start_job,
     video_source,
@@ -129,10 +130,10 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
         )
         fx = load_extractor(coll.model_id)  # the collection's own model
     except VideoOpenError as err:
-        st.error(f"{err} — upload another file or check the path.")
+        show_error(err, "Upload another file or check the path.")
         return
     except USER_ERRORS as err:
-        st.error(str(err))
+        show_error(err)
         return
     start_job(
         keys.MATCH_JOB,

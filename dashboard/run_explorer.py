@@ -22,7 +22,16 @@ from dashboard import charts, keys
 from dashboard.jobs import with_index
 from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
 from dashboard.state import get_index, get_run_view, get_thumbnails, settings, video_frame
-from dashboard.widgets import follow_job, md_escape, outcome_notice, set_notice, show_notice, start_job
+from dashboard.widgets import (
+    code_span,
+    follow_job,
+    md_escape,
+    outcome_notice,
+    set_notice,
+    show_error,
+    show_notice,
+    start_job,
+)
 from db import Index, NotFoundError, RunRecord
 
 CONFIG = {"displaylogo": False}
@@ -38,13 +47,13 @@ def show(runs: list[RunRecord]) -> None:
     try:
         base = get_run_view(run_id)
     except NotFoundError as err:
-        st.error(f"{err}. It may have been deleted; pick another run.")
+        show_error(err, "It may have been deleted; pick another run.")
         return
     run, video, res = base.run, base.video, base.results
     st.caption(
-        f"Video `{video.path}` ({video.width}×{video.height}, {video.fps:.3g} fps, "
+        f"Video {code_span(video.path)} ({video.width}×{video.height}, {video.fps:.3g} fps, "
         f"{format_time(video.duration_s)}) · collection **{md_escape(run.collection_name or '(deleted)')}** · "
-        f"model `{run.model_id}` · {run_summary(base)}"
+        f"model {code_span(run.model_id)} · {md_escape(run_summary(base))}"
     )
     if run.status == "running":
         st.info("This run is still in progress; what is shown is what has been stored so far.")
@@ -169,7 +178,7 @@ def _inspector(view: RunView, row: int) -> None:
                     width="stretch",
                 )
             except VideoOpenError as err:
-                st.warning(f"Cannot show the frame: {err}")
+                st.warning(f"Cannot show the frame: {md_escape(err)}")
         with right:
             matches = frame_matches(view, row)
             verdict = "matched" if matched[row] else "no match (below threshold)"
@@ -273,7 +282,7 @@ def _exports(view: RunView) -> None:
     busy = keys.MATCH_RENDER_JOB in st.session_state
     if r1.button("Render video", disabled=busy, key=keys.run_render(run_id)):
         if not Path(video.path).is_file():
-            st.error(f"The video `{video.path}` is gone: rendering needs the original file.")
+            st.error(f"The video {code_span(video.path)} is gone: rendering needs the original file.")
         else:
             start_job(
                 keys.MATCH_RENDER_JOB,

@@ -13,6 +13,7 @@ from core.media.images import IMAGE_EXTENSIONS, LoadedImage, decode_image_bytes,
 from core.media.video import VIDEO_EXTENSIONS
 from dashboard import keys, pages, uploads
 from dashboard.jobs import JobSnapshot
+from dashboard.server_paths import ForbiddenPathError, resolve_allowed
 from dashboard.state import get_jobs, get_thumbnails, settings
 from db import Collection, Index
 
@@ -61,9 +62,9 @@ def _live_progress(job_id: int) -> None:
     if not snap.active:
         st.rerun()
     if snap.status == "queued":
-        text = f"{snap.title}: queued (#{snap.queue_position + 1} in line), waiting for the job before it…"
+        text = f"{md_escape(snap.title)}: queued (#{snap.queue_position + 1} in line), waiting for the job before it…"
     else:
-        text = f"{snap.title} — {snap.message}"
+        text = f"{md_escape(snap.title)} — {md_escape(snap.message)}"
     with st.container(border=True):
         st.progress(snap.fraction or 0.0, text=text)
         if job.cancel_event.is_set():
@@ -75,7 +76,8 @@ def _live_progress(job_id: int) -> None:
 
 
 def set_notice(key: str, level: str, text: str) -> None:
-    """Remember a message about ``key``'s last job to show on later reruns."""
+    """Remember a message about ``key``'s last job to show on later reruns (Markdown: escape
+    user values with :func:`md_escape`)."""
     st.session_state[keys.notice(key)] = (level, text)
 
 
@@ -92,9 +94,14 @@ def outcome_notice(key: str, snap: JobSnapshot, done_text: str) -> None:
     if snap.status == "done":
         set_notice(key, "success", done_text)
     elif snap.status == "cancelled":
-        set_notice(key, "warning", f"{snap.title}: cancelled. {snap.message}")
+        set_notice(key, "warning", f"{md_escape(snap.title)}: cancelled. {md_escape(snap.message)}")
     else:
-        set_notice(key, "error", f"{snap.title} failed: {snap.error}")
+        set_notice(key, "error", f"{md_escape(snap.title)} failed: {md_escape(snap.error)}")
+
+
+def show_error(err: object, hint: str = "") -> None:
+    """An error message (an exception's text, say) shown literally, with an optional hint."""
+    st.error(md_escape(str(err)) + (f" {hint}" if hint else ""))
 
 
 # -- pickers ----------------------------------------------------------------------------------
@@ -121,7 +128,7 @@ def pick_collection(
     coll = by_name[name]
     if require_images and coll.image_count == 0:
         st.warning(
-            f"Collection **{coll.name}** has no images yet: add some on the **Collections** page first."
+            f"Collection **{md_escape(coll.name)}** has no images yet: add some on the **Collections** page first."
         )
         st.page_link(pages.COLLECTIONS.path, label="Go to Collections", icon=pages.COLLECTIONS.icon)
         return None
@@ -147,10 +154,14 @@ def video_source(key: str) -> Path | None:
     ).strip()
     if not text:
         return None
-    path = Path(text).expanduser()
+    try:
+        path = resolve_allowed(text)
+    except ForbiddenPathError as err:
+        show_error(err)
+        return None
     if not path.is_file():
         st.error(
-            f"No video file at `{path}`: check the path (it is read on the server, not on your computer)."
+            f"No video file at {code_span(path)}: check the path (it is read on the server, not on your computer)."
         )
         return None
     return path
@@ -177,7 +188,7 @@ def image_source(index: Index, key: str) -> tuple[LoadedImage, str] | None:
         try:
             return decode_image_bytes(upload.getvalue(), upload.name), settings().model_id
         except ImageLoadError as err:
-            st.error(f"Cannot read this image: {err.reason}. Upload a JPEG, PNG, WebP, … file.")
+            st.error(f"Cannot read this image: {md_escape(err.reason)}. Upload a JPEG, PNG, WebP, … file.")
             return None
     coll = pick_collection(index, key=keys.source_collection(key), require_images=True)
     if coll is None:
@@ -199,9 +210,11 @@ def image_source(index: Index, key: str) -> tuple[LoadedImage, str] | None:
     except ImageLoadError as err:
         thumb = get_thumbnails([rec.id]).get(rec.id)
         if not thumb:
-            st.error(f"Cannot read `{rec.path}`: {err.reason}.")
+            st.error(f"Cannot read {code_span(rec.path)}: {md_escape(err.reason)}.")
             return None
-        st.warning(f"The original cannot be read ({err.reason}); using the small stored thumbnail instead.")
+        st.warning(
+            f"The original cannot be read ({md_escape(err.reason)}); using the small stored thumbnail instead."
+        )
         return decode_image_bytes(thumb, rec.name), coll.model_id
 
 
@@ -215,7 +228,8 @@ def save_uploaded(upload, kind: str) -> Path | None:
         path = uploads.save_upload(upload, upload.name, kind=kind)
     except OSError as err:
         st.error(
-            f"Could not store the upload {upload.name!r}: {err}. Check free disk space in the data folder."
+            f"Could not store the upload {md_escape(upload.name)}: {md_escape(err)}. Check free disk space in "
+            "the data folder."
         )
         return None
     cache[marker] = str(path)
@@ -225,9 +239,19 @@ def save_uploaded(upload, kind: str) -> Path | None:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 
 
-def md_escape(text: str) -> str:
-    """Text (a file name, say) shown literally inside Markdown."""
+def md_escape(text: object) -> str:
+    """Text from users or files (a collection or file name, a path, an error message) shown
+    literally inside Markdown, which Streamlit renders nearly everywhere (labels, captions,
+    notices, progress text): no link, image, colour or emphasis can come out of it."""
     return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def code_span(text: object) -> str:
+    """Text shown literally as inline code (a path, say), whatever backticks it holds."""
+    value = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
 
 
 def page_header(title: str, caption: str) -> None:

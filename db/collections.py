@@ -200,7 +200,9 @@ class Collections(Store):
         :mod:`core.matching.indexing`).
         """
         ids, paths, sha = self._columns(
-            "SELECT id, path, sha256 FROM images WHERE collection_id = ? ORDER BY id", (int(collection_id),), 3
+            "SELECT id, path, sha256 FROM images WHERE collection_id = ? ORDER BY id",
+            (int(collection_id),),
+            3,
         )
         known: dict[str, list[tuple[int, str]]] = {}
         for image_id, path, digest in zip(ids, paths, sha, strict=True):

@@ -152,10 +152,23 @@ def _runs_and_results(db: Database) -> None:
     )
 
 
+def _run_owners(db: Database) -> None:
+    """Who runs a run: process id, host and a heartbeat, so that a run whose process is gone
+    shows as interrupted (and can be resumed) instead of running forever."""
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid INTEGER;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        ALTER TABLE runs ADD COLUMN heartbeat TEXT;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
     _runs_and_results,
+    _run_owners,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

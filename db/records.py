@@ -126,11 +126,17 @@ class RunRecord:
     collection_name: str | None
     model_id: str
     params: dict
-    status: str  # 'running', 'done', 'failed' or 'cancelled'
+    status: str  # 'running', 'done', 'failed', 'cancelled', or 'interrupted' (its process is gone)
     stats: dict
     created: str
     finished: str | None
     video_path: str
+    heartbeat: str | None = None  # last sign of life of the process writing it
+
+    @property
+    def complete(self) -> bool:
+        """Every frame the run set out to analyse has a result."""
+        return self.status == "done"
 
 
 @dataclass(frozen=True, slots=True, eq=False)

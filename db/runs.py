@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -12,10 +15,15 @@ from .records import FrameResults, RunRecord, Segment
 from .store import Store, json_ids, now, plain, record, to_json
 
 RUN_STATUSES = ("running", "done", "failed", "cancelled")
+"""What the runs table stores; a run shows as ``interrupted`` when it is ``running`` but its
+process is gone (see :func:`_status`)."""
+STALE_AFTER_S = 600.0
+"""A run on another machine that has given no sign of life for this long counts as interrupted."""
+HOST = socket.gethostname()
 
 _RUN_SELECT = """
 SELECT r.id, r.video_id, r.collection_id, c.name AS collection_name, r.model_id, r.params, r.status,
-    r.stats, r.created, r.finished, v.path AS video_path
+    r.stats, r.created, r.finished, v.path AS video_path, r.pid, r.host, r.heartbeat
 FROM runs r
 JOIN videos v ON v.id = r.video_id
 LEFT JOIN collections c ON c.id = r.collection_id
@@ -32,8 +40,35 @@ _SEGMENT_FIELDS = (
 )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def _status(row) -> str:
+    """The stored status, except that a ``running`` run whose process is gone is ``interrupted``:
+    on this machine its process id is checked; elsewhere, its heartbeat must be recent."""
+    if row["status"] != "running":
+        return row["status"]
+    if row["pid"] is None:  # left running by a version that did not record its process
+        return "interrupted"
+    if row["host"] == HOST:
+        return "running" if _alive(int(row["pid"])) else "interrupted"
+    beat = datetime.fromisoformat(row["heartbeat"]) if row["heartbeat"] else None
+    if beat is None or (datetime.now(UTC) - beat).total_seconds() > STALE_AFTER_S:
+        return "interrupted"
+    return "running"
+
+
 def _run_record(row) -> RunRecord:
-    return record(RunRecord, row, params=json.loads(row["params"]), stats=json.loads(row["stats"]))
+    return record(
+        RunRecord, row, params=json.loads(row["params"]), stats=json.loads(row["stats"]), status=_status(row)
+    )
 
 
 class Runs(Store):
@@ -45,19 +80,51 @@ class Runs(Store):
             self.get_video(video_id)  # type: ignore[attr-defined]  # from db.videos
             if collection_id is not None:
                 self.get_collection_by_id(collection_id)  # type: ignore[attr-defined]
+            stamp = now()
             cursor = conn.execute(
-                "INSERT INTO runs (video_id, collection_id, model_id, params, status, created) "
-                "VALUES (?, ?, ?, ?, 'running', ?)",
+                "INSERT INTO runs (video_id, collection_id, model_id, params, status, created, pid, host, "
+                "heartbeat) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
                     int(video_id),
                     None if collection_id is None else int(collection_id),
                     model_id,
                     to_json(params),
-                    now(),
+                    stamp,
+                    os.getpid(),
+                    HOST,
+                    stamp,
                 ),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
+
+    def find_resumable_run(
+        self, *, video_id: int, collection_id: int, model_id: str, params: dict
+    ) -> RunRecord | None:
+        """The newest unfinished run (interrupted, cancelled or failed) of this video against
+        this collection with exactly these parameters, if any: matching it again resumes it."""
+        wanted = json.loads(to_json(params))
+        rows = self._rows(
+            _RUN_SELECT + "WHERE r.video_id = ? AND r.collection_id = ? AND r.model_id = ? "
+            "AND r.status != 'done' ORDER BY r.id DESC",
+            (int(video_id), int(collection_id), model_id),
+        )
+        for row in rows:
+            run = _run_record(row)
+            if run.status in ("interrupted", "cancelled", "failed") and run.params == wanted:
+                return run
+        return None
+
+    def restart_run(self, run_id: int) -> None:
+        """Mark an unfinished run as running again, by this process (to resume it)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ? "
+                "WHERE id = ? AND status != 'done'",
+                (os.getpid(), HOST, now(), int(run_id)),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"No unfinished run with id {run_id}")
 
     def _check_run(self, run_id: int) -> None:
         if self._row("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)) is None:
@@ -96,6 +163,7 @@ class Runs(Store):
         rows, columns = np.nonzero(ids >= 0)
         with self.transaction() as conn:
             self._check_run(run_id)
+            conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now(), int(run_id)))
             conn.execute(
                 "DELETE FROM frame_matches WHERE run_id = ? "
                 "AND frame_index IN (SELECT value FROM json_each(?))",

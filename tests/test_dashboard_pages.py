@@ -30,6 +30,7 @@ def env(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("WEBSSL_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("WEBSSL_DEVICE", "cpu")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WEBSSL_ALLOWED_DIRS", str(tmp_path))  # the test's images and videos live here
     return tmp_path
 
 
@@ -236,7 +237,7 @@ def test_prune_missing_files(filled_db):
     at = open_app("views/collections.py")
     filled_db.paths[0].unlink()
     at.button[[b.label for b in at.button].index("Prune missing files")].click().run()
-    assert any("Removed 1 images" in s and "alpha.jpg" in s for s in texts(at.success))
+    assert any("Removed 1 images" in s and "alpha.jpg" in s for s in plain(at.success))
 
 
 def test_model_that_cannot_load_is_an_error_not_a_traceback(env, tmp_path):
@@ -459,3 +460,39 @@ def test_home_links_every_page_once(env):
     at = open_app()
     links = [e.proto.page for e in at.get("page_link")]
     assert sorted(links) == sorted(Path(p.path).stem for p in pages.PAGES if p is not pages.HOME)
+
+
+# -- issue 9: the server's folders, and hostile names --------------------------------------------------
+def test_server_paths_outside_the_allowed_folders_are_refused(filled_db, shots_video, tmp_path, monkeypatch):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    monkeypatch.setenv("WEBSSL_ALLOWED_DIRS", str(allowed))
+    at = open_app("views/collections.py")
+    at.text_input(key=keys.INDEX_FOLDER).input(str(filled_db.folder))
+    at.button(key=keys.INDEX_FOLDER_BUTTON).click().run()
+    assert keys.INDEX_JOB not in at.session_state
+    assert any(
+        "may only read inside" in e.value and str(allowed) in e.value.replace("\\", "") for e in at.error
+    )
+    at = open_app("views/match.py")
+    at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Path on the server").run()
+    at.text_input(key=keys.source_path(keys.MATCH_VIDEO)).input(str(shots_video.path)).run()
+    assert any("WEBSSL_ALLOWED_DIRS" in e.value.replace("\\", "") for e in at.error)
+
+
+def test_hostile_collection_names_show_as_text(env, extractor):
+    from core.config import default_db_path
+    from db import Index
+
+    hostile = "![x](http://127.0.0.1:9/t.png) **bold** :red[x] <b>y</b>"
+    with Index(default_db_path()) as index:
+        index.create_collection(
+            hostile, extractor.model_id, extractor.preprocessing.to_json(), extractor.hidden_size
+        )
+    at = open_app("views/collections.py")
+    at.button(key=keys.CREATE_BUTTON)  # the page rendered
+    shown = [e.value for kind in ("warning", "markdown", "caption", "subheader") for e in getattr(at, kind)]
+    delete_label = [w.label for w in at.text_input if w.key == keys.DELETE_CONFIRM][0]
+    for text in [*shown, delete_label]:
+        assert "![x](" not in text and "**bold**" not in text and ":red[x]" not in text
+    assert any("\\!\\[x\\]" in text for text in [*shown, delete_label])

@@ -6,6 +6,7 @@ Screenshots go to ``$WEBSSL_E2E_SCREENSHOTS`` (default: the test's temp folder).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -61,20 +62,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"streamlit did not become healthy in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def server(tmp_path, tiny_model_dir, image_folder, shots_video, extractor):
-    """A running dashboard on a free localhost port, with a collection of the test images."""
-    from core.matching.indexing import index_images
-    from db import Index
-
-    db_path = tmp_path / "e2e.sqlite"
-    with Index(db_path) as index:
-        index_images(index, "posters", [image_folder.folder], extractor)
+@contextlib.contextmanager
+def serve(tmp_path: Path, db_path: Path, model_dir: Path):
+    """``streamlit run dashboard/Home.py`` on a free localhost port; yields its URL and log."""
     env = {
         **os.environ,
         "WEBSSL_DB": str(db_path),
+        "WEBSSL_ALLOWED_DIRS": str(tmp_path),
         "WEBSSL_DATA_DIR": str(tmp_path / "data"),
-        "WEBSSL_MODEL": str(tiny_model_dir),
+        "WEBSSL_MODEL": str(model_dir),
         "WEBSSL_DEVICE": "cpu",
         "HF_HUB_OFFLINE": "1",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
@@ -93,7 +89,7 @@ def server(tmp_path, tiny_model_dir, image_folder, shots_video, extractor):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
-        yield url, shots_video.path, log
+        yield url, log
     finally:
         proc.terminate()
         try:
@@ -101,6 +97,19 @@ def server(tmp_path, tiny_model_dir, image_folder, shots_video, extractor):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path, tiny_model_dir, image_folder, shots_video, extractor):
+    """A running dashboard on a free localhost port, with a collection of the test images."""
+    from core.matching.indexing import index_images
+    from db import Index
+
+    db_path = tmp_path / "e2e.sqlite"
+    with Index(db_path) as index:
+        index_images(index, "posters", [image_folder.folder], extractor)
+    with serve(tmp_path, db_path, tiny_model_dir) as (url, log):
+        yield url, shots_video.path, log
 
 
 def test_dashboard_in_a_real_browser(server, tmp_path):
@@ -189,3 +198,74 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
         finally:
             browser.close()
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_hostile_names_show_as_text_and_fetch_nothing(tmp_path, tiny_model_dir, shots_video, extractor):
+    """A collection named like Markdown (an image pointing at a local server, bold, a colour
+    directive) and an image file named likewise show literally, and the browser fetches nothing."""
+    import http.server
+    import threading
+
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import pattern_image
+    from core.matching.indexing import index_images
+    from core.matching.pipeline import match_video
+    from core.matching.sampling import Sampling
+    from db import Index
+
+    requests: list[str] = []
+
+    class Counter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    trap = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counter)
+    threading.Thread(target=trap.serve_forever, daemon=True).start()
+    port = trap.server_address[1]
+    hostile = f"![x](http://127.0.0.1:{port}/t.png) **bold** :red[x]"
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    image_name = "**img** :blue[y] [z](x.html).png"
+    Image.fromarray(pattern_image(100)).save(folder / image_name)
+    db_path = tmp_path / "hostile.sqlite"
+    with Index(db_path) as index:
+        index_images(index, hostile, [folder], extractor)
+        match_video(index, shots_video.path, hostile, extractor, sampling=Sampling.every_nth(5))
+    try:
+        with serve(tmp_path, db_path, tiny_model_dir) as (url, log), sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(60_000)
+                expect.set_options(timeout=60_000)
+                for path in ("", "collections", "browse", "match"):
+                    page.goto(f"{url}/{path}")
+                    page.wait_for_load_state("networkidle")
+                    page.wait_for_selector(
+                        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000
+                    )
+                    page.wait_for_timeout(500)
+                    assert page.get_by_test_id("stException").count() == 0
+                    values = page.eval_on_selector_all("input", "els => els.map(e => e.value)")
+                    text = "\n".join([page.locator("body").inner_text(), *values])
+                    if path in ("collections", "browse", "match"):
+                        assert hostile in text, f"{path}: the name is not shown literally: " + repr(
+                            [t for t in text.splitlines() if "bold" in t]
+                        )
+                    assert page.locator("img[src*='t.png']").count() == 0
+                    assert page.locator("strong", has_text=re.compile(r"^bold$")).count() == 0  # not rendered
+                page.goto(f"{url}/browse")
+                page.wait_for_load_state("networkidle")
+                expect(page.get_by_text(image_name, exact=False).first).to_be_visible()
+            finally:
+                browser.close()
+    finally:
+        trap.shutdown()
+    assert requests == [], f"the browser fetched {requests}"

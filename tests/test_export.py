@@ -62,7 +62,7 @@ def test_csv_has_one_row_per_frame_and_rank(view, tmp_path):
     assert [r["rank"] for r in first] == ["1", "2", "3"]
     assert first[0]["image"] == "alpha.jpg" and first[0]["matched"] == "1"
     assert float(first[0]["score"]) >= float(first[1]["score"])
-    assert csv_text(view) == path.read_text()
+    assert csv_text(view) == path.read_bytes().decode()  # CRLF rows, as RFC 4180
 
 
 def test_relabelled_export_uses_the_new_threshold(view):
@@ -71,3 +71,24 @@ def test_relabelled_export_uses_the_new_threshold(view):
     assert not any(f["matched"] for f in doc["frames"]) and doc["segments"] == []
     rows = list(csv.DictReader(io.StringIO(csv_text(view.relabel(threshold=1.0)))))
     assert {r["matched"] for r in rows} == {"0"}
+
+
+@pytest.mark.parametrize(
+    "name", ["=HYPERLINK(x).png", "+cmd.png", "-2+3.png", "@SUM(A1).png", "\tlead.png", "\rcr.png"]
+)
+def test_csv_cells_never_start_a_formula_and_json_stays_exact(index, extractor, shots_video, tmp_path, name):
+    """CSV formula injection: a file name a spreadsheet would run is written as text (OWASP)."""
+    from PIL import Image
+
+    from conftest import pattern_image
+
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    Image.fromarray(pattern_image(100)).save(folder / name)
+    index_images(index, "h", [folder], extractor)
+    s = match_video(index, shots_video.path, "h", extractor, sampling=Sampling.every_nth(10))
+    view = load_run(index, s.run_id)
+    rows = list(csv.DictReader(io.StringIO(csv_text(view), newline="")))
+    assert rows and {r["image"] for r in rows} == {"'" + name}
+    assert all(r["path"].startswith("/") for r in rows)  # absolute paths never start a formula
+    assert run_to_dict(view)["frames"][0]["matches"][0]["image"] == name

@@ -569,3 +569,29 @@ def test_files_over_the_limit_are_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(core.media.files, "MAX_FILE_BYTES", 1000)
     with pytest.raises(ImageLoadError, match="too large"):
         load_image(big)
+
+
+def test_pillow_warnings_go_to_the_log_in_one_line(tmp_path: Path, caplog, capfd) -> None:
+    """A corrupt EXIF block makes Pillow warn; the warning must reach logging, not the console."""
+    import logging
+    import warnings
+
+    img = Image.new("RGB", (20, 10), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera"
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    data = bytearray(buf.getvalue())
+    start = data.find(b"Exif\x00\x00") + 20
+    data[start : start + 20] = b"\xff" * 20  # a broken tag directory
+    path = tmp_path / "bad_exif.jpg"
+    path.write_bytes(bytes(data))
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping load_image fails the test
+        loaded = load_image(path)
+    assert loaded.rgb.shape[2] == 3
+    logged = [r for r in caplog.records if r.name == "core.media.images" and "bad_exif.jpg" in r.getMessage()]
+    assert logged and all("\n" not in r.getMessage() for r in logged)
+    assert capfd.readouterr().err == ""

@@ -63,35 +63,38 @@ def test_reopening_is_a_no_op(tmp_path):
 
 
 def test_upgrade_from_previous_version(tmp_path):
+    """The latest migration (run owners) on a file of the version before: data kept, a run left
+    'running' by an older version (no owner) shows as interrupted."""
     path = tmp_path / "old.sqlite"
     old = raw_db(path)
     migrate(old, target=SCHEMA_VERSION - 1)
-    assert "runs" not in old.table_names()
+    assert "pid" not in {c.name for c in old["runs"].columns}
     old.execute(
         "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) "
         "VALUES ('posters', 'm', '{}', 4, '2024-01-01T00:00:00+00:00')"
     )
+    old.execute(
+        "INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height, size_bytes, added) "
+        "VALUES ('/v.mp4', 's', 25, 1, 0.04, 2, 2, 1, '2024-01-01T00:00:00+00:00')"
+    )
+    old.execute(
+        "INSERT INTO runs (video_id, collection_id, model_id, status, created) "
+        "VALUES (1, 1, 'm', 'running', '2024-01-01T00:00:00+00:00')"
+    )
+    old.conn.commit()
     old.close()
     assert user_version(path) == SCHEMA_VERSION - 1
 
     with Index(path) as index:
         assert index.schema_version() == SCHEMA_VERSION
         assert set(index.db.table_names()) == TABLES
+        assert {"pid", "host", "heartbeat"} <= {c.name for c in index.db["runs"].columns}
         collection = index.get_collection("posters")
         assert collection.created == "2024-01-01T00:00:00+00:00"
-        video = index.upsert_video(
-            path="/v.mp4",
-            sha256="s",
-            fps=25,
-            frame_count=1,
-            duration_s=0.04,
-            width=2,
-            height=2,
-            rotation=0,
-            size_bytes=1,
-        )
-        run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id="m", params={})
-        assert index.get_run(run_id).collection_name == "posters"
+        (run,) = index.list_runs()
+        assert run.collection_name == "posters" and run.status == "interrupted"
+        run_id = index.create_run(video_id=1, collection_id=collection.id, model_id="m", params={})
+        assert index.get_run(run_id).status == "running"  # this process is alive
 
 
 @pytest.mark.parametrize("version", range(SCHEMA_VERSION))

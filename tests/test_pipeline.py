@@ -11,11 +11,13 @@ from PIL import Image
 
 from conftest import PARAMS, TEST_THRESHOLD
 from core.errors import VideoOpenError
+from core.matching.indexing import index_images
 from core.matching.params import MatchParams
 from core.matching.pipeline import match_video
 from core.matching.runs import EmptyCollectionError, load_run
 from core.matching.sampling import Sampling
 from core.media.video import iter_frames
+from core.model.features import FeatureExtractor
 from core.progress import Cancelled
 from db import ModelMismatchError, NotFoundError
 
@@ -198,3 +200,58 @@ def test_auto_run_stores_its_decisions_and_analyses_every_cut(indexed, extractor
     for r in np.flatnonzero(res.source_frame != res.frame_index):
         src = row_of[int(res.source_frame[r])]
         np.testing.assert_array_equal(res.image_ids[r], res.image_ids[src])
+
+
+# -- issue 9: a killed match is interrupted, resumable, and never passed off as done --------------------
+def _killed_match(db, tiny_model_dir, video, after_frames: int) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import os
+        from core.model.features import FeatureExtractor
+        from core.matching.params import MatchParams
+        from core.matching.pipeline import match_video
+        from core.matching.sampling import Sampling
+        from db import Index
+        fx = FeatureExtractor.load({str(tiny_model_dir)!r}, device="cpu")
+        def progress(ev):
+            if ev.done >= {after_frames}:
+                os._exit(9)  # killed without cleanup, mid-run
+        with Index({str(db)!r}) as index:
+            match_video(index, {str(video)!r}, "shots", fx, sampling=Sampling.every(), batch_size=4,
+                        params=MatchParams(threshold=0.95, top_k=3), progress=progress)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+
+
+def test_a_killed_match_is_interrupted_and_resumes_exactly(
+    tmp_path, tiny_model_dir, image_folder, shots_video
+):
+    from core.matching.runs import IncompleteRunError, load_run, rematch
+    from db import Index
+
+    db = tmp_path / "kill.sqlite"
+    params = MatchParams(threshold=0.95, top_k=3)
+    with Index(db) as index:
+        fx = FeatureExtractor.load(tiny_model_dir, device="cpu")
+        index_images(index, "shots", [image_folder.folder], fx)
+    _killed_match(db, tiny_model_dir, shots_video.path, after_frames=12)
+    with Index(db) as index:
+        (run,) = index.list_runs()
+        assert run.status == "interrupted"  # its process is gone: not "running" forever
+        view = load_run(index, run.id)
+        assert not view.complete and 0 < len(view.results) < shots_video.frame_count
+        with pytest.raises(IncompleteRunError, match="interrupted"):
+            rematch(index, run.id)
+        resumed = match_video(index, shots_video.path, "shots", fx, sampling=Sampling.every(), params=params)
+        assert resumed.run_id == run.id and index.get_run(run.id).status == "done"
+        assert resumed.frames_from_cache >= 12  # frames analysed before the kill are not analysed again
+        fresh = match_video(index, shots_video.path, "shots", fx, sampling=Sampling.every(), params=params)
+        assert fresh.run_id != run.id  # a done run is never resumed: a new one
+        a, b = load_run(index, run.id).results, load_run(index, fresh.run_id).results
+        np.testing.assert_array_equal(a.frame_index, b.frame_index)
+        np.testing.assert_array_equal(a.image_ids, b.image_ids)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)

@@ -212,3 +212,16 @@ def test_variable_frame_rate_count_is_what_was_decoded(tmp_path):
     report = DecodeReport()
     assert len(list(iter_frames(path, report=report))) == report.decoded == 60
     assert not report.ended_early and report.lost == 0  # no corruption: gaps in a VFR stream are not losses
+
+
+def test_a_still_image_is_not_a_video(tmp_path):
+    """The CLI used to match a JPEG as a one-frame video while the dashboard refused it: one rule."""
+    from PIL import Image
+
+    for name in ("still.jpg", "still.png"):
+        path = tmp_path / name
+        Image.fromarray(pattern_image(1)).save(path)
+        with pytest.raises(VideoOpenError, match="still image, not a video"):
+            probe_video(path)
+        with pytest.raises(VideoOpenError, match="still image"):
+            list(iter_frames(path))

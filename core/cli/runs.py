@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.cli.common import (
@@ -113,6 +114,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         view = load_run(index, args.run_id).relabel(
             threshold=args.threshold, gap_tolerance_s=args.gap, min_duration_s=args.min_duration
         )
+    if not view.complete:
+        print(f"warning: {shown(view.incomplete_note())}", file=sys.stderr)
     _write_exports(view, args.json, args.csv)
     return 0
 

@@ -79,6 +79,8 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
         "run_id": r.id,
         "created": r.created,
         "status": r.status,
+        "complete": view.complete,
+        "note": view.incomplete_note() or None,
         "video": {
             "path": v.path,
             "sha256": v.sha256,
@@ -121,10 +123,21 @@ def csv_text(view: RunView) -> str:
     return buf.getvalue()
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(text: object) -> str:
+    """A text cell that a spreadsheet shows as text, never runs as a formula (OWASP's rule:
+    a cell starting with = + - @ tab or CR gets a leading apostrophe). For names and paths
+    from files only: numbers (scores can be negative) are written as they are."""
+    value = "" if text is None else str(text)
+    return f"'{value}" if value.startswith(_FORMULA_START) else value
+
+
 def write_csv_to(view: RunView, fh) -> None:
     res = view.results
     matched = view.matched()
-    writer = csv.writer(fh, lineterminator="\n")
+    writer = csv.writer(fh, lineterminator="\r\n")  # RFC 4180: a name with CR or LF is quoted
     writer.writerow(CSV_COLUMNS)
     for row in range(len(res)):
         fi, src = int(res.frame_index[row]), int(res.source_frame[row])
@@ -138,8 +151,8 @@ def write_csv_to(view: RunView, fh) -> None:
                 [
                     *base,
                     rank + 1,
-                    view.image_name(iid),
-                    view.image_paths.get(iid, ""),
+                    csv_text_cell(view.image_name(iid)),
+                    csv_text_cell(view.image_paths.get(iid, "")),
                     f"{res.scores[row, rank]:.6f}",
                 ]
             )

@@ -109,6 +109,10 @@ def match_video(
 ) -> RunSummary:
     """Match (sampled) frames of a video against a collection and store the run.
 
+    An unfinished run (interrupted, cancelled or failed) of the same video, collection, model
+    and options is resumed rather than started again: its frames are recomputed from the
+    frame-embedding cache (no model pass for frames analysed before) and replace what it had.
+
     Raises:
         VideoOpenError: the video cannot be opened or has no frames.
         db.NotFoundError / db.ModelMismatchError / EmptyCollectionError: collection problems.
@@ -131,9 +135,19 @@ def match_video(
         "precision": extractor.precision,
         "max_frames": max_frames,
     }
-    run_id = index.create_run(
+    resumable = index.find_resumable_run(
         video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
     )
+    if resumable is not None:  # an interrupted, cancelled or failed run with these options
+        run_id = resumable.id
+        index.restart_run(run_id)
+        logger.info(
+            "resuming run %d (%s); frames analysed before come from the cache", run_id, resumable.status
+        )
+    else:
+        run_id = index.create_run(
+            video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
+        )
     total = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
     reporter = ProgressReporter("matching", "frames", total or None, progress, cancel)
     counts = {"computed": 0, "cached": 0, "inherited": 0, "decoded": 0}

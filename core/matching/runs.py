@@ -28,6 +28,10 @@ class CacheMissError(WebSSLError):
     """A re-match needs frame embeddings that are not cached."""
 
 
+class IncompleteRunError(WebSSLError):
+    """The run did not finish (interrupted, cancelled or failed): it covers part of the video."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunView:
     """A stored run with its per-frame results, seen with :attr:`params`."""
@@ -50,6 +54,24 @@ class RunView:
     def matched(self) -> np.ndarray:
         """Boolean per recorded frame: matched at this view's threshold."""
         return self.params.matched(self.best_score)
+
+    @property
+    def complete(self) -> bool:
+        """The run finished: every frame it set out to analyse has a result."""
+        return self.run.complete
+
+    def incomplete_note(self) -> str:
+        """Why the run covers only part of the video, and what to do ("" when it is complete)."""
+        if self.complete:
+            return ""
+        last = f"frame {int(self.results.frame_index[-1])}" if len(self.results) else "no frame"
+        action = (
+            "still being written" if self.run.status == "running" else "match the video again to resume it"
+        )
+        return (
+            f"Run {self.run.id} is {self.run.status}: it has results up to {last} of the "
+            f"{self.video.frame_count} frames of the video ({action})."
+        )
 
     @property
     def stats(self) -> dict:
@@ -145,6 +167,11 @@ def rematch(
     """
     old = index.get_run(run_id)
     video = index.get_video(old.video_id)
+    if not old.complete:
+        raise IncompleteRunError(
+            f"Run {run_id} is {old.status}: it covers only part of the video, and a re-match of it "
+            "would too. Resume it first: match the same video with the same options again."
+        )
     new_params = params or MatchParams.from_dict(old.params)
     coll = index.get_collection(collection) if collection else index.get_collection_by_id(old.collection_id)
     check_model(coll, old.model_id, old.params.get("preprocessing"))

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,18 @@ def decode_image_bytes(data: bytes | bytearray | memoryview, name: str = "<uploa
     if len(data) == 0:
         raise ImageLoadError(name, "empty file (0 bytes)")
     sha256 = hashlib.sha256(data).hexdigest()
+    # Pillow warns (a corrupt EXIF block, ...) with multi-line UserWarnings: each becomes one
+    # log line naming the file, instead of text on the console.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _decode(data, name, sha256)
+        finally:
+            for warning in caught:
+                logger.warning("%s: %s", name, " ".join(str(warning.message).split()))
+
+
+def _decode(data: bytes | bytearray | memoryview, name: str, sha256: str) -> LoadedImage:
 
     try:
         img = Image.open(io.BytesIO(data))

@@ -76,6 +76,14 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise VideoOpenError(str(path), "the file has no video stream (audio only or not a video)")
+    formats = set(container.format.name.split(","))
+    if "image2" in formats or any(name.endswith("_pipe") for name in formats):
+        container.close()  # one rule for the CLI and the dashboard: a still image is not a video
+        raise VideoOpenError(
+            str(path),
+            "it is a still image, not a video: to find the images like it, search the collection with it "
+            "(python -m core search IMAGE -c NAME, or Browse & search in the dashboard)",
+        )
     return container
 
 

@@ -57,7 +57,7 @@ def composite_figure(maps: ImageMaps, *, title: str | None = None, dpi: int = 10
     bar = fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03)
     bar.set_label("cosine similarity", fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=13)
+        fig.suptitle(title, fontsize=13, parse_math=False)  # a file name is text, never mathtext
     return _figure_to_rgb(fig)
 
 

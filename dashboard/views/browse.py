@@ -15,7 +15,7 @@ from core.model.features import l2_normalize
 from dashboard import keys
 from dashboard.media import human_size
 from dashboard.state import get_embedding_matrix, get_index, get_thumbnails, load_extractor
-from dashboard.widgets import IMAGE_TYPES, md_escape, page_header, pick_collection
+from dashboard.widgets import IMAGE_TYPES, code_span, md_escape, page_header, pick_collection, show_error
 from db import NotFoundError
 
 COLUMNS = 6
@@ -82,7 +82,9 @@ if opened is not None:
                     try:
                         st.image(load_image(rec.path).rgb, width="stretch")
                     except ImageLoadError as err:
-                        st.warning(f"The original cannot be read ({err.reason}); showing the thumbnail.")
+                        st.warning(
+                            f"The original cannot be read ({md_escape(err.reason)}); showing the thumbnail."
+                        )
                         st.image(get_thumbnails([rec.id]).get(rec.id, b""), width="stretch")
                 else:
                     st.warning("The original file is gone (moved or deleted); showing the stored thumbnail.")
@@ -92,7 +94,7 @@ if opened is not None:
             with info:
                 size = Path(rec.path).stat().st_size if Path(rec.path).is_file() else None
                 st.markdown(
-                    f"**Path** `{rec.path}`  \n**Size** {rec.width} × {rec.height} px"
+                    f"**Path** {code_span(rec.path)}  \n**Size** {rec.width} × {rec.height} px"
                     + (f" · {human_size(size)}" if size else "")
                     + f"  \n**Added** {rec.added.replace('T', ' ')[:19]}  \n**SHA-256** `{rec.sha256[:16]}…`"
                 )
@@ -100,7 +102,7 @@ if opened is not None:
             try:
                 hits = neighbours(index, get_embedding_matrix(coll.id), rec.id, k)
             except USER_ERRORS as err:
-                st.error(str(err))
+                show_error(err)
             else:
                 st.markdown(
                     "**Nearest neighbours in the collection** (cosine similarity of [CLS] embeddings)"
@@ -125,9 +127,9 @@ with st.expander("Search with an image", icon=":material/image_search:"):
                 st.session_state[keys.BROWSE_QUERY_EMBEDDING] = (cache_key, q)
             matrix = get_embedding_matrix(coll.id)
         except ImageLoadError as err:
-            st.error(f"Cannot read this image: {err.reason}. Upload a JPEG, PNG, WebP, … file.")
+            st.error(f"Cannot read this image: {md_escape(err.reason)}. Upload a JPEG, PNG, WebP, … file.")
         except USER_ERRORS as err:
-            st.error(str(err))
+            show_error(err)
         else:
             left, right = st.columns([1, 5], gap="medium")
             left.image(image.rgb, caption="query", width="stretch")
@@ -136,7 +138,7 @@ with st.expander("Search with an image", icon=":material/image_search:"):
                 image_grid([h.image_id for h in hits], scores=[h.score for h in hits], key="query", columns=5)
 
 # -- the grid -------------------------------------------------------------------------------------
-st.subheader(f"{coll.name}")
+st.subheader(md_escape(coll.name))
 
 
 def _reset_page() -> None:
@@ -155,7 +157,11 @@ if st.session_state.get(keys.BROWSE_PAGE, 1) > pages:
 page = f3.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1, key=keys.BROWSE_PAGE)
 
 if total == 0:
-    st.info(f"No image names contain “{name_filter}”." if name_filter else "This collection has no images.")
+    st.info(
+        f"No image names contain “{md_escape(name_filter)}”."
+        if name_filter
+        else "This collection has no images."
+    )
 else:
     offset = (int(page) - 1) * page_size
     records = index.list_images(coll.id, offset=offset, limit=page_size, name_filter=name_filter or None)

@@ -11,15 +11,19 @@ from core.errors import USER_ERRORS
 from core.matching.indexing import IndexReport, index_images
 from dashboard import keys
 from dashboard.jobs import with_index
+from dashboard.server_paths import ForbiddenPathError, resolve_allowed
 from dashboard.state import collections_changed, get_index, load_extractor, settings
 from dashboard.widgets import (
     IMAGE_TYPES,
+    code_span,
     follow_job,
+    md_escape,
     outcome_notice,
     page_header,
     pick_collection,
     save_uploaded,
     set_notice,
+    show_error,
     show_notice,
     start_job,
 )
@@ -39,7 +43,9 @@ if snap is not None:
         report: IndexReport = snap.result
         st.session_state[keys.INDEX_REPORT] = report
         outcome_notice(
-            keys.INDEX_JOB, snap, f"Indexing finished: {report.summary()} in {report.elapsed_s:.1f} s."
+            keys.INDEX_JOB,
+            snap,
+            f"Indexing finished: {md_escape(report.summary())} in {report.elapsed_s:.1f} s.",
         )
     else:
         outcome_notice(keys.INDEX_JOB, snap, "")
@@ -96,14 +102,14 @@ with st.expander("New collection", expanded=not collections, icon=":material/add
                 fx = load_extractor(model.strip() or s.model_id)
                 coll = index.create_collection(name, fx.model_id, fx.preprocessing.to_json(), fx.hidden_size)
             except USER_ERRORS as err:  # the model cannot load, the name is taken, ...
-                st.error(str(err))
+                show_error(err)
             else:
                 st.session_state[keys.MANAGE_COLLECTION] = coll.name
                 st.session_state[keys.COLLECTION] = coll.name
                 set_notice(
                     keys.COLLECTIONS_NOTICE,
                     "success",
-                    f"Created collection **{coll.name}**. Add images below.",
+                    f"Created collection **{md_escape(coll.name)}**. Add images below.",
                 )
                 st.rerun()
 show_notice(keys.COLLECTIONS_NOTICE, once=True)
@@ -128,7 +134,7 @@ def _start_indexing(collection: str, model_id: str, paths: list[str], recursive:
     try:
         fx = load_extractor(model_id)
     except USER_ERRORS as err:
-        st.error(str(err))
+        show_error(err)
         return
     start_job(
         keys.INDEX_JOB,
@@ -172,17 +178,25 @@ with add_tab:
         ).strip()
         recursive = st.checkbox("Include sub-folders", value=True, key=keys.INDEX_RECURSIVE)
         if st.button("Index folder", disabled=job_running, key=keys.INDEX_FOLDER_BUTTON):
-            path = Path(folder).expanduser()
             if not folder:
                 st.warning("Type the path of a folder (or file) on the server first.")
-            elif not path.exists():
-                st.error(
-                    f"`{path}` does not exist on the server. Check the path (it is not a path on your computer)."
-                )
             else:
-                _start_indexing(coll.name, coll.model_id, [str(path)], recursive, f"`{path.name or path}`")
+                try:
+                    path = resolve_allowed(folder)
+                except ForbiddenPathError as err:
+                    show_error(err)
+                else:
+                    if not path.exists():
+                        st.error(
+                            f"{code_span(path)} does not exist on the server. Check the path (it is not a "
+                            "path on your computer)."
+                        )
+                    else:
+                        _start_indexing(
+                            coll.name, coll.model_id, [str(path)], recursive, path.name or str(path)
+                        )
     st.caption(
-        f"Model: `{coll.model_id}` · only new files are embedded; files already indexed are skipped, "
+        f"Model: {code_span(coll.model_id)} · only new files are embedded; files already indexed are skipped, "
         "so re-indexing a folder is cheap. Indexing can be cancelled; finished batches are kept."
     )
 
@@ -206,7 +220,7 @@ def _prune(collection_id: int, name: str) -> None:
     try:
         removed = get_index().prune_missing(collection_id)
     except USER_ERRORS as err:
-        set_notice(keys.ADMIN_NOTICE, "error", str(err))
+        set_notice(keys.ADMIN_NOTICE, "error", md_escape(err))
         return
     collections_changed()
     if removed:
@@ -214,23 +228,29 @@ def _prune(collection_id: int, name: str) -> None:
         set_notice(
             keys.ADMIN_NOTICE,
             "success",
-            f"Removed {len(removed)} images of **{name}** whose files are gone: {shown}",
+            f"Removed {len(removed)} images of **{md_escape(name)}** whose files are gone: {md_escape(shown)}",
         )
     else:
-        set_notice(keys.ADMIN_NOTICE, "success", f"All files of **{name}** are still there; nothing removed.")
+        set_notice(
+            keys.ADMIN_NOTICE,
+            "success",
+            f"All files of **{md_escape(name)}** are still there; nothing removed.",
+        )
 
 
 def _rename(old: str) -> None:
     new = st.session_state.get(keys.RENAME_TO, "").strip()
     try:
         renamed = get_index().rename_collection(old, new)
-    except (*USER_ERRORS, ValueError) as err:
-        set_notice(keys.ADMIN_NOTICE, "error", str(err))
+    except USER_ERRORS as err:
+        set_notice(keys.ADMIN_NOTICE, "error", md_escape(err))
         return
     st.session_state[keys.MANAGE_COLLECTION] = renamed.name
     st.session_state[keys.COLLECTION] = renamed.name
     st.session_state[keys.RENAME_TO] = ""
-    set_notice(keys.ADMIN_NOTICE, "success", f"Renamed **{old}** to **{renamed.name}**.")
+    set_notice(
+        keys.ADMIN_NOTICE, "success", f"Renamed **{md_escape(old)}** to **{md_escape(renamed.name)}**."
+    )
 
 
 def _delete(name: str) -> None:
@@ -238,19 +258,19 @@ def _delete(name: str) -> None:
         set_notice(
             keys.ADMIN_NOTICE,
             "warning",
-            f"Nothing deleted: type the collection's name, **{name}**, to confirm.",
+            f"Nothing deleted: type the collection's name, **{md_escape(name)}**, to confirm.",
         )
         return
     try:
         get_index().delete_collection(name)
     except USER_ERRORS as err:
-        set_notice(keys.ADMIN_NOTICE, "error", str(err))
+        set_notice(keys.ADMIN_NOTICE, "error", md_escape(err))
         return
     collections_changed()
     st.session_state.pop(keys.MANAGE_COLLECTION, None)
     st.session_state.pop(keys.COLLECTION, None)
     st.session_state[keys.DELETE_CONFIRM] = ""
-    set_notice(keys.ADMIN_NOTICE, "success", f"Deleted collection **{name}**.")
+    set_notice(keys.ADMIN_NOTICE, "success", f"Deleted collection **{md_escape(name)}**.")
 
 
 with admin_tab:
@@ -266,9 +286,9 @@ with admin_tab:
     st.divider()
     st.markdown("**Delete**")
     st.warning(
-        f"Deleting **{coll.name}** removes its {coll.image_count:,} images, their embeddings and all match runs "
+        f"Deleting **{md_escape(coll.name)}** removes its {coll.image_count:,} images, their embeddings and all match runs "
         "against it from the database. The original image files are not touched.",
         icon=":material/delete_forever:",
     )
-    st.text_input(f"Type **{coll.name}** to confirm", key=keys.DELETE_CONFIRM)
+    st.text_input(f"Type **{md_escape(coll.name)}** to confirm", key=keys.DELETE_CONFIRM)
     st.button("Delete collection", type="primary", on_click=_delete, args=(coll.name,), disabled=job_running)

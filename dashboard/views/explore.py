@@ -15,7 +15,7 @@ from core.visual.maps import ImageMaps, image_maps, layer_grids
 from dashboard import keys
 from dashboard.media import png_bytes
 from dashboard.state import get_index, load_extractor
-from dashboard.widgets import image_source, page_header
+from dashboard.widgets import code_span, image_source, page_header, show_error
 
 SHORT_SIDES = [224, 336, FULL_SHORT_SIDE, 560, 672]
 
@@ -81,12 +81,12 @@ try:
     fx = load_extractor(model_id)
     maps = _maps(fx.model_id, image.sha256, mode, short_side, suppress, fx, image.rgb)
 except USER_ERRORS as err:
-    st.error(str(err))
+    show_error(err)
     st.stop()
 
 rows, cols = maps.grid
 st.caption(
-    f"Model `{fx.model_id}` · input {maps.image.shape[1]}×{maps.image.shape[0]} px · {rows}×{cols} patches"
+    f"Model {code_span(fx.model_id)} · input {maps.image.shape[1]}×{maps.image.shape[0]} px · {rows}×{cols} patches"
 )
 c1, c2, c3 = st.columns(3)
 c1.image(maps.image, caption="Model input", width="stretch")
@@ -114,7 +114,7 @@ st.caption(
 try:
     view, grids = _layers(fx.model_id, image.sha256, mode, short_side, fx, image.rgb)
 except USER_ERRORS as err:
-    st.error(str(err))
+    show_error(err)
     st.stop()
 n = len(grids)
 layer = st.slider("Layer", 1, n, n, key=keys.EXPLORE_LAYER)

@@ -9,7 +9,7 @@ from dashboard.jobs import format_duration
 from dashboard.media import human_size
 from dashboard.pages import HOME, PAGES
 from dashboard.state import get_index, get_jobs, model_status, settings
-from dashboard.widgets import page_header
+from dashboard.widgets import code_span, md_escape, page_header
 
 s = settings()
 page_header(
@@ -35,28 +35,33 @@ with left, st.container(border=True):
     try:
         stats = get_index().stats()
     except USER_ERRORS as err:
-        st.error(f"Cannot open the database `{s.db_path}`: {err}")
+        st.error(f"Cannot open the database {code_span(s.db_path)}: {md_escape(err)}")
         stats = None
     if stats is not None:
-        st.markdown(f"`{stats.path}` · {human_size(stats.size_bytes)}")
+        st.markdown(f"{code_span(stats.path)} · {human_size(stats.size_bytes)}")
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Collections", f"{stats.collections:,}")
         c2.metric("Images", f"{stats.images:,}")
         c3.metric("Videos", f"{stats.videos:,}")
         c4.metric("Runs", f"{stats.runs:,}")
         st.caption(
-            f"{stats.cached_frames:,} cached frame embeddings · data folder `{s.data_dir}` · "
+            f"{stats.cached_frames:,} cached frame embeddings · data folder {code_span(s.data_dir)} · "
             "set `WEBSSL_DB` / `WEBSSL_DATA_DIR` to use others."
         )
 
 with right, st.container(border=True):
     st.subheader("Model")
     status = model_status(s.model_id)
-    st.markdown(f"`{s.model_id}` · device `{s.device}` · precision `{s.precision}`")
+    st.markdown(
+        f"{code_span(s.model_id)} · device {code_span(s.device)} · precision {code_span(s.precision)}"
+    )
     if status.available:
-        st.success(f"Weights available: {status.detail}.", icon=":material/check_circle:")
+        st.success(f"Weights available: {md_escape(status.detail)}.", icon=":material/check_circle:")
     else:
-        st.warning(f"Weights not found: {status.detail}.\n\n{status.fix}", icon=":material/warning:")
+        st.warning(
+            f"Weights not found: {md_escape(status.detail)}.\n\n{md_escape(status.fix)}",
+            icon=":material/warning:",
+        )
     st.caption(
         "The model loads once per server process, on first use. Set `WEBSSL_MODEL` to use another one."
     )

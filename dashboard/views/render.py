@@ -19,10 +19,12 @@ from dashboard.media import human_size
 from dashboard.state import get_index, load_extractor, settings
 from dashboard.uploads import sanitize_filename
 from dashboard.widgets import (
+    code_span,
     follow_job,
     image_source,
     outcome_notice,
     page_header,
+    show_error,
     show_notice,
     start_job,
     video_source,
@@ -47,11 +49,11 @@ def _out_path(kind: str, stem: str) -> Path:
 def show_result(result: RenderResult, key: str) -> None:
     """Play a rendered video (and its GIF) inline, with download buttons."""
     if not result.path.is_file():
-        st.warning(f"`{result.path}` is gone.")
+        st.warning(f"{code_span(result.path)} is gone.")
         return
     st.video(str(result.path))
     st.caption(
-        f"{result.frames} frames · {result.width}×{result.height} · {result.fps:g} fps · `{result.path}`"
+        f"{result.frames} frames · {result.width}×{result.height} · {result.fps:g} fps · {code_span(result.path)}"
     )
     b1, b2 = st.columns(2)
     b1.download_button(
@@ -120,7 +122,7 @@ with layers_tab:
         try:
             fx = load_extractor(model_id)
         except USER_ERRORS as err:
-            st.error(str(err))
+            show_error(err)
         else:
             start_job(
                 keys.LAYERS_JOB,
@@ -170,9 +172,9 @@ with pca_tab:
             probe_video(video_path, compute_hash=False)
             fx = load_extractor(s.model_id)
         except VideoOpenError as err:
-            st.error(f"{err} — upload another file or check the path.")
+            show_error(err, "Upload another file or check the path.")
         except USER_ERRORS as err:
-            st.error(str(err))
+            show_error(err)
         else:
             start_job(
                 keys.PCA_JOB,
