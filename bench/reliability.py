@@ -180,43 +180,54 @@ def _frames(db: str) -> dict[tuple[int, int], tuple[int, float]]:
     return {(f, r): (Path(p).name, s) for f, r, p, s in rows}
 
 
-def _kill_loop(worker: Callable, args: tuple, kills: int, rows: Callable[[], set], seed: int) -> KillReport:
+def _kill_loop(
+    worker: Callable, args: Callable[[int], tuple], rows: Callable[[int], set], kills: int, seed: int
+) -> tuple[KillReport, int]:
+    """Start ``worker`` and SIGKILL it at a random moment, ``kills`` times; each start resumes
+    the work the last one left. When the work is all done before a kill comes, a new round
+    starts (``args(round)``). Returns the report and the last round."""
     import random
 
     rng = random.Random(seed)
     report = KillReport()
+    round_ = 0
     while report.kills < kills:
-        before = rows()
+        before = rows(round_)
         started = _CTX.Event()
-        proc = _CTX.Process(target=worker, args=(*args, started))
+        proc = _CTX.Process(target=worker, args=(*args(round_), started))
         proc.start()
         if not started.wait(120):
             proc.kill()
             raise RuntimeError(f"{worker.__name__} did not start")
-        proc.join(rng.uniform(0.05, 1.2))
+        proc.join(rng.uniform(0.02, 0.5))
         if not proc.is_alive():
-            report.finished_before_kill += 1
             if proc.exitcode != 0:
                 raise RuntimeError(f"{worker.__name__} failed with exit code {proc.exitcode}")
-            return report  # all the work is done: nothing left to kill
+            report.finished_before_kill += 1
+            round_ += 1
+            continue
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         report.kills += 1
-        db = args[1]
-        report.integrity_ok += _integrity(db)
-        report.rows_lost += len(before - rows())
-    return report
+        report.integrity_ok += _integrity(args(round_)[1])
+        report.rows_lost += len(before - rows(round_))
+    return report, round_
 
 
 def kills_during_index(work: Path, kills: int, pictures: int, seed: int = 0) -> KillReport:
     """Kill indexers at random moments; resume; compare with an uninterrupted index."""
     db, clean = str(work / "kill-index.sqlite"), str(work / "clean-index.sqlite")
-    report = _kill_loop(
-        _index_worker, (str(work), db, "pictures"), kills, lambda: set(_images(db, "pictures")), seed
+    report, last = _kill_loop(
+        _index_worker,
+        lambda r: (str(work), db, f"pictures-{r}"),
+        lambda r: set(_images(db, f"pictures-{r}")),
+        kills,
+        seed,
     )
-    _run(_index_worker, str(work), db, "pictures", _CTX.Event())
-    _run(_index_worker, str(work), clean, "pictures", _CTX.Event())
-    resumed, reference = _images(db, "pictures"), _images(clean, "pictures")
+    name = f"pictures-{last}"
+    _run(_index_worker, str(work), db, name, _CTX.Event())
+    _run(_index_worker, str(work), clean, name, _CTX.Event())
+    resumed, reference = _images(db, name), _images(clean, name)
     report.resumed_exact = resumed == reference and len(resumed) == pictures
     report.detail = f"{len(resumed)} images after resuming, {len(reference)} in an uninterrupted run"
     return report
@@ -228,25 +239,22 @@ def kills_during_match(work: Path, kills: int, seed: int = 1) -> KillReport:
     for path in (db, clean):
         _run(_index_worker, str(work), path, "pictures", _CTX.Event())
 
-    def rows() -> set:
-        return {
-            row[0]
-            for row in _query(
-                db, "SELECT frame_index FROM run_frames WHERE run_id = (SELECT max(id) FROM runs)"
-            )
-        }
+    def rows(round_: int) -> set:  # the frames of the round's run (one run per round)
+        sql = "SELECT frame_index FROM run_frames WHERE run_id = (SELECT id FROM runs ORDER BY id LIMIT 1 OFFSET ?)"
+        return {row[0] for row in _query(db, sql, (round_,))}
 
-    report = _kill_loop(_match_worker, (str(work), db), kills, rows, seed)
+    report, last = _kill_loop(_match_worker, lambda _r: (str(work), db), rows, kills, seed)
     _run(_match_worker, str(work), db, _CTX.Event())
     _run(_match_worker, str(work), clean, _CTX.Event())
-    runs = _query(db, "SELECT id, status FROM runs")
+    runs = _query(db, "SELECT id, status FROM runs ORDER BY id")
     resumed, reference = _frames(db), _frames(clean)
     same = resumed.keys() == reference.keys() and all(
         resumed[k][0] == reference[k][0] and abs(resumed[k][1] - reference[k][1]) < 1e-6 for k in reference
     )
-    report.resumed_exact = same and len(runs) == 1 and runs[0][1] == "done"
+    # each round is one run, resumed by every start after a kill: as many runs as rounds, all done
+    report.resumed_exact = same and len(runs) == last + 1 and all(status == "done" for _, status in runs)
     report.detail = (
-        f"{len(runs)} run(s) after {report.kills} kills and one resume; {len(reference)} frame matches"
+        f"{len(runs)} run(s) after {report.kills} kills, each resumed to done; {len(reference)} frame matches"
     )
     return report
 
