@@ -56,6 +56,8 @@ BROWSE_OPEN = "browse-open"
 BROWSE_FILTER = "browse-filter"
 BROWSE_PAGE = "browse-page"
 BROWSE_PAGE_SIZE = "browse-page-size"
+BROWSE_PREVIOUS = "browse-previous"
+BROWSE_NEXT = "browse-next"
 BROWSE_QUERY = "browse-query"
 BROWSE_QUERY_EMBEDDING = "browse-query-embedding"
 NEIGHBOURS_K = "neighbours-k"
@@ -63,7 +65,6 @@ QUERY_K = "query-k"
 
 # -- Match a video ------------------------------------------------------------------------------
 MATCH_JOB = "match-job"
-MATCH_RENDER_JOB = "match-render-job"
 MATCH_ADMIN_NOTICE = "match-admin"
 RUN = "match-run"
 MATCH_VIDEO = "match-video"
@@ -116,12 +117,22 @@ def run_download(run_id: int, kind: str) -> str:
     return f"{kind}-{run_id}"
 
 
+def download(prefix: str, kind: str) -> str:
+    """A download button of a result shown under ``prefix`` (a job's key, say)."""
+    return f"{prefix}-{kind}"
+
+
 def run_render_max(run_id: int) -> str:
     return f"render-max-{run_id}"
 
 
 def run_render(run_id: int) -> str:
     return f"render-{run_id}"
+
+
+def run_render_job(run_id: int) -> str:
+    """The render job of one run: its notice ("Rendered N frames") belongs to that run alone."""
+    return f"match-render-job-{run_id}"
 
 
 def run_delete(run_id: int) -> str:
@@ -140,6 +151,7 @@ EXPLORE_SHORT_SIDE = "explore-short-side"
 EXPLORE_SUPPRESS = "explore-suppress"
 EXPLORE_OVERLAY = "explore-overlay"
 EXPLORE_LAYER = "explore-layer"
+EXPLORE_DOWNLOAD = "explore-download"
 
 # -- Render -------------------------------------------------------------------------------------
 LAYERS_JOB = "render-layers-job"
@@ -157,6 +169,7 @@ PCA_FPS = "render-pca-fps"
 PCA_HEIGHT = "render-pca-height"
 PCA_GO = "render-pca-go"
 RECENT = "render-recent"
+RECENT_NEWEST = "render-recent-newest"  # the newest render when the list was last shown
 RECENT_DOWNLOAD = "render-recent-download"
 
 

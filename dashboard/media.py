@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -54,3 +55,37 @@ def human_size(n_bytes: float) -> str:
             return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"  # pragma: no cover
+
+
+def figure_name(image_name: str, mode: str) -> str:
+    """The file name of an image's maps figure: the image's own name and the mode
+    (``poster-full-maps.png``), safe on any file system."""
+    from dashboard.uploads import sanitize_filename
+
+    return f"{sanitize_filename(Path(image_name).stem, 'image')}-{mode}-maps.png"
+
+
+THUMB_BACKGROUND = (243, 245, 249)  # the theme's secondary background (.streamlit/config.toml)
+
+
+def square_thumbnail(jpeg: bytes | None, size: int = 256) -> np.ndarray:
+    """A stored thumbnail letterboxed into a ``size``×``size`` square, so that a grid of them
+    lines up (captions and buttons at one height), whatever each picture's shape. A missing or
+    unreadable thumbnail gives an empty square."""
+    import cv2
+
+    from core.visual.drawing import letterbox
+
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
+    if bgr is None:
+        return np.full((size, size, 3), THUMB_BACKGROUND, np.uint8)
+    return letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, size, THUMB_BACKGROUND)
+
+
+def short_name(name: str, limit: int = 28) -> str:
+    """A file name cut in the middle to ``limit`` characters (both ends stay readable), so that
+    it fits one caption line."""
+    if len(name) <= limit:
+        return name
+    keep = limit - 1
+    return name[: (keep + 1) // 2] + "…" + name[len(name) - keep // 2 :]

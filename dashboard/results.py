@@ -45,11 +45,22 @@ def make_sampling(
 
 
 def run_label(run: RunRecord) -> str:
-    """``#12 · clip.mp4 → posters · done · 2025-01-31 14:02``."""
+    """``#12 · clip.mp4 → posters · done · every 5th frame · threshold 0.60 · 48/600 matched · 2025-01-31 14:02``:
+    enough to tell apart runs of one video with other settings."""
     video = Path(run.video_path).name
     collection = run.collection_name or "(deleted collection)"
     when = run.created.replace("T", " ")[:16]
-    return f"#{run.id} · {video} → {collection} · {run.status} · {when}"
+    parts = [f"#{run.id}", f"{video} → {collection}", run.status]
+    sampling = (run.params or {}).get("sampling") or {}
+    if sampling.get("mode"):
+        parts.append(Sampling.from_dict(sampling).describe(short=True))
+    if "threshold" in (run.params or {}):
+        parts.append(f"threshold {float(run.params['threshold']):.2f}")
+    stats = run.stats or {}
+    if "matched" in stats and "recorded" in stats:
+        parts.append(f"{stats['matched']:,}/{stats['recorded']:,} matched")
+    parts.append(when)
+    return " · ".join(parts)
 
 
 def image_labels(view: RunView) -> dict[int, str]:

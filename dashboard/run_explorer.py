@@ -24,6 +24,7 @@ from dashboard.results import frame_matches, image_labels, row_of_frame, run_lab
 from dashboard.state import get_index, get_run_view, get_thumbnails, settings, video_frame
 from dashboard.widgets import (
     code_span,
+    download,
     follow_job,
     md_escape,
     outcome_notice,
@@ -251,41 +252,30 @@ def _exports(view: RunView) -> None:
     run_id, video = view.run.id, view.video
     stem = f"run-{run_id}-t{view.params.threshold:.3f}"
     d1, d2 = st.columns(2)
-    d1.download_button(
-        "Download CSV",
-        data=lambda: csv_text(view),
-        file_name=f"{stem}.csv",
-        mime="text/csv",
-        icon=":material/download:",
-        key=keys.run_download(run_id, "csv"),
-    )
-    d2.download_button(
-        "Download JSON",
-        data=lambda: json_text(view),
-        file_name=f"{stem}.json",
-        mime="application/json",
-        icon=":material/download:",
-        key=keys.run_download(run_id, "json"),
-    )
+    download("Download CSV", lambda: csv_text(view), f"{stem}.csv", "text/csv",
+             key=keys.run_download(run_id, "csv"), container=d1)  # fmt: skip
+    download("Download JSON", lambda: json_text(view), f"{stem}.json", "application/json",
+             key=keys.run_download(run_id, "json"), container=d2)  # fmt: skip
     st.divider()
     st.markdown("**Side-by-side video** of the frames and their best matching image, at this threshold")
     out_path = settings().renders_dir / f"match-{stem}.mp4"
-    done = follow_job(keys.MATCH_RENDER_JOB)
+    job_key = keys.run_render_job(run_id)
+    done = follow_job(job_key)
     if done is not None:
         frames = done.result.frames if done.status == "done" else 0
-        outcome_notice(keys.MATCH_RENDER_JOB, done, f"Rendered {frames} frames.")
-    show_notice(keys.MATCH_RENDER_JOB)
+        outcome_notice(job_key, done, f"Rendered {frames} frames.")
+    show_notice(job_key)
     r1, r2 = st.columns([1, 3])
     max_render = r1.number_input(
         "Max. frames (0 = all)", 0, 1_000_000, 0, step=100, key=keys.run_render_max(run_id)
     )
-    busy = keys.MATCH_RENDER_JOB in st.session_state
+    busy = job_key in st.session_state
     if r1.button("Render video", disabled=busy, key=keys.run_render(run_id)):
         if not Path(video.path).is_file():
             st.error(f"The video {code_span(video.path)} is gone: rendering needs the original file.")
         else:
             start_job(
-                keys.MATCH_RENDER_JOB,
+                job_key,
                 "render",
                 f"Rendering run #{run_id}",
                 with_index(str(settings().db_path), _render),
@@ -297,11 +287,11 @@ def _exports(view: RunView) -> None:
     if out_path.is_file():
         with r2:
             st.video(str(out_path))
-            st.download_button(
+            download(
                 "Download MP4",
-                data=out_path.read_bytes,
-                file_name=out_path.name,
-                mime="video/mp4",
+                out_path.read_bytes,
+                out_path.name,
+                "video/mp4",
                 key=keys.run_download(run_id, "mp4"),
             )
 

@@ -33,6 +33,12 @@ from db import EmbeddingMatrix, Index
 
 logger = logging.getLogger(__name__)
 
+FOLDER_OPTION = (
+    "the Model box of a new collection on the Collections page (type the folder's path), or "
+    "WEBSSL_MODEL=/path/to/folder when you start the dashboard (./run)"
+)
+"""How a dashboard user passes a local model folder (in the fix of every model error)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -89,7 +95,9 @@ def get_jobs() -> JobManager:
 @st.cache_resource(show_spinner="Loading the model (once per server process)…", max_entries=3)
 def _load_extractor(model: str, revision: str | None, device: str, precision: str) -> FeatureExtractor:
     logger.info("loading model %s (revision %s, %s, %s)", model, revision, device, precision)
-    return FeatureExtractor.load(model, revision=revision, device=device, precision=precision)
+    return FeatureExtractor.load(
+        model, revision=revision, device=device, precision=precision, folder_option=FOLDER_OPTION
+    )
 
 
 def load_extractor(model_id: str | None = None) -> FeatureExtractor:
@@ -105,9 +113,7 @@ def load_extractor(model_id: str | None = None) -> FeatureExtractor:
 
 def model_status(model_id: str) -> ModelAvailability:
     """Whether the weights of ``model_id`` are on this machine, and the fix if not (no loading)."""
-    return model_availability(
-        model_id, folder_option="WEBSSL_MODEL=/path/to/folder (then restart the dashboard)"
-    )
+    return model_availability(model_id, folder_option=FOLDER_OPTION)
 
 
 # -- cached views --------------------------------------------------------------------------

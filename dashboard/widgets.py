@@ -118,14 +118,12 @@ def pick_collection(
     remembered = st.session_state.get(keys.COLLECTION)
     if st.session_state.get(key) not in by_name:
         st.session_state[key] = remembered if remembered in by_name else collections[0].name
-    name = st.selectbox(
-        label,
-        list(by_name),
-        key=key,
-        format_func=lambda n: f"{n} ({by_name[n].image_count:,} images)",
-    )
+    # The options are the names alone: a count inside an option's label went stale in the
+    # browser after indexing (the widget keeps its options' labels); the caption below is redrawn.
+    name = st.selectbox(label, list(by_name), key=key)
     st.session_state[keys.COLLECTION] = name
     coll = by_name[name]
+    st.caption(f"{coll.image_count:,} images · model {code_span(coll.model_id)}")
     if require_images and coll.image_count == 0:
         st.warning(
             f"Collection **{md_escape(coll.name)}** has no images yet: add some on the **Collections** page first."
@@ -252,6 +250,21 @@ def code_span(text: object) -> str:
     fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
     pad = " " if value.startswith("`") or value.endswith("`") else ""
     return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def download(label: str, data, file_name: str, mime: str, *, key: str, container=None) -> None:
+    """A download button that never reruns the page: a rerun on click dropped the file of the
+    button clicked next (``MediaFileStorageError: Deferred file not found``). ``data`` may be
+    bytes or a callable that makes them when clicked."""
+    (container or st).download_button(
+        label,
+        data=data,
+        file_name=file_name,
+        mime=mime,
+        key=key,
+        icon=":material/download:",
+        on_click="ignore",
+    )
 
 
 def page_header(title: str, caption: str) -> None:

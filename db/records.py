@@ -171,7 +171,7 @@ class Segment:
     start_frame: int
     end_frame: int
     start_s: float
-    end_s: float
+    end_s: float  # where the last frame ends (its time plus one frame)
     peak_score: float
     mean_score: float
     frames: int  # matched frames inside the segment

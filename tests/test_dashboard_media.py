@@ -31,3 +31,32 @@ def test_human_size():
     from dashboard.media import human_size
 
     assert human_size(512) == "512 bytes" and human_size(1_500_000) == "1.5 MB"
+
+
+def test_figure_files_are_named_after_the_image_and_mode():
+    """The Explore figure used to download as a generic webssl-maps.png (issue 10)."""
+    from dashboard.media import figure_name
+
+    assert figure_name("poster.jpg", "full") == "poster-full-maps.png"
+    assert figure_name("/x/../holiday photo.PNG", "crop") == "holiday_photo-crop-maps.png"
+    assert figure_name("", "crop") == "image-crop-maps.png"
+
+
+def test_grid_thumbnails_are_squares_and_names_fit_a_line():
+    """Uneven thumbnail heights misaligned the Browse grid's captions and buttons (issue 10)."""
+    import io
+
+    from PIL import Image
+
+    from dashboard.media import THUMB_BACKGROUND, short_name, square_thumbnail
+
+    for size in ((40, 200), (200, 40), (64, 64)):
+        buf = io.BytesIO()
+        Image.new("RGB", size, (200, 30, 30)).save(buf, "JPEG")
+        square = square_thumbnail(buf.getvalue(), 128)
+        assert square.shape == (128, 128, 3)
+    assert (square_thumbnail(None, 32) == THUMB_BACKGROUND).all()
+    assert (square_thumbnail(b"junk", 32) == THUMB_BACKGROUND).all()
+    assert short_name("a" * 20 + ".jpg") == "a" * 20 + ".jpg"
+    long = short_name("holiday-" * 10 + "final.jpg", 28)
+    assert len(long) == 28 and long.startswith("holiday-") and long.endswith("final.jpg")

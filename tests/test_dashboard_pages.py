@@ -130,11 +130,11 @@ def test_home_shows_database_counts_and_model(stored_run):
 def test_home_explains_missing_weights(env, monkeypatch, tmp_path):
     monkeypatch.setenv("WEBSSL_MODEL", str(tmp_path / "no-such-model"))
     at = open_app()
-    warning = " ".join(texts(at.warning))
+    warning = " ".join(plain(at.warning))
     assert "does not exist" in warning and "WEBSSL_MODEL" in warning
     monkeypatch.setenv("WEBSSL_MODEL", "someone/not-downloaded-model")
     at = open_app()
-    warning = " ".join(texts(at.warning))
+    warning = " ".join(plain(at.warning))
     assert "hf download someone/not-downloaded-model" in warning and "HF_HUB_OFFLINE=1" in warning
 
 
@@ -158,24 +158,34 @@ def test_create_index_rename_delete_a_collection(env, image_folder):
     wait_for_job(at, keys.INDEX_JOB)
     assert any("4 added" in s for s in texts(at.success)), texts(at.success)
     assert at.dataframe[0].value["images"].tolist() == [4]
+    # the picker tells the current count (it used to show the count before indexing)
+    assert at.selectbox(key=keys.MANAGE_COLLECTION).options == ["posters"]
+    assert any(c.startswith("4 images") for c in texts(at.caption))
 
     # a bad file in the folder is listed with its reason
     (image_folder.folder / "broken.jpg").write_bytes(b"not a jpeg")
     at.button(key=keys.INDEX_FOLDER_BUTTON).click().run()
     wait_for_job(at, keys.INDEX_JOB)
     assert any("1 failed" in s for s in texts(at.success))
+    section = at.button_group(key=keys.MANAGE_TAB)
+    section.set_value("failures").run()
     failures = [df.value for df in at.dataframe if "reason" in df.value.columns]
     assert failures and failures[0]["file"].str.endswith("broken.jpg").any()
 
-    # rename
+    # rename; the section stays where the user is (tabs jumped back to "Add images")
+    at.button_group(key=keys.MANAGE_TAB).set_value("admin").run()
     at.text_input(key=keys.RENAME_TO).input("renamed")
     at.button[[b.label for b in at.button].index("Rename")].click().run()
     assert any("Renamed" in s for s in texts(at.success))
     assert at.selectbox(key=keys.MANAGE_COLLECTION).value == "renamed"
+    assert at.button_group(key=keys.MANAGE_TAB).value == "admin"
+    at.text_input(key=keys.RENAME_TO).input("renamed").run()  # Enter in "New name"
+    assert at.button_group(key=keys.MANAGE_TAB).value == "admin"
 
     # delete needs the name typed
     at.button[[b.label for b in at.button].index("Delete collection")].click().run()
     assert any("Nothing deleted" in w for w in texts(at.warning))
+    assert at.button_group(key=keys.MANAGE_TAB).value == "admin"
     at.text_input(key=keys.DELETE_CONFIRM).input("renamed").run()
     at.button[[b.label for b in at.button].index("Delete collection")].click().run()
     assert not at.exception
@@ -236,7 +246,9 @@ def test_upload_images_and_index_them(env, image_folder):
 def test_prune_missing_files(filled_db):
     at = open_app("views/collections.py")
     filled_db.paths[0].unlink()
+    at.button_group(key=keys.MANAGE_TAB).set_value("admin").run()
     at.button[[b.label for b in at.button].index("Prune missing files")].click().run()
+    assert at.button_group(key=keys.MANAGE_TAB).value == "admin"
     assert any("Removed 1 images" in s and "alpha.jpg" in s for s in plain(at.success))
 
 
@@ -246,7 +258,18 @@ def test_model_that_cannot_load_is_an_error_not_a_traceback(env, tmp_path):
     at.text_input(key=keys.NEW_MODEL).input(str(tmp_path / "missing-model"))
     at.button(key=keys.CREATE_BUTTON).click().run()
     assert not at.exception
-    assert any("does not exist" in e for e in texts(at.error))
+    assert any("does not exist" in e for e in plain(at.error))
+
+
+def test_missing_weights_say_what_to_do_in_the_dashboard(env):
+    """The fix used to be a CLI flag (--model) that a dashboard user cannot pass (issue 10)."""
+    at = open_app("views/collections.py")
+    at.text_input(key=keys.NEW_NAME).input("x")
+    at.text_input(key=keys.NEW_MODEL).input("someone/not-downloaded-model")
+    at.button(key=keys.CREATE_BUTTON).click().run()
+    error = " ".join(plain(at.error))
+    assert "hf download someone/not-downloaded-model" in error
+    assert "Model box" in error and "WEBSSL_MODEL" in error and "--model" not in error
 
 
 # -- browse -----------------------------------------------------------------------------------------------
@@ -395,9 +418,36 @@ def test_render_the_matched_video(stored_run):
     at = open_app("views/match.py")
     run_id = stored_run.run_id
     at.button(key=keys.run_render(run_id)).click().run()
-    wait_for_job(at, keys.MATCH_RENDER_JOB)
+    wait_for_job(at, keys.run_render_job(run_id))
     assert any("Rendered 40 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
     assert at.get("video")
+
+
+def test_a_render_notice_belongs_to_its_run(stored_run, shots_video, extractor):
+    """Run #1's "Rendered 40 frames." used to show in run #2's Export tab, with no video there."""
+    from core.config import default_db_path
+    from core.matching.pipeline import match_video
+    from core.matching.sampling import Sampling
+    from db import Index
+
+    at = open_app("views/match.py")
+    at.button(key=keys.run_render(stored_run.run_id)).click().run()
+    wait_for_job(at, keys.run_render_job(stored_run.run_id))
+    with Index(default_db_path()) as index:
+        second = match_video(index, shots_video.path, "posters", extractor, sampling=Sampling.every_nth(4))
+    at.run()
+    at.selectbox(key=keys.RUN).set_value(second.run_id).run()
+    assert not any("Rendered" in s for s in texts(at.success))
+    at.selectbox(key=keys.RUN).set_value(stored_run.run_id).run()
+    assert any("Rendered 40 frames" in s for s in texts(at.success))
+
+
+def test_downloads_do_not_rerun_the_page(stored_run):
+    """A rerun after "Download CSV" dropped the JSON button's file (MediaFileStorageError)."""
+    at = open_app("views/match.py")
+    buttons = [b for b in at.get("download_button")]
+    assert {b.proto.label for b in buttons} >= {"Download CSV", "Download JSON"}
+    assert all(b.proto.ignore_rerun for b in buttons)
 
 
 # -- explore and render -------------------------------------------------------------------------------------
@@ -413,6 +463,8 @@ def test_explore_an_uploaded_image(env, image_folder):
     at.radio(key=keys.EXPLORE_MODE).set_value("full").run()
     assert not at.exception, at.exception
     assert not at.error
+    (button,) = [b for b in at.get("download_button") if b.proto.label == "Download the figure (PNG)"]
+    assert button.proto.ignore_rerun
 
 
 def test_explore_an_image_of_a_collection(filled_db):
@@ -496,3 +548,46 @@ def test_hostile_collection_names_show_as_text(env, extractor):
     for text in [*shown, delete_label]:
         assert "![x](" not in text and "**bold**" not in text and ":red[x]" not in text
     assert any("\\!\\[x\\]" in text for text in [*shown, delete_label])
+
+
+def test_browse_pages_can_be_turned_below_the_grid(env, extractor):
+    import io
+
+    from PIL import Image
+
+    from core.config import default_db_path
+    from db import Index, NewImage
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(buf, "JPEG")
+    with Index(default_db_path()) as index:
+        coll = index.create_collection("many", extractor.model_id, extractor.preprocessing.to_json(), 48)
+        rng = np.random.default_rng(0)
+        items = [
+            NewImage(f"/p/{i:03d}.jpg", f"{i:064x}", 40, 30, buf.getvalue(), rng.normal(size=48))
+            for i in range(30)
+        ]
+        index.add_images(coll.id, items)
+    at = open_app("views/browse.py")
+    at.selectbox(key=keys.BROWSE_PAGE_SIZE).set_value(24).run()
+    assert len(at.image) == 24
+    at.button(key=keys.BROWSE_NEXT).click().run()
+    assert at.number_input(key=keys.BROWSE_PAGE).value == 2 and len(at.image) == 6
+    assert at.button(key=keys.BROWSE_NEXT).disabled
+    at.button(key=keys.BROWSE_PREVIOUS).click().run()
+    assert at.number_input(key=keys.BROWSE_PAGE).value == 1
+
+
+def test_job_titles_are_plain_text(env, image_folder):
+    """The Home jobs table showed literal backticks ("Indexing `many` into many2") (issue 10)."""
+    at = open_app("views/collections.py")
+    at.text_input(key=keys.NEW_NAME).input("many2")
+    at.button(key=keys.CREATE_BUTTON).click().run()
+    at.text_input(key=keys.INDEX_FOLDER).input(str(image_folder.folder))
+    at.button(key=keys.INDEX_FOLDER_BUTTON).click().run()
+    wait_for_job(at, keys.INDEX_JOB)
+    home = open_app()
+    jobs = [df.value for df in home.dataframe if "what" in df.value.columns]
+    titles = jobs[0]["what"].tolist()
+    assert f"Indexing {image_folder.folder.name} into many2" in titles
+    assert not any("`" in t for t in titles)

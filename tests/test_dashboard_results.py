@@ -51,11 +51,15 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
     view = load_run(index, summary.run_id)
     rows = segment_rows(view, index.get_thumbnails([s.image_id for s in view.segments]))
     assert [r["image"] for r in rows] == ["alpha.jpg", "beta.png", "gamma.jpg"]
-    assert rows[0]["from"] == "0:00.0" and rows[0]["to"] == "0:01.1"
+    assert rows[0]["from"] == "0:00.0" and rows[0]["to"] == "0:01.2"  # the end of frame 11
     assert rows[0]["preview"].startswith("data:image/jpeg;base64,")
     assert list(rows[0])[:6] == ["preview", "image", "from", "to", "peak", "mean"]
     top = frame_matches(view, 0)
     assert [m.rank for m in top] == [1, 2] and top[0].name == "alpha.jpg" and top[0].score > TEST_THRESHOLD
     assert set(image_labels(view).values()) >= {"alpha.jpg", "beta.png", "gamma.jpg"}
-    assert run_label(index.get_run(summary.run_id)).startswith(f"#{summary.run_id} · shots.mp4 → c · done")
+    label = run_label(index.get_run(summary.run_id))
+    assert label.startswith(f"#{summary.run_id} · shots.mp4 → c · done")
+    # runs with other settings are told apart by their label (issue 10)
+    matched = int(view.matched().sum())
+    assert f"every frame · threshold {TEST_THRESHOLD:.2f} · {matched}/40 matched" in label
     assert "40 frames with results" in run_summary(view) and "every frame" in run_summary(view)

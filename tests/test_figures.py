@@ -33,3 +33,20 @@ def test_composite_figure_and_saved_pictures(extractor, tmp_path):
         np.testing.assert_array_equal(np.asarray(im), maps.pca)
     with pytest.raises(InvalidArgumentError, match="stem"):
         save_image_maps(maps, tmp_path, "a/b")
+
+
+@pytest.mark.parametrize("mode", ["crop", "full"])
+def test_the_colour_bar_is_as_tall_as_its_heat_map(extractor, mode):
+    """The composite's colour bar stuck out past its panel (issue 10)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from core.visual.figures import composite
+
+    maps = image_maps(extractor, pattern_image(3, (240, 480)), mode=mode)
+    fig = composite(maps, title="x.png")
+    FigureCanvasAgg(fig).draw()
+    heat = fig.axes[2].get_window_extent()
+    (bar_axes,) = fig.axes[2].child_axes  # the colour bar lives in an inset of the heat map
+    bar = bar_axes.get_window_extent()
+    assert abs(bar.y0 - heat.y0) < 1 and abs(bar.y1 - heat.y1) < 1
+    assert bar.x1 <= fig.bbox.x1  # inside the picture

@@ -156,3 +156,23 @@ def test_fps_fraction_is_kept(extractor, tmp_path):
     result = render_pca_video(extractor, path, tmp_path / "pca.mp4", panel_height=32, fit_samples=2)
     facts, _ = read_video(result.path)
     assert facts["rate"] == Fraction(30000, 1001)
+
+
+def test_progress_counts_each_stage_against_its_own_total(extractor, shots_video, tmp_path):
+    """The progress of a 40-frame video used to read "44 frames" (fit samples + frames) (issue 10)."""
+    events = []
+    render_pca_video(
+        extractor,
+        shots_video.path,
+        tmp_path / "pca.mp4",
+        panel_height=32,
+        fit_samples=4,
+        progress=events.append,
+    )
+    by_stage = {}
+    for event in events:
+        by_stage.setdefault(event.stage, []).append(event)
+    assert list(by_stage) == ["fitting colours", "rendering"]
+    assert {e.total for e in by_stage["fitting colours"]} == {4}
+    assert {e.total for e in by_stage["rendering"]} == {shots_video.frame_count}
+    assert by_stage["rendering"][-1].done == shots_video.frame_count

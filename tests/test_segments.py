@@ -21,7 +21,9 @@ def test_segments_from_consecutive_frames():
     first = segs[0]
     assert first.peak_score == pytest.approx(0.9)
     assert first.mean_score == pytest.approx(0.8)
-    assert first.start_s == 0 and first.end_s == pytest.approx(0.2) and first.frames == 3
+    # a segment ends where its last frame ends: frames 0.0, 0.1 and 0.2 s cover 0.0–0.3 s
+    assert first.start_s == 0 and first.end_s == pytest.approx(0.3) and first.frames == 3
+    assert first.duration_s == pytest.approx(0.3)
 
 
 def test_threshold_and_gap_tolerance():
@@ -50,9 +52,18 @@ def test_segments_with_sampled_frames_use_real_times():
     fi = np.array([0, 10, 20, 30, 40])
     t = fi / 30.0
     segs = find_segments(fi, t, np.array([3, 3, 3, 3, 3]), np.full(5, 0.8), threshold=0.6, gap_tolerance_s=0)
-    assert len(segs) == 1 and segs[0].end_s == pytest.approx(40 / 30)
+    assert len(segs) == 1 and segs[0].end_s == pytest.approx(50 / 30)  # the last sample stands for 10 frames
 
 
 def test_empty_and_helpers():
     assert find_segments(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), threshold=0.5) == []
     np.testing.assert_array_equal(matched_mask(np.array([0.5, 0.7, np.nan]), 0.6), [False, True, False])
+
+
+def test_a_one_frame_segment_lasts_one_frame():
+    """One-frame segments used to show a duration of 0 (issue 10)."""
+    fi, t, best, sc = _frames([-1, 4, -1], [np.nan, 0.9, np.nan], fps=25.0)
+    (seg,) = find_segments(fi, t, best, sc, threshold=0.6)
+    assert seg.frames == 1 and seg.duration_s == pytest.approx(1 / 25)
+    assert find_segments(fi, t, best, sc, threshold=0.6, min_duration_s=0.04) == [seg]
+    assert find_segments(fi, t, best, sc, threshold=0.6, min_duration_s=0.05) == []

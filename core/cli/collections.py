@@ -23,7 +23,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     with open_index(args, create=True) as index:
         existing = index.find_collection(args.collection)
         fx = load_extractor(args, model_label(args, existing))
-        with progress_bar(args, "indexing") as bar:
+        with progress_bar(args) as bar:
             report = index_images(
                 index, args.collection, args.paths, fx, batch_size=args.batch_size, progress=bar
             )

@@ -121,16 +121,20 @@ def load_extractor(args: argparse.Namespace, model: str | None = None, precision
 class TqdmProgress:
     """A progress callback that draws a tqdm bar on stderr (rate and ETA included)."""
 
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
+    def __init__(self) -> None:
+        self.stage = ""
         self.bar = None
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
+        if self.bar is not None and event.stage != self.stage:  # a new stage gets a bar of its own
+            self.bar.close()
+            self.bar = None
         if self.bar is None:
+            self.stage = event.stage
             self.bar = tqdm(
-                total=event.total, desc=self.desc, unit=f" {event.unit}", dynamic_ncols=True, leave=True
+                total=event.total, desc=event.stage, unit=f" {event.unit}", dynamic_ncols=True, leave=True
             )
         self.bar.update(event.done - self.bar.n)
 
@@ -140,9 +144,9 @@ class TqdmProgress:
 
 
 @contextmanager
-def progress_bar(args: argparse.Namespace, desc: str) -> Iterator[TqdmProgress | None]:
-    """A tqdm progress callback (``None`` with ``-q``), closed when the block ends."""
-    bar = None if getattr(args, "quiet", False) else TqdmProgress(desc)
+def progress_bar(args: argparse.Namespace) -> Iterator[TqdmProgress | None]:
+    """A tqdm progress callback (``None`` with ``-q``): a bar per stage, named after it."""
+    bar = None if getattr(args, "quiet", False) else TqdmProgress()
     try:
         yield bar
     finally:

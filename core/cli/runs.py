@@ -47,7 +47,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)  # fail before loading the model
         fx = load_extractor(args, model_label(args, coll), precision="auto")
-        with progress_bar(args, "matching") as bar:
+        with progress_bar(args) as bar:
             summary = match_video(
                 index,
                 args.video,

@@ -80,7 +80,7 @@ def cmd_render_layers(args: argparse.Namespace) -> int:
     check_render_options(args.out, fps=args.fps)
     img = load_image(args.image)  # fail on bad input before loading the model
     fx = load_extractor(args)
-    with progress_bar(args, "layers") as bar:
+    with progress_bar(args) as bar:
         result = render_layers(
             fx,
             img.rgb,
@@ -114,7 +114,7 @@ def cmd_render_pca(args: argparse.Namespace) -> int:
     )
     probe_video(args.video, compute_hash=False)  # a bad video fails before the model loads
     fx = load_extractor(args)
-    with progress_bar(args, "PCA video") as bar:
+    with progress_bar(args) as bar:
         result = render_pca_video(
             fx,
             args.video,
@@ -139,7 +139,7 @@ def cmd_render_match(args: argparse.Namespace) -> int:
 
     with open_index(args) as index:
         view = load_run(index, args.run_id).relabel(threshold=args.threshold)
-        with progress_bar(args, "match video") as bar:
+        with progress_bar(args) as bar:
             result = render_match_video(
                 view,
                 index.get_thumbnails,

@@ -96,13 +96,16 @@ class Sampling:
             max_interval_s=max_interval_s,
         )
 
-    def describe(self) -> str:
+    def describe(self, *, short: bool = False) -> str:
+        """What frames are analysed, in words (``short``: without the change-driven thresholds)."""
         if self.mode == "every":
             return "every frame"
         if self.mode == "stride":
             return f"every {self.stride}th frame" if self.stride != 1 else "every frame"
         if self.mode == "fps":
             return f"{self.fps:g} frames per second"
+        if short:
+            return f"change-driven (refresh {self.max_interval_s:g} s)"
         return (
             f"change-driven (change ≥ {self.change_threshold:g}, cut ≥ {self.cut_threshold:g}, "
             f"refresh every {self.max_interval_s:g} s)"

@@ -29,7 +29,9 @@ def find_segments(
     A frame is matched when its best score is ≥ ``threshold``. Matched frames of the same image
     form one segment while the stretch between two of them (frames below threshold or showing
     another image) lasts at most ``gap_tolerance_s``; with a tolerance of 0, only directly
-    consecutive frames join. Segments shorter than ``min_duration_s`` are dropped.
+    consecutive frames join. A segment ends where its last frame ends (its time plus one frame
+    step, the median interval between recorded frames), so one frame lasts 1/fps, not 0.
+    Segments shorter than ``min_duration_s`` are dropped.
 
     Arrays are per recorded frame, in frame order. Returns segments sorted by start.
     """
@@ -59,7 +61,7 @@ def find_segments(
                 start_frame=int(fi[p[0]]),
                 end_frame=int(fi[p[-1]]),
                 start_s=float(t[p[0]]),
-                end_s=float(t[p[-1]]),
+                end_s=float(t[p[-1]]) + step,  # the end of its last frame: one frame lasts 1/fps
                 peak_score=float(sc[p].max()),
                 mean_score=float(sc[p].mean()),
                 frames=len(p),

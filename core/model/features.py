@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from core.model.loading import LoadedModel, load_model
+from core.model.source import CLI_FOLDER_OPTION
 from core.model.preprocess import Preprocessing, preprocess_images
 
 logger = logging.getLogger(__name__)
@@ -80,9 +81,12 @@ class FeatureExtractor:
         revision: str | None = None,
         device: str = "auto",
         precision: str = "fp32",
+        folder_option: str = CLI_FOLDER_OPTION,
     ) -> FeatureExtractor:
-        """Load a model (see :func:`core.model.load_model`) and wrap it."""
-        return cls(load_model(model, revision=revision, device=device, precision=precision))
+        """Load a model (see :func:`core.model.loading.load_model`) and wrap it."""
+        return cls(
+            load_model(model, revision=revision, device=device, precision=precision, folder_option=folder_option)
+        )
 
     # -- identity ------------------------------------------------------------------------
     @property

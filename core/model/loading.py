@@ -17,7 +17,7 @@ import torch
 from core.errors import ModelLoadError
 from core.model.precision import DTYPES, apply_precision, resolve_precision
 from core.model.preprocess import Preprocessing
-from core.model.source import ModelSource, how_to_fix, offline, resolve_source
+from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _explain(source: ModelSource, err: BaseException) -> str:
+def _explain(source: ModelSource, err: BaseException, folder_option: str) -> str:
     """Map Hub / transformers errors to one clear sentence plus the fix."""
     chain: list[BaseException] = []
     e: BaseException | None = err
@@ -101,7 +101,7 @@ def _explain(source: ModelSource, err: BaseException) -> str:
         why = f"the folder is not a usable model ({str(err).splitlines()[0][:200]})"
     else:
         why = str(err).splitlines()[0][:300]
-    return f"Cannot load model {source.label!r}: {why}. {how_to_fix(source.model_id)}"
+    return f"Cannot load model {source.label!r}: {why}. {how_to_fix(source.model_id, folder_option)}"
 
 
 def load_model(
@@ -110,6 +110,7 @@ def load_model(
     revision: str | None = None,
     device: str | torch.device = "auto",
     precision: str = "fp32",
+    folder_option: str = CLI_FOLDER_OPTION,
 ) -> LoadedModel:
     """Load a DINOv2-family backbone and its preprocessing settings.
 
@@ -118,6 +119,8 @@ def load_model(
         revision: Hub branch, tag or commit (ignored for folders).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         precision: ``fp32`` (default), ``bf16``, ``fp16``, ``int8`` or ``auto``.
+        folder_option: how the caller's user passes a local model folder (the error
+            messages' fix says it: a CLI flag, or the dashboard's way).
 
     Returns:
         The model in eval mode on ``device``.
@@ -141,12 +144,12 @@ def load_model(
                 if not _hub_reachable():
                     raise ModelLoadError(
                         f"Cannot load model {source.label!r}: it is not in the local cache and "
-                        f"huggingface.co cannot be reached (no network?). {how_to_fix(source.model_id)}"
+                        f"huggingface.co cannot be reached (no network?). {how_to_fix(source.model_id, folder_option)}"
                     ) from None
     try:
         config = AutoConfig.from_pretrained(source.model_id, **kwargs)
     except (OSError, ValueError, KeyError) as err:
-        raise ModelLoadError(_explain(source, err)) from err
+        raise ModelLoadError(_explain(source, err, folder_option)) from err
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelLoadError(
             f"Model {source.label!r} is a {config.model_type!r} model; this tool needs a DINOv2-family "
@@ -157,7 +160,7 @@ def load_model(
             source.model_id, use_safetensors=True, dtype=torch.float32, **kwargs
         )
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelLoadError(_explain(source, err)) from err
+        raise ModelLoadError(_explain(source, err, folder_option)) from err
     backbone.eval()
     try:
         processor = AutoImageProcessor.from_pretrained(source.model_id, **kwargs)

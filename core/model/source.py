@@ -64,7 +64,11 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def how_to_fix(model_id: str, folder_option: str = "--model /path/to/model") -> str:
+CLI_FOLDER_OPTION = "--model /path/to/model"
+"""How a command-line user passes a local model folder (see :func:`how_to_fix`)."""
+
+
+def how_to_fix(model_id: str, folder_option: str = CLI_FOLDER_OPTION) -> str:
     """What a user does when a model's weights are missing (``folder_option``: how to pass a folder)."""
     return (
         f"To fix: on a machine with internet run `hf download {model_id}` once (it is cached under "
@@ -83,7 +87,7 @@ class ModelAvailability:
     fix: str  # what to do when not available ("" when available)
 
 
-def model_availability(model: str, folder_option: str = "--model /path/to/model") -> ModelAvailability:
+def model_availability(model: str, folder_option: str = CLI_FOLDER_OPTION) -> ModelAvailability:
     """Look for the weights of ``model`` (a folder, or a Hub id in the Hugging Face cache).
 
     Cheap: looks at files only; never loads the model or touches the network.

@@ -29,8 +29,21 @@ def _describe(maps: ImageMaps) -> str:
     return f"input: {what} {w}x{h}"
 
 
+def _colour_bar(fig, image, ax) -> None:
+    """The heat map's colour bar in an inset of its own axes: exactly as tall, never past it."""
+    bar = fig.colorbar(image, cax=ax.inset_axes((1.03, 0.0, 0.045, 1.0)))
+    bar.set_label("cosine similarity", fontsize=10)
+    fig.get_layout_engine().set(w_pad=0.12)  # room for the bar and its labels on the right
+
+
 def composite_figure(maps: ImageMaps, *, title: str | None = None, dpi: int = 100) -> np.ndarray:
     """Original | PCA | similarity heat map with a colour bar, as one RGB uint8 picture."""
+    return _figure_to_rgb(composite(maps, title=title, dpi=dpi))
+
+
+def composite(maps: ImageMaps, *, title: str | None = None, dpi: int = 100):
+    """The matplotlib Figure of :func:`composite_figure` (its colour bar is exactly as tall as
+    the heat map beside it)."""
     from matplotlib.figure import Figure
 
     h, w = maps.image.shape[:2]
@@ -39,7 +52,7 @@ def composite_figure(maps: ImageMaps, *, title: str | None = None, dpi: int = 10
     panel_w = min(4.0 * aspect, 4.8)  # wide frames: keep the whole figure about 16 inches wide
     panel_h = panel_w / aspect
     fig = Figure(
-        figsize=(3 * panel_w + 1.4, panel_h + (1.3 if title else 0.9)), dpi=dpi, layout="constrained"
+        figsize=(3 * panel_w + 1.6, panel_h + (1.3 if title else 0.9)), dpi=dpi, layout="constrained"
     )
     axes = fig.subplots(1, 3)
     axes[0].imshow(maps.image)
@@ -54,11 +67,10 @@ def composite_figure(maps: ImageMaps, *, title: str | None = None, dpi: int = 10
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    bar = fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03)
-    bar.set_label("cosine similarity", fontsize=10)
+    _colour_bar(fig, im, axes[2])
     if title:
         fig.suptitle(title, fontsize=13, parse_math=False)  # a file name is text, never mathtext
-    return _figure_to_rgb(fig)
+    return fig
 
 
 def similarity_figure(maps: ImageMaps, *, dpi: int = 100) -> np.ndarray:
@@ -75,7 +87,7 @@ def similarity_figure(maps: ImageMaps, *, dpi: int = 100) -> np.ndarray:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title("patch-to-[CLS] cosine similarity", fontsize=11)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("cosine similarity", fontsize=10)
+    _colour_bar(fig, im, ax)
     return _figure_to_rgb(fig)
 
 

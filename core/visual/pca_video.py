@@ -120,7 +120,7 @@ def _fit_video_pca(
             borders.append(edge[keep])
         used.extend(batch.index.tolist())
         if reporter is not None:
-            reporter.update(reporter.done + len(batch.index), "fitting colours")
+            reporter.update(reporter.done + len(batch.index))
     if not samples or grid is None:
         raise RenderError(f"{video_path}: no frame could be decoded to fit the colours")
     x = np.concatenate(samples)
@@ -222,8 +222,9 @@ def render_pca_video(
     if not fps and not source_fps:
         logger.warning("%s does not say its frame rate; writing %g fps", video_path, DEFAULT_FPS)
     n_fit = len(_sample_indices(total, fit_samples))
-    reporter = ProgressReporter("rendering", "frames", n_fit + total, progress, cancel)
-    reporter.update(0, "fitting colours")
+    # two stages, each with its own count: the frames the colours are fitted on, then every frame
+    fitting = ProgressReporter("fitting colours", "frames", n_fit, progress, cancel)
+    fitting.update(0)
     fitted = _fit_video_pca(
         extractor,
         video_path,
@@ -233,9 +234,10 @@ def render_pca_video(
         batch_size=batch_size,
         background_threshold=None,
         max_patches=MAX_FIT_PATCHES,
-        reporter=reporter,
+        reporter=fitting,
     )
-    reporter.update(n_fit, "rendering")
+    reporter = ProgressReporter("rendering", "frames", total, progress, cancel)
+    reporter.update(0)
     rows, cols = fitted.grid
     pw, ph = panel_dims(panel_height, rows, cols)
     done = 0
@@ -254,7 +256,7 @@ def render_pca_video(
                 frame = panel if views is None else np.hstack([fit_to(views[j], pw, ph), panel])
                 writer.write(label(frame, f"frame {i}  {format_time(t)}"))
             done += len(batch.index)
-            reporter.update(n_fit + done)
+            reporter.update(done)
     width, height = writer.size or (0, 0)
     if writer.frames_written == 0:
         raise RenderError(f"{video_path}: no frames decoded")

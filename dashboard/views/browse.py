@@ -13,7 +13,7 @@ from core.matching.search import neighbours, search
 from core.media.images import decode_image_bytes, load_image
 from core.model.features import l2_normalize
 from dashboard import keys
-from dashboard.media import human_size
+from dashboard.media import human_size, short_name, square_thumbnail
 from dashboard.state import get_embedding_matrix, get_index, get_thumbnails, load_extractor
 from dashboard.widgets import IMAGE_TYPES, code_span, md_escape, page_header, pick_collection, show_error
 from db import NotFoundError
@@ -49,15 +49,10 @@ def image_grid(
             image_id = ids[pos]
             rec = records.get(image_id)
             with col:
-                if image_id in thumbs:
-                    st.image(thumbs[image_id], width="stretch")
-                else:
-                    st.caption("(no thumbnail)")
                 name = rec.name if rec else f"#{image_id}"
-                label = (
-                    f"{md_escape(name)} · **{scores[pos]:.3f}**" if scores is not None else md_escape(name)
-                )
-                st.caption(label)
+                st.image(square_thumbnail(thumbs.get(image_id)), width="stretch")
+                short = md_escape(short_name(name))
+                st.caption(f"{short} · **{scores[pos]:.3f}**" if scores is not None else short, help=name)
                 st.button(
                     "Open", key=f"{key}-{image_id}-{pos}", on_click=_open, args=(image_id,), width="stretch"
                 )
@@ -167,3 +162,14 @@ else:
     records = index.list_images(coll.id, offset=offset, limit=page_size, name_filter=name_filter or None)
     st.caption(f"Images {offset + 1:,}–{offset + len(records):,} of {total:,}, ordered by path.")
     image_grid([r.id for r in records], key="grid")
+    if pages > 1:  # a pager below the grid too: no scrolling back up to turn the page
+
+        def _turn(step: int) -> None:
+            st.session_state[keys.BROWSE_PAGE] = min(
+                pages, max(1, int(st.session_state[keys.BROWSE_PAGE]) + step)
+            )
+
+        p1, p2, p3 = st.columns([1, 2, 1])
+        p1.button("← Previous page", on_click=_turn, args=(-1,), disabled=page <= 1, key=keys.BROWSE_PREVIOUS)
+        p2.caption(f"Page {int(page):,} of {pages:,}")
+        p3.button("Next page →", on_click=_turn, args=(1,), disabled=page >= pages, key=keys.BROWSE_NEXT)

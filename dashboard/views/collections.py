@@ -125,8 +125,20 @@ if coll is None:
     st.stop()
 job_running = keys.INDEX_JOB in st.session_state
 
-add_tab, failures_tab, admin_tab = st.tabs(
-    ["Add images", f"Failed files ({coll.failure_count})", "Prune, rename, delete"]
+# A segmented control keeps its choice across reruns (tabs jump back to the first after an action).
+SECTIONS = {
+    "add": "Add images",
+    "failures": f"Failed files ({coll.failure_count})",
+    "admin": "Prune, rename, delete",
+}
+section = st.segmented_control(
+    "Section",
+    list(SECTIONS),
+    format_func=SECTIONS.get,
+    key=keys.MANAGE_TAB,
+    default="add",
+    required=True,
+    label_visibility="collapsed",
 )
 
 
@@ -149,7 +161,7 @@ def _start_indexing(collection: str, model_id: str, paths: list[str], recursive:
     st.rerun()
 
 
-with add_tab:
+if section == "add":
     upload_col, folder_col = st.columns(2, gap="large")
     with upload_col:
         st.markdown("**Upload images**")
@@ -200,7 +212,7 @@ with add_tab:
         "so re-indexing a folder is cheap. Indexing can be cancelled; finished batches are kept."
     )
 
-with failures_tab:
+if section == "failures":
     failures = index.list_failures(coll.id)
     if not failures:
         st.success("No failed files.")
@@ -273,7 +285,7 @@ def _delete(name: str) -> None:
     set_notice(keys.ADMIN_NOTICE, "success", f"Deleted collection **{md_escape(name)}**.")
 
 
-with admin_tab:
+if section == "admin":
     st.markdown("**Prune missing files**")
     st.caption(
         "Removes images whose original file was moved or deleted (their embeddings and matches go too)."

@@ -13,9 +13,9 @@ from core.visual.drawing import upscale_nearest
 from core.visual.figures import composite_figure
 from core.visual.maps import ImageMaps, image_maps, layer_grids
 from dashboard import keys
-from dashboard.media import png_bytes
+from dashboard.media import figure_name, png_bytes
 from dashboard.state import get_index, load_extractor
-from dashboard.widgets import code_span, image_source, page_header, show_error
+from dashboard.widgets import code_span, download, image_source, page_header, show_error
 
 SHORT_SIDES = [224, 336, FULL_SHORT_SIDE, 560, 672]
 
@@ -71,6 +71,8 @@ with opt_col:
         key=keys.EXPLORE_SUPPRESS,
         help="Black out patches the first PCA component marks as background.",
     )
+    # here, not above the third picture: there it pushed that picture below the other two
+    overlay = st.toggle("Blend the similarity over the image", value=True, key=keys.EXPLORE_OVERLAY)
 
 if chosen is None:
     st.info("Upload an image or pick one from a collection to see its feature maps.")
@@ -91,19 +93,19 @@ st.caption(
 c1, c2, c3 = st.columns(3)
 c1.image(maps.image, caption="Model input", width="stretch")
 c2.image(maps.pca, caption="PCA of the patch features", width="stretch")
-overlay = c3.toggle("Blend over the image", value=True, key=keys.EXPLORE_OVERLAY)
 lo, hi = maps.similarity_range
 c3.image(
     maps.overlay if overlay else maps.similarity_rgb,
     caption=f"Similarity to [CLS] ({lo:.2f} … {hi:.2f}, viridis: dark low, yellow high)",
     width="stretch",
 )
-st.download_button(
+name = image.path.rsplit("/", 1)[-1]
+download(
     "Download the figure (PNG)",
-    data=lambda: png_bytes(composite_figure(maps, title=image.path.rsplit("/", 1)[-1])),
-    file_name="webssl-maps.png",
-    mime="image/png",
-    icon=":material/download:",
+    lambda: png_bytes(composite_figure(maps, title=name)),
+    figure_name(name, maps.mode),
+    "image/png",
+    key=keys.EXPLORE_DOWNLOAD,
 )
 
 st.subheader("Layer by layer")

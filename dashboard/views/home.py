@@ -11,6 +11,8 @@ from dashboard.pages import HOME, PAGES
 from dashboard.state import get_index, get_jobs, model_status, settings
 from dashboard.widgets import code_span, md_escape, page_header
 
+CARD_HEIGHT = 116  # px: a link and a two-line blurb
+
 s = settings()
 page_header(
     "WebSSL Lens",
@@ -69,7 +71,7 @@ with right, st.container(border=True):
 st.subheader("Pages")
 others = [p for p in PAGES if p is not HOME]
 for col, page in zip(st.columns(len(others)), others, strict=True):
-    with col, st.container(border=True):
+    with col, st.container(border=True, height=CARD_HEIGHT):  # one height: the cards line up
         st.page_link(page.path, label=page.title, icon=page.icon)
         st.caption(page.blurb)
 

@@ -20,6 +20,7 @@ from dashboard.state import get_index, load_extractor, settings
 from dashboard.uploads import sanitize_filename
 from dashboard.widgets import (
     code_span,
+    download,
     follow_job,
     image_source,
     outcome_notice,
@@ -56,24 +57,12 @@ def show_result(result: RenderResult, key: str) -> None:
         f"{result.frames} frames · {result.width}×{result.height} · {result.fps:g} fps · {code_span(result.path)}"
     )
     b1, b2 = st.columns(2)
-    b1.download_button(
-        "Download MP4",
-        data=lambda: result.path.read_bytes(),
-        file_name=result.path.name,
-        mime="video/mp4",
-        icon=":material/download:",
-        key=f"{key}-mp4",
-    )
+    download("Download MP4", result.path.read_bytes, result.path.name, "video/mp4",
+             key=keys.download(key, "mp4"), container=b1)  # fmt: skip
     if result.gif is not None and result.gif.is_file():
         st.image(str(result.gif), caption="GIF")
-        b2.download_button(
-            "Download GIF",
-            data=lambda: result.gif.read_bytes(),
-            file_name=result.gif.name,
-            mime="image/gif",
-            icon=":material/download:",
-            key=f"{key}-gif",
-        )
+        download("Download GIF", result.gif.read_bytes, result.gif.name, "image/gif",
+                 key=keys.download(key, "gif"), container=b2)  # fmt: skip
 
 
 def poll(job_key: str) -> bool:
@@ -198,6 +187,8 @@ with recent_tab:
         st.info("Nothing rendered yet.")
     else:
         by_name = {p.name: p for p in files}
+        if st.session_state.get(keys.RECENT_NEWEST) != files[0].name:  # something new: show it
+            st.session_state[keys.RECENT_NEWEST] = st.session_state[keys.RECENT] = files[0].name
         name = st.selectbox(
             "Rendered video",
             list(by_name),
@@ -206,11 +197,4 @@ with recent_tab:
         )
         path = by_name[name]
         st.video(str(path))
-        st.download_button(
-            "Download",
-            data=path.read_bytes,
-            file_name=path.name,
-            mime="video/mp4",
-            key=keys.RECENT_DOWNLOAD,
-            icon=":material/download:",
-        )
+        download("Download", path.read_bytes, path.name, "video/mp4", key=keys.RECENT_DOWNLOAD)
