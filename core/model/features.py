@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from core.model.loading import LoadedModel, load_model
-from core.model.source import CLI_FOLDER_OPTION
 from core.model.preprocess import Preprocessing, preprocess_images
+from core.model.source import CLI_FOLDER_OPTION
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ class FeatureExtractor:
     ) -> FeatureExtractor:
         """Load a model (see :func:`core.model.loading.load_model`) and wrap it."""
         return cls(
-            load_model(model, revision=revision, device=device, precision=precision, folder_option=folder_option)
+            load_model(
+                model, revision=revision, device=device, precision=precision, folder_option=folder_option
+            )
         )
 
     # -- identity ------------------------------------------------------------------------
