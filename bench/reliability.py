@@ -626,7 +626,7 @@ def run(
     sizes = QUICK if quick else Sizes()
     if _run(_build, str(work), sizes) != 0:
         raise RuntimeError("building the test material failed")
-    results: dict = {"machine": _machine(), **asdict(sizes)}
+    results: dict = {"machine": _machine(), **asdict(sizes), "work": str(work)}
     steps = [
         ("kills_during_index", lambda: asdict(kills_during_index(work, index_kills, sizes.pictures))),
         ("kills_during_match", lambda: asdict(kills_during_match(work, match_kills))),
@@ -681,8 +681,10 @@ def markdown(results: dict) -> str:
         "| kind | input | exit | what the user sees |",
         "|---|---|---:|---|",
     ]
+    work = results.get("work", "")
     for c in cases:
-        says = c["says"].replace("|", "\\|").replace("\n", "\\n")
+        says = c["says"].replace(work + "/corpus/", "…/") if work else c["says"]
+        says = says.replace("|", "\\|").replace("\n", "\\n")
         if len(says) > 110:
             says = says[:107] + "..."
         name = c["name"].replace("\n", "\\n").replace("|", "\\|")
