@@ -18,7 +18,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -144,40 +143,78 @@ def _run(target: Callable, *args, timeout: float = 600) -> int:
     return proc.exitcode
 
 
-# -- reading the index from the parent (the standard library only) -------------------------
-def _query(db: str, sql: str, params: tuple = ()) -> list[tuple]:
+# -- reading the index from the parent (read-only, through the db API) --------------------
+@contextlib.contextmanager
+def _opened(db: str):
+    """The index opened read-only, or None where there is no complete index yet."""
+    from db import DatabaseOpenError, Index, ReadOnlyDatabaseError
+
     if not Path(db).exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        yield None
+        return
     try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+        index = Index(db, readonly=True)
+    except (DatabaseOpenError, ReadOnlyDatabaseError):
+        yield None
+        return
+    with index:
+        yield index
 
 
 def _integrity(db: str) -> bool:
-    return _query(db, "PRAGMA integrity_check") == [("ok",)]
+    """The file passes SQLite's integrity check (workers are killed only after they opened it)."""
+    with _opened(db) as index:
+        return index is not None and index.integrity_ok()
 
 
 def _images(db: str, collection: str) -> dict[str, bytes]:
-    """path -> embedding blob of the collection's images."""
-    rows = _query(
-        db,
-        "SELECT i.path, e.vector FROM images i JOIN image_embeddings e ON e.image_id = i.id "
-        "JOIN collections c ON c.id = i.collection_id WHERE c.name = ?",
-        (collection,),
-    )
-    return dict(rows)
+    """path -> embedding bytes of the collection's images."""
+    with _opened(db) as index:
+        found = index.find_collection(collection) if index is not None else None
+        if found is None:
+            return {}
+        matrix = index.load_embeddings(found.id)
+        paths = index.image_paths(matrix.image_ids)
+        return {paths[int(i)]: row.tobytes() for i, row in zip(matrix.image_ids, matrix.vectors, strict=True)}
 
 
-def _frames(db: str) -> dict[tuple[int, int], tuple[int, float]]:
-    """(frame, rank) -> (image path's file name, score) of the newest run."""
-    rows = _query(
-        db,
-        "SELECT m.frame_index, m.rank, i.path, m.score FROM frame_matches m JOIN images i ON i.id = m.image_id "
-        "WHERE m.run_id = (SELECT max(id) FROM runs)",
-    )
-    return {(f, r): (Path(p).name, s) for f, r, p, s in rows}
+def _runs(db: str) -> list:
+    """The runs, oldest first."""
+    with _opened(db) as index:
+        return [] if index is None else index.list_runs()[::-1]
+
+
+def _run_frames(db: str, nth: int) -> set[int]:
+    """The frames that the ``nth`` run (oldest first) has results for."""
+    with _opened(db) as index:
+        runs = [] if index is None else index.list_runs()[::-1]
+        return set(index.load_frame_results(runs[nth].id).frame_index.tolist()) if nth < len(runs) else set()
+
+
+def _frames(db: str) -> dict[tuple[int, int], tuple[str, float]]:
+    """(frame, rank) -> (image file name, score) of the newest run."""
+    with _opened(db) as index:
+        runs = [] if index is None else index.list_runs(limit=1)
+        if not runs:
+            return {}
+        res = index.load_frame_results(runs[0].id)
+        paths = index.image_paths(res.image_ids[res.image_ids >= 0])
+    return {
+        (int(f), rank + 1): (Path(paths[int(i)]).name, float(s))
+        for f, ids, scores in zip(res.frame_index, res.image_ids, res.scores, strict=True)
+        for rank, (i, s) in enumerate(zip(ids, scores, strict=True))
+        if i >= 0
+    }
+
+
+def _paths_in(db: str, collection: str) -> tuple[int, int]:
+    """(rows, distinct paths) of a collection."""
+    with _opened(db) as index:
+        found = index.find_collection(collection) if index is not None else None
+        if found is None:
+            return 0, 0
+        images = index.list_images(found.id, limit=1_000_000)
+        return len(images), len({i.path for i in images})
 
 
 def _kill_loop(
@@ -239,14 +276,13 @@ def kills_during_match(work: Path, kills: int, seed: int = 1) -> KillReport:
     for path in (db, clean):
         _run(_index_worker, str(work), path, "pictures", _CTX.Event())
 
-    def rows(round_: int) -> set:  # the frames of the round's run (one run per round)
-        sql = "SELECT frame_index FROM run_frames WHERE run_id = (SELECT id FROM runs ORDER BY id LIMIT 1 OFFSET ?)"
-        return {row[0] for row in _query(db, sql, (round_,))}
-
-    report, last = _kill_loop(_match_worker, lambda _r: (str(work), db), rows, kills, seed)
+    # the frames of the round's run (one run per round)
+    report, last = _kill_loop(
+        _match_worker, lambda _r: (str(work), db), lambda r: _run_frames(db, r), kills, seed
+    )
     _run(_match_worker, str(work), db, _CTX.Event())
     _run(_match_worker, str(work), clean, _CTX.Event())
-    runs = _query(db, "SELECT id, status FROM runs ORDER BY id")
+    runs = [(run.id, run.status) for run in _runs(db)]
     resumed, reference = _frames(db), _frames(clean)
     same = resumed.keys() == reference.keys() and all(
         resumed[k][0] == reference[k][0] and abs(resumed[k][1] - reference[k][1]) < 1e-6 for k in reference
@@ -329,15 +365,9 @@ def concurrency(work: Path) -> ConcurrencyReport:
             report.reads += ok
         else:
             report.writes_ok += ok
-    shared = _query(
-        db,
-        "SELECT count(*), count(DISTINCT path) FROM images WHERE collection_id = "
-        "(SELECT id FROM collections WHERE name = 'shared')",
-    )
-    if shared and shared[0][0] != shared[0][1]:
-        report.other_errors.append(
-            f"the shared collection holds {shared[0][0]} rows for {shared[0][1]} paths"
-        )
+    rows, paths = _paths_in(db, "shared")
+    if rows != paths:
+        report.other_errors.append(f"the shared collection holds {rows} rows for {paths} paths")
     return report
 
 
@@ -491,9 +521,9 @@ def _corpus(work: str, queue) -> None:
     databases: dict[str, Callable[[Path], None]] = {
         "random.sqlite": lambda p: p.write_bytes(rng.integers(0, 256, 8192, dtype=np.uint8).tobytes()),
         "folder.sqlite": lambda p: p.mkdir(),
-        "notes.sqlite": lambda p: _sqlite(p, "CREATE TABLE notes (text TEXT)"),
-        "negative-version.sqlite": lambda p: _sqlite(p, "CREATE TABLE collections (id INTEGER)", version=-1),
-        "version-0-tables.sqlite": lambda p: _sqlite(p, "CREATE TABLE collections (id INTEGER)", version=0),
+        "notes.sqlite": lambda p: _sqlite(p, "notes"),
+        "negative-version.sqlite": lambda p: _sqlite(p, "collections", version=-1),
+        "version-0-tables.sqlite": lambda p: _sqlite(p, "collections", version=0),
         "too-new.sqlite": lambda p: (p.write_bytes(good), _sqlite(p, None, version=99)),
         "truncated.sqlite": lambda p: p.write_bytes(good[: len(good) // 3]),
         "empty.sqlite": lambda p: p.write_bytes(b""),
@@ -547,14 +577,17 @@ def _audio_only(path: Path) -> None:
             out.mux(packet)
 
 
-def _sqlite(path: Path, sql: str | None, version: int | None = None) -> None:
-    conn = sqlite3.connect(path)
-    if sql:
-        conn.execute(sql)
+def _sqlite(path: Path, table: str | None, version: int | None = None) -> None:
+    """A SQLite file that is not (or not yet, or no longer) an index: one table of one column."""
+    import sqlite_utils
+
+    db = sqlite_utils.Database(path)
+    if table:
+        db[table].create({"id": int})
     if version is not None:
-        conn.execute(f"PRAGMA user_version = {version}")
-    conn.commit()
-    conn.close()
+        db.execute(f"PRAGMA user_version = {version}")
+    db.conn.commit()
+    db.close()
 
 
 def bad_inputs(work: Path) -> list[CorpusCase]:

@@ -169,6 +169,11 @@ class Store:
         with self._lock:
             return _schema_version(self.db)
 
+    def integrity_ok(self) -> bool:
+        """SQLite's full ``integrity_check`` passes: no damaged page, index or constraint."""
+        row = self._row("PRAGMA integrity_check")
+        return row is not None and tuple(row) == ("ok",)
+
     def stats(self) -> DbStats:
         """File size and row counts."""
         row = self._row(

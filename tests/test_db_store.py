@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DIM, MODEL, new_image
+from conftest import DIM, MODEL, PREPROCESSING, new_image
 from db import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DatabaseError,
@@ -157,6 +157,24 @@ def test_stats(index, collection, video):
     assert stats.path == index.path
     assert (stats.collections, stats.images, stats.videos, stats.runs, stats.cached_frames) == (1, 3, 1, 1, 2)
     assert stats.size_bytes > 0
+
+
+def test_integrity_check(tmp_path):
+    from db import Index
+
+    path = tmp_path / "i.sqlite"
+    with Index(path) as index:
+        coll = index.create_collection("c", MODEL, PREPROCESSING, DIM)
+        index.add_images(coll.id, [new_image(i) for i in range(400)])
+        assert index.integrity_ok()
+        index.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for offset in range(len(data) // 2 // page * page, len(data) - page, 2 * page):  # rows, not the schema
+        data[offset + 8 : offset + 200] = bytes(range(192))
+    path.write_bytes(bytes(data))
+    with Index(path, readonly=True) as index:
+        assert not index.integrity_ok()
 
 
 def test_errors_are_user_facing():
