@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,44 @@ import plotly.graph_objects as go
 
 from core.visual.colours import NO_MATCH, image_colour
 
-# Above this many points a trace is drawn with WebGL (go.Scattergl); below, SVG is crisper.
-WEBGL_MIN_POINTS = 5000
 THRESHOLD_COLOR = "#dc2626"
 MATCHED_COLOR = "#1f77b4"
 SELECTED_COLOR = "#111827"
+
+
+def figure(traces: list[dict], layout: dict) -> go.Figure:
+    """A Plotly figure from plain dicts, without Plotly's per-property validation: building and
+    validating trace objects took ~200 ms a chart, most of a rerun's time on a long run."""
+    return go.Figure(data=traces, layout=layout, _validate=False)
+
+
+def _threshold_line(threshold: float, axis: str) -> tuple[dict, dict]:
+    """The threshold as a dashed line (horizontal on the timeline, vertical on the histogram)."""
+    if axis == "y":
+        shape = {
+            "type": "line",
+            "xref": "paper",
+            "x0": 0,
+            "x1": 1,
+            "yref": "y",
+            "y0": threshold,
+            "y1": threshold,
+        }
+        note = {"xref": "paper", "x": 0, "yref": "y", "y": threshold, "xanchor": "left", "yanchor": "bottom"}
+    else:
+        shape = {
+            "type": "line",
+            "yref": "paper",
+            "y0": 0,
+            "y1": 1,
+            "xref": "x",
+            "x0": threshold,
+            "x1": threshold,
+        }
+        note = {"yref": "paper", "y": 1, "xref": "x", "x": threshold, "xanchor": "left", "yanchor": "bottom"}
+    shape["line"] = {"color": THRESHOLD_COLOR, "dash": "dash", "width": 1.5}
+    note |= {"text": f"threshold {threshold:.2f}", "showarrow": False, "font": {"color": THRESHOLD_COLOR}}
+    return shape, note
 
 
 def unique_labels(image_ids: np.ndarray, names: Mapping[int, str]) -> dict[int, str]:
@@ -35,134 +69,194 @@ def unique_labels(image_ids: np.ndarray, names: Mapping[int, str]) -> dict[int, 
     return {i: (label if counts[label] == 1 else f"{label} (#{i})") for i, label in base.items()}
 
 
-def _scatter(n_points: int):
-    return go.Scattergl if n_points >= WEBGL_MIN_POINTS else go.Scatter
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """What the timeline draws of a run (or a window of it): at most ``buckets`` points.
+
+    A long run has far more frames than the chart has pixels (an hour is 108,000 frames for
+    ~1,500 pixels): frames are grouped into equal stretches of time, and each stretch is drawn
+    by its frame with the highest score (so no peak is lost; its frame number is what a click
+    selects) plus the lowest score (the grey band: no dip is hidden either). A window with
+    fewer frames than buckets shows every frame.
+    """
+
+    time_s: np.ndarray  # the representative frame of each bucket
+    frame_index: np.ndarray
+    score: np.ndarray
+    image: np.ndarray
+    matched: np.ndarray
+    low: np.ndarray  # the lowest score in each bucket (the band's lower edge)
+    frames: int  # frames in the window
+    decimated: bool
 
 
-def timeline_figure(
+def decimate(
     time_s: np.ndarray,
     frame_index: np.ndarray,
     best_score: np.ndarray,
     best_image: np.ndarray,
     matched: np.ndarray,
-    names: Mapping[int, str],
-    threshold: float,
     *,
-    selected_time: float | None = None,
-    max_images: int = 12,
-    height: int = 400,
-) -> go.Figure:
-    """Best score per frame over time.
-
-    One trace per matched image in the image's own colour (:func:`core.visual.colours.image_colour`;
-    the ``max_images`` with most matched frames get a legend entry each, the rest share an
-    "other images" entry but keep their colours), one grey trace for frames not matched, a thin
-    line through all frames, the threshold as a dashed line and the selected frame as a vertical
-    line. ``matched`` is the run view's decision per frame (the threshold is applied there, not
-    here). Every point carries ``customdata = [frame index, image label]``, so a click tells
-    which frame it was (see :func:`selected_frame`).
-    """
+    window: tuple[float, float] | None = None,
+    buckets: int = 1500,
+) -> Timeline:
+    """The timeline of frames in ``window`` (seconds, inclusive), reduced to ``buckets`` points."""
     t = np.asarray(time_s, np.float64)
     fi = np.asarray(frame_index, np.int64)
     sc = np.asarray(best_score, np.float64)
     img = np.asarray(best_image, np.int64)
-    matched = np.asarray(matched, bool)
-    if not (len(t) == len(fi) == len(sc) == len(img) == len(matched)):
-        raise ValueError(
-            f"arrays differ in length: {len(t)}, {len(fi)}, {len(sc)}, {len(img)}, {len(matched)}"
-        )
+    hit = np.asarray(matched, bool)
+    if not (len(t) == len(fi) == len(sc) == len(img) == len(hit)):
+        raise ValueError(f"arrays differ in length: {len(t)}, {len(fi)}, {len(sc)}, {len(img)}, {len(hit)}")
+    if window is not None:
+        lo, hi = np.searchsorted(t, window[0], "left"), np.searchsorted(t, window[1], "right")
+        t, fi, sc, img, hit = t[lo:hi], fi[lo:hi], sc[lo:hi], img[lo:hi], hit[lo:hi]
+    n = len(t)
+    if n <= buckets:
+        return Timeline(t, fi, sc, img, hit, sc, n, False)
+    edges = np.linspace(t[0], t[-1], buckets + 1)
+    which = np.clip(np.searchsorted(edges, t, "right") - 1, 0, buckets - 1)
+    starts = np.flatnonzero(np.r_[True, which[1:] != which[:-1]])
+    filled = np.where(np.isfinite(sc), sc, -np.inf)
+    # the frame with the highest score of each bucket: order by (bucket, score), take the last
+    order = np.lexsort((filled, which))
+    top = order[np.r_[starts[1:], n] - 1]
+    low = np.minimum.reduceat(np.where(np.isfinite(sc), sc, np.inf), starts)
+    low[np.isinf(low)] = np.nan
+    return Timeline(t[top], fi[top], sc[top], img[top], hit[top], low, n, True)
+
+
+def timeline_figure(
+    line: Timeline,
+    names: Mapping[int, str],
+    threshold: float,
+    *,
+    selected_time: float | None = None,
+    max_images: int = 8,
+    height: int = 400,
+) -> go.Figure:
+    """Best score over time, from :func:`decimate` (never more points than the chart has room for).
+
+    Matched points are drawn in their image's own colour (:func:`core.visual.colours.image_colour`);
+    the ``max_images`` images with most matched points get a legend entry each, the others share
+    an "other images" entry and keep their colours; points below the threshold are grey. A band
+    spans each bucket's lowest to highest score. ``line.matched`` comes from the run view (the
+    threshold is applied there: here it is only drawn). Every point carries
+    ``customdata = [frame index, image label]``, so a click tells which frame it was (see
+    :func:`selected_frame`).
+    """
+    t, fi, sc, img = line.time_s, line.frame_index, line.score, line.image
     labels = unique_labels(img, names)
     finite = np.isfinite(sc)
-    matched = matched & (img >= 0)
-    Trace = _scatter(len(t))
-    fig = go.Figure()
+    matched = line.matched & (img >= 0) & finite
+    traces: list[dict] = []
 
-    def custom(mask: np.ndarray) -> np.ndarray:
-        lab = np.array([labels.get(int(i), "") for i in img[mask]], dtype=object)
-        return np.column_stack([fi[mask].astype(object), lab])
+    def custom(mask: np.ndarray) -> list[list]:
+        return [[int(f), labels.get(int(i), "")] for f, i in zip(fi[mask], img[mask], strict=True)]
 
-    hover = "%{customdata[1]}<br>%{x:.2f} s · frame %{customdata[0]}<br>score %{y:.3f}<extra></extra>"
-    if finite.any():
-        fig.add_trace(
-            Trace(
-                x=t[finite],
-                y=sc[finite],
-                mode="lines",
-                line={"color": "rgba(120,130,145,0.45)", "width": 1},
-                name="best score",
-                customdata=custom(finite),
-                hovertemplate=hover,
-                showlegend=False,
-            )
-        )
+    def points(mask: np.ndarray, name: str, marker: dict) -> dict:
+        return {
+            "type": "scatter",
+            "x": t[mask],
+            "y": sc[mask],
+            "mode": "markers",
+            "marker": marker,
+            "name": name,
+            "customdata": custom(mask),
+            "hovertemplate": "%{customdata[1]}<br>%{x:.2f} s · frame %{customdata[0]}<br>score %{y:.3f}<extra></extra>",
+        }
+
+    band = np.isfinite(line.low) & finite
+    if band.any():
+        traces.append(
+            {"type": "scatter", "x": t[band], "y": line.low[band], "mode": "lines", "line": {"width": 0},
+             "hoverinfo": "skip", "showlegend": False}
+        )  # fmt: skip
+        traces.append(
+            {"type": "scatter", "x": t[band], "y": sc[band], "mode": "lines", "fill": "tonexty",
+             "fillcolor": "rgba(120,130,145,0.18)", "line": {"color": "rgba(120,130,145,0.55)", "width": 1},
+             "hoverinfo": "skip", "name": "best score", "showlegend": False}
+        )  # fmt: skip
     below = finite & ~matched
     if below.any():
-        fig.add_trace(
-            Trace(
-                x=t[below],
-                y=sc[below],
-                mode="markers",
-                marker={"color": NO_MATCH, "size": 5},
-                name="below threshold",
-                customdata=custom(below),
-                hovertemplate=hover,
-            )
-        )
+        traces.append(points(below, "below threshold", {"color": NO_MATCH, "size": 5}))
     ids, counts = np.unique(img[matched], return_counts=True)
     order = ids[np.argsort(-counts, kind="stable")]
     shown, rest = order[:max_images], order[max_images:]
     for image_id in shown:
-        mask = matched & (img == image_id)
-        fig.add_trace(
-            Trace(
-                x=t[mask],
-                y=sc[mask],
-                mode="markers",
-                marker={"color": image_colour(image_id), "size": 7},
-                name=labels[int(image_id)],
-                customdata=custom(mask),
-                hovertemplate=hover,
+        traces.append(
+            points(
+                matched & (img == image_id),
+                labels[int(image_id)],
+                {"color": image_colour(image_id), "size": 7},
             )
         )
     if len(rest):
         mask = matched & np.isin(img, rest)
-        fig.add_trace(
-            Trace(
-                x=t[mask],
-                y=sc[mask],
-                mode="markers",
-                marker={"color": [image_colour(i) for i in img[mask]], "size": 7, "symbol": "diamond"},
-                name=f"{len(rest)} other images",
-                customdata=custom(mask),
-                hovertemplate=hover,
-            )
+        colours = [image_colour(i) for i in img[mask]]
+        traces.append(
+            points(mask, f"{len(rest)} other images", {"color": colours, "size": 7, "symbol": "diamond"})
         )
-    fig.add_hline(
-        y=threshold,
-        line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 1.5},
-        annotation_text=f"threshold {threshold:.2f}",
-        annotation_position="top left",
-        annotation_font_color=THRESHOLD_COLOR,
-    )
+    shape, note = _threshold_line(threshold, "y")
+    shapes = [shape]
     if selected_time is not None and np.isfinite(selected_time):
-        fig.add_vline(x=float(selected_time), line={"color": SELECTED_COLOR, "width": 1, "dash": "dot"})
-    low = float(np.nanmin(sc)) if finite.any() else 0.0
-    fig.update_layout(
-        height=height,
-        margin={"l": 50, "r": 10, "t": 20, "b": 100},
-        xaxis_title="time (s)",
-        yaxis_title="best score",
-        yaxis_range=[min(low, threshold) - 0.03, 1.02],
-        # the legend goes below the plot, clear of Plotly's tool bar at the top right
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0},
-        hovermode="closest",
-        clickmode="event+select",
+        shapes.append(
+            {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "xref": "x", "x0": float(selected_time),
+             "x1": float(selected_time), "line": {"color": SELECTED_COLOR, "width": 1, "dash": "dot"}}
+        )  # fmt: skip
+    low = float(np.nanmin(line.low)) if np.isfinite(line.low).any() else 0.0
+    return figure(
+        traces,
+        {
+            "height": height,
+            "margin": {"l": 50, "r": 10, "t": 20, "b": 100},
+            "xaxis": {"title": {"text": "time (s)"}},
+            "yaxis": {"title": {"text": "best score"}, "range": [min(low, threshold) - 0.03, 1.02]},
+            # the legend goes below the plot, clear of Plotly's tool bar at the top right
+            "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0},
+            "hovermode": "closest",
+            "clickmode": "event+select",
+            "shapes": shapes,
+            "annotations": [note],
+        },
     )
-    return fig
+
+
+def on_screen(
+    best_image: np.ndarray, matched: np.ndarray, time_s: np.ndarray, top: int = 8
+) -> list[tuple[int, float]]:
+    """The ``top`` images by matched screen time, ``(image id, seconds)``, most first: a legend
+    of 163 entries says nothing; this says which images dominate."""
+    img = np.asarray(best_image, np.int64)
+    hit = np.asarray(matched, bool) & (img >= 0)
+    if not hit.any():
+        return []
+    t = np.asarray(time_s, np.float64)
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    ids, counts = np.unique(img[hit], return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:top]
+    return [(int(ids[i]), float(counts[i] * step)) for i in best]
+
+
+def top_images(image_ids: np.ndarray, scores: np.ndarray, *, top_n: int = 15) -> np.ndarray:
+    """The ``top_n`` image ids with the highest peak score anywhere in a run's top-k, best first."""
+    ids_all = np.asarray(image_ids, np.int64)
+    sc_all = np.asarray(scores, np.float64)
+    if ids_all.ndim != 2 or ids_all.shape != sc_all.shape:
+        raise ValueError(f"expected (frames, k) arrays, got {ids_all.shape} and {sc_all.shape}")
+    valid = (ids_all >= 0) & np.isfinite(sc_all)
+    if not valid.any():
+        return np.zeros(0, np.int64)
+    flat_ids, flat_scores = ids_all[valid], sc_all[valid]
+    order = np.argsort(flat_ids, kind="stable")  # each image's scores side by side: one reduce
+    sorted_ids = flat_ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    peak = np.maximum.reduceat(flat_scores[order], starts)
+    return sorted_ids[starts][np.argsort(-peak, kind="stable")[:top_n]]
 
 
 def score_matrix(
-    image_ids: np.ndarray, scores: np.ndarray, *, top_n: int = 15
+    image_ids: np.ndarray, scores: np.ndarray, *, top_n: int = 15, top: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scores of the ``top_n`` images (by peak score) per frame.
 
@@ -171,22 +265,16 @@ def score_matrix(
     """
     ids_all = np.asarray(image_ids, np.int64)
     sc_all = np.asarray(scores, np.float64)
-    if ids_all.ndim != 2 or ids_all.shape != sc_all.shape:
-        raise ValueError(f"expected (frames, k) arrays, got {ids_all.shape} and {sc_all.shape}")
+    top = top_images(ids_all, sc_all, top_n=top_n) if top is None else np.asarray(top, np.int64)
+    if not len(top):
+        return top, np.zeros((0, len(ids_all)), np.float64)
     valid = (ids_all >= 0) & np.isfinite(sc_all)
-    if not valid.any():
-        return np.zeros(0, np.int64), np.zeros((0, len(ids_all)), np.float64)
-    flat_ids, flat_sc = ids_all[valid], sc_all[valid]
-    uniq, inverse = np.unique(flat_ids, return_inverse=True)
-    peak = np.full(len(uniq), -np.inf)
-    np.maximum.at(peak, inverse, flat_sc)
-    top = uniq[np.argsort(-peak, kind="stable")[:top_n]]
     order = np.argsort(top)
     sorted_top = top[order]
     pos = np.clip(np.searchsorted(sorted_top, ids_all), 0, len(top) - 1)
     hit = valid & (sorted_top[pos] == ids_all)
     frames, ranks = np.nonzero(hit)
-    matrix = np.full((len(top), len(ids_all)), np.nan)
+    matrix = np.full((len(top), len(ids_all)), np.nan, np.float32)
     matrix[order[pos[frames, ranks]], frames] = sc_all[frames, ranks]
     return top, matrix
 
@@ -211,11 +299,13 @@ def heatmap_figure(
     names: Mapping[int, str],
     *,
     top_n: int = 15,
+    top: np.ndarray | None = None,
     max_columns: int = 1500,
 ) -> go.Figure:
-    """Images × time: how strongly each of the top images matches each frame."""
+    """Images × time: how strongly each of the top images (``top``, or the ``top_n`` of
+    :func:`top_images`) matches each frame."""
     t = np.asarray(time_s, np.float64)
-    top, matrix = score_matrix(image_ids, scores, top_n=top_n)
+    top, matrix = score_matrix(image_ids, scores, top_n=top_n, top=top)
     matrix, t = _bin_columns(matrix, t, max_columns)
     labels = unique_labels(top, names)
     y = [labels.get(int(i), f"#{i}") for i in top]
@@ -224,25 +314,27 @@ def heatmap_figure(
         f'<span style="color:{image_colour(i)}">{html.escape(label)}</span>'
         for i, label in zip(top, y, strict=True)
     ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=t,
-            y=y,
-            colorscale="Viridis",
-            zmax=1.0,
-            colorbar={"title": {"text": "score"}, "thickness": 12},
-            hovertemplate="%{y}<br>%{x:.2f} s<br>score %{z:.3f}<extra></extra>",
-            hoverongaps=False,
-        )
+    return figure(
+        [
+            {
+                "type": "heatmap",
+                "z": matrix,
+                "x": t,
+                "y": y,
+                "colorscale": "Viridis",
+                "zmax": 1.0,
+                "colorbar": {"title": {"text": "score"}, "thickness": 12},
+                "hovertemplate": "%{y}<br>%{x:.2f} s<br>score %{z:.3f}<extra></extra>",
+                "hoverongaps": False,
+            }
+        ],
+        {
+            "height": max(220, 90 + 24 * len(y)),
+            "margin": {"l": 10, "r": 10, "t": 20, "b": 40},
+            "xaxis": {"title": {"text": "time (s)"}},
+            "yaxis": {"autorange": "reversed", "automargin": True, "tickvals": y, "ticktext": ticks},
+        },
     )
-    fig.update_layout(
-        height=max(220, 90 + 24 * len(y)),
-        margin={"l": 10, "r": 10, "t": 20, "b": 40},
-        xaxis_title="time (s)",
-        yaxis={"autorange": "reversed", "automargin": True, "tickvals": y, "ticktext": ticks},
-    )
-    return fig
 
 
 def histogram_figure(
@@ -250,33 +342,45 @@ def histogram_figure(
 ) -> go.Figure:
     """Best scores per frame, frames not matched in grey and matched ones in blue.
 
-    ``matched`` is the run view's decision per frame; ``threshold`` only draws its line.
+    Counted here (two bar traces of ``bins`` counts), not by the browser from every score: a long
+    run's scores would be megabytes of JSON. ``matched`` is the run view's decision per frame;
+    ``threshold`` only draws its line.
     """
     sc_all = np.asarray(best_score, np.float64)
     finite = np.isfinite(sc_all)
     sc, hit = sc_all[finite], np.asarray(matched, bool)[finite]
     lo = float(min(sc.min(), threshold)) if len(sc) else min(0.0, threshold)
     hi = float(max(sc.max(), threshold)) if len(sc) else 1.0
-    size = max((hi - lo) / bins, 1e-3)
-    xbins = {"start": lo, "end": hi + size, "size": size}
-    fig = go.Figure()
-    fig.add_trace(go.Histogram(x=sc[~hit], xbins=xbins, marker_color=NO_MATCH, name="below threshold"))
-    fig.add_trace(go.Histogram(x=sc[hit], xbins=xbins, marker_color=MATCHED_COLOR, name="matched"))
-    fig.add_vline(
-        x=threshold,
-        line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 1.5},
-        annotation_text=f"threshold {threshold:.2f}",
-        annotation_font_color=THRESHOLD_COLOR,
+    edges = np.linspace(lo, max(hi, lo + 1e-3), bins + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
+    traces = []
+    for mask, colour, name in ((~hit, NO_MATCH, "below threshold"), (hit, MATCHED_COLOR, "matched")):
+        counts, _ = np.histogram(sc[mask], bins=edges)
+        traces.append(
+            {
+                "type": "bar",
+                "x": centres,
+                "y": counts,
+                "width": width,
+                "marker": {"color": colour},
+                "name": name,
+            }
+        )
+    shape, note = _threshold_line(threshold, "x")
+    return figure(
+        traces,
+        {
+            "barmode": "stack",
+            "bargap": 0,
+            "height": 260,
+            "margin": {"l": 50, "r": 10, "t": 30, "b": 40},
+            "xaxis": {"title": {"text": "best score of a frame"}},
+            "yaxis": {"title": {"text": "frames"}},
+            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+            "shapes": [shape],
+            "annotations": [note],
+        },
     )
-    fig.update_layout(
-        barmode="stack",
-        height=260,
-        margin={"l": 50, "r": 10, "t": 30, "b": 40},
-        xaxis_title="best score of a frame",
-        yaxis_title="frames",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-    )
-    return fig
 
 
 def selected_frame(event: Any) -> int | None:

@@ -67,6 +67,7 @@ QUERY_K = "query-k"
 MATCH_JOB = "match-job"
 MATCH_ADMIN_NOTICE = "match-admin"
 RUN = "match-run"
+RUN_TAB = "match-run-tab"  # the open tab under the inspector (only it is drawn); kept across runs
 MATCH_VIDEO = "match-video"
 MATCH_COLLECTION = "match-collection"
 MATCH_SAMPLING = "match-sampling"
@@ -99,6 +100,18 @@ def run_frame(run_id: int) -> str:
 
 def run_timeline(run_id: int) -> str:
     return f"timeline-{run_id}"
+
+
+def run_window(run_id: int) -> str:
+    return f"window-{run_id}"
+
+
+def run_zoom(run_id: int) -> str:
+    return f"zoom-{run_id}"
+
+
+def run_unzoom(run_id: int) -> str:
+    return f"unzoom-{run_id}"
 
 
 def run_segments(run_id: int) -> str:

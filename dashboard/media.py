@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.media import video
 
@@ -89,3 +89,21 @@ def short_name(name: str, limit: int = 28) -> str:
         return name
     keep = limit - 1
     return name[: (keep + 1) // 2] + "…" + name[len(name) - keep // 2 :]
+
+
+def small_jpeg(
+    jpeg: bytes, size: int = 64, quality: int = 80, frame: tuple[int, int, int] | None = None
+) -> bytes:
+    """A stored thumbnail shrunk to ``size`` px (longest side), as JPEG, optionally inside a
+    ``frame`` of that colour: table previews travel inside the table's data, so they are kept to
+    a few KB."""
+    img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    if frame is not None:
+        border = max(2, size // 16)
+        img.thumbnail((size - 2 * border, size - 2 * border))
+        img = ImageOps.expand(img, border=border, fill=frame)
+    else:
+        img.thumbnail((size, size))
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

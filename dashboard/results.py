@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -63,9 +64,9 @@ def run_label(run: RunRecord) -> str:
     return " · ".join(parts)
 
 
-def image_labels(view: RunView) -> dict[int, str]:
-    """``image id -> file name`` for every image the run mentions."""
-    ids = view.results.image_ids
+def image_labels(view: RunView, image_ids: np.ndarray | None = None) -> dict[int, str]:
+    """``image id -> file name`` of ``image_ids`` (default: every best match of the run)."""
+    ids = view.best_image if image_ids is None else np.asarray(image_ids, np.int64)
     return {int(i): view.image_name(int(i)) for i in np.unique(ids[ids >= 0])} if ids.size else {}
 
 
@@ -103,10 +104,17 @@ def frame_matches(view: RunView, row: int) -> list[FrameMatch]:
 
 
 def segment_rows(view: RunView, thumbnails: dict[int, bytes] | None = None) -> list[dict]:
-    """One row per segment: image, from, to, peak, mean (plus duration, frames, a preview)."""
+    """One row per segment: preview, image, from, to, peak, mean (plus duration, frames).
+
+    The preview is the image's thumbnail from ``thumbnails`` (framed in its colour), or a square
+    of its colour where there is none: either way the row shows the image's colour.
+    """
+    thumbnails = thumbnails or {}
     rows = []
     for seg in view.segments:
+        jpeg = thumbnails.get(seg.image_id)
         row = {
+            "preview": data_url(jpeg) if jpeg else swatch_url(seg.image_id),
             "image": view.image_name(seg.image_id),
             "from": format_time(seg.start_s),
             "to": format_time(seg.end_s),
@@ -116,24 +124,35 @@ def segment_rows(view: RunView, thumbnails: dict[int, bytes] | None = None) -> l
             "frames": seg.frames,
             "start frame": seg.start_frame,
         }
-        if thumbnails is not None:
-            jpeg = thumbnails.get(seg.image_id)
-            row = {"preview": data_url(jpeg) if jpeg else None, **row}
         rows.append(row)
     return rows
 
 
 def segment_table(view: RunView, thumbnails: dict[int, bytes] | None = None):
-    """:func:`segment_rows` as a styled table: each image's name in its own colour."""
+    """:func:`segment_rows` as a table whose previews travel once per image, not once per row.
+
+    The preview column is categorical (Arrow dictionary-encoded): a run with 200 segments of 60
+    images sends 60 previews. No pandas ``Styler``: it would send every cell twice.
+    """
     import pandas as pd
 
     frame = pd.DataFrame(segment_rows(view, thumbnails))
-    colours = [f"color: {image_colour(seg.image_id)}; font-weight: 600" for seg in view.segments]
-    return frame.style.apply(lambda _column: colours, subset=["image"])
+    if "preview" in frame:
+        frame["preview"] = frame["preview"].astype("category")
+    return frame
 
 
 def data_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def swatch_url(image_id: int) -> str:
+    """A square of the image's colour, as an SVG data URL (a preview where there is no thumbnail)."""
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' width='16' height='16'>"
+        f"<rect width='16' height='16' rx='3' fill='{image_colour(image_id)}'/></svg>"
+    )
+    return "data:image/svg+xml;utf8," + quote(svg)
 
 
 def run_summary(view: RunView) -> str:

@@ -21,7 +21,16 @@ from core.visual.match_video import render_match_video
 from dashboard import charts, keys
 from dashboard.jobs import with_index
 from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
-from dashboard.state import get_index, get_run_view, get_thumbnails, settings, video_frame
+from dashboard.state import (
+    get_index,
+    get_run_view,
+    get_thumbnails,
+    previews,
+    run_top_images,
+    settings,
+    video_frame,
+    with_paths,
+)
 from dashboard.widgets import (
     code_span,
     download,
@@ -37,6 +46,12 @@ from db import Index, NotFoundError, RunRecord
 
 CONFIG = {"displaylogo": False}
 HEATMAP_IMAGES = 15
+MAX_PREVIEWS = 300  # segments with a preview in the table (each ~2 KB)
+TIMELINE_POINTS = 600  # ~1 point per 1.5 px of a wide chart: more are invisible, and each costs the browser
+ZOOM_S = 120.0  # the window of "Zoom on the frame": short enough to show every frame
+
+
+RUN_TABS = ("Segments", "Heat map", "Score histogram", "Export & render")  # the run's tabs, in order
 
 
 def show(runs: list[RunRecord]) -> None:
@@ -98,7 +113,9 @@ def _relabelled(base: RunView) -> RunView:
 def _metrics(view: RunView) -> None:
     best, stats = view.best_score, view.stats
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Matched frames", f"{stats['matched']:,} / {stats['recorded']:,}")
+    share = stats["matched"] / stats["recorded"] if stats["recorded"] else 0.0
+    # a share fits the card at any length (a count of 72,885 / 108,000 was cut off)
+    m1.metric("Matched frames", f"{share:.0%}", help=f"{stats['matched']:,} of {stats['recorded']:,} frames")
     m2.metric("Segments", f"{stats['segments']:,}")
     m3.metric("Images seen", f"{len({s.image_id for s in view.segments}):,}")
     m4.metric("Best score", f"{np.nanmax(best):.3f}" if np.isfinite(best).any() else "–")
@@ -137,19 +154,59 @@ def _timeline(view: RunView) -> int:
             jump(table_key, view.segments[rows_sel[0]].start_frame)
 
     row = row_of_frame(fi, st.session_state[frame_key])
+    window = _window(view, float(ts[row]))
+    line = charts.decimate(
+        ts, fi, best, view.best_image, view.matched(), window=window, buckets=TIMELINE_POINTS
+    )
     fig = charts.timeline_figure(
-        ts,
-        fi,
-        best,
-        view.best_image,
-        view.matched(),
-        image_labels(view),
-        view.params.threshold,
-        selected_time=float(ts[row]),
+        line, image_labels(view, line.image), view.params.threshold, selected_time=float(ts[row])
     )
     st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points", config=CONFIG)
-    st.caption("Click a point to inspect that frame.")
+    detail = (
+        f"each point is the best of ~{line.frames / len(line.time_s):.0f} frames (the band spans their scores)"
+        if line.decimated
+        else "every frame is a point"
+    )
+    st.caption(f"Click a point to inspect that frame · {detail} · narrow the window to see every frame.")
+    ranked = charts.on_screen(view.best_image, view.matched(), ts)
+    if ranked:
+        seen = len(np.unique(view.best_image[view.matched() & (view.best_image >= 0)]))
+        listed = " · ".join(
+            f'<span style="color:{image_colour(i)}">&#9632;</span> {md_escape(view.image_name(i))} '
+            f"{format_time(seconds)}"
+            for i, seconds in ranked
+        )
+        st.caption(f"Most on screen ({seen:,} images in all): {listed}", unsafe_allow_html=True)
     return row
+
+
+def _window(view: RunView, inspected_s: float) -> tuple[float, float]:
+    """The stretch of the run the timeline shows: a range slider, and a button that zooms on the
+    inspected frame (where every frame becomes a point)."""
+    run_id, ts = view.run.id, view.results.time_s
+    start, end = float(np.floor(ts[0])), float(np.ceil(ts[-1]))
+    key = keys.run_window(run_id)
+    if end - start <= ZOOM_S:
+        return (start, end)
+
+    def zoom() -> None:
+        lo = max(start, min(inspected_s - ZOOM_S / 2, end - ZOOM_S))
+        st.session_state[key] = (round(lo), round(lo + ZOOM_S))
+
+    left, right = st.columns([5, 1])
+    chosen = left.slider("Time window (s)", start, end, (start, end), step=1.0, key=key)
+    right.button(
+        "Zoom on frame",
+        help=f"Show the {ZOOM_S:g} s around the inspected frame, every frame a point",
+        on_click=zoom,
+        key=keys.run_zoom(run_id),
+        width="stretch",
+    )
+    right.button(
+        "Whole run", on_click=lambda: st.session_state.update({key: (start, end)}), key=keys.run_unzoom(run_id),
+        width="stretch",
+    )  # fmt: skip
+    return chosen
 
 
 def _inspector(view: RunView, row: int) -> None:
@@ -181,7 +238,7 @@ def _inspector(view: RunView, row: int) -> None:
             except VideoOpenError as err:
                 st.warning(f"Cannot show the frame: {md_escape(err)}")
         with right:
-            matches = frame_matches(view, row)
+            matches = frame_matches(with_paths(view, res.image_ids[row]), row)
             verdict = "matched" if matched[row] else "no match (below threshold)"
             st.markdown(f"**Top {len(matches)} images** · {verdict}")
             thumbs = get_thumbnails([m.image_id for m in matches])
@@ -199,16 +256,52 @@ def _inspector(view: RunView, row: int) -> None:
 
 def _tabs(view: RunView) -> None:
     run_id, res = view.run.id, view.results
+    # only the open tab is drawn (and sent): on a long run the others cost seconds per rerun
     seg_tab, heat_tab, hist_tab, out_tab = st.tabs(
-        ["Segments", "Heat map", "Score histogram", "Export & render"]
+        list(RUN_TABS),
+        key=keys.RUN_TAB,
+        on_change="rerun",
     )
-    with seg_tab:
+    if seg_tab.open:
+        _segments(view, seg_tab)
+    if heat_tab.open:
+        with heat_tab:
+            top = run_top_images(view, HEATMAP_IMAGES)
+            heat_labels = image_labels(with_paths(view, top), top)
+            st.plotly_chart(
+                charts.heatmap_figure(res.time_s, res.image_ids, res.scores, heat_labels, top=top),
+                key=keys.run_heatmap(run_id),
+                config=CONFIG,
+            )
+            st.caption(
+                f"Each row is one of the {HEATMAP_IMAGES} images with the highest peak score; empty where it "
+                "was not in a frame's top-k."
+            )
+    if hist_tab.open:
+        with hist_tab:
+            st.plotly_chart(
+                charts.histogram_figure(view.best_score, view.matched(), view.params.threshold),
+                key=keys.run_histogram(run_id),
+                config=CONFIG,
+            )
+            st.caption(
+                "A good threshold sits in the gap between the noise (left) and the true matches (right)."
+            )
+    if out_tab.open:
+        with out_tab:
+            _exports(view)
+
+
+def _segments(view: RunView, tab) -> None:
+    """The segments table: a row selects its first frame in the inspector."""
+    run_id = view.run.id
+    with tab:
         if not view.segments:
             st.info("No segments at this threshold: lower it (see the histogram) or allow longer gaps.")
         else:
-            # previews travel inside the table: skip them when there are very many segments
+            # previews travel inside the table: small ones, and none for very many segments
             thumbs = (
-                get_thumbnails([s.image_id for s in view.segments]) if len(view.segments) <= 300 else None
+                previews([s.image_id for s in view.segments]) if len(view.segments) <= MAX_PREVIEWS else None
             )
             st.dataframe(
                 segment_table(view, thumbs),
@@ -224,27 +317,6 @@ def _tabs(view: RunView) -> None:
                 },
             )
             st.caption("Select a row to inspect its first frame. Each image has one colour everywhere.")
-    with heat_tab:
-        st.plotly_chart(
-            charts.heatmap_figure(
-                res.time_s, res.image_ids, res.scores, image_labels(view), top_n=HEATMAP_IMAGES
-            ),
-            key=keys.run_heatmap(run_id),
-            config=CONFIG,
-        )
-        st.caption(
-            f"Each row is one of the {HEATMAP_IMAGES} images with the highest peak score; empty where it was "
-            "not in a frame's top-k."
-        )
-    with hist_tab:
-        st.plotly_chart(
-            charts.histogram_figure(view.best_score, view.matched(), view.params.threshold),
-            key=keys.run_histogram(run_id),
-            config=CONFIG,
-        )
-        st.caption("A good threshold sits in the gap between the noise (left) and the true matches (right).")
-    with out_tab:
-        _exports(view)
 
 
 def _exports(view: RunView) -> None:
@@ -252,9 +324,10 @@ def _exports(view: RunView) -> None:
     run_id, video = view.run.id, view.video
     stem = f"run-{run_id}-t{view.params.threshold:.3f}"
     d1, d2 = st.columns(2)
-    download("Download CSV", lambda: csv_text(view), f"{stem}.csv", "text/csv",
+    everything = view.results.image_ids  # an export names every image of every frame's top-k
+    download("Download CSV", lambda: csv_text(with_paths(view, everything)), f"{stem}.csv", "text/csv",
              key=keys.run_download(run_id, "csv"), container=d1)  # fmt: skip
-    download("Download JSON", lambda: json_text(view), f"{stem}.json", "application/json",
+    download("Download JSON", lambda: json_text(with_paths(view, everything)), f"{stem}.json", "application/json",
              key=keys.run_download(run_id, "json"), container=d2)  # fmt: skip
     st.divider()
     st.markdown("**Side-by-side video** of the frames and their best matching image, at this threshold")

@@ -27,7 +27,8 @@ from core import config
 from core.matching.runs import RunView, load_run
 from core.model.features import FeatureExtractor
 from core.model.source import ModelAvailability, model_availability, split_label
-from dashboard import media
+from core.visual.colours import image_rgb
+from dashboard import charts, media
 from dashboard.jobs import JobManager
 from db import EmbeddingMatrix, Index
 
@@ -119,7 +120,8 @@ def model_status(model_id: str) -> ModelAvailability:
 # -- cached views --------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _run_view(db_path: str, run_id: int, finished: str | None) -> RunView:
-    return load_run(_open_index(db_path), run_id)
+    # paths of best matches only: a long run's top-k names 100k images (see with_paths)
+    return load_run(_open_index(db_path), run_id, all_paths=False)
 
 
 def get_run_view(run_id: int) -> RunView:
@@ -131,7 +133,7 @@ def get_run_view(run_id: int) -> RunView:
     index = get_index()
     run = index.get_run(run_id)
     if run.status == "running":  # still being written by a job: never cache a partial run
-        return load_run(index, run_id)
+        return load_run(index, run_id, all_paths=False)
     return _run_view(str(settings().db_path), int(run_id), run.finished)
 
 
@@ -148,8 +150,26 @@ def get_embedding_matrix(collection_id: int) -> EmbeddingMatrix:
 
 
 def collections_changed() -> None:
-    """Forget cached collection data after images were added, removed or replaced."""
+    """Forget cached collection data after images were added, removed or replaced (removed
+    images leave the runs' results too)."""
     _embedding_matrix.clear()
+    _run_view.clear()
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _top_images(run_id: int, finished: str | None, frames: int, top_n: int, _view: RunView) -> np.ndarray:
+    return charts.top_images(_view.results.image_ids, _view.results.scores, top_n=top_n)
+
+
+def run_top_images(view: RunView, top_n: int) -> np.ndarray:
+    """The run's ``top_n`` images by peak score (threshold-independent: computed once per run)."""
+    return _top_images(view.run.id, view.run.finished, len(view.results), top_n, view)
+
+
+def with_paths(view: RunView, image_ids) -> RunView:
+    """``view`` knowing the paths of ``image_ids`` too (fetched once, in one query)."""
+    missing = view.missing_paths(image_ids)
+    return view.with_paths(get_index().image_paths(missing)) if missing else view
 
 
 @st.cache_data(show_spinner=False, max_entries=48)
@@ -162,3 +182,17 @@ def get_thumbnails(image_ids) -> dict[int, bytes]:
     """JPEG thumbnails from the database (one query; never from the original files)."""
     ids = sorted({int(i) for i in image_ids if int(i) >= 0})
     return get_index().get_thumbnails(ids) if ids else {}
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _preview(image_id: int, db_path: str) -> bytes | None:
+    jpeg = _open_index(db_path).get_thumbnails([image_id]).get(image_id)
+    return media.small_jpeg(jpeg, frame=image_rgb(image_id)) if jpeg else None
+
+
+def previews(image_ids) -> dict[int, bytes]:
+    """Small JPEG previews (64 px) of images framed in each image's colour, for tables: a few KB
+    each, made once per image."""
+    db_path = str(settings().db_path)
+    found = {int(i): _preview(int(i), db_path) for i in dict.fromkeys(image_ids) if int(i) >= 0}
+    return {i: jpeg for i, jpeg in found.items() if jpeg}

@@ -64,7 +64,7 @@ def _live_progress(job_id: int) -> None:
     if snap.status == "queued":
         text = f"{md_escape(snap.title)}: queued (#{snap.queue_position + 1} in line), waiting for the job before it…"
     else:
-        text = f"{md_escape(snap.title)} — {md_escape(snap.message)}"
+        text = f"{md_escape(snap.title)} — {snap.message}"  # the message is describe_event's, not a user's
     with st.container(border=True):
         st.progress(snap.fraction or 0.0, text=text)
         if job.cancel_event.is_set():

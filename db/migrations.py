@@ -164,11 +164,69 @@ def _run_owners(db: Database) -> None:
     )
 
 
+def _run_result_chunks(db: Database) -> None:
+    """Each batch of a run's results also as one row of arrays (little-endian BLOBs), so that a
+    long run loads in one read of a few hundred rows instead of a million (the per-frame tables
+    stay, for SQL). Existing runs get one chunk each, made from their per-frame rows."""
+    db.executescript(
+        """
+        CREATE TABLE run_chunks (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            frames INTEGER NOT NULL,
+            k INTEGER NOT NULL,
+            frame_index BLOB NOT NULL,
+            time_s BLOB NOT NULL,
+            source_frame BLOB NOT NULL,
+            image_ids BLOB NOT NULL,
+            scores BLOB NOT NULL
+        );
+        CREATE INDEX run_chunks_run ON run_chunks (run_id, id);
+        """
+    )
+    from .runs import chunk_row, results_from_rows
+
+    for (run_id,) in db.execute("SELECT id FROM runs").fetchall():
+        rows = db.execute(
+            """
+            SELECT f.frame_index, f.time_s, f.source_frame, coalesce(m.image_id, -1), m.score
+            FROM run_frames f
+            LEFT JOIN frame_matches m ON m.run_id = f.run_id AND m.frame_index = f.frame_index
+            WHERE f.run_id = ? ORDER BY f.frame_index, m.rank
+            """,
+            (run_id,),
+        ).fetchall()
+        if rows:
+            results = results_from_rows([tuple(r) for r in rows])
+            db.execute(
+                "INSERT INTO run_chunks (run_id, frames, k, frame_index, time_s, source_frame, image_ids, scores) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, *chunk_row(results)),
+            )
+
+
+def _image_name_keys(db: Database) -> None:
+    """Each image's file name, case-folded, in its own column, in the path index: the name filter
+    of a 1M-image collection scans that index with SQL's ``instr`` instead of calling Python per
+    row (3 s → 0.3 s)."""
+    from .records import name_key
+
+    db.execute("ALTER TABLE images ADD COLUMN name_key TEXT")
+    rows = db.execute("SELECT id, path FROM images").fetchall()
+    db.conn.executemany("UPDATE images SET name_key = ? WHERE id = ?", [(name_key(p), i) for i, p in rows])
+    # the path index also carries the key: a filtered page walks paths in order and tests
+    # names without reading a row
+    db.execute("DROP INDEX images_collection_path")
+    db.execute("CREATE INDEX images_collection_path ON images (collection_id, path, sha256, name_key)")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
     _runs_and_results,
     _run_owners,
+    _run_result_chunks,
+    _image_name_keys,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

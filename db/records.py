@@ -16,6 +16,11 @@ def file_name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def name_key(path: str) -> str:
+    """What the name filter compares: the file name of ``path``, case-folded."""
+    return file_name(path).casefold()
+
+
 @dataclass(frozen=True, slots=True)
 class Collection:
     """A named set of images, all embedded with one model."""

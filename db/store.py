@@ -35,7 +35,7 @@ from .errors import (
 )
 from .migrations import migrate
 from .migrations import schema_version as _schema_version
-from .records import DbStats, file_name
+from .records import DbStats
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # Reading through a memory map makes loading a large embedding matrix about twice as fast.
@@ -85,7 +85,6 @@ class Store:
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
                 self.db = Database(conn)
-                self.db.register_function(_file_name_casefold, deterministic=True)
                 if readonly:
                     _check_readable_version(self.db, self.path)
                 else:
@@ -360,8 +359,3 @@ def _json_default(value: Any) -> Any:
 
 def to_json(value: dict) -> str:
     return json.dumps(value, default=_json_default)
-
-
-def _file_name_casefold(path: str) -> str:
-    """SQL function: the file name of ``path``, for case-insensitive matching."""
-    return file_name(path).casefold()

@@ -33,9 +33,8 @@ def test_timeline_colours_do_not_depend_on_the_threshold():
     names = {3: "me_dark.png", 8: "guy.jpg", 5: "godzilla.jpg"}
     seen = {}
     for threshold in (0.6, 0.7, 0.9):
-        fig = charts.timeline_figure(
-            t, np.arange(n), score, img, matched_mask(score, threshold), names, threshold
-        )
+        line = charts.decimate(t, np.arange(n), score, img, matched_mask(score, threshold))
+        fig = charts.timeline_figure(line, names, threshold)
         for name, colour in _trace_colours(fig).items():
             if name in names.values():
                 seen.setdefault(name, set()).add(colour)

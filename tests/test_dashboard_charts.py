@@ -22,34 +22,67 @@ def _run_arrays(n=50):
 
 def test_timeline_colours_matched_images_and_draws_the_threshold():
     t, fi, score, img = _run_arrays()
-    fig = charts.timeline_figure(
-        t, fi, score, img, matched_mask(score, 0.9), {7: "a.jpg", 9: "b.jpg"}, 0.9, selected_time=1.0
-    )
+    line = charts.decimate(t, fi, score, img, matched_mask(score, 0.9))
+    assert not line.decimated and line.frames == 50
+    fig = charts.timeline_figure(line, {7: "a.jpg", 9: "b.jpg"}, 0.9, selected_time=1.0)
     names = [tr.name for tr in fig.data]
-    assert names == ["best score", "below threshold", "a.jpg"]
+    assert names == [None, "best score", "below threshold", "a.jpg"]  # the band's edges, then points
     assert all(isinstance(tr, go.Scatter) for tr in fig.data)
-    matched = fig.data[2]
+    matched = fig.data[3]
     assert len(matched.x) == 24  # one NaN frame has no point
+    assert matched.marker.color == image_colour(7)
     assert list(matched.customdata[0]) == [0, "a.jpg"]
     shapes = fig.layout.shapes
     assert any(s.y0 == 0.9 and s.y1 == 0.9 for s in shapes)  # threshold line
     assert any(s.x0 == 1.0 for s in shapes)  # selected frame
 
 
-def test_timeline_uses_webgl_for_long_videos_and_groups_many_images():
-    n = charts.WEBGL_MIN_POINTS + 10
+def test_a_long_run_is_decimated_without_losing_a_peak_or_a_dip():
+    """An hour (108,000 frames) drew 108,000 WebGL points: now one per bucket, the bucket's best
+    frame, with the band down to its lowest score."""
+    n = 108_000
+    t = np.arange(n) / 30
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0.3, 0.5, n)
+    score[54_321] = 0.99  # one frame peaks
+    score[70_000] = 0.01  # one frame dips
+    img = np.arange(n) % 20
+    line = charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9), buckets=1500)
+    assert line.decimated and line.frames == n and len(line.time_s) <= 1500
+    assert 54_321 in line.frame_index and line.score.max() == pytest.approx(0.99)
+    assert np.nanmin(line.low) == pytest.approx(0.01)
+    fig = charts.timeline_figure(line, {}, 0.9)
+    assert sum(len(tr.x) for tr in fig.data if tr.mode == "markers") == len(line.time_s)
+    assert len(fig.to_json()) < 400_000  # was ~10 MB
+    # a window shows every frame of it
+    window = charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9), window=(100.0, 130.0))
+    assert not window.decimated and window.frames == len(window.time_s) == 901
+
+
+def test_many_images_share_an_other_entry_but_keep_their_colours():
+    n = 200
     t = np.arange(n) / 25
     img = np.arange(n) % 20
     score = np.full(n, 0.95)
-    fig = charts.timeline_figure(t, np.arange(n), score, img, matched_mask(score, 0.9), {}, 0.9, max_images=5)
-    assert all(isinstance(tr, go.Scattergl) for tr in fig.data)
+    fig = charts.timeline_figure(
+        charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9)), {}, 0.9, max_images=5
+    )
     assert fig.data[-1].name == "15 other images"
-    assert len(fig.data) == 1 + 5 + 1  # line, 5 images, the rest
+    others = [int(frame) for frame, _ in fig.data[-1].customdata]
+    assert list(fig.data[-1].marker.color) == [image_colour(img[f]) for f in others]
+    assert len([tr for tr in fig.data if tr.mode == "markers"]) == 5 + 1
 
 
 def test_timeline_checks_lengths():
     with pytest.raises(ValueError):
-        charts.timeline_figure(np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), np.ones(3, bool), {}, 0.5)
+        charts.decimate(np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), np.ones(3, bool))
+
+
+def test_images_on_screen_longest_first():
+    t = np.arange(100) / 10
+    img = np.r_[np.full(60, 4), np.full(30, 9), np.full(10, -1)]
+    hit = np.r_[np.ones(80, bool), np.zeros(20, bool)]
+    assert charts.on_screen(img, hit, t) == [(4, pytest.approx(6.0)), (9, pytest.approx(2.0))]
 
 
 def test_duplicate_file_names_get_ids():
@@ -82,10 +115,12 @@ def test_heatmap_bins_long_runs_keeping_the_peak():
 
 def test_histogram_splits_at_the_threshold():
     scores = np.array([0.1, 0.2, 0.95, np.nan])
-    fig = charts.histogram_figure(scores, matched_mask(scores, 0.5), 0.5)
-    below, above = fig.data
-    assert list(below.x) == [0.1, 0.2] and list(above.x) == [0.95]
-    assert len(charts.histogram_figure(np.array([np.nan]), np.zeros(1, bool), 0.5).data[0].x) == 0
+    fig = charts.histogram_figure(scores, matched_mask(scores, 0.5), 0.5, bins=10)
+    below, above = fig.data  # counted here: 2 bars of counts, not every score sent to the browser
+    assert len(below.x) == len(above.x) == 10
+    assert sum(below.y) == 2 and sum(above.y) == 1
+    assert below.x[int(np.argmax(below.y))] < 0.5 < above.x[int(np.argmax(above.y))]
+    assert sum(charts.histogram_figure(np.array([np.nan]), np.zeros(1, bool), 0.5).data[0].y) == 0
 
 
 def test_selected_frame_reads_plotly_events():

@@ -14,12 +14,14 @@ from PIL import Image
 
 from conftest import TEST_THRESHOLD
 from dashboard import keys, pages
+from dashboard.run_explorer import RUN_TABS
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
 
 HOME = Path(__file__).resolve().parents[1] / "dashboard" / "Home.py"
 TIMEOUT = 90
+EXPORT_TAB = RUN_TABS[-1]
 
 
 @pytest.fixture
@@ -61,6 +63,14 @@ def wait_for_job(at: AppTest, key: str, timeout: float = 120) -> AppTest:
         time.sleep(0.3)
         at.run()
         assert not at.exception, at.exception
+    return at
+
+
+def open_run_tab(at: AppTest, label: str) -> AppTest:
+    """Open one of the run's tabs, as a click on it does (only the open tab is drawn)."""
+    at.session_state[keys.RUN_TAB] = label
+    at.run()
+    assert not at.exception, at.exception
     return at
 
 
@@ -321,6 +331,26 @@ def test_match_a_video_in_the_background(filled_db, shots_video):
     assert segments["image"].tolist() == ["alpha.jpg", "beta.png", "gamma.jpg"]
 
 
+def chart_types(at: AppTest) -> list[str]:
+    """The Plotly trace types drawn on the page, one list entry per chart."""
+    import json
+
+    return [",".join(t["type"] for t in json.loads(c.proto.spec)["data"]) for c in at.get("plotly_chart")]
+
+
+def test_only_the_open_tab_is_drawn(stored_run):
+    """A long run's heat map and histogram cost seconds per rerun: they are built only when opened."""
+    at = open_app("views/match.py")
+    assert not any("heatmap" in t for t in chart_types(at))
+    assert at.dataframe, "the Segments tab is open first"
+    open_run_tab(at, "Heat map")
+    assert any("heatmap" in t for t in chart_types(at))
+    assert not at.dataframe
+    open_run_tab(at, "Score histogram")
+    assert not any("heatmap" in t for t in chart_types(at))
+    assert any("bar" in t for t in chart_types(at))
+
+
 def test_threshold_relabels_from_stored_scores(stored_run):
     at = open_app("views/match.py")
     run_id = stored_run.run_id
@@ -331,12 +361,14 @@ def test_threshold_relabels_from_stored_scores(stored_run):
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Segments"] == "0"
-    assert metrics["Matched frames"].startswith("0 /")
+    assert metrics["Matched frames"] == "0%"
     assert any("No segments at this threshold" in i for i in texts(at.info))
     # very low: every frame matches
     at.slider(key=keys.run_threshold(run_id)).set_value(0.0).run()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Matched frames"] == "40 / 40"
+    assert metrics["Matched frames"] == "100%"
+    (matched,) = [m for m in at.metric if m.label == "Matched frames"]
+    assert matched.proto.help == "40 of 40 frames"
 
 
 def test_frame_inspector_follows_the_slider(stored_run):
@@ -371,7 +403,8 @@ def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):
     assert at.session_state[keys.RUN] == second.run_id
     picker.set_value(stored_run.run_id).run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Matched frames"].endswith("/ 40")
+    (matched,) = [m for m in at.metric if m.label == "Matched frames"]
+    assert matched.proto.help.endswith("of 40 frames")
 
 
 def test_delete_a_run(stored_run):
@@ -417,6 +450,7 @@ def test_match_rejects_a_file_that_is_not_a_video(filled_db):
 def test_render_the_matched_video(stored_run):
     at = open_app("views/match.py")
     run_id = stored_run.run_id
+    open_run_tab(at, EXPORT_TAB)
     at.button(key=keys.run_render(run_id)).click().run()
     wait_for_job(at, keys.run_render_job(run_id))
     assert any("Rendered 40 frames" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
@@ -431,12 +465,14 @@ def test_a_render_notice_belongs_to_its_run(stored_run, shots_video, extractor):
     from db import Index
 
     at = open_app("views/match.py")
+    open_run_tab(at, EXPORT_TAB)
     at.button(key=keys.run_render(stored_run.run_id)).click().run()
     wait_for_job(at, keys.run_render_job(stored_run.run_id))
     with Index(default_db_path()) as index:
         second = match_video(index, shots_video.path, "posters", extractor, sampling=Sampling.every_nth(4))
     at.run()
     at.selectbox(key=keys.RUN).set_value(second.run_id).run()
+    assert at.session_state[keys.RUN_TAB] == EXPORT_TAB, "the open tab stays open from run to run"
     assert not any("Rendered" in s for s in texts(at.success))
     at.selectbox(key=keys.RUN).set_value(stored_run.run_id).run()
     assert any("Rendered 40 frames" in s for s in texts(at.success))
@@ -445,6 +481,7 @@ def test_a_render_notice_belongs_to_its_run(stored_run, shots_video, extractor):
 def test_downloads_do_not_rerun_the_page(stored_run):
     """A rerun after "Download CSV" dropped the JSON button's file (MediaFileStorageError)."""
     at = open_app("views/match.py")
+    open_run_tab(at, EXPORT_TAB)
     buttons = [b for b in at.get("download_button")]
     assert {b.proto.label for b in buttons} >= {"Download CSV", "Download JSON"}
     assert all(b.proto.ignore_rerun for b in buttons)
@@ -542,7 +579,7 @@ def test_hostile_collection_names_show_as_text(env, extractor):
             hostile, extractor.model_id, extractor.preprocessing.to_json(), extractor.hidden_size
         )
     at = open_app("views/collections.py")
-    at.button(key=keys.CREATE_BUTTON)  # the page rendered
+    at.button_group(key=keys.MANAGE_TAB).set_value("admin").run()  # where the name is in labels
     shown = [e.value for kind in ("warning", "markdown", "caption", "subheader") for e in getattr(at, kind)]
     delete_label = [w.label for w in at.text_input if w.key == keys.DELETE_CONFIRM][0]
     for text in [*shown, delete_label]:

@@ -37,6 +37,7 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
     from core.matching.pipeline import match_video
     from core.matching.runs import load_run
     from core.matching.sampling import Sampling
+    from core.visual.colours import image_colour
     from dashboard.results import frame_matches, image_labels, run_label, run_summary, segment_rows
 
     index_images(index, "c", [image_folder.folder], extractor)
@@ -54,6 +55,10 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
     assert rows[0]["from"] == "0:00.0" and rows[0]["to"] == "0:01.2"  # the end of frame 11
     assert rows[0]["preview"].startswith("data:image/jpeg;base64,")
     assert list(rows[0])[:6] == ["preview", "image", "from", "to", "peak", "mean"]
+    # without a thumbnail the preview is a square of the image's colour
+    bare = segment_rows(view)
+    assert bare[0]["preview"].startswith("data:image/svg+xml") and "%231f77b4" not in bare[1]["preview"]
+    assert image_colour(view.segments[0].image_id)[1:] in bare[0]["preview"]
     top = frame_matches(view, 0)
     assert [m.rank for m in top] == [1, 2] and top[0].name == "alpha.jpg" and top[0].score > TEST_THRESHOLD
     assert set(image_labels(view).values()) >= {"alpha.jpg", "beta.png", "gamma.jpg"}
@@ -63,3 +68,35 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
     matched = int(view.matched().sum())
     assert f"every frame · threshold {TEST_THRESHOLD:.2f} · {matched}/40 matched" in label
     assert "40 frames with results" in run_summary(view) and "every frame" in run_summary(view)
+
+
+def test_segment_table_sends_each_preview_once(index, image_folder, shots_video, extractor):
+    """A styled table sent every cell twice and a preview once per row (1.3 MB for 211 segments)."""
+    import dataclasses
+
+    import pandas as pd
+    from streamlit import dataframe_util
+
+    from conftest import TEST_THRESHOLD
+    from core.matching.indexing import index_images
+    from core.matching.pipeline import match_video
+    from core.matching.runs import load_run
+    from core.matching.sampling import Sampling
+    from dashboard.results import segment_rows, segment_table
+
+    index_images(index, "c", [image_folder.folder], extractor)
+    summary = match_video(index, shots_video.path, "c", extractor, sampling=Sampling.every())
+    view = load_run(index, summary.run_id).relabel(TEST_THRESHOLD, 0.0, 0.0)
+    thumbs = index.get_thumbnails([s.image_id for s in view.segments])
+    table = segment_table(view, thumbs)
+    assert type(table) is pd.DataFrame, "a plain frame: a Styler sends every cell twice"
+    assert list(table.columns[:2]) == ["preview", "image"]
+    assert table["preview"].dtype == "category"
+    assert len(table["preview"].cat.categories) == len({s.image_id for s in view.segments})
+    # 150 segments of 3 images: the table's bytes grow with the images, not the rows
+    many = dataclasses.replace(view, segments=view.segments * 50)
+    plain = dataframe_util.convert_pandas_df_to_arrow_bytes(pd.DataFrame(segment_rows(many, thumbs)))
+    sent = dataframe_util.convert_pandas_df_to_arrow_bytes(segment_table(many, thumbs))
+    preview_bytes = sum(len(j) for j in thumbs.values())
+    assert len(plain) > 50 * preview_bytes  # once per row
+    assert len(sent) < 3 * preview_bytes + len(plain) // 10  # once per image

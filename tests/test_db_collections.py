@@ -215,7 +215,12 @@ def test_batch_failing_midway_is_rolled_back(index, collection):
     first = index.add_images(collection.id, [new_image(1), new_image(2)])
     index.add_failures(collection.id, [("/photos/img_0003.jpg", "was broken")])
     # The third item violates NOT NULL after two items of the batch were inserted.
-    batch = [new_image(3), new_image(4), NewImage(None, "abc", 1, 1, b"", vector(5)), new_image(6)]  # type: ignore[arg-type]
+    batch = [
+        new_image(3),
+        new_image(4),
+        NewImage("/photos/x.jpg", "abc", None, 1, b"", vector(5)),
+        new_image(6),
+    ]  # type: ignore[arg-type]
     with pytest.raises(sqlite3.IntegrityError):
         index.add_images(collection.id, batch)
     assert index.known_hashes(collection.id) == {f"{1:064x}": first[0], f"{2:064x}": first[1]}
@@ -264,6 +269,16 @@ def test_list_images_pagination_and_filter(index, collection):
     assert index.count_images(collection.id, name_filter="  ") == 5
     with pytest.raises(ValueError):
         index.list_images(collection.id, offset=-1)
+
+
+def test_name_filter_folds_case_beyond_ascii(index, collection):
+    index.add_images(
+        collection.id,
+        [new_image(0, path="/a/GROSSE STRASSE.jpg"), new_image(1, path="C:\\Fotos\\Émile.PNG")],
+    )
+    assert [r.name for r in index.list_images(collection.id, name_filter="straße")] == ["GROSSE STRASSE.jpg"]
+    assert index.count_images(collection.id, name_filter="éMILE") == 1
+    assert index.count_images(collection.id, name_filter="fotos") == 0  # a folder, not the file name
 
 
 def test_get_images_in_one_query(index, collection, statements):

@@ -56,7 +56,7 @@ def test_frame_results_round_trip(index, collection, video, statements):
     index.add_frame_results(run_id, [4], [0.16], [4], np.full((1, 3), -1), np.full((1, 3), np.nan))
     statements.clear()
     results = index.load_frame_results(run_id)
-    assert len([s for s in statements if "frame_matches" in s]) == 1
+    assert len([s for s in statements if "run_chunks" in s]) == 1  # one read of the chunks, no per-frame rows
     assert len(results) == 4 and results.k == 3
     assert results.frame_index.tolist() == [0, 2, 3, 4]
     np.testing.assert_allclose(results.time_s, [0.0, 0.08, 0.12, 0.16])

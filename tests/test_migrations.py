@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pytest
 from sqlite_utils import Database
 
@@ -22,6 +23,7 @@ TABLES = {
     "run_frames",
     "frame_matches",
     "segments",
+    "run_chunks",
 }
 
 
@@ -62,12 +64,12 @@ def test_reopening_is_a_no_op(tmp_path):
         assert [c.name for c in index.list_collections()] == ["c"]
 
 
-def test_upgrade_from_previous_version(tmp_path):
-    """The latest migration (run owners) on a file of the version before: data kept, a run left
+def test_upgrade_adds_run_owners(tmp_path):
+    """The run-owners migration on a file of the version before it: data kept, a run left
     'running' by an older version (no owner) shows as interrupted."""
     path = tmp_path / "old.sqlite"
     old = raw_db(path)
-    migrate(old, target=SCHEMA_VERSION - 1)
+    migrate(old, target=MIGRATIONS.index(db.migrations._run_owners))
     assert "pid" not in {c.name for c in old["runs"].columns}
     old.execute(
         "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) "
@@ -83,7 +85,6 @@ def test_upgrade_from_previous_version(tmp_path):
     )
     old.conn.commit()
     old.close()
-    assert user_version(path) == SCHEMA_VERSION - 1
 
     with Index(path) as index:
         assert index.schema_version() == SCHEMA_VERSION
@@ -143,3 +144,57 @@ def test_failed_migration_is_rolled_back(tmp_path, monkeypatch):
 def test_migrate_rejects_unknown_target(tmp_path):
     with pytest.raises(ValueError, match="target"):
         migrate(raw_db(tmp_path / "x.sqlite"), target=SCHEMA_VERSION + 1)
+
+
+def test_upgrade_makes_result_chunks_of_old_runs(tmp_path):
+    """Runs stored as per-frame rows only (before run_chunks) load the same after the upgrade."""
+    path = tmp_path / "old.sqlite"
+    old = raw_db(path)
+    migrate(old, target=MIGRATIONS.index(db.migrations._run_result_chunks))
+    old.execute(
+        "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) VALUES ('c', 'm', '{}', 4, 'x')"
+    )
+    for i in (1, 2, 3):
+        old.execute(
+            "INSERT INTO images (collection_id, path, sha256, width, height, added) VALUES (1, ?, ?, 1, 1, 'x')",
+            (f"/{i}.jpg", f"{i}"),
+        )
+    old.execute(
+        "INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height, size_bytes, added) "
+        "VALUES ('/v.mp4', 's', 10, 3, 0.3, 2, 2, 1, 'x')"
+    )
+    old.execute(
+        "INSERT INTO runs (video_id, collection_id, model_id, status, created) VALUES (1, 1, 'm', 'done', 'x')"
+    )
+    for frame, source in ((0, 0), (1, 0), (2, 2)):
+        old.execute("INSERT INTO run_frames VALUES (1, ?, ?, ?)", (frame, frame / 10, source))
+    rows = [(0, 1, 1, 0.9), (0, 2, 2, 0.5), (1, 1, 1, 0.9), (1, 2, 2, 0.5), (2, 1, 3, 0.7)]
+    old.conn.executemany("INSERT INTO frame_matches VALUES (1, ?, ?, ?, ?)", rows)
+    old.conn.commit()
+    old.close()
+    with Index(path) as index:
+        res = index.load_frame_results(1)
+    assert res.frame_index.tolist() == [0, 1, 2] and res.source_frame.tolist() == [0, 0, 2]
+    assert res.image_ids.tolist() == [[1, 2], [1, 2], [3, -1]]
+    np.testing.assert_allclose(res.scores[:, 0], [0.9, 0.9, 0.7], rtol=1e-6)
+    assert np.isnan(res.scores[2, 1])
+
+
+def test_upgrade_gives_old_images_their_name_keys(tmp_path):
+    """Images stored before the name_key column are found by the name filter after the upgrade."""
+    path = tmp_path / "old.sqlite"
+    old = raw_db(path)
+    migrate(old, target=MIGRATIONS.index(db.migrations._image_name_keys))
+    old.execute(
+        "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) VALUES ('c', 'm', '{}', 4, 'x')"
+    )
+    for i, name in enumerate(["Beach.JPG", "city.png", "über BEACH.webp"]):
+        old.execute(
+            "INSERT INTO images (collection_id, path, sha256, width, height, added) VALUES (1, ?, ?, 1, 1, 'x')",
+            (f"/beach/{name}", f"{i}"),
+        )
+    old.conn.commit()
+    old.close()
+    with Index(path) as index:
+        assert [r.name for r in index.list_images(1, name_filter="beach")] == ["Beach.JPG", "über BEACH.webp"]
+        assert index.count_images(1, name_filter="ÜBER") == 1

@@ -8,7 +8,7 @@ options, so what a page shows, what an export writes and what a rendered video d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -102,6 +102,16 @@ class RunView:
         path = self.image_paths.get(int(image_id))
         return os.path.basename(path) if path else f"#{image_id}"
 
+    def with_paths(self, paths: dict[int, str]) -> RunView:
+        """The same view knowing more image paths (see ``load_run(..., all_paths=False)``)."""
+        if paths.keys() <= self.image_paths.keys():
+            return self
+        return replace(self, image_paths={**self.image_paths, **paths})
+
+    def missing_paths(self, image_ids) -> list[int]:
+        """Those of ``image_ids`` whose path this view does not know."""
+        return sorted({int(i) for i in image_ids if int(i) >= 0} - self.image_paths.keys())
+
 
 def segments_of(results: FrameResults, params: MatchParams) -> list[Segment]:
     """The segments of per-frame results under ``params``."""
@@ -136,8 +146,13 @@ def finish_run(index: Index, run_id: int, params: MatchParams, stats: dict) -> R
     return load_run(index, run_id)
 
 
-def load_run(index: Index, run_id: int) -> RunView:
+def load_run(index: Index, run_id: int, *, all_paths: bool = True) -> RunView:
     """A stored run with results and stored segments.
+
+    Args:
+        all_paths: know the path of every image in any frame's top-k (exports need them); with
+            False only those of best matches (a long run's top-k can name 100k images: the
+            dashboard fetches the others when it shows them, see :meth:`RunView.with_paths`).
 
     Raises:
         db.NotFoundError: no such run.
@@ -146,8 +161,8 @@ def load_run(index: Index, run_id: int) -> RunView:
     video = index.get_video(run.video_id)
     results = index.load_frame_results(run_id)
     params = MatchParams.from_dict(run.params)
-    ids = np.unique(results.image_ids[results.image_ids >= 0]) if results.k else np.zeros(0, np.int64)
-    paths = {i: rec.path for i, rec in index.get_images(ids.tolist()).items()}
+    ids = results.image_ids if all_paths else results.image_ids[:, :1]
+    paths = index.image_paths(np.unique(ids[ids >= 0]).tolist()) if results.k else {}
     return RunView(run, video, results, params, paths, tuple(index.list_segments(run_id)))
 
 

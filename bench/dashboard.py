@@ -1,0 +1,210 @@
+"""The dashboard at real sizes, timed in a real browser.
+
+``python -m bench.dashboard [--images 100000] [--frames 108000] [--out DIR]``: builds a large
+collection and a long run through the db API (:mod:`bench.scale_data`), starts
+``streamlit run dashboard/Home.py``, drives Debian's Chromium with Playwright and times what a
+user waits for: pages opening, a run opening, the threshold moving, a click on the timeline,
+the frame slider, Browse, and the server's memory. The end-to-end test runs the same journey
+(:func:`journey`) on a smaller set.
+
+A step's time runs from the user's action until the page's script has finished and the browser
+has drawn two frames after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(db_path: Path, data_dir: Path, model: str, allowed: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """``streamlit run dashboard/Home.py`` on a free localhost port; yields (URL, server pid)."""
+    env = {
+        **os.environ,
+        "WEBSSL_DB": str(db_path),
+        "WEBSSL_ALLOWED_DIRS": str(allowed),
+        "WEBSSL_DATA_DIR": str(data_dir),
+        "WEBSSL_MODEL": model,
+        "WEBSSL_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
+        "--server.port", str(port), "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the script run that an action started has finished and the browser has drawn."""
+    with contextlib.suppress(Exception):  # a fast rerun may be over before we look
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=1500)
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = None) -> dict:
+    """Time the pages and interactions of a large run; returns seconds per step (and MB)."""
+    from playwright.sync_api import expect
+
+    timings: dict = {}
+
+    def timed(name: str, action) -> None:
+        start = time.perf_counter()
+        action()
+        timings[name] = round(time.perf_counter() - start, 3)
+
+    def shot(name: str) -> None:
+        if shots is not None:
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    def goto(path: str) -> None:
+        page.goto(f"{url}/{path}")
+        settle(page)
+
+    timed("home (cold)", lambda: goto(""))
+    timed("home", lambda: goto(""))
+    timed("collections", lambda: goto("collections"))
+    timed("browse", lambda: goto("browse"))
+    shot("browse-large")
+    timings["server_mb_before_run"] = round(_rss_mb(server_pid), 1)
+    timed(
+        "open a run", lambda: (goto("match"), expect(page.locator(".js-plotly-plot").first).to_be_visible())
+    )
+    shot("match-large")
+    timings["server_mb_with_run"] = round(_rss_mb(server_pid), 1)
+
+    thumb = page.locator('input[type="range"][aria-label="Threshold"]').last
+
+    def move_threshold() -> None:
+        thumb.focus()
+        thumb.press("ArrowRight")
+        settle(page)
+
+    timed("threshold (first move)", move_threshold)
+    timed("threshold", move_threshold)
+
+    def click_timeline() -> None:
+        point = page.locator(".js-plotly-plot .scatterlayer .trace").last.locator(".points path").nth(3)
+        point.scroll_into_view_if_needed()
+        box = point.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        settle(page)
+        expect(page.get_by_text("Frame ", exact=False).first).to_be_visible()
+
+    timed("timeline click", click_timeline)
+    frame_thumb = page.locator('input[type="range"][aria-label="Frame"]').last
+
+    def step_frame() -> None:
+        frame_thumb.focus()
+        frame_thumb.press("ArrowRight")
+        settle(page)
+
+    timed("frame slider", step_frame)
+    timings["server_mb_after"] = round(_rss_mb(server_pid), 1)
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id(
+        "stException"
+    ).first.inner_text()
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    from playwright.sync_api import sync_playwright
+
+    from bench import synthetic as syn
+    from bench.scale_data import build
+
+    parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--frames", type=int, default=108_000)
+    parser.add_argument("--out", type=Path, default=syn.cache_dir() / "dashboard")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    data = build(args.out / f"{args.images}-{args.frames}", images=args.images, frames=args.frames)
+    built = time.perf_counter() - start
+    model = syn.build_tiny(args.out / "model")
+    shots = args.out / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with serve(data.db_path, args.out / "data", str(model), args.out, args.out / "streamlit.log") as (
+        url,
+        pid,
+    ):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(180_000)
+            timings = journey(page, url, pid, data.run_id, shots)
+            browser.close()
+    result = {"images": args.images, "frames": args.frames, "build_s": round(built, 1), **timings}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
