@@ -28,6 +28,11 @@ class ProgressEvent:
     elapsed_s: float = 0.0
 
     @property
+    def headline(self) -> str:
+        """``Loading model… · detail``: how a stage without a count reads."""
+        return " · ".join(filter(None, [f"{self.stage.capitalize()}…", self.message]))
+
+    @property
     def rate(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
@@ -45,6 +50,13 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def announce(progress: ProgressCallback | None, stage: str, message: str = "") -> None:
+    """Say that a stage without a count has begun (loading the model, the collection…), so that
+    a user sees what is happening from the first second."""
+    if progress is not None:
+        progress(ProgressEvent(stage, 0, None, "", message))
 
 
 class ProgressReporter:

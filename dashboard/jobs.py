@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.errors import USER_ERRORS
-from core.progress import Cancelled, ProgressEvent
+from core.progress import Cancelled, ProgressEvent, announce
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,21 @@ def with_index(db_path: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
         with Index(db_path) as index:
             return fn(index, *args, **kwargs)
+
+    return call
+
+
+def with_model(load: Callable[[], Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(..., extractor=load())``: the model is loaded inside the job, as its first stage
+    ("Loading model…"), so a page never waits for it and the user sees what is happening."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, progress=None, cancel=None, **kwargs: Any) -> Any:
+        announce(progress, "loading model", "the first time takes a few seconds")
+        extractor = load()
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before it started")
+        return fn(*args, extractor=extractor, progress=progress, cancel=cancel, **kwargs)
 
     return call
 
@@ -164,7 +179,10 @@ class Job:
 
 
 def describe_event(event: ProgressEvent) -> str:
-    """One line for a progress bar: ``indexing: 120 / 400 images · 3.1 images/s · about 1 min left``."""
+    """One line for a progress bar: ``indexing: 120 / 400 images · 3.1 images/s · about 1 min left``,
+    or ``Loading model… · detail`` for a stage without a count."""
+    if not event.unit:
+        return event.headline
     done = f"{event.done:,}" if event.total is None else f"{event.done:,} / {event.total:,}"
     parts = [f"{event.stage.capitalize()}: {done} {event.unit}"]
     if event.rate > 0:

@@ -16,9 +16,9 @@ from core.matching.pipeline import match_video
 from core.matching.sampling import DEFAULT_SAMPLING
 from core.media.video import probe_video
 from dashboard import keys
-from dashboard.jobs import with_index
+from dashboard.jobs import with_index, with_model
 from dashboard.results import RATE, SAMPLING_MODES, STRIDE, make_sampling
-from dashboard.state import load_extractor, settings
+from dashboard.state import extractor_loader, settings
 from dashboard.widgets import (
     follow_job,
     outcome_notice,
@@ -128,7 +128,6 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
         params = MatchParams(
             threshold=threshold, top_k=int(top_k), gap_tolerance_s=gap, min_duration_s=min_duration
         )
-        fx = load_extractor(coll.model_id)  # the collection's own model
     except VideoOpenError as err:
         show_error(err, "Upload another file or check the path.")
         return
@@ -139,10 +138,10 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
         keys.MATCH_JOB,
         "match",
         f"Matching {Path(video_path).name} against {coll.name}",
-        with_index(str(settings().db_path), match_video),
+        # the collection's own model, loaded as the job's first stage
+        with_index(str(settings().db_path), with_model(extractor_loader(coll.model_id), match_video)),
         video_path,
         coll.name,
-        fx,
         sampling=sampling,
         params=params,
         max_frames=int(max_frames) or None,

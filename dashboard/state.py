@@ -15,8 +15,10 @@ at hand.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,7 @@ def get_jobs() -> JobManager:
     return _job_manager(settings().workers)
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server process)…", max_entries=3)
+@st.cache_resource(show_spinner=False, max_entries=3)  # thread-safe: jobs load models too
 def _load_extractor(model: str, revision: str | None, device: str, precision: str) -> FeatureExtractor:
     logger.info("loading model %s (revision %s, %s, %s)", model, revision, device, precision)
     return FeatureExtractor.load(
@@ -107,9 +109,16 @@ def load_extractor(model_id: str | None = None) -> FeatureExtractor:
     Raises:
         core.errors.ModelLoadError: the weights cannot be loaded; the message says what to do.
     """
+    with st.spinner("Loading the model (once per server process)…"):  # shown only if it takes time
+        return extractor_loader(model_id)()
+
+
+def extractor_loader(model_id: str | None = None) -> Callable[[], FeatureExtractor]:
+    """:func:`load_extractor` for a background job (:func:`dashboard.jobs.with_model`): the
+    settings are read now, the model is loaded (once per process) when the job calls it."""
     s = settings()
     model, revision = split_label(model_id or s.model_id)
-    return _load_extractor(model, revision, s.device, s.precision)
+    return functools.partial(_load_extractor, model, revision, s.device, s.precision)
 
 
 def model_status(model_id: str) -> ModelAvailability:

@@ -207,3 +207,19 @@ def test_read_commands_work_on_a_read_only_database(
     assert main(["prune", "-c", "shots"]) == 2  # writes: a clear refusal
     assert "read-only" in capsys.readouterr().err
     assert cli_env.read_bytes() == before
+
+
+def test_progress_bar_per_stage_and_a_line_for_stages_without_a_count(capsys):
+    from core.cli.common import TqdmProgress
+    from core.progress import ProgressEvent
+
+    bar = TqdmProgress()
+    bar(ProgressEvent("reading video", 1, 2, "MB"))
+    bar(ProgressEvent("reading video", 2, 2, "MB"))
+    bar(ProgressEvent("loading collection", 0, None, "", "3 embeddings of c"))
+    bar(ProgressEvent("matching", 5, 10, "frames"))
+    bar.close()
+    err = capsys.readouterr().err
+    assert "reading video" in err and "2/2" in err
+    assert "Loading collection… · 3 embeddings of c" in err
+    assert "matching" in err and "5/10" in err

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import WebSSLError
 from core.progress import Cancelled, ProgressReporter
-from dashboard.jobs import JobManager, describe_event, format_duration
+from dashboard.jobs import JobManager, describe_event, format_duration, with_model
 
 
 @pytest.fixture
@@ -120,3 +120,50 @@ def test_describe_event_and_durations():
 
 def test_cancelled_is_a_websslerror():
     assert issubclass(Cancelled, WebSSLError)
+
+
+def test_the_model_loads_inside_the_job_as_its_first_stage(manager):
+    """The page used to load the model before the job, and the job said "Starting…" for 11 s."""
+    loading, release = threading.Event(), threading.Event()
+
+    def load():
+        loading.set()
+        assert release.wait(10)
+        return "the extractor"
+
+    def work(name, *, extractor, progress, cancel):
+        ProgressReporter("matching", "frames", 2, progress, cancel).update(1)
+        return (name, extractor)
+
+    job = manager.submit("match", "Matching", with_model(load, work), "clip.mp4")
+    assert loading.wait(10)
+    assert job.snapshot().message.startswith("Loading model…")
+    release.set()
+    assert job.wait(10)
+    assert job.snapshot().result == ("clip.mp4", "the extractor")
+
+
+def test_a_job_cancelled_while_its_model_loads_never_starts(manager):
+    loading, release = threading.Event(), threading.Event()
+    started = []
+
+    def load():
+        loading.set()
+        assert release.wait(10)
+        return "the extractor"
+
+    job = manager.submit("index", "Indexing", with_model(load, lambda **kw: started.append(kw)))
+    assert loading.wait(10)
+    job.cancel()
+    release.set()
+    assert job.wait(10)
+    assert job.snapshot().status == "cancelled" and started == []
+
+
+def test_a_stage_without_a_count_reads_as_a_sentence():
+    from core.progress import ProgressEvent
+
+    assert (
+        describe_event(ProgressEvent("loading model", 0, None, "", "first time"))
+        == "Loading model… · first time"
+    )

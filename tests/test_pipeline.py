@@ -180,6 +180,21 @@ def test_cancel_keeps_a_cancelled_run_and_the_cache(indexed, extractor, shots_vi
     assert resumed.frames_from_cache >= 8 and resumed.frames_computed <= 32
 
 
+def test_progress_tells_every_stage_from_the_start(indexed, extractor, shots_video):
+    """The first match showed only "Starting…" while the video was hashed and the collection loaded."""
+    events = []
+    match_video(
+        indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), progress=events.append
+    )
+    stages = list(dict.fromkeys(e.stage for e in events))
+    assert stages == ["reading video", "loading collection", "matching"]
+    assert events[0].message == shots_video.path.name
+    reading = [e for e in events if e.stage == "reading video"]
+    assert reading[-1].done == reading[-1].total  # hashed to the end (in MB, at least 1)
+    assert "embeddings of shots" in next(e.message for e in events if e.stage == "loading collection")
+    assert events[-1].stage == "matching" and events[-1].done == 40
+
+
 def test_max_frames_limits_the_run(indexed, extractor, shots_video):
     s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), max_frames=10)
     assert s.frames_recorded == 10

@@ -131,6 +131,11 @@ class TqdmProgress:
         if self.bar is not None and event.stage != self.stage:  # a new stage gets a bar of its own
             self.bar.close()
             self.bar = None
+        if not event.unit:  # a stage without a count (loading the collection…): one line
+            if event.stage != self.stage:
+                tqdm.write(event.headline, file=sys.stderr)
+            self.stage = event.stage
+            return
         if self.bar is None:
             self.stage = event.stage
             self.bar = tqdm(

@@ -22,7 +22,7 @@ from core.media.files import file_sha256
 from core.media.images import LoadedImage, iter_image_files, load_image, make_thumbnail
 from core.model.features import FeatureExtractor
 from core.prefetch import background
-from core.progress import ProgressCallback, ProgressReporter
+from core.progress import ProgressCallback, ProgressReporter, announce
 from db import Collection, Index, NewImage
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ def index_images(
         core.progress.Cancelled: ``cancel`` was set; finished batches are kept.
     """
     coll = ensure_collection(index, collection, extractor)
-    files = [_canonical(p) for p in iter_image_files(paths, recursive=recursive)]
+    found = iter_image_files(paths, recursive=recursive)  # a missing path fails here, before any output
+    announce(progress, "finding images")
+    files = [_canonical(p) for p in found]
     known_paths = index.known_paths(coll.id)
     hash_to_path = {sha: path for path, rows in known_paths.items() for _, sha in rows}
     reporter = ProgressReporter("indexing", "images", len(files), progress, cancel)

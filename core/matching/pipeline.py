@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch, frame_batches
 from core.prefetch import background
-from core.progress import Cancelled, ProgressCallback, ProgressReporter
+from core.progress import Cancelled, ProgressCallback, ProgressReporter, announce
 from db import Collection, EmbeddingMatrix, Index, VideoRecord, check_model
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,19 @@ def match_video(
     params = params or MatchParams()
     batch_size = batch_size or extractor.batch_size
     coll = check_collection(index, collection, extractor)
-    info = probe_video(video_path)
+    # what happens before the first frame is told too: hashing a long video takes seconds (the
+    # first event comes once the video has opened: a file that is no video gets its error alone)
+    reading = ProgressReporter("reading video", "MB", None, progress, cancel)
+
+    def hashed(done: int, size: int) -> None:
+        mib = 1 << 20
+        reading.total = max(1, -(-size // mib))  # whole MB, rounded up: a small file is "1 / 1 MB"
+        reading.update(-(-done // mib), Path(video_path).name)
+        reading.check_cancelled()
+
+    info = probe_video(video_path, hash_progress=hashed)
     video = register_video(index, info)
+    announce(progress, "loading collection", f"{coll.image_count:,} embeddings of {coll.name}")
     matrix = index.load_embeddings(coll.id)
     embed_key = extractor.embed_key()
     cached = index.cached_frame_indices(info.sha256, embed_key)

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from typing import BinaryIO
 
 MAX_FILE_BYTES = 2 << 30
@@ -69,11 +70,27 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
         return data
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
+HASH_CHUNK = 8 << 20  # bytes read at a time when hashing with progress
+
+
+def file_sha256(path: str | os.PathLike[str], on_progress: Callable[[int, int], None] | None = None) -> str:
     """Hex SHA-256 of a regular file's bytes, read in chunks (never the whole file at once).
+
+    Args:
+        on_progress: called as ``(bytes read, file size)`` after each 8 MiB (a long video takes
+            seconds to hash).
 
     Raises:
         NotARegularFileError, OSError: the file cannot be read.
     """
     with open_regular(path) as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        if on_progress is None:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+        size, done, digest = os.fstat(fh.fileno()).st_size, 0, hashlib.sha256()
+        buffer = bytearray(HASH_CHUNK)
+        view = memoryview(buffer)
+        while n := fh.readinto(buffer):
+            digest.update(view[:n])
+            done += n
+            on_progress(done, size)
+        return digest.hexdigest()

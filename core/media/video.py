@@ -101,8 +101,17 @@ def _rotation_of(stream: av.video.stream.VideoStream, first: av.VideoFrame | Non
     return rot % 360
 
 
-def probe_video(path: str | os.PathLike, *, compute_hash: bool = True) -> VideoInfo:
+def probe_video(
+    path: str | os.PathLike,
+    *,
+    compute_hash: bool = True,
+    hash_progress: Callable[[int, int], None] | None = None,
+) -> VideoInfo:
     """Read a video's metadata (decodes only the first frame).
+
+    Args:
+        compute_hash: also hash the file's bytes (seconds for a long video).
+        hash_progress: called as ``(bytes hashed, file size)`` while hashing.
 
     Raises:
         VideoOpenError: missing, empty, unreadable, or no video stream / no decodable frame.
@@ -143,7 +152,7 @@ def probe_video(path: str | os.PathLike, *, compute_hash: bool = True) -> VideoI
         container.close()
     return VideoInfo(
         path=str(path),
-        sha256=file_sha256(path) if compute_hash else "",
+        sha256=file_sha256(path, hash_progress) if compute_hash else "",
         fps=fps,
         frame_count=frames,
         duration_s=duration,

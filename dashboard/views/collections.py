@@ -10,9 +10,9 @@ import streamlit as st
 from core.errors import USER_ERRORS
 from core.matching.indexing import IndexReport, index_images
 from dashboard import keys
-from dashboard.jobs import with_index
+from dashboard.jobs import with_index, with_model
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
-from dashboard.state import collections_changed, get_index, load_extractor, settings
+from dashboard.state import collections_changed, extractor_loader, get_index, load_extractor, settings
 from dashboard.widgets import (
     IMAGE_TYPES,
     code_span,
@@ -143,19 +143,14 @@ section = st.segmented_control(
 
 
 def _start_indexing(collection: str, model_id: str, paths: list[str], recursive: bool, label: str) -> None:
-    try:
-        fx = load_extractor(model_id)
-    except USER_ERRORS as err:
-        show_error(err)
-        return
     start_job(
         keys.INDEX_JOB,
         "index",
         f"Indexing {label} into {collection}",
-        with_index(str(s.db_path), index_images),
+        # the collection's own model, loaded as the job's first stage
+        with_index(str(s.db_path), with_model(extractor_loader(model_id), index_images)),
         collection,
         paths,
-        fx,
         recursive=recursive,
     )
     st.rerun()
