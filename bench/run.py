@@ -14,13 +14,18 @@ smoke run stays in one process (peak RSS is then sampled, not exact).
 
 Sections (``--sections`` picks some):
 
-- ``speed``: the plain loop of the original examples (PIL + image processor per frame,
-  batch 1, fp32) against the pipeline analysing every frame and with its default settings,
-  on the same video and the same architecture as the default model (random weights);
-- ``numerics``: CLS cosine of each reduced precision against fp32 on the same frames;
+- ``speed``: the machine's GEMM ceiling per precision (:mod:`bench.limits`), then the plain
+  loop of the original examples (PIL + image processor per frame, batch 1, fp32) against the
+  pipeline analysing every frame and with its default sampling, in fp32 and in the other
+  precisions, on the same video and the same architecture as the default model (random
+  weights); each path as a share of its precision's ceiling, model load apart, and the fp32
+  default projected to the other CPU kinds of FACTS.md;
+- ``numerics``: CLS cosine of each reduced precision against fp32 on the same frames, on a
+  ViT-L with injected outlier activations (the int8 bar) and on the small model;
 - ``agreement``: share of frames whose best match equals fp32 every-frame analysis (a small
-  random Dinov2, whose features do rank near-duplicate pictures), plus a sweep of the
-  change-driven sampling's thresholds;
+  random Dinov2, whose features do rank near-duplicate pictures): pipeline runs on the
+  benchmark video, and the default sampling replayed on held-out generated videos
+  (:mod:`bench.agreement`);
 - ``indexing``: images per second, product path against the plain loop;
 - ``memory``: peak RSS matching the video and its 4× longer version;
 - ``search``: SQLite load time and top-5 latency per frame at growing collection sizes.

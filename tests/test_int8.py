@@ -133,7 +133,8 @@ def test_auto_uses_int8_only_where_it_meets_the_bar(outlier_model_dir, int8_cach
     from core.model import int8, precision
     from core.model.features import FeatureExtractor
 
-    monkeypatch.setattr(precision, "int8_preferred", lambda device: True)
+    monkeypatch.setattr(precision, "INT8_IN_AUTO", True)
+    monkeypatch.setattr(precision, "cpu_has_fast_int8", lambda: True)
     assert precision.resolve_precision("auto", torch.device("cpu")) == "int8"
     assert FeatureExtractor.load(outlier_model_dir, device="cpu", precision="auto").precision == "int8"
     monkeypatch.setattr(int8, "MIN_COSINE", 1.01)  # a bar no int8 model meets

@@ -174,7 +174,7 @@ def match_video(
         stats = {
             **counts,
             "elapsed_s": reporter.elapsed_s,
-            "decisions": dict(planner.reasons),  # why frames were analysed ("static": inherited)
+            "decisions": dict(planner.reasons),  # why frames were analysed or inherited (Decision)
         }
         view = finish_run(index, run_id, params, stats)
     except Cancelled:

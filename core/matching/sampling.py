@@ -67,18 +67,18 @@ _WINDOW = cv2.createHanningWindow((_THUMB, _THUMB), cv2.CV_32F)
 
 # Defaults of the change-driven mode, chosen with the benchmark's agreement sweep
 # (python -m bench.agreement --tune): see the Performance section of README.md.
-DEFAULT_CHANGE_THRESHOLD = 0.05
+DEFAULT_CHANGE_THRESHOLD = 0.08
 DEFAULT_CUT_THRESHOLD = 0.15
-DEFAULT_MAX_INTERVAL_S = 3.0
+DEFAULT_MAX_INTERVAL_S = 8.0
 DEFAULT_CERTAINTY = {
-    "sure_margin": 0.05,
-    "sure_lead": 0.05,
-    "sure_change_threshold": 0.10,
-    "sure_max_interval_s": 8.0,
+    "sure_margin": 0.02,
+    "sure_lead": 0.08,
+    "sure_change_threshold": 0.14,
+    "sure_max_interval_s": 20.0,
     "unsure_margin": 0.02,
-    "unsure_lead": 0.02,
-    "unsure_change_threshold": 0.04,
-    "unsure_max_interval_s": 1.0,
+    "unsure_lead": 0.03,
+    "unsure_change_threshold": 0.06,
+    "unsure_max_interval_s": 2.0,
 }
 DEFAULT_FEEDBACK_LAG = 15  # frames (half a second at 30 fps)
 

@@ -29,6 +29,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -45,7 +46,11 @@ logger = logging.getLogger(__name__)
 MIN_COSINE = 0.999
 """The bar: minimum [CLS] cosine to fp32 on the validation pictures for ``auto`` to pick int8."""
 KEEP_FLOAT = (r".*embeddings.*",)
-"""Layers (regular expressions over OpenVINO node names) kept in floating point."""
+"""Layers (regular expressions over OpenVINO node names) kept in floating point: the patch
+embedding."""
+KEEP_FIRST_BLOCKS = 1 / 6
+"""Share of the transformer blocks, from the first, kept in floating point (4 of ViT-L's 24):
+an error made early is amplified by every later block."""
 KEEP_TYPES = ("ScaledDotProductAttention",)
 """Operations whose inputs stay in floating point: attention's queries and keys (int8 scores
 moved the [CLS] embedding the most)."""
@@ -53,7 +58,7 @@ SMOOTH_QUANT_ALPHA = 0.5
 """SmoothQuant's migration strength for the linear layers (NNCF's default, 0.95, left more error)."""
 CALIBRATION_SEEDS = tuple(range(7_000, 7_016))
 VALIDATION_SEEDS = tuple(range(8_000, 8_008))
-_FORMAT = 1  # bump when the recipe changes: cached models of older recipes are rebuilt
+_FORMAT = 2  # bump when the recipe changes: cached models of older recipes are rebuilt
 
 
 def available() -> bool:
@@ -194,17 +199,31 @@ def _quantize(model: torch.nn.Module, preprocessing, size: tuple[int, int]):
         AdvancedQuantizationParameters,
         AdvancedSmoothQuantParameters,
     )
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     return nncf.quantize(
         ov_model,
         nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
-        ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), types=list(KEEP_TYPES), validate=False),
+        ignored_scope=nncf.IgnoredScope(
+            patterns=_keep_patterns(model), types=list(KEEP_TYPES), validate=False
+        ),
         advanced_parameters=AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA)
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA),
+            # the whole calibrated range: massive activations must not be clipped
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
         ),
     )
+
+
+def _keep_patterns(model: torch.nn.Module) -> list[str]:
+    blocks = len(getattr(getattr(model, "encoder", None), "layer", ()))
+    first = math.ceil(blocks * KEEP_FIRST_BLOCKS)
+    keep = list(KEEP_FLOAT)
+    if first:
+        keep.append(rf".*encoder\.layer\.({'|'.join(str(i) for i in range(first))})\..*")
+    return keep
 
 
 def _validate(model: torch.nn.Module, compiled, preprocessing, build_s: float) -> Validation:
@@ -224,7 +243,7 @@ def _key(model: torch.nn.Module, preprocessing) -> str:
     h = hashlib.sha256()
     recipe = [
         _FORMAT,
-        KEEP_FLOAT,
+        _keep_patterns(model),
         KEEP_TYPES,
         SMOOTH_QUANT_ALPHA,
         CALIBRATION_SEEDS,
