@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from core.errors import InvalidArgumentError
+from core.matching.params import matched_mask
 
 if TYPE_CHECKING:
     from core.model.preprocess import Preprocessing
@@ -376,7 +377,7 @@ def certainty(best: float, runner_up: float, threshold: float, sampling: Samplin
     lead = best - runner_up if math.isfinite(runner_up) else math.nan
     if not math.isfinite(best):
         return "unknown"
-    above = best >= threshold
+    above = bool(matched_mask(np.array([best]), threshold)[0])  # the one threshold rule
     if distance < sampling.unsure_margin or (above and lead < sampling.unsure_lead):
         return "unsure"
     if distance >= sampling.sure_margin and (not above or lead >= sampling.sure_lead):
