@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import Dinov2Config, Dinov2Model
 
     from bench.synthetic import VITL
+    from core.model.int8 import FinalTokens as Tokens
 
     torch.manual_seed(0)
     model = Dinov2Model(
@@ -72,14 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         timed("torchao int8 dynamic", lambda: tao(pixel_values=x))
     except ImportError:
         print("torchao: not installed")
-
-    class Tokens(torch.nn.Module):
-        def __init__(self, m: torch.nn.Module) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            return self.m(pixel_values=pixels).last_hidden_state
 
     try:
         import onnxruntime as ort

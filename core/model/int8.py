@@ -112,8 +112,8 @@ class OpenVINOBackbone(torch.nn.Module):
         return SimpleNamespace(last_hidden_state=torch.from_numpy(np.array(out[0])))
 
 
-class _Tokens(torch.nn.Module):
-    """The traced function: pixels → final-layer tokens."""
+class FinalTokens(torch.nn.Module):
+    """A transformers backbone as a plain function, pixels → final-layer tokens (what is traced)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -192,7 +192,7 @@ def _quantize(model: torch.nn.Module, preprocessing, size: tuple[int, int]):
     import openvino as ov
 
     with torch.inference_mode():
-        ov_model = ov.convert_model(_Tokens(model).eval(), example_input=torch.zeros(1, 3, *size))
+        ov_model = ov.convert_model(FinalTokens(model).eval(), example_input=torch.zeros(1, 3, *size))
     ov_model.reshape([-1, 3, *size])
     calibration = _pictures(CALIBRATION_SEEDS, preprocessing).numpy()
     from nncf.quantization.advanced_parameters import (
