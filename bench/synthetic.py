@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
+from core.model.calibration import generated_picture
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +72,10 @@ def cache_dir() -> Path:
 
 
 # -- models ---------------------------------------------------------------------------------
-def build_model(folder: Path, config: dict, *, seed: int = 0) -> Path:
+def build_model(folder: Path, config: dict, *, seed: int = 0, outliers: bool = False) -> Path:
     """Save a random-weight ``Dinov2Model`` and a DINOv2 preprocessor config to ``folder``.
+
+    With ``outliers``, the weights get DINOv2-like outlier activations (:func:`inject_outliers`).
 
     Reuses the folder when it already holds the same config (building ViT-L takes ~15 s).
 
@@ -82,12 +87,16 @@ def build_model(folder: Path, config: dict, *, seed: int = 0) -> Path:
 
     folder = Path(folder)
     stamp = folder / "bench-config.json"
-    wanted = json.dumps({"config": config, "seed": seed}, sort_keys=True)
+    wanted = json.dumps(
+        {"config": config, "seed": seed, **({"outliers": 1} if outliers else {})}, sort_keys=True
+    )
     if stamp.exists() and stamp.read_text() == wanted and (folder / "model.safetensors").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = Dinov2Model(Dinov2Config(**config))
+    if outliers:
+        inject_outliers(model, seed=seed)
     model.save_pretrained(folder, safe_serialization=True)
     processor_cls = BitImageProcessor
     try:  # transformers ≥ 5 without torchvision warns and falls back to the PIL processor
@@ -111,6 +120,59 @@ def build_vitl(folder: Path | None = None) -> Path:
     return build_model(folder or cache_dir() / "vitl14-random", VITL)
 
 
+def inject_outliers(model, *, channels: int = 4, factor: float = 100.0, seed: int = 0) -> None:
+    """Give a Dinov2 model DINOv2-like outlier activations without changing what it computes.
+
+    Trained DINOv2 weights have a few channels whose activations are ~100× the rest; random
+    weights have none, so an int8 scheme that looks exact on them can fail on the real model.
+    In every block, ``channels`` channels of each quantisable linear layer's input are made
+    ``factor`` times larger and the layer's matching weight columns ``factor`` times smaller, so
+    that the fp32 function is unchanged (up to rounding) but the activations are not:
+
+    - the outputs of ``norm1`` and ``norm2`` (inputs of q/k/v and of the MLP);
+    - the value projection's output (input of the attention's output projection);
+    - the SwiGLU's ``up_proj`` output (input of ``down_proj``), which scales the hidden unit
+      by ``factor`` only where the token excites it: token-dependent massive activations.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def pick(n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=gen)[:channels]
+
+    with torch.no_grad():
+        for layer in model.encoder.layer:
+            att, mlp = layer.attention, layer.mlp
+            first = [att.q_proj, att.k_proj, att.v_proj]
+            second = [mlp.gate_proj, mlp.up_proj] if hasattr(mlp, "up_proj") else [mlp.fc1]
+            for norm, consumers in ((layer.norm1, first), (layer.norm2, second)):
+                c = pick(norm.weight.numel())
+                norm.weight[c] *= factor
+                norm.bias[c] *= factor
+                for lin in consumers:
+                    lin.weight[:, c] /= factor
+            c = pick(att.v_proj.out_features)
+            att.v_proj.weight[c] *= factor
+            att.v_proj.bias[c] *= factor
+            att.o_proj.weight[:, c] /= factor
+            if hasattr(mlp, "up_proj"):
+                c = pick(mlp.up_proj.out_features)
+                mlp.up_proj.weight[c] *= factor
+                mlp.up_proj.bias[c] *= factor
+                mlp.down_proj.weight[:, c] /= factor
+
+
+#: The numerics stress model: ViT-L whose blocks all contribute (layerscale 1; with the 1e-5 of a
+#: fresh model every precision scores ≈ 1 trivially), with outlier activations injected.
+VITL_STRESS = {**VITL, "layerscale_value": 1.0}
+
+
+def build_vitl_outliers(folder: Path | None = None) -> Path:
+    """ViT-L (:data:`VITL_STRESS`) with DINOv2-like outlier activations: the int8 bar."""
+    return build_model(folder or cache_dir() / "vitl14-ls1-outliers", VITL_STRESS, outliers=True)
+
+
 def build_small(folder: Path | None = None) -> Path:
     """The small random Dinov2 used to measure agreement."""
     return build_model(folder or cache_dir() / "small-random", SMALL)
@@ -122,34 +184,7 @@ def build_tiny(folder: Path, *, seed: int = 0, **overrides) -> Path:
 
 
 # -- pictures -------------------------------------------------------------------------------
-def make_picture(seed: int, size: tuple[int, int] = (720, 1280)) -> np.ndarray:
-    """A photo-like RGB uint8 picture (H×W×3): smooth colours, shapes, lines and fine texture."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    low = rng.integers(0, 256, (5, 8, 3), dtype=np.uint8)
-    img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
-    for _ in range(14):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-        kind = rng.integers(0, 4)
-        if kind == 0:
-            cv2.circle(img, (x, y), int(rng.integers(h // 20, h // 4)), color, -1, cv2.LINE_AA)
-        elif kind == 1:
-            cv2.rectangle(img, (x, y), (int(rng.integers(0, w)), int(rng.integers(0, h))), color, -1)
-        elif kind == 2:
-            pts = rng.integers(0, [w, h], (int(rng.integers(3, 7)), 2)).astype(np.int32)
-            cv2.fillPoly(img, [pts], color, cv2.LINE_AA)
-        else:
-            cv2.line(
-                img,
-                (x, y),
-                (int(rng.integers(0, w)), int(rng.integers(0, h))),
-                color,
-                int(rng.integers(3, 12)),
-                cv2.LINE_AA,
-            )
-    texture = cv2.GaussianBlur(rng.normal(0, 14, (h, w)).astype(np.float32), (0, 0), 1.5)
-    return np.clip(img.astype(np.float32) + texture[:, :, None], 0, 255).astype(np.uint8)
+make_picture = generated_picture  # the product's calibration pictures are the benchmark's too
 
 
 # -- the video ------------------------------------------------------------------------------
@@ -165,6 +200,7 @@ class Shot:
     motion: Motion = "static"
     transition: Transition = "cut"
     transition_s: float = 0.0
+    occlusion: float = 0.0  # share of the view's width an unrelated object covers at its widest
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +278,43 @@ def benchmark_plan() -> VideoPlan:
     return VideoPlan(seeds, tuple(i < 12 for i in range(15)), shots)
 
 
+def random_plan(seed: int, duration_s: float = 60.0) -> VideoPlan:
+    """A generated video plan of about ``duration_s``: shots of 1.5–7 s over 15 pictures (12 in
+    the collection), every kind of camera motion, cuts, dissolves and fades, and partial
+    occlusion by an unrelated object in about a quarter of the shots. Different seeds give
+    different pictures, collections and shot sequences (for tuning on some and testing on others).
+    """
+    rng = np.random.default_rng(seed)
+    motions: tuple[Motion, ...] = ("static", "pan", "fast_pan", "zoom_in", "zoom_out", "shake", "pan_zoom")
+    shots: list[Shot] = []
+    total, previous = 0.0, -1
+    while total < duration_s - 1.0:
+        length = float(min(round(rng.uniform(1.5, 7.0), 1), max(1.5, duration_s - total)))
+        picture = previous
+        while picture == previous:
+            picture = int(rng.integers(0, 15))
+        transition = rng.choice(["cut", "dissolve", "fade"], p=[0.7, 0.2, 0.1]) if shots else "cut"
+        shots.append(
+            Shot(
+                picture,
+                length,
+                motions[int(rng.integers(0, len(motions)))],
+                str(transition),  # type: ignore[arg-type]
+                0.5 if transition != "cut" else 0.0,
+                float(rng.uniform(0.2, 0.45)) if rng.random() < 0.25 else 0.0,
+            )
+        )
+        total, previous = total + length, picture
+    seeds = tuple(10_000 * (seed + 1) + i for i in range(15))
+    return VideoPlan(seeds, tuple(i < 12 for i in range(15)), tuple(shots), seed=seed)
+
+
+TUNING_SEEDS = (1, 2, 3)
+"""The generated videos (:func:`random_plan`) the sampling defaults were tuned on."""
+HELD_OUT_SEEDS = (101, 102, 103)
+"""Generated videos never used for tuning: the sampling targets are reported on these."""
+
+
 def smoke_plan() -> VideoPlan:
     """A few seconds of video for the smoke test (same kinds of shots, 8 fps, 320×180)."""
     shots = (
@@ -291,6 +364,22 @@ def _view(picture: np.ndarray, dx: float, dy: float, zoom: float, size: tuple[in
     return cv2.warpAffine(picture, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def _occluder(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    """An unrelated object (a flat colour with a blurred texture) as tall as the view."""
+    w, h = size
+    base = rng.integers(0, 256, 3).astype(np.float32)
+    texture = cv2.GaussianBlur(rng.normal(0, 30, (h, w)).astype(np.float32), (0, 0), 3)
+    return np.clip(base[None, None, :] + texture[:, :, None], 0, 255)
+
+
+def _occlude(frame: np.ndarray, occluder: np.ndarray, share: float) -> None:
+    """Cover ``share`` of the frame's width from the left with the occluder (in place): an object
+    that slides in front of the camera and out again."""
+    cover = int(round(share * frame.shape[1]))
+    if cover > 0:
+        frame[:, :cover] = occluder[:, :cover]
+
+
 def iter_plan_frames(plan: VideoPlan, pictures: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
     """Frames of the plan with the picture each shows (``-1`` when mostly black)."""
     rng = np.random.default_rng(plan.seed)
@@ -305,10 +394,13 @@ def iter_plan_frames(plan: VideoPlan, pictures: Sequence[np.ndarray]) -> Iterato
         shake = walk - np.linspace(0, 1, n)[:, None] * walk[-1:]  # hand-held: wanders and returns
         trans = int(round(shot.transition_s * plan.fps)) if shot.transition != "cut" else 0
         frame = None
+        occluder = _occluder(rng, size) if shot.occlusion > 0 else None
         for j in range(n):
             u = j / max(1, n - 1)
             dx, dy, zoom = _camera(shot.motion, u, rng, shake, j)
             frame = _view(blurred[shot.picture], dx, dy, zoom, size).astype(np.float32)
+            if occluder is not None:
+                _occlude(frame, occluder, shot.occlusion * math.sin(math.pi * u))
             truth = shot.picture
             if j < trans:
                 a = (j + 1) / (trans + 1)

@@ -1,9 +1,17 @@
-"""core.model.int8: isolated, imported only when int8 is asked for."""
+"""core.model.int8: int8 that is safe to turn on, isolated from the default path."""
 
 from __future__ import annotations
 
+import logging
 
-def test_the_default_path_never_imports_the_deprecated_int8_api(tiny_model_dir):
+import numpy as np
+import pytest
+import torch
+
+from conftest import pattern_image
+
+
+def test_the_default_path_never_imports_the_int8_backend(tiny_model_dir):
     """int8 is isolated in core.model.int8: fp32 loading neither imports it nor warns."""
     import subprocess
     import sys
@@ -12,7 +20,129 @@ def test_the_default_path_never_imports_the_deprecated_int8_api(tiny_model_dir):
         "import sys, warnings; warnings.simplefilter('error', DeprecationWarning);"
         "from core.model.loading import load_model;"
         f"load_model({str(tiny_model_dir)!r}, device='cpu', precision='fp32');"
-        "assert 'core.model.int8' not in sys.modules"
+        "assert 'core.model.int8' not in sys.modules and 'openvino' not in sys.modules"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# -- the int8 path on a model with DINOv2-like outlier activations --------------------------
+@pytest.fixture(scope="module")
+def outlier_model_dir(tmp_path_factory):
+    """A tiny SwiGLU Dinov2 with outlier channels ~100× the rest (fp32 function unchanged);
+    the tests that use it need the optional int8 backend."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from bench.synthetic import TINY, build_model
+
+    return build_model(
+        tmp_path_factory.mktemp("tiny-outliers"), {**TINY, "use_swiglu_ffn": True}, outliers=True
+    )
+
+
+@pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory):
+    import os
+
+    folder = tmp_path_factory.mktemp("int8-cache")
+    old = os.environ.get("WEBSSL_INT8_CACHE")
+    os.environ["WEBSSL_INT8_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        del os.environ["WEBSSL_INT8_CACHE"]
+    else:
+        os.environ["WEBSSL_INT8_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def pair(outlier_model_dir, int8_cache):
+    from core.model.features import FeatureExtractor
+
+    fp32 = FeatureExtractor.load(outlier_model_dir, device="cpu", precision="fp32")
+    int8 = FeatureExtractor.load(outlier_model_dir, device="cpu", precision="int8")
+    return fp32, int8
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def test_the_outliers_defeat_a_plain_int8_scale(pair):
+    """The test model is a real test: one int8 scale per tensor, as a plain dynamic
+    quantisation uses, loses most of the [CLS] direction; SmoothQuant's int8 does not."""
+    fp32, _ = pair
+    pixels = fp32.preprocess([pattern_image(s) for s in range(4)])
+    ref = fp32.forward(pixels).cls
+
+    def fake_int8(x: torch.Tensor) -> torch.Tensor:
+        scale = x.abs().amax() / 127
+        return (x / scale).round().clamp(-127, 127) * scale
+
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args: (fake_int8(args[0]),))
+        for m in fp32.model.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    try:
+        plain = fp32.forward(pixels).cls
+    finally:
+        for h in hooks:
+            h.remove()
+    assert _cosines(plain, ref).min() < 0.99
+
+
+def test_int8_keeps_the_cls_direction_on_outlier_activations(pair):
+    """Where a plain int8 scale falls below 0.99, the recipe stays within 0.002 of fp32 on the
+    tiny model (0.9987 measured; the 0.999 bar on ViT-L is the benchmark's, and not met)."""
+    from core.model.int8 import OpenVINOBackbone
+
+    fp32, int8 = pair
+    assert int8.precision == "int8" and isinstance(int8.model, OpenVINOBackbone)
+    assert int8.model.validation.min_cosine >= 0.998 and int8.model.validation.pictures == 8
+    frames = [pattern_image(s) for s in range(10, 16)]
+    assert _cosines(int8.cls_embeddings(frames), fp32.cls_embeddings(frames)).min() >= 0.995
+    assert (
+        int8.embed(frames[:2], patches=True).patches.shape
+        == fp32.embed(frames[:2], patches=True).patches.shape
+    )
+
+
+def test_int8_model_is_built_once_then_read_from_the_cache(pair, outlier_model_dir, int8_cache):
+    import time
+
+    from core.model.features import FeatureExtractor
+
+    assert len(list(int8_cache.glob("*/model.xml"))) == 1
+    t = time.perf_counter()
+    again = FeatureExtractor.load(outlier_model_dir, device="cpu", precision="int8")
+    assert again.model.validation == pair[1].model.validation  # the stored one, not a new build
+    assert time.perf_counter() - t < 60
+    assert len(list(int8_cache.glob("*/model.xml"))) == 1
+
+
+def test_int8_says_what_it_cannot_do(pair):
+    from core.errors import ModelLoadError
+
+    _, int8 = pair
+    with pytest.raises(ModelLoadError, match="final-layer features only"):
+        int8.embed([pattern_image(1)], layers=True)
+
+
+def test_auto_uses_int8_only_where_it_meets_the_bar(outlier_model_dir, int8_cache, monkeypatch, caplog):
+    from core.model import int8, precision
+    from core.model.features import FeatureExtractor
+
+    monkeypatch.setattr(precision, "INT8_IN_AUTO", True)
+    monkeypatch.setattr(precision, "cpu_has_fast_int8", lambda: True)
+    assert precision.resolve_precision("auto", torch.device("cpu")) == "int8"
+    monkeypatch.setattr(int8, "MIN_COSINE", 0.99)  # a bar the tiny model's int8 meets (0.9987)
+    assert FeatureExtractor.load(outlier_model_dir, device="cpu", precision="auto").precision == "int8"
+    monkeypatch.setattr(int8, "MIN_COSINE", 1.01)  # a bar no int8 model meets
+    with caplog.at_level(logging.WARNING):
+        fx = FeatureExtractor.load(outlier_model_dir, device="cpu", precision="auto")
+    assert fx.precision == precision.float_precision(torch.device("cpu"))
+    assert "auto uses" in caplog.text
+    # asked for explicitly, int8 runs anyway, with a warning
+    assert FeatureExtractor.load(outlier_model_dir, device="cpu", precision="int8").precision == "int8"

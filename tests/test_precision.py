@@ -18,8 +18,50 @@ def test_device_and_precision_resolution():
             resolve_device("cuda")
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
-    assert resolve_precision("auto", cpu) in {"fp32", "bf16"}
+    assert resolve_precision("auto", cpu) in {"fp32", "bf16", "int8"}
     with pytest.raises(ModelLoadError, match="Unknown precision"):
         resolve_precision("fp8", cpu)
     with pytest.raises(ModelLoadError, match="CPU only"):
         resolve_precision("int8", torch.device("cuda"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "backend", "expected"),
+    [
+        ({"avx2"}, True, "fp32"),  # bf16 emulated, no int8 dot products: fp32
+        ({"avx2", "avx512f", "avx512_bf16"}, True, "bf16"),
+        ({"avx2", "avx512f", "avx512_vnni"}, True, "int8"),  # Xeon with VNNI, no BF16
+        ({"avx512f", "avx512_vnni", "avx512_bf16"}, True, "int8"),  # Zen 4
+        ({"avx512f", "avx512_vnni", "avx512_bf16"}, False, "bf16"),  # int8 backend not installed
+        ({"avx512f", "avx512_vnni"}, False, "fp32"),
+    ],
+)
+def test_auto_is_decided_per_cpu(monkeypatch, flags, backend, expected):
+    """Where int8 is allowed in auto (once the recipe meets the bar), the choice per CPU kind."""
+    import importlib.util
+
+    from core.model import precision
+
+    monkeypatch.setattr(precision, "INT8_IN_AUTO", True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (real(name, *a) if backend else None) if name in ("openvino", "nncf") else real(name, *a)
+        ),
+    )
+    if backend and real("openvino") is None:
+        pytest.skip("the int8 backend is not installed")
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+
+
+def test_auto_keeps_int8_opt_in_while_the_recipe_misses_the_bar(monkeypatch):
+    from core.model import precision
+
+    assert precision.INT8_IN_AUTO is False
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}))
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"

@@ -139,3 +139,138 @@ def test_decisions_are_counted_and_replay_from_thumbnails():
     assert sum(live.reasons.values()) == len(frames)
     assert live.reasons["first"] == 1 and live.reasons["cut"] >= 2 and live.reasons["refresh"] >= 1
     assert live.reasons["static"] == sum(not d.analyse for d in a)
+
+
+# -- sampling by certainty (the pipeline reports each analysed frame's best and runner-up) -----
+def _static_run(planner, n: int, fps: float, scores: dict[int, tuple[float, float]] | tuple[float, float]):
+    """Decide ``n`` frames of one still picture, reporting ``scores`` (per analysed frame, or
+    the same for all) right after each analysis, as the pipeline does."""
+    frame = pattern_image(7)
+    decisions = []
+    for i in range(n):
+        d = planner.decide(i, i / fps, frame)
+        decisions.append(d)
+        if d.analyse:
+            best, runner_up = scores if isinstance(scores, tuple) else scores[i]
+            planner.observe(i, best, runner_up)
+    return decisions
+
+
+_CERTAIN = {
+    "sure_max_interval_s": 5.0,
+    "unsure_max_interval_s": 0.5,
+    "sure_margin": 0.1,
+    "sure_lead": 0.1,
+    "unsure_margin": 0.03,
+    "unsure_lead": 0.03,
+    "feedback_lag": 3,
+}
+
+
+def test_certainty_of_a_result():
+    from core.matching.sampling import certainty
+
+    s = Sampling.auto(**_CERTAIN)
+    assert certainty(0.9, 0.5, 0.6, s) == "sure"  # far above, wide lead
+    assert certainty(0.3, 0.29, 0.6, s) == "sure"  # far below: who leads does not matter
+    assert certainty(0.61, 0.3, 0.6, s) == "unsure"  # near the threshold
+    assert certainty(0.9, 0.89, 0.6, s) == "unsure"  # a close runner-up
+    assert certainty(0.68, 0.5, 0.6, s) == "unknown"  # in between: the plain rule
+    assert certainty(0.9, float("nan"), 0.6, s) == "unknown"  # no runner-up: lead unknown
+    assert certainty(float("nan"), float("nan"), 0.6, s) == "unknown"
+
+
+def test_a_sure_result_waits_longer_and_an_unsure_one_is_looked_at_sooner():
+    s = Sampling.auto(max_interval_s=2.0, **_CERTAIN)
+    fps, n = 10, 120
+    plain = _static_run(s.planner(), n, fps, (0.9, 0.5))  # no threshold: no certainty
+    sure = _static_run(s.planner(threshold=0.6), n, fps, (0.9, 0.5))
+    unsure = _static_run(s.planner(threshold=0.6), n, fps, (0.61, 0.3))
+    between = _static_run(s.planner(threshold=0.6), n, fps, (0.68, 0.5))  # neither: the plain rule
+
+    def analysed(ds):
+        return [i for i, d in enumerate(ds) if d.analyse]
+
+    assert analysed(plain) == [0, 20, 40, 60, 80, 100] == analysed(between)
+    assert analysed(sure) == [0, 50, 100]
+    assert analysed(unsure)[:4] == [0, 5, 10, 15] and len(analysed(unsure)) == 24
+    # every decision says why: inherited beyond the plain interval because the result was sure,
+    # analysed before it because the result was not
+    assert sure[20].reason == "sure" and not sure[20].analyse and sure[20].source == 0
+    assert unsure[5].reason == "unsure" and unsure[5].analyse
+    reasons = s.planner(threshold=0.6)
+    _static_run(reasons, n, fps, (0.9, 0.5))
+    assert reasons.reasons["first"] == 1 and reasons.reasons["refresh"] == 2
+    assert reasons.reasons["sure"] > 0 and sum(reasons.reasons.values()) == n
+
+
+def test_certainty_follows_each_result():
+    """Scores change from sure to unsure: the next interval follows the newest result."""
+    s = Sampling.auto(max_interval_s=2.0, **_CERTAIN)
+    scores = {0: (0.9, 0.5), 50: (0.62, 0.5)}
+    scores.update({i: (0.62, 0.5) for i in range(51, 120)})
+    decisions = _static_run(s.planner(threshold=0.6), 80, 10, scores)
+    assert [i for i, d in enumerate(decisions) if d.analyse][:4] == [0, 50, 55, 60]
+
+
+def test_results_count_only_after_the_feedback_lag_whenever_they_arrive():
+    """The decisions do not depend on when the results come in (the run is reproducible):
+    before ``feedback_lag`` frames the plain rule applies; a due result is waited for."""
+    import threading
+    import time
+
+    s = Sampling.auto(max_interval_s=0.5, **{**_CERTAIN, "feedback_lag": 4})
+    fps, n = 10, 40
+    frame = pattern_image(8)
+    early = _static_run(s.planner(threshold=0.6), n, fps, (0.9, 0.5))
+
+    late = s.planner(threshold=0.6)
+    pending: list[int] = []
+    decisions = []
+
+    def reporter():
+        done = 0
+        while done < 1:
+            if pending:
+                time.sleep(0.05)  # the model is slow
+                late.observe(pending.pop(0), 0.9, 0.5)
+                done += 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=reporter)
+    thread.start()
+    for i in range(n):
+        d = late.decide(i, i / fps, frame)
+        decisions.append(d)
+        if d.analyse:
+            pending.append(i)
+    thread.join(timeout=10)
+    assert decisions == early
+    # from frame 4 on, the first (sure) result counts: the plain 0.5 s refresh becomes 5 s
+    assert [i for i, d in enumerate(early) if d.analyse] == [0]
+    assert early[4].reason == "static" and early[5].reason == "sure"
+
+
+def test_close_releases_a_planner_waiting_for_a_result():
+    import threading
+
+    s = Sampling.auto(max_interval_s=0.2, **{**_CERTAIN, "feedback_lag": 2})
+    planner = s.planner(threshold=0.6)
+    frame = pattern_image(9)
+    planner.decide(0, 0.0, frame)  # analysed; its result never comes
+    planner.decide(1, 0.1, frame)
+    threading.Timer(0.2, planner.close).start()
+    d = planner.decide(2, 0.2, frame)  # needs frame 0's result: waits until closed
+    assert d.analyse and d.reason == "refresh"  # the plain rule
+
+
+def test_certainty_options_are_checked_and_stored():
+    with pytest.raises(InvalidArgumentError, match="unknown sampling options"):
+        Sampling.auto(sure_interval=3)
+    with pytest.raises(InvalidArgumentError):
+        Sampling.auto(sure_change_threshold=0.5)  # above the cut threshold
+    with pytest.raises(InvalidArgumentError):
+        Sampling.auto(feedback_lag=0)
+    s = Sampling.auto(**_CERTAIN)
+    assert Sampling.from_dict(s.to_dict()) == s
+    assert "sure" in s.describe() and "sure_margin" not in Sampling.every().to_dict()

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.matching.params import MatchParams
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
-from core.matching.sampling import Sampling
+from core.matching.sampling import FramePlanner, Sampling
 from core.matching.search import top_k
 from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
 from core.model.features import FeatureExtractor, l2_normalize
@@ -164,7 +164,7 @@ def match_video(
     reporter = ProgressReporter("matching", "frames", total or None, progress, cancel)
     counts = {"computed": 0, "cached": 0, "inherited": 0, "decoded": 0}
     last: tuple[np.ndarray, np.ndarray] | None = None
-    planner = sampling.planner(extractor.preprocessing)
+    planner = sampling.planner(extractor.preprocessing, threshold=params.threshold)
     decode = DecodeReport()
 
     def classify(frame: Frame) -> tuple[int, int]:
@@ -182,14 +182,18 @@ def match_video(
             classify=classify,
             select=planner.wants,
             max_frames=max_frames,
+            max_pending=planner.max_pending,  # results reach the planner in time (sampling.py)
             pin_memory=extractor.device.type == "cuda",
             report=decode,
         )
-        for batch in background(producer, maxsize=2, name="video-decoder"):
+        # held in a name so that the except clauses below release the planner before the
+        # decoding thread is stopped (it may wait for a result)
+        batches = background(producer, maxsize=2, name="video-decoder")
+        for batch in batches:
             reporter.check_cancelled()
             if len(batch):
                 last = _process_batch(
-                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last
+                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, planner
                 )
                 counts["computed"] += int((batch.tag == COMPUTE).sum())
                 counts["cached"] += int((batch.tag == _CACHED).sum())
@@ -199,7 +203,7 @@ def match_video(
         stats = {
             **counts,
             "elapsed_s": reporter.elapsed_s,
-            "decisions": dict(planner.reasons),  # why frames were analysed ("static": inherited)
+            "decisions": dict(planner.reasons),  # why frames were analysed or inherited (Decision)
             "decode": {
                 "frames": decode.decoded,
                 "lost_frames": decode.lost,
@@ -216,9 +220,11 @@ def match_video(
             )
         view = finish_run(index, run_id, params, stats)
     except Cancelled:
+        planner.close()
         index.finish_run(run_id, status="cancelled", stats={**counts, "elapsed_s": reporter.elapsed_s})
         raise
     except BaseException:
+        planner.close()
         index.finish_run(run_id, status="failed", stats={**counts, "elapsed_s": reporter.elapsed_s})
         raise
     logger.info(
@@ -252,8 +258,10 @@ def _process_batch(
     params: MatchParams,
     batch: FrameBatch,
     last: tuple[np.ndarray, np.ndarray] | None,
+    planner: FramePlanner,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Embed, search and store one batch; returns the last analysed frame's result."""
+    """Embed, search and store one batch, report each analysed frame's best and runner-up
+    scores to the planner; returns the last analysed frame's result."""
     analysed = batch.tag != _INHERIT
     vectors = np.zeros((int(analysed.sum()), extractor.hidden_size), np.float32)
     order = np.flatnonzero(analysed)  # positions in the batch, in frame order
@@ -270,6 +278,8 @@ def _process_batch(
         lookup = {int(i): j for j, i in enumerate(got_idx)}
         vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
     positions, scores = top_k(l2_normalize(vectors), matrix.vectors, params.top_k)
+    for row, frame in zip(scores, batch.index[order], strict=True):
+        planner.observe(int(frame), row[0], row[1] if len(row) > 1 else np.nan)
     ids = matrix.image_ids[positions] if positions.size else positions
     k = params.top_k
     out_ids = np.full((len(batch), k), -1, np.int64)

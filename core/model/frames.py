@@ -60,7 +60,7 @@ def frame_batches(
     classify: Classifier = _every_frame,
     select: FrameFilter | None = None,
     max_frames: int | None = None,
-    max_pending: int = 512,
+    max_pending: int | None = None,
     pin_memory: bool = False,
     report: DecodeReport | None = None,
 ) -> Iterator[FrameBatch]:
@@ -73,12 +73,13 @@ def frame_batches(
             not recorded.
         max_frames: stop after this many decoded frames.
         max_pending: a batch is also closed after this many recorded frames (so frames that
-            need no pass are reported without waiting for a full batch).
+            need no pass are reported without waiting for a full batch); default 512.
         pin_memory: put the pixels in page-locked memory (an asynchronous copy to a GPU).
         report: filled with what was decoded (see :class:`core.media.video.DecodeReport`).
 
     The last batch may be empty: it reports the final count of decoded frames.
     """
+    max_pending = max_pending or 512
     idx: list[int] = []
     times: list[float] = []
     tags: list[int] = []

@@ -173,7 +173,7 @@ def load_model(
             str(err).splitlines()[0][:120],
         )
         prep = Preprocessing(patch_size=config.patch_size)
-    backbone = apply_precision(backbone, prec, dev)
+    backbone, prec = apply_precision(backbone, prec, dev, preprocessing=prep, requested=precision)
     return LoadedModel(
         model=backbone,
         source=source,
