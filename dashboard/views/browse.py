@@ -52,7 +52,9 @@ def image_grid(
                 name = rec.name if rec else f"#{image_id}"
                 st.image(square_thumbnail(thumbs.get(image_id)), width="stretch")
                 short = md_escape(short_name(name))
-                st.caption(f"{short} · **{scores[pos]:.3f}**" if scores is not None else short, help=name)
+                st.caption(
+                    f"{short} · **{scores[pos]:.3f}**" if scores is not None else short, help=md_escape(name)
+                )
                 st.button(
                     "Open", key=f"{key}-{image_id}-{pos}", on_click=_open, args=(image_id,), width="stretch"
                 )
@@ -69,7 +71,7 @@ if opened is not None:
     if rec is not None and rec.collection_id == coll.id:
         with st.container(border=True):
             head, close = st.columns([6, 1])
-            head.subheader(rec.name)
+            head.subheader(md_escape(rec.name))
             close.button("Close", on_click=_open, args=(None,), icon=":material/close:", width="stretch")
             pic, info = st.columns([2, 3], gap="large")
             with pic:
