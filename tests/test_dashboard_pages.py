@@ -628,3 +628,12 @@ def test_job_titles_are_plain_text(env, image_folder):
     titles = jobs[0]["what"].tolist()
     assert f"Indexing {image_folder.folder.name} into many2" in titles
     assert not any("`" in t for t in titles)
+
+
+def test_streamlit_does_not_collect_garbage_after_every_rerun():
+    """A full gc.collect() after each 0.75 s progress rerun held the GIL: indexing with the page
+    open took 2.15x the CLI's time (bench/dashboard_indexing.py: 0.88x without it)."""
+    import tomllib
+
+    config = tomllib.loads((HOME.parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False

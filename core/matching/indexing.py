@@ -194,7 +194,7 @@ def index_images(
     reporter.check_cancelled()
     flush()
     reporter.update(len(files))
-    return IndexReport(
+    report = IndexReport(
         collection=collection,
         added=tuple(tally.added),
         already_indexed=tuple(tally.known),
@@ -202,6 +202,8 @@ def index_images(
         failed=tuple(tally.failed),
         elapsed_s=reporter.elapsed_s,
     )
+    logger.info("indexed %s in %.1f s", report.summary(), report.elapsed_s)
+    return report
 
 
 def _embed(
