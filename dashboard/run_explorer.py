@@ -60,6 +60,14 @@ def show(runs: list[RunRecord]) -> None:
     if st.session_state.get(keys.RUN) not in by_id:
         st.session_state[keys.RUN] = runs[0].id
     run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=keys.RUN)
+    _explore(run_id)
+    _delete(run_id)
+
+
+@st.fragment
+def _explore(run_id: int) -> None:
+    """Everything about one run. A fragment: moving the threshold, clicking the timeline or
+    turning a tab reruns only this (not the page's launcher, whose pickers query the index)."""
     try:
         base = get_run_view(run_id)
     except NotFoundError as err:
@@ -85,7 +93,6 @@ def show(runs: list[RunRecord]) -> None:
         row = _timeline(view)
         _inspector(view, row)
         _tabs(view)
-    _delete(run_id)
 
 
 def _relabelled(base: RunView) -> RunView:
