@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.matching.params import MatchParams
+from core.matching.regions import RegionSearch, RegionSettings
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
 from core.matching.sampling import Sampling
 from core.matching.search import top_k
@@ -105,8 +106,12 @@ def match_video(
     max_frames: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    regions: RegionSettings | None = None,
 ) -> RunSummary:
     """Match (sampled) frames of a video against a collection and store the run.
+
+    With ``regions``, each analysed frame is also searched for images that fill only part of
+    it (:mod:`core.matching.regions`), and its best region is stored with the run.
 
     Raises:
         VideoOpenError: the video cannot be opened or has no frames.
@@ -121,7 +126,10 @@ def match_video(
     video = register_video(index, info)
     matrix = index.load_embeddings(coll.id)
     embed_key = extractor.embed_key()
-    cached = index.cached_frame_indices(info.sha256, embed_key)
+    finder = RegionSearch(extractor, matrix, index.get_thumbnails, regions) if regions else None
+    # region mode needs every analysed frame's pixels: the cache of whole-frame embeddings is
+    # written, not read
+    cached = set() if finder else index.cached_frame_indices(info.sha256, embed_key)
     run_params = {
         **params.to_dict(),
         "sampling": sampling.to_dict(),
@@ -129,6 +137,7 @@ def match_video(
         "preprocessing": extractor.preprocessing.to_json(),
         "precision": extractor.precision,
         "max_frames": max_frames,
+        **({"regions": regions.to_dict()} if regions else {}),
     }
     run_id = index.create_run(
         video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
@@ -155,12 +164,13 @@ def match_video(
             select=planner.wants,
             max_frames=max_frames,
             pin_memory=extractor.device.type == "cuda",
+            extra=finder.prepare if finder else None,
         )
         for batch in background(producer, maxsize=2, name="video-decoder"):
             reporter.check_cancelled()
             if len(batch):
                 last = _process_batch(
-                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last
+                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, finder
                 )
                 counts["computed"] += int((batch.tag == COMPUTE).sum())
                 counts["cached"] += int((batch.tag == _CACHED).sum())
@@ -209,6 +219,7 @@ def _process_batch(
     params: MatchParams,
     batch: FrameBatch,
     last: tuple[np.ndarray, np.ndarray] | None,
+    finder: RegionSearch | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Embed, search and store one batch; returns the last analysed frame's result."""
     analysed = batch.tag != _INHERIT
@@ -226,7 +237,8 @@ def _process_batch(
         got_idx, _, got_vecs = index.load_frame_embeddings(sha, embed_key, batch.index[pos].tolist())
         lookup = {int(i): j for j, i in enumerate(got_idx)}
         vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
-    positions, scores = top_k(l2_normalize(vectors), matrix.vectors, params.top_k)
+    unit = l2_normalize(vectors)
+    positions, scores = top_k(unit, matrix.vectors, params.top_k)
     ids = matrix.image_ids[positions] if positions.size else positions
     k = params.top_k
     out_ids = np.full((len(batch), k), -1, np.int64)
@@ -242,6 +254,8 @@ def _process_batch(
         elif last is not None:
             out_ids[p], out_scores[p] = last
     index.add_frame_results(run_id, batch.index, batch.time, batch.source, out_ids, out_scores)
+    if finder is not None:
+        index.add_frame_regions(run_id, batch.index, *finder.for_batch(batch, unit))
     if len(order):
         return out_ids[order[-1]].copy(), out_scores[order[-1]].copy()
     return last
