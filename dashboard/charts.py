@@ -4,6 +4,7 @@
   the threshold as a line (WebGL traces for long videos);
 - :func:`heatmap_figure`: images × time, the score of each of the top images per frame;
 - :func:`histogram_figure`: distribution of best scores, split at the threshold;
+- :func:`pr_curve_figure`: precision and recall over the threshold, against ground truth;
 - :func:`selected_frame`: the frame index a click on the timeline chose.
 """
 
@@ -275,6 +276,78 @@ def histogram_figure(
         xaxis_title="best score of a frame",
         yaxis_title="frames",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )
+    return fig
+
+
+def pr_curve_figure(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    thresholds: np.ndarray,
+    *,
+    current: tuple[float | None, float | None, float] | None = None,
+    calibrated: tuple[float, float, float] | None = None,
+    target_precision: float = 0.9,
+    height: int = 340,
+) -> go.Figure:
+    """Precision against recall over the threshold (one point per threshold, highest first).
+
+    Args:
+        current: (recall, precision, threshold) at the view's threshold, drawn as a marker.
+        calibrated: (recall, precision, threshold) of the threshold reaching ``target_precision``.
+    """
+    r, p, t = (np.asarray(a, np.float64) for a in (recall, precision, thresholds))
+    if not len(r) == len(p) == len(t):
+        raise ValueError(f"arrays differ in length: {len(r)}, {len(p)}, {len(t)}")
+    fig = go.Figure()
+    fig.add_trace(
+        _scatter(len(r))(
+            x=r,
+            y=p,
+            mode="lines+markers" if len(r) < 200 else "lines",
+            line={"color": MATCHED_COLOR, "width": 2, "shape": "hv"},
+            marker={"size": 4},
+            customdata=t,
+            name="over the threshold",
+            hovertemplate="threshold %{customdata:.3f}<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_hline(
+        y=target_precision,
+        line={"color": NO_MATCH, "dash": "dot", "width": 1},
+        annotation_text=f"{target_precision:.0%} precision",
+        annotation_position="bottom left",
+    )
+    if calibrated is not None:
+        cr, cp, ct = calibrated
+        fig.add_trace(
+            go.Scatter(
+                x=[cr],
+                y=[cp],
+                mode="markers",
+                marker={"color": "#16a34a", "size": 12, "symbol": "star"},
+                name=f"threshold {ct:.3f} ({target_precision:.0%} precision)",
+                hovertemplate=f"threshold {ct:.3f}<br>recall %{{x:.3f}}<br>precision %{{y:.3f}}<extra></extra>",
+            )
+        )
+    if current is not None and current[0] is not None and current[1] is not None:
+        cr, cp, ct = current
+        fig.add_trace(
+            go.Scatter(
+                x=[cr],
+                y=[cp],
+                mode="markers",
+                marker={"color": THRESHOLD_COLOR, "size": 11, "symbol": "x"},
+                name=f"this view (threshold {ct:.3f})",
+                hovertemplate=f"threshold {ct:.3f}<br>recall %{{x:.3f}}<br>precision %{{y:.3f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 50, "r": 10, "t": 20, "b": 80},
+        xaxis={"title": "recall (share of the truth's time found)", "range": [0, 1.02]},
+        yaxis={"title": "precision (share of found time that is right)", "range": [0, 1.05]},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
     )
     return fig
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core.matching.runs import RunView
+from core.matching.runs import nearest_row as row_of_frame  # noqa: F401  (the pages' name for it)
 from core.matching.sampling import DEFAULT_SAMPLING, Sampling
 from core.media.video import format_time
 from core.visual.colours import image_colour
@@ -56,19 +57,6 @@ def image_labels(view: RunView) -> dict[int, str]:
     """``image id -> file name`` for every image the run mentions."""
     ids = view.results.image_ids
     return {int(i): view.image_name(int(i)) for i in np.unique(ids[ids >= 0])} if ids.size else {}
-
-
-def row_of_frame(frame_index: np.ndarray, frame: int) -> int:
-    """The row of the recorded frame nearest to ``frame`` (frames are sorted)."""
-    fi = np.asarray(frame_index, np.int64)
-    if len(fi) == 0:
-        raise ValueError("the run has no recorded frames")
-    pos = int(np.searchsorted(fi, frame))
-    if pos <= 0:
-        return 0
-    if pos >= len(fi):
-        return len(fi) - 1
-    return pos if fi[pos] - frame < frame - fi[pos - 1] else pos - 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The Match page's explorer: one stored run, re-labelled live from its stored scores.
 
 Threshold, gap and minimum duration give a :class:`~core.matching.runs.RunView`; everything
-below (metrics, timeline, inspector, segments, heat map, histogram, downloads, the rendered
-video) is drawn from that one view, so they always agree.
+below (metrics, timeline, inspector, segments, heat map, histogram, evaluation, downloads, the
+rendered video) is drawn from that one view, so they always agree.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import numpy as np
 import streamlit as st
 
 from core.errors import USER_ERRORS, VideoOpenError
-from core.matching.export import csv_text, json_text
+from core.matching.export import EXPORT_FORMATS
 from core.matching.runs import RunView
 from core.media.video import format_time
-from core.visual.colours import image_colour
+from core.visual.colours import image_colour, image_rgb
+from core.visual.explain import draw_box
 from core.visual.match_video import render_match_video
-from dashboard import charts, keys
+from dashboard import charts, keys, run_evaluation
 from dashboard.jobs import with_index
 from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
-from dashboard.state import get_index, get_run_view, get_thumbnails, settings, video_frame
+from dashboard.state import explained_frame, get_index, get_run_view, get_thumbnails, settings, video_frame
 from dashboard.widgets import follow_job, md_escape, outcome_notice, set_notice, show_notice, start_job
 from db import Index, NotFoundError, RunRecord
 
@@ -162,14 +163,25 @@ def _inspector(view: RunView, row: int) -> None:
         left, right = st.columns([3, 4], gap="large")
         with left:
             note = "" if src == frame_no else f" · result inherited from frame {src}"
+            where = st.toggle(
+                "Show where it matched",
+                key=keys.run_overlay(run_id),
+                help="A heat map of where the best image fits in the frame (runs the model's first blocks), "
+                "with the region box of runs made with regions.",
+            )
             try:
-                st.image(
-                    video_frame(video.path, frame_no, t_s),
-                    caption=f"Frame {frame_no} at {format_time(t_s)}{note}",
-                    width="stretch",
-                )
+                picture = video_frame(video.path, frame_no, t_s)
+                best = int(view.best_image[row])
+                region = view.region_of(row)
+                if where and best >= 0:
+                    picture, note = explained_frame(run_id, frame_no, best), note + " · where it fits"
+                elif region is not None and region[0] == best:  # the stored box: no model needed
+                    picture, note = draw_box(picture, region[2], image_rgb(best)), note + " · region"
+                st.image(picture, caption=f"Frame {frame_no} at {format_time(t_s)}{note}", width="stretch")
             except VideoOpenError as err:
                 st.warning(f"Cannot show the frame: {err}")
+            except USER_ERRORS as err:
+                st.warning(f"Cannot show where it matched: {err}")
         with right:
             matches = frame_matches(view, row)
             verdict = "matched" if matched[row] else "no match (below threshold)"
@@ -189,8 +201,8 @@ def _inspector(view: RunView, row: int) -> None:
 
 def _tabs(view: RunView) -> None:
     run_id, res = view.run.id, view.results
-    seg_tab, heat_tab, hist_tab, out_tab = st.tabs(
-        ["Segments", "Heat map", "Score histogram", "Export & render"]
+    seg_tab, heat_tab, hist_tab, eval_tab, out_tab = st.tabs(
+        ["Segments", "Heat map", "Score histogram", "Evaluate", "Export & render"]
     )
     with seg_tab:
         if not view.segments:
@@ -233,6 +245,8 @@ def _tabs(view: RunView) -> None:
             config=CONFIG,
         )
         st.caption("A good threshold sits in the gap between the noise (left) and the true matches (right).")
+    with eval_tab:
+        run_evaluation.show(view)
     with out_tab:
         _exports(view)
 
@@ -241,23 +255,16 @@ def _exports(view: RunView) -> None:
     """Downloads and the rendered "frame | match" video, at the view's threshold."""
     run_id, video = view.run.id, view.video
     stem = f"run-{run_id}-t{view.params.threshold:.3f}"
-    d1, d2 = st.columns(2)
-    d1.download_button(
-        "Download CSV",
-        data=lambda: csv_text(view),
-        file_name=f"{stem}.csv",
-        mime="text/csv",
-        icon=":material/download:",
-        key=keys.run_download(run_id, "csv"),
-    )
-    d2.download_button(
-        "Download JSON",
-        data=lambda: json_text(view),
-        file_name=f"{stem}.json",
-        mime="application/json",
-        icon=":material/download:",
-        key=keys.run_download(run_id, "json"),
-    )
+    for column, fmt in zip(st.columns(len(EXPORT_FORMATS)), EXPORT_FORMATS, strict=True):
+        column.download_button(
+            fmt.label,
+            data=lambda fmt=fmt: fmt.text(view),
+            file_name=f"{stem}{fmt.suffix}",
+            mime=fmt.mime,
+            icon=":material/download:",
+            key=keys.run_download(run_id, fmt.key),
+            help=f"Download {fmt.description}",
+        )
     st.divider()
     st.markdown("**Side-by-side video** of the frames and their best matching image, at this threshold")
     out_path = settings().renders_dir / f"match-{stem}.mp4"
