@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core.matching.runs import RunView
 from core.matching.truth import (
     TARGET_PRECISION,
-    Evaluation,
     GroundTruth,
     TruthFileError,
     evaluate_run,
@@ -56,14 +54,6 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
-def _point(result: Evaluation, threshold: float | None) -> tuple[float, float, float] | None:
-    """The curve's (recall, precision, threshold) at a threshold of the curve."""
-    if threshold is None:
-        return None
-    i = int(np.flatnonzero(result.curve.thresholds == threshold)[0])
-    return float(result.curve.recall[i]), float(result.curve.precision[i]), threshold
-
-
 def show(view: RunView) -> None:
     run_id = view.run.id
     st.caption(
@@ -88,7 +78,7 @@ def show(view: RunView) -> None:
                 result.curve.precision,
                 result.curve.thresholds,
                 current=(result.recall, result.precision, result.threshold),
-                calibrated=_point(result, at90),
+                calibrated=result.curve.point(at90),
                 target_precision=TARGET_PRECISION,
             ),
             key=keys.run_pr_curve(run_id),

@@ -103,7 +103,7 @@ def test_threshold_reaching_90_percent_precision():
 
 
 def test_frame_accuracy_by_hand():
-    # at 0.65 the labels are A, A, B, none, none, none; on screen at the starts: A, A, A, A, B, nothing
+    # at 0.65 the labels are A, A, B, none, none, none; on screen mid-unit: A, A, A, A, B, nothing
     assert labels_at_threshold(UNITS, 0.65).tolist() == [A, A, B, NONE, NONE, NONE]
     # right: 1st, 2nd, 6th (none where nothing is shown) -> 3 / 6
     assert frame_accuracy(UNITS, TRUTH, 0.65) == pytest.approx(0.5)
@@ -139,3 +139,10 @@ def test_undefined_values_are_none_not_nan():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="one value per unit"):
         TimeUnits(np.zeros(2), np.zeros(1), np.zeros(2), np.zeros(2))
+
+
+def test_a_frame_on_a_rounded_boundary_belongs_to_the_right_side():
+    # a truth ending at 0.2 + 0.1 = 0.30000000000000004 s; the next frame starts at 0.3 s:
+    # judged at its middle (0.35 s), it shows nothing
+    edge = truth((A, 0.0, 0.2 + 0.1))
+    assert frame_accuracy(units((0.3, 0.4, NONE, math.nan)), edge, 0.5) == 1.0

@@ -33,3 +33,18 @@ def test_composite_figure_and_saved_pictures(extractor, tmp_path):
         np.testing.assert_array_equal(np.asarray(im), maps.pca)
     with pytest.raises(InvalidArgumentError, match="stem"):
         save_image_maps(maps, tmp_path, "a/b")
+
+
+def test_pr_curve_png_and_png_names(tmp_path):
+    from core.visual.figures import check_png, pr_curve_png
+
+    out = pr_curve_png(
+        np.array([0.1, 0.6]),
+        np.array([1.0, 0.8]),
+        np.array([0.9, 0.5]),
+        tmp_path / "pr.png",
+        calibrated=(0.1, 1.0, 0.9),
+    )
+    assert Image.open(out).format == "PNG"
+    with pytest.raises(InvalidArgumentError, match="ending in .png"):
+        check_png(tmp_path / "pr.jpg")

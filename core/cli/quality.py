@@ -16,6 +16,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from core.matching.truth import evaluate_run, read_truth
 
     truth = read_truth(args.truth)  # a bad file fails before the database is opened
+    if args.plot is not None:
+        from core.visual.figures import check_png
+
+        check_png(args.plot)
     with open_index(args) as index:
         view = load_run(index, args.run_id).relabel(threshold=args.threshold)
     result = evaluate_run(view, truth)
@@ -46,12 +50,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         print(f"  JSON: {args.json}")
+    if args.plot:
+        from core.visual.figures import pr_curve_png
+
+        curve = result.curve
+        title = (
+            f"run {view.run.id}: micro AP {num(result.micro_ap)}, frame accuracy {pct(result.frame_accuracy)}"
+        )
+        out = pr_curve_png(
+            curve.recall,
+            curve.precision,
+            curve.thresholds,
+            args.plot,
+            calibrated=curve.point(at90),
+            title=title,
+        )
+        print(f"  PR curve: {out}")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from core.matching.runs import load_run
-    from core.visual.explain import check_png, explain_frame, region_settings, save_explanation
+    from core.visual.explain import explain_frame, region_settings, save_explanation
+    from core.visual.figures import check_png
 
     check_png(args.out)  # before the model loads
     with open_index(args) as index:
@@ -85,6 +106,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--truth", type=Path, required=True, metavar="TRUTH.csv")
     p.add_argument("--threshold", "-t", type=float, default=None, help="default: the run's threshold")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the results as JSON")
+    p.add_argument(
+        "--plot", type=Path, default=None, metavar="OUT.png", help="draw the precision–recall curve"
+    )
     add_db_option(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -5,8 +5,8 @@ video from its time to the next recorded frame's, and predicts one image (its be
 score. The truth is a set of **intervals** per image (when it is really on screen). Two views:
 
 - **frame accuracy**: the share of units whose label at the run's threshold (the best image if
-  matched, otherwise "none") is right: one of the images on screen at the unit's time, or
-  "none" when nothing is;
+  matched, otherwise "none") is right: one of the images on screen in the middle of the unit
+  (not at its start, which may sit on a boundary up to rounding), or "none" when nothing is;
 - **average precision over time**, the single-axis form of the VSC 2022 matching track's
   metric (facebookresearch/vsc2022, ``vsc/metrics.py``: ``match_metric``): predictions are
   taken best score first, tied scores as one group; after each group, precision is the share of
@@ -146,6 +146,13 @@ class PrCurve:
     def __len__(self) -> int:
         return len(self.thresholds)
 
+    def point(self, threshold: float | None) -> tuple[float, float, float] | None:
+        """(recall, precision, threshold) at one of the curve's thresholds; None for None."""
+        if threshold is None:
+            return None
+        i = int(np.flatnonzero(self.thresholds == threshold)[0])
+        return float(self.recall[i]), float(self.precision[i]), float(threshold)
+
 
 def pr_curve(units: TimeUnits, truth: TruthIntervals, image: int | None = None) -> PrCurve:
     """The precision–recall curve and AP of the units' predictions (of one image, or micro).
@@ -198,7 +205,8 @@ def frame_accuracy(units: TimeUnits, truth: TruthIntervals, threshold: float) ->
     if not len(units):
         return None
     labels = labels_at_threshold(units, threshold)
-    on_screen = truth.labels_at(units.start_s)
+    middle = (np.asarray(units.start_s, np.float64) + np.asarray(units.end_s, np.float64)) / 2
+    on_screen = truth.labels_at(middle)
     right = [
         (label == NONE and not shown) or int(label) in shown
         for label, shown in zip(labels, on_screen, strict=True)

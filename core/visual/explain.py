@@ -28,6 +28,7 @@ from core.media.video import format_time, read_frame
 from core.model.features import FeatureExtractor
 from core.visual.colours import image_rgb
 from core.visual.drawing import heatmap, label, letterbox, overlay
+from core.visual.figures import check_png
 from db import EmbeddingMatrix
 
 logger = logging.getLogger(__name__)
@@ -206,16 +207,6 @@ def explanation_figure(e: Explanation, panel_height: int = PANEL_HEIGHT) -> np.n
     right = letterbox(e.image, pw, panel_height)
     right = label(right, f"{e.image_name}\nscore {e.score:.3f} ({verdict})")
     return np.hstack([left, middle, right])
-
-
-def check_png(out: str | os.PathLike) -> Path:
-    """``out`` as a Path. Raises InvalidArgumentError unless it names a .png file."""
-    path = Path(out)
-    if path.suffix.lower() != ".png" or path.is_dir():
-        raise InvalidArgumentError(
-            f"the explanation is a PNG picture: give a file name ending in .png, not {path}"
-        )
-    return path
 
 
 def save_explanation(e: Explanation, out: str | os.PathLike, panel_height: int = PANEL_HEIGHT) -> Path:
