@@ -9,10 +9,12 @@ hardly moves it. Region mode looks for each image inside the frame, in two steps
    image, as the model sees it when it is indexed (its centre crop), goes through the same
    blocks at several sizes of k×k patches. Early tokens still describe their own patch, so a
    template slid over the frame's tokens (a convolution of unit tokens: the mean cosine of
-   corresponding patches) peaks where the image is, at the size it has there.
-2. **Which, and how well** (the usual embedding): the best place is cut out of the frame,
-   resized to the model's input and embedded like a collection image; its best match in the
-   whole collection is the frame's region, with the box in frame pixels. Its score is the
+   corresponding patches) peaks where the image is, at the size it has there. Two places are
+   kept: the highest peak, and the peak that stands out most from the rest of the frame for
+   its template and size (large pictures win the first, small ones often only the second).
+2. **Which, and how well** (the usual embedding): each place is cut out of the frame, resized
+   to the model's input and embedded like a collection image; the best match in the whole
+   collection of either is the frame's region, with the box in frame pixels. Its score is the
    same cosine as a whole frame's, so one threshold serves both, and a frame's best match is
    the better of the two (:func:`best_matches`): re-labelling needs no model.
 
@@ -24,7 +26,7 @@ Why this design (bench/region_bench.py measures it): comparing final-layer token
 tokens, of a small picture in a frame with those of the picture alone fails on the benchmark's
 model (the context of the frame mixes into every final token), and embedding a grid of crops
 needs hundreds of windows per frame to cut a small picture tightly enough, at a cost of tens
-of frames. Early tokens locate; one tight crop confirms.
+of frames. Early tokens locate; two tight crops confirm.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class RegionSettings:
             most this many, otherwise the frame's own best matches this many.
         dims: tokens are compared in this many principal directions of the templates' tokens
             (a ViT-L's 1024 would make the search cost as much as the model).
+        contrast: also embed the place that stands out most for its template (see
+            :func:`_best_places`): two crops a frame instead of one, far more small pictures.
     """
 
     short_side: int = 336
@@ -72,6 +76,7 @@ class RegionSettings:
     max_patches_share: float = 0.6
     max_candidates: int = 64
     dims: int = 64
+    contrast: bool = True
 
     def __post_init__(self) -> None:
         if self.short_side < 56 or not 0 < self.depth <= 1 or self.min_patches < 1:
@@ -267,20 +272,19 @@ class RegionSearch:
             if not cand or self._centre is None:
                 continue
             unit = self._unit(tokens[b]).permute(2, 0, 1)[None]  # 1×d×R×C
-            place = _best_place(unit, [self._templates[i] for i in cand], sizes)
-            if place is None:
-                continue
-            k, r, c = place
-            box = _box(k, r, c, rows, cols, frame.shape[0], frame.shape[1])
-            x0, y0, x1, y1 = (int(round(v)) for v in box)
-            crops.append(square_input(frame[y0:y1, x0:x1], self.crop_side))
-            found.append((b, box))
+            templates = [self._templates[i] for i in cand]
+            for k, r, c in _best_places(unit, templates, sizes, self.settings.contrast):
+                box = _box(k, r, c, rows, cols, frame.shape[0], frame.shape[1])
+                x0, y0, x1, y1 = (int(round(v)) for v in box)
+                crops.append(square_input(frame[y0:y1, x0:x1], self.crop_side))
+                found.append((b, box))
         if not crops:
             return ids, scores, boxes
         emb = l2_normalize(self.fx.forward(preprocess_images(crops, self.plain)).cls)
         pos, best = top_k(emb, self.matrix.vectors, 1)
         for (b, box), p, s in zip(found, pos[:, 0], best[:, 0], strict=True):
-            ids[b], scores[b], boxes[b] = self.matrix.image_ids[p], s, box
+            if not s <= scores[b]:  # the frame's best place (NaN: none yet)
+                ids[b], scores[b], boxes[b] = self.matrix.image_ids[p], s, box
         return ids, scores, boxes
 
     def fit_map(
@@ -359,25 +363,33 @@ def _decode(jpeg: bytes | None) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _best_place(
-    unit: torch.Tensor, templates: list[dict[int, torch.Tensor]], sizes: list[int]
-) -> tuple[int, int, int] | None:
-    """(size, row, col) of the best template match: each template's mean patch cosine over all
-    positions (one convolution per size)."""
+def _best_places(
+    unit: torch.Tensor, templates: list[dict[int, torch.Tensor]], sizes: list[int], contrast: bool
+) -> list[tuple[int, int, int]]:
+    """(size, row, col) of the best template matches: the highest mean patch cosine (one
+    convolution per size), and with ``contrast`` also the place that stands out most from the
+    rest of the frame for its template and size (the cosine's z-score over positions). Large
+    pictures win the first, small ones often only the second; one place when both agree."""
     _, _, rows, cols = unit.shape
-    best, where = -np.inf, None
+    best = {"raw": (-np.inf, None), "z": (-np.inf, None)}
     for k in sizes:
         if k > rows or k > cols:
             continue
-        weight = torch.stack([t[k] for t in templates])  # N×D×k×k
+        weight = torch.stack([t[k] for t in templates])  # N×d×k×k
         with torch.inference_mode():
             score = F.conv2d(unit, weight)[0]  # N×(R-k+1)×(C-k+1)
-        j = int(torch.argmax(score))
-        value = float(score.reshape(-1)[j])
-        if value > best:
-            _, r, c = np.unravel_index(j, score.shape)
-            best, where = value, (k, int(r), int(c))
-    return where
+        flat = score.reshape(len(templates), -1)
+        measures = {"raw": flat}
+        if contrast and flat.shape[1] > 1:
+            measures["z"] = (flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)
+        for name, values in measures.items():
+            j = int(torch.argmax(values))
+            value = float(values.reshape(-1)[j])
+            if value > best[name][0]:
+                _, r, c = np.unravel_index(j, score.shape)
+                best[name] = (value, (k, int(r), int(c)))
+    places = [where for _, where in best.values() if where is not None]
+    return list(dict.fromkeys(places))  # in order, without repeats
 
 
 def _box(
