@@ -68,7 +68,7 @@ def test_export_editor_formats(matched, tmp_path, capsys):
     edl, otio, vtt = tmp_path / "r.edl", tmp_path / "r.otio", tmp_path / "r.vtt"
     assert main(["export", "1", "--edl", str(edl), "--otio", str(otio), "--vtt", str(vtt)]) == 0
     out = capsys.readouterr().out
-    assert "EDL:" in out and "OpenTimelineIO:" in out and "WebVTT:" in out
+    assert "EDL:" in out and "OTIO:" in out and "WebVTT:" in out
     assert edl.read_text().count("* LOC:") == 3
     assert vtt.read_text().startswith("WEBVTT") and json.loads(otio.read_text())["OTIO_SCHEMA"].startswith(
         "Timeline"

@@ -105,7 +105,7 @@ def test_pr_curve_marks_the_view_and_the_calibrated_threshold():
         calibrated=(0.5, 0.95, 0.8),
     )
     names = [t.name for t in fig.data]
-    assert names == ["over the threshold", "threshold 0.800 (90% precision)", "this view (threshold 0.700)"]
+    assert names == ["over the threshold", "threshold 0.800 (90% precision)", "threshold 0.700 (this view)"]
     assert list(fig.data[0].customdata) == [0.9, 0.8, 0.7]
     with pytest.raises(ValueError, match="differ in length"):
         charts.pr_curve_figure(np.zeros(2), np.zeros(3), np.zeros(3))

@@ -205,3 +205,13 @@ def test_an_image_without_thumbnail_is_skipped_with_a_warning(indexed, extractor
     ids, scores, _ = search.search(search.prepare([inset_frame(image_folder.arrays[1])]), np.zeros((1, 48)))
     assert ids.tolist() == [-1] and np.isnan(scores).all()
     assert "no readable thumbnail" in caplog.text
+
+
+def test_the_template_cache_is_bounded(indexed, extractor, image_folder):
+    coll = indexed.get_collection("shots")
+    search = RegionSearch(extractor, indexed.load_embeddings(coll.id), indexed.get_thumbnails, FAST)
+    search._capacity = 2
+    ids = search.matrix.image_ids.tolist()
+    search._ensure_templates(ids[:2], [3])
+    search._ensure_templates(ids[2:3], [3])
+    assert list(search._templates) == [ids[1], ids[2]]  # the least recently used went

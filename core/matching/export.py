@@ -210,7 +210,7 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = (
     ),
     ExportFormat(
         "otio",
-        "OpenTimelineIO",
+        "OTIO",
         ".otio",
         "application/json",
         otio_text,

@@ -32,6 +32,7 @@ of frames. Early tokens locate; two tight crops confirm.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 Thumbnails = Callable[[Sequence[int]], dict[int, bytes]]
 """``thumbnails(image_ids) -> {id: JPEG bytes}`` (:meth:`db.Index.get_thumbnails`)."""
+TEMPLATE_CACHE_FRAMES = 8
+"""Templates kept: this many frames' worth of candidates (8 × 64 images, ≈ 130 MB for a ViT-L)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,10 @@ class RegionSearch:
         self.crop_side = (self.prep.crop_hw or self.prep.resize_hw or (224, 224))[0]
         self.plain = replace(self.prep, shortest_edge=None, resize_hw=None, crop_hw=None)
         self.blocks = settings.blocks(extractor.num_layers)
-        self._templates: dict[int, dict[int, torch.Tensor]] = {}  # image id -> size -> d×k×k unit tokens
+        # image id -> size -> d×k×k unit tokens, the most recently used last (bounded: a large
+        # collection brings new candidates with every shot)
+        self._templates: OrderedDict[int, dict[int, torch.Tensor]] = OrderedDict()
+        self._capacity = TEMPLATE_CACHE_FRAMES * settings.max_candidates
         self._centre: torch.Tensor | None = None  # the origin and the d directions tokens are seen in
         self._basis: torch.Tensor | None = None
         self._sizes: list[int] = []
@@ -200,8 +206,13 @@ class RegionSearch:
     # -- templates ------------------------------------------------------------------------------
     def _ensure_templates(self, image_ids: Sequence[int], sizes: list[int]) -> None:
         if sizes != self._sizes:  # another frame size: make the templates again
-            self._templates, self._sizes, self._centre, self._basis = {}, sizes, None, None
+            self._templates, self._sizes, self._centre, self._basis = OrderedDict(), sizes, None, None
+        for image_id in image_ids:
+            if int(image_id) in self._templates:
+                self._templates.move_to_end(int(image_id))
         missing = [int(i) for i in image_ids if int(i) not in self._templates]
+        while len(self._templates) + len(missing) > self._capacity and self._templates:
+            self._templates.popitem(last=False)
         if not missing:
             return
         jpegs = self.thumbnails(missing)
