@@ -318,27 +318,20 @@ def pr_curve_figure(
         annotation_text=f"{target_precision:.0%} precision",
         annotation_position="bottom left",
     )
-    if calibrated is not None:
-        cr, cp, ct = calibrated
-        fig.add_trace(
-            go.Scatter(
-                x=[cr],
-                y=[cp],
-                mode="markers",
-                marker={"color": "#16a34a", "size": 12, "symbol": "star"},
-                name=f"threshold {ct:.3f} ({target_precision:.0%} precision)",
-                hovertemplate=f"threshold {ct:.3f}<br>recall %{{x:.3f}}<br>precision %{{y:.3f}}<extra></extra>",
-            )
-        )
+    marks = [(calibrated, "#16a34a", "star", f"({target_precision:.0%} precision)")]
     if current is not None and current[0] is not None and current[1] is not None:
-        cr, cp, ct = current
+        marks.append((current, THRESHOLD_COLOR, "x", "(this view)"))
+    for point, colour, symbol, what in marks:
+        if point is None:
+            continue
+        cr, cp, ct = point
         fig.add_trace(
             go.Scatter(
                 x=[cr],
                 y=[cp],
                 mode="markers",
-                marker={"color": THRESHOLD_COLOR, "size": 11, "symbol": "x"},
-                name=f"this view (threshold {ct:.3f})",
+                marker={"color": colour, "size": 12, "symbol": symbol},
+                name=f"threshold {ct:.3f} {what}",
                 hovertemplate=f"threshold {ct:.3f}<br>recall %{{x:.3f}}<br>precision %{{y:.3f}}<extra></extra>",
             )
         )
