@@ -385,8 +385,8 @@ def section_regions(settings, log) -> dict:
     n = settings.every_frames
     precision = br._resolved_auto()
     walls = {}
-    for mode in ("global", "regions"):
-        for frames in (n, 2 * n):
+    for frames in (n, 2 * n):  # the modes alternate, so a change in the machine's load hits both
+        for mode in ("global", "regions"):
             log(f"regions: cost, {mode}, {frames} frames ({settings.big_model})")
             r = br.measure(
                 settings,
@@ -402,7 +402,10 @@ def section_regions(settings, log) -> dict:
         "wall_s": {f"{m}-{f}": round(w, 2) for (m, f), w in walls.items()},
         "s_per_frame": {m: round(v, 4) for m, v in per_frame.items()},
         "frames_per_s": {m: round(1 / v, 4) if v > 0 else None for m, v in per_frame.items()},
-        "ratio": round(per_frame["regions"] / per_frame["global"], 3) if per_frame["global"] > 0 else None,
+        # None when timing noise makes a difference negative (tiny models, a busy machine)
+        "ratio": round(per_frame["regions"] / per_frame["global"], 3)
+        if min(per_frame.values()) > 0
+        else None,
         "ratio_with_setup": round(walls[("regions", n)] / walls[("global", n)], 3),
     }
     return out
@@ -470,7 +473,8 @@ def markdown(section: dict) -> list[str]:
         f"Cost ({cost['model']} architecture, {cost['precision']}, every frame; per frame = the wall time "
         f"difference between {cost['frames'][1]} and {cost['frames'][0]} frames): global "
         f"{cost['s_per_frame']['global']:.2f} s, regions {cost['s_per_frame']['regions']:.2f} s: "
-        f"**{cost['ratio']}×** ({cost['ratio_with_setup']}× for {cost['frames'][0]} frames with the "
+        f"**{cost['ratio'] if cost['ratio'] is not None else 'not measurable (noise)'}×** "
+        f"({cost['ratio_with_setup']}× for {cost['frames'][0]} frames with the "
         "one-off templates).",
         "",
     ]

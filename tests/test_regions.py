@@ -126,6 +126,7 @@ def test_settings_are_checked_and_stored():
     assert RegionSettings.from_dict({**DEFAULT_REGIONS.to_dict(), "unknown": 1}) == DEFAULT_REGIONS
     assert RegionSettings().blocks(24) == 3 and RegionSettings().blocks(3) == 1
     assert RegionSettings(min_patches=3, max_patches_share=0.5).sizes(12, 20) == [3, 4, 5, 6]
+    assert DEFAULT_REGIONS.sizes(24, 42) == [3, 4, 5, 6, 7, 9, 11, 14]
     with pytest.raises(InvalidArgumentError, match="region settings"):
         RegionSettings(depth=0)
     with pytest.raises(InvalidArgumentError, match="region settings"):

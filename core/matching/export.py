@@ -42,11 +42,9 @@ def _num(x: float, digits: int = 6) -> float | None:
 
 def run_to_dict(view: RunView) -> dict[str, Any]:
     """The run as a JSON-ready dict (see README for the format)."""
-    from core.matching.regions import region_rows  # here: importing export stays light (no torch)
-
     r, v, res = view.run, view.video, view.results
     matched = view.matched()
-    region_ids, region_scores, region_boxes = region_rows(res, view.regions)
+    region_ids, region_scores, region_boxes = view.region_arrays()
     frames = []
     for row in range(len(res)):
         matches = [

@@ -42,24 +42,35 @@ class RunView:
     image_paths: dict[int, str]
     segments: tuple[Segment, ...] = field(default=())
     regions: FrameRegions = field(default_factory=FrameRegions.empty)
+    # computed once per view: pages, exports and renders ask for them per frame
+    _best: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _region_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_best", best_matches(self.results, self.regions))
+        object.__setattr__(self, "_region_rows", region_rows(self.results, self.regions))
 
     @property
     def best_image(self) -> np.ndarray:
         """Per recorded frame: its best image (the region's where it beats the whole frame), or -1."""
-        return best_matches(self.results, self.regions)[0]
+        return self._best[0]
 
     @property
     def best_score(self) -> np.ndarray:
         """Per recorded frame: the score of :attr:`best_image` (NaN: none)."""
-        return best_matches(self.results, self.regions)[1]
+        return self._best[1]
 
     @property
     def has_regions(self) -> bool:
         return bool(self.run.params.get("regions")) or len(self.regions) > 0
 
+    def region_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per recorded frame: its region's image id (-1: none), score and N×4 box."""
+        return self._region_rows
+
     def region_of(self, row: int) -> tuple[int, float, tuple[float, float, float, float]] | None:
         """The best region of recorded frame ``row``: (image id, score, box in frame pixels), or None."""
-        ids, scores, boxes = region_rows(self.results, self.regions)
+        ids, scores, boxes = self._region_rows
         if ids[row] < 0:
             return None
         return int(ids[row]), float(scores[row]), tuple(float(v) for v in boxes[row])  # type: ignore[return-value]
