@@ -28,7 +28,10 @@ Sections (``--sections`` picks some):
   (:mod:`bench.agreement`);
 - ``indexing``: images per second, product path against the plain loop;
 - ``memory``: peak RSS matching the video and its 4× longer version;
-- ``search``: SQLite load time and top-5 latency per frame at growing collection sizes.
+- ``search``: SQLite load time and top-5 latency per frame at growing collection sizes;
+- ``regions``: region mode (``match --regions``, :mod:`bench.regions`) against the global
+  mode on pictures filling part of the frame: recall and precision at equal false-positive
+  rates (small model), and the cost per frame as a ratio (the big model).
 """
 
 from __future__ import annotations
@@ -51,11 +54,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import regions as region_bench
 from bench import synthetic as syn
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("speed", "numerics", "agreement", "indexing", "memory", "search")
+SECTIONS = ("speed", "numerics", "agreement", "indexing", "memory", "search", "regions")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -687,6 +691,8 @@ MEASUREMENTS: dict[str, Callable[[Settings, dict], dict]] = {
     "agreement": m_agreement,
     "search_build": m_search_build,
     "search": m_search,
+    "regions_quality": region_bench.m_regions_quality,
+    "regions_cost": region_bench.m_regions_cost,
 }
 
 
@@ -970,6 +976,7 @@ SECTION_FUNCS = {
     "indexing": section_indexing,
     "memory": section_memory,
     "search": section_search,
+    "regions": region_bench.section_regions,
 }
 
 
@@ -1075,7 +1082,7 @@ def targets(results: dict) -> list[dict]:
             )
         if r["size"] == 100_000 and r.get("sqlite"):
             add("load 100k from SQLite, s", r["load_s"], "≤ 1 s", r["load_s"] <= 1.0)
-    return out
+    return out + region_bench.targets(s.get("regions"))
 
 
 def markdown(results: dict) -> str:
@@ -1264,6 +1271,8 @@ def markdown(results: dict) -> str:
                 + f" | {r['peak_rss_mb']:.0f} |"
             )
         lines.append("")
+    if "regions" in s:
+        lines += region_bench.markdown(s["regions"])
     if results.get("targets"):
         lines += ["## Targets", "", "| target | measured | goal | met | note |", "|---|---:|---|---|---|"]
         for t in results["targets"]:

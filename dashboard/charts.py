@@ -4,6 +4,7 @@
   the threshold as a line (WebGL traces for long videos);
 - :func:`heatmap_figure`: images × time, the score of each of the top images per frame;
 - :func:`histogram_figure`: distribution of best scores, split at the threshold;
+- :func:`pr_curve_figure`: precision and recall over the threshold, against ground truth;
 - :func:`selected_frame`: the frame index a click on the timeline chose.
 """
 
@@ -381,6 +382,77 @@ def histogram_figure(
             "annotations": [note],
         },
     )
+
+
+PR_POINTS = 1000  # points drawn of a precision-recall curve
+
+
+def pr_curve_figure(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    thresholds: np.ndarray,
+    *,
+    current: tuple[float | None, float | None, float] | None = None,
+    calibrated: tuple[float, float, float] | None = None,
+    target_precision: float = 0.9,
+    height: int = 340,
+) -> go.Figure:
+    """Precision against recall over the threshold (one point per threshold, highest first).
+
+    Args:
+        current: (recall, precision, threshold) at the view's threshold, drawn as a marker.
+        calibrated: (recall, precision, threshold) of the threshold reaching ``target_precision``.
+    """
+    r, p, t = (np.asarray(a, np.float64) for a in (recall, precision, thresholds))
+    if not len(r) == len(p) == len(t):
+        raise ValueError(f"arrays differ in length: {len(r)}, {len(p)}, {len(t)}")
+    if len(r) > PR_POINTS:  # an hour of frames has ~100k thresholds; the curve's shape needs ~1000
+        keep = np.unique(np.r_[np.linspace(0, len(r) - 1, PR_POINTS).astype(np.int64), len(r) - 1])
+        r, p, t = r[keep], p[keep], t[keep]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=r,
+            y=p,
+            mode="lines+markers" if len(r) < 200 else "lines",
+            line={"color": MATCHED_COLOR, "width": 2, "shape": "hv"},
+            marker={"size": 4},
+            customdata=t,
+            name="over the threshold",
+            hovertemplate="threshold %{customdata:.3f}<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_hline(
+        y=target_precision,
+        line={"color": NO_MATCH, "dash": "dot", "width": 1},
+        annotation_text=f"{target_precision:.0%} precision",
+        annotation_position="bottom left",
+    )
+    marks = [(calibrated, "#16a34a", "star", f"({target_precision:.0%} precision)")]
+    if current is not None and current[0] is not None and current[1] is not None:
+        marks.append((current, THRESHOLD_COLOR, "x", "(this view)"))
+    for point, colour, symbol, what in marks:
+        if point is None:
+            continue
+        cr, cp, ct = point
+        fig.add_trace(
+            go.Scatter(
+                x=[cr],
+                y=[cp],
+                mode="markers",
+                marker={"color": colour, "size": 12, "symbol": symbol},
+                name=f"threshold {ct:.3f} {what}",
+                hovertemplate=f"threshold {ct:.3f}<br>recall %{{x:.3f}}<br>precision %{{y:.3f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin={"l": 50, "r": 10, "t": 20, "b": 80},
+        xaxis={"title": "recall (share of the truth's time found)", "range": [0, 1.02]},
+        yaxis={"title": "precision (share of found time that is right)", "range": [0, 1.05]},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
+    )
+    return fig
 
 
 def selected_frame(event: Any) -> int | None:

@@ -79,6 +79,7 @@ MATCH_THRESHOLD = "match-threshold0"
 MATCH_GAP = "match-gap0"
 MATCH_MIN_DURATION = "match-min0"
 MATCH_MAX_FRAMES = "match-max-frames"
+MATCH_REGIONS = "match-regions"
 MATCH_GO = "match-go"
 
 
@@ -150,6 +151,26 @@ def run_render_job(run_id: int) -> str:
 
 def run_delete(run_id: int) -> str:
     return f"delete-run-{run_id}"
+
+
+def run_overlay(run_id: int) -> str:
+    return f"overlay-{run_id}"
+
+
+def run_truth_upload(run_id: int) -> str:
+    return f"truth-upload-{run_id}"
+
+
+def run_truth_path(run_id: int) -> str:
+    return f"truth-path-{run_id}"
+
+
+def run_pr_curve(run_id: int) -> str:
+    return f"pr-curve-{run_id}"
+
+
+def run_apply_threshold(run_id: int) -> str:
+    return f"apply-threshold-{run_id}"
 
 
 def applied_selection(source_key: str) -> str:

@@ -13,6 +13,7 @@ import streamlit as st
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.params import DEFAULTS, MatchParams
 from core.matching.pipeline import match_video
+from core.matching.regions import DEFAULT_REGIONS
 from core.matching.sampling import DEFAULT_SAMPLING
 from core.media.video import probe_video
 from dashboard import keys
@@ -114,6 +115,12 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
             max_frames = st.number_input(
                 "Stop after N frames (0 = whole video)", 0, 10_000_000, 0, step=100, key=keys.MATCH_MAX_FRAMES
             )
+            regions = st.checkbox(
+                "Also look for images filling only part of the frame (regions)",
+                key=keys.MATCH_REGIONS,
+                help="Posters on a wall, picture-in-picture, a photo beside a presenter. Each analysed "
+                "frame costs more (see the README's benchmark); the region box is stored with the run.",
+            )
         go = st.button("Run match", type="primary", disabled=coll is None or running, key=keys.MATCH_GO)
     if not go or coll is None:
         return
@@ -145,5 +152,6 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
         sampling=sampling,
         params=params,
         max_frames=int(max_frames) or None,
+        regions=DEFAULT_REGIONS if regions else None,
     )
     st.rerun()

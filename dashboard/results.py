@@ -10,6 +10,7 @@ from urllib.parse import quote
 import numpy as np
 
 from core.matching.runs import RunView
+from core.matching.runs import nearest_row as row_of_frame  # noqa: F401  (the pages' name for it)
 from core.matching.sampling import DEFAULT_SAMPLING, Sampling
 from core.media.video import format_time
 from core.visual.colours import image_colour
@@ -68,19 +69,6 @@ def image_labels(view: RunView, image_ids: np.ndarray | None = None) -> dict[int
     """``image id -> file name`` of ``image_ids`` (default: every best match of the run)."""
     ids = view.best_image if image_ids is None else np.asarray(image_ids, np.int64)
     return {int(i): view.image_name(int(i)) for i in np.unique(ids[ids >= 0])} if ids.size else {}
-
-
-def row_of_frame(frame_index: np.ndarray, frame: int) -> int:
-    """The row of the recorded frame nearest to ``frame`` (frames are sorted)."""
-    fi = np.asarray(frame_index, np.int64)
-    if len(fi) == 0:
-        raise ValueError("the run has no recorded frames")
-    pos = int(np.searchsorted(fi, frame))
-    if pos <= 0:
-        return 0
-    if pos >= len(fi):
-        return len(fi) - 1
-    return pos if fi[pos] - frame < frame - fi[pos - 1] else pos - 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The Match page's explorer: one stored run, re-labelled live from its stored scores.
 
 Threshold, gap and minimum duration give a :class:`~core.matching.runs.RunView`; everything
-below (metrics, timeline, inspector, segments, heat map, histogram, downloads, the rendered
-video) is drawn from that one view, so they always agree.
+below (metrics, timeline, inspector, segments, heat map, histogram, evaluation, downloads, the
+rendered video) is drawn from that one view, so they always agree.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ import numpy as np
 import streamlit as st
 
 from core.errors import USER_ERRORS, VideoOpenError
-from core.matching.export import csv_text, json_text
+from core.matching.export import EXPORT_FORMATS
 from core.matching.runs import RunView
 from core.media.video import format_time
-from core.visual.colours import image_colour
+from core.visual.colours import image_colour, image_rgb
+from core.visual.explain import draw_box
 from core.visual.match_video import render_match_video
-from dashboard import charts, keys
+from dashboard import charts, keys, run_evaluation
 from dashboard.jobs import with_index
 from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
 from dashboard.state import (
+    explained_frame,
     get_index,
     get_run_view,
     get_thumbnails,
@@ -51,7 +53,13 @@ TIMELINE_POINTS = 600  # ~1 point per 1.5 px of a wide chart: more are invisible
 ZOOM_S = 120.0  # the window of "Zoom on the frame": short enough to show every frame
 
 
-RUN_TABS = ("Segments", "Heat map", "Score histogram", "Export & render")  # the run's tabs, in order
+RUN_TABS = (
+    "Segments",
+    "Heat map",
+    "Score histogram",
+    "Evaluate",
+    "Export & render",
+)  # the run's tabs, in order
 
 
 def show(runs: list[RunRecord]) -> None:
@@ -236,14 +244,25 @@ def _inspector(view: RunView, row: int) -> None:
         left, right = st.columns([3, 4], gap="large")
         with left:
             note = "" if src == frame_no else f" · result inherited from frame {src}"
+            where = st.toggle(
+                "Show where it matched",
+                key=keys.run_overlay(run_id),
+                help="A heat map of where the best image fits in the frame (runs the model's first blocks), "
+                "with the region box of runs made with regions.",
+            )
             try:
-                st.image(
-                    video_frame(video.path, frame_no, t_s),
-                    caption=f"Frame {frame_no} at {format_time(t_s)}{note}",
-                    width="stretch",
-                )
+                picture = video_frame(video.path, frame_no, t_s)
+                best = int(view.best_image[row])
+                region = view.region_of(row)
+                if where and best >= 0:
+                    picture, note = explained_frame(run_id, frame_no, best), note + " · where it fits"
+                elif region is not None and region[0] == best:  # the stored box: no model needed
+                    picture, note = draw_box(picture, region[2], image_rgb(best)), note + " · region"
+                st.image(picture, caption=f"Frame {frame_no} at {format_time(t_s)}{note}", width="stretch")
             except VideoOpenError as err:
                 st.warning(f"Cannot show the frame: {md_escape(err)}")
+            except USER_ERRORS as err:
+                st.warning(f"Cannot show where it matched: {md_escape(err)}")
         with right:
             matches = frame_matches(with_paths(view, res.image_ids[row]), row)
             verdict = "matched" if matched[row] else "no match (below threshold)"
@@ -264,7 +283,7 @@ def _inspector(view: RunView, row: int) -> None:
 def _tabs(view: RunView) -> None:
     run_id, res = view.run.id, view.results
     # only the open tab is drawn (and sent): on a long run the others cost seconds per rerun
-    seg_tab, heat_tab, hist_tab, out_tab = st.tabs(
+    seg_tab, heat_tab, hist_tab, eval_tab, out_tab = st.tabs(
         list(RUN_TABS),
         key=keys.RUN_TAB,
         on_change="rerun",
@@ -294,6 +313,9 @@ def _tabs(view: RunView) -> None:
             st.caption(
                 "A good threshold sits in the gap between the noise (left) and the true matches (right)."
             )
+    if eval_tab.open:
+        with eval_tab:
+            run_evaluation.show(view)
     if out_tab.open:
         with out_tab:
             _exports(view)
@@ -330,12 +352,17 @@ def _exports(view: RunView) -> None:
     """Downloads and the rendered "frame | match" video, at the view's threshold."""
     run_id, video = view.run.id, view.video
     stem = f"run-{run_id}-t{view.params.threshold:.3f}"
-    d1, d2 = st.columns(2)
     everything = view.results.image_ids  # an export names every image of every frame's top-k
-    download("Download CSV", lambda: csv_text(with_paths(view, everything)), f"{stem}.csv", "text/csv",
-             key=keys.run_download(run_id, "csv"), container=d1)  # fmt: skip
-    download("Download JSON", lambda: json_text(with_paths(view, everything)), f"{stem}.json", "application/json",
-             key=keys.run_download(run_id, "json"), container=d2)  # fmt: skip
+    for column, fmt in zip(st.columns(len(EXPORT_FORMATS)), EXPORT_FORMATS, strict=True):
+        download(
+            fmt.label,
+            lambda fmt=fmt: fmt.text(with_paths(view, everything)),
+            f"{stem}{fmt.suffix}",
+            fmt.mime,
+            key=keys.run_download(run_id, fmt.key),
+            container=column,
+            help=f"Download {fmt.description}",
+        )
     st.divider()
     st.markdown("**Side-by-side video** of the frames and their best matching image, at this threshold")
     out_path = settings().renders_dir / f"match-{stem}.mp4"

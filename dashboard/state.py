@@ -187,6 +187,33 @@ def video_frame(path: str, frame_index: int, time_s: float) -> np.ndarray:
     return media.read_frame(path, frame_index, time_s)
 
 
+@st.cache_data(show_spinner="Finding where the image is in the frame…", max_entries=32)
+def _explained_frame(
+    db_path: str, run_id: int, finished: str | None, frame: int, image_id: int
+) -> np.ndarray:
+    from core.visual.explain import explain_frame, overlay_frame
+
+    view = get_run_view(run_id)
+    model = view.run.model_id
+    if view.run.collection_id is not None:
+        model = get_index().get_collection_by_id(view.run.collection_id).model_id
+    explanation = explain_frame(
+        load_extractor(model), view, frame, get_index().get_thumbnails, image_id=image_id
+    )
+    return overlay_frame(explanation)
+
+
+def explained_frame(run_id: int, frame: int, image_id: int) -> np.ndarray:
+    """The frame with the heat map of where ``image_id`` fits and the region box (see
+    :mod:`core.visual.explain`); computed with the run's model once per frame and image.
+
+    Raises:
+        core.errors.ModelLoadError, InvalidArgumentError, VideoOpenError.
+    """
+    run = get_index().get_run(run_id)
+    return _explained_frame(str(settings().db_path), int(run_id), run.finished, int(frame), int(image_id))
+
+
 def get_thumbnails(image_ids) -> dict[int, bytes]:
     """JPEG thumbnails from the database (one query; never from the original files)."""
     ids = sorted({int(i) for i in image_ids if int(i) >= 0})

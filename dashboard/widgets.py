@@ -252,7 +252,9 @@ def code_span(text: object) -> str:
     return f"{fence}{pad}{value}{pad}{fence}"
 
 
-def download(label: str, data, file_name: str, mime: str, *, key: str, container=None) -> None:
+def download(
+    label: str, data, file_name: str, mime: str, *, key: str, container=None, help: str | None = None
+) -> None:
     """A download button that never reruns the page: a rerun on click dropped the file of the
     button clicked next (``MediaFileStorageError: Deferred file not found``). ``data`` may be
     bytes or a callable that makes them when clicked."""
@@ -264,6 +266,7 @@ def download(label: str, data, file_name: str, mime: str, *, key: str, container
         key=key,
         icon=":material/download:",
         on_click="ignore",
+        help=help,
     )
 
 

@@ -220,6 +220,27 @@ def _image_name_keys(db: Database) -> None:
     db.execute("CREATE INDEX images_collection_path ON images (collection_id, path, sha256, name_key)")
 
 
+def _run_regions(db: Database) -> None:
+    """The best region of each frame of a run made with regions (``match --regions``): the image
+    found in part of the frame, its score and its box in frame pixels (left, top, right, bottom)."""
+    db.executescript(
+        """
+        CREATE TABLE run_regions (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            frame_index INTEGER NOT NULL,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            score REAL NOT NULL,
+            x0 REAL NOT NULL,
+            y0 REAL NOT NULL,
+            x1 REAL NOT NULL,
+            y1 REAL NOT NULL,
+            PRIMARY KEY (run_id, frame_index)
+        );
+        CREATE INDEX run_regions_image ON run_regions (image_id);
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -227,6 +248,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _run_owners,
     _run_result_chunks,
     _image_name_keys,
+    _run_regions,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

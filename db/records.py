@@ -168,6 +168,33 @@ class FrameResults:
         return int(self.frame_index.shape[0])
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameRegions:
+    """The best region of each frame of a run made with regions, as arrays.
+
+    Row ``i`` is frame ``frame_index[i]`` (sorted ascending): ``image_ids[i]`` was found in the
+    box ``boxes[i]`` = (left, top, right, bottom) in frame pixels with ``scores[i]``. Frames
+    without a region are absent.
+    """
+
+    frame_index: np.ndarray  # int64 (N,)
+    image_ids: np.ndarray  # int64 (N,)
+    scores: np.ndarray  # float32 (N,)
+    boxes: np.ndarray  # float32 (N, 4)
+
+    def __len__(self) -> int:
+        return int(self.frame_index.shape[0])
+
+    @classmethod
+    def empty(cls) -> FrameRegions:
+        return cls(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+            np.zeros((0, 4), np.float32),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A stretch of time in which one image is the best match above the threshold."""

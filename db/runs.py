@@ -1,4 +1,5 @@
-"""Match runs: a video matched against a collection, its per-frame top-k matches and segments."""
+"""Match runs: a video matched against a collection, its per-frame top-k matches, the best region of
+each frame (runs made with regions) and segments."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from .errors import NotFoundError
-from .records import FrameResults, RunRecord, Segment
+from .records import FrameRegions, FrameResults, RunRecord, Segment
 from .store import Store, json_ids, now, plain, record, to_json
 
 RUN_STATUSES = ("running", "done", "failed", "cancelled")
@@ -194,6 +195,67 @@ class Runs(Store):
                     strict=True,
                 ),
             )
+
+    def add_frame_regions(
+        self,
+        run_id: int,
+        frame_indices: Sequence[int] | np.ndarray,
+        image_ids: Sequence[int] | np.ndarray,
+        scores: Sequence[float] | np.ndarray,
+        boxes: np.ndarray,
+    ) -> None:
+        """Store the best region of a batch of frames, in one transaction (replacing older rows).
+
+        Args:
+            image_ids: the image found in each frame's region; frames with -1 are skipped.
+            boxes: (N, 4) left, top, right, bottom in frame pixels.
+        """
+        indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+        values = np.asarray(scores, dtype=np.float64).reshape(-1)
+        corners = np.asarray(boxes, dtype=np.float64)
+        n = len(indices)
+        if not (len(ids) == len(values) == n and corners.shape == (n, 4)):
+            raise ValueError(
+                f"Expected N frame indices, image ids and scores and (N, 4) boxes, got {n}, {len(ids)}, "
+                f"{len(values)} and {corners.shape}"
+            )
+        keep = (ids >= 0) & np.isfinite(values)
+        with self.transaction() as conn:
+            self._check_run(run_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO run_regions (run_id, frame_index, image_id, score, x0, y0, x1, y1) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (int(run_id), f, i, s, *box)
+                    for f, i, s, box in zip(
+                        indices[keep].tolist(),
+                        ids[keep].tolist(),
+                        values[keep].tolist(),
+                        corners[keep].tolist(),
+                        strict=True,
+                    )
+                ),
+            )
+
+    def load_frame_regions(self, run_id: int) -> FrameRegions:
+        """The run's per-frame regions as arrays, in one query (see FrameRegions); empty for a
+        run made without regions."""
+        self._check_run(run_id)
+        frames, ids, scores, x0, y0, x1, y1 = self._columns(
+            "SELECT frame_index, image_id, score, x0, y0, x1, y1 FROM run_regions "
+            "WHERE run_id = ? ORDER BY frame_index",
+            (int(run_id),),
+            7,
+        )
+        if not frames:
+            return FrameRegions.empty()
+        return FrameRegions(
+            frame_index=np.array(frames, dtype=np.int64),
+            image_ids=np.array(ids, dtype=np.int64),
+            scores=np.array(scores, dtype=np.float32),
+            boxes=np.column_stack([x0, y0, x1, y1]).astype(np.float32),
+        )
 
     def finish_run(self, run_id: int, *, status: str = "done", stats: dict | None = None) -> None:
         """Mark a run done, failed or cancelled, and store its stats (if given)."""

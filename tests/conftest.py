@@ -302,3 +302,45 @@ def _no_unexpected_errors(caplog):
     errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
     if errors:
         pytest.fail("unexpected ERROR log: " + "; ".join(r.getMessage() for r in errors))
+
+
+# -- a run written through the db API, without the model (tests/test_timelines.py, test_truth.py) --
+
+
+def synthetic_run(
+    index: Index,
+    best: list[int],
+    scores: list[float],
+    *,
+    paths: tuple[str, ...] = ("/photos/astronaut.jpg", "/photos/poster.png"),
+    fps: float = 25.0,
+    threshold: float = 0.5,
+    gap_tolerance_s: float = 0.0,
+):
+    """A finished run of one frame per entry: frame i's best match is ``paths[best[i]]`` (-1: no
+    candidate) with ``scores[i]``; returns its :class:`core.matching.runs.RunView`."""
+    from core.matching.runs import finish_run
+
+    coll = index.create_collection("posters", MODEL, PREPROCESSING, DIM)
+    ids = index.add_images(coll.id, [new_image(i, path=p) for i, p in enumerate(paths)])
+    n = len(best)
+    video = index.upsert_video(
+        path="/videos/talk.mp4",
+        sha256="t" * 64,
+        fps=fps,
+        frame_count=n,
+        duration_s=n / fps,
+        width=640,
+        height=360,
+        rotation=0,
+        size_bytes=1,
+    )
+    params = MatchParams(threshold=threshold, top_k=1, gap_tolerance_s=gap_tolerance_s)
+    run_id = index.create_run(
+        video_id=video.id, collection_id=coll.id, model_id=MODEL, params=params.to_dict()
+    )
+    frames = np.arange(n)
+    image_ids = np.array([[ids[b] if b >= 0 else -1] for b in best], np.int64)
+    values = np.array([[s if b >= 0 else np.nan] for b, s in zip(best, scores, strict=True)], np.float32)
+    index.add_frame_results(run_id, frames, frames / fps, frames, image_ids, values)
+    return finish_run(index, run_id, params, {})

@@ -42,6 +42,7 @@ def test_every_section_is_reported_and_written(smoke):
         "## Indexing",
         "## Memory",
         "## Search",
+        "## Regions",
         "## Targets",
     ):
         assert heading in md
@@ -114,6 +115,21 @@ def test_indexing_memory_and_search(smoke):
         assert all(_finite_positive(v) for v in r["ms_per_frame"].values())
 
 
+def test_regions_quality_and_cost(smoke):
+    r = smoke[0]["sections"]["regions"]
+    q = r["quality"]
+    for mode in ("global", "regions"):
+        for rate, at in q[mode]["at_fp"].items():
+            assert float(rate) in (0.05, 0.01) and 0.0 <= at["precision"] <= 1.0
+            assert set(at["recall"]) == {"1/2", "1/3", "1/4", "1/6"}
+            assert at["fp_rate"] <= float(rate) + 1e-9  # the thresholds hold the false-positive rate
+    assert q["regions"]["micro_ap"] >= q["global"]["micro_ap"]
+    cost = r["cost"]
+    assert cost["ratio"] is None or _finite_positive(cost["ratio"])  # None: timing noise (never asserted)
+    assert _finite_positive(cost["ratio_with_setup"])
+    assert cost["frames"][1] == 2 * cost["frames"][0]
+
+
 def test_targets_are_listed_with_verdicts(smoke):
     targets = smoke[0]["targets"]
     names = " ".join(t["target"] for t in targets)
@@ -125,6 +141,7 @@ def test_targets_are_listed_with_verdicts(smoke):
         "peak RSS",
         "held-out",
         "ceiling",
+        "region recall",
     ):
         assert key in names
     assert all(t["met"] in (True, False) for t in targets)

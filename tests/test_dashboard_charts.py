@@ -129,3 +129,28 @@ def test_selected_frame_reads_plotly_events():
     event = {"selection": {"points": [{"x": 1.2, "customdata": [12, "a.jpg"]}]}}
     assert charts.selected_frame(event) == 12
     assert charts.selected_frame({"selection": {"points": [{"x": 1}, {"customdata": ["7", "b"]}]}}) == 7
+
+
+def test_pr_curve_marks_the_view_and_the_calibrated_threshold():
+    fig = charts.pr_curve_figure(
+        np.array([0.2, 0.5, 0.9]),
+        np.array([1.0, 0.95, 0.6]),
+        np.array([0.9, 0.8, 0.7]),
+        current=(0.9, 0.6, 0.7),
+        calibrated=(0.5, 0.95, 0.8),
+    )
+    names = [t.name for t in fig.data]
+    assert names == ["over the threshold", "threshold 0.800 (90% precision)", "threshold 0.700 (this view)"]
+    assert list(fig.data[0].customdata) == [0.9, 0.8, 0.7]
+    with pytest.raises(ValueError, match="differ in length"):
+        charts.pr_curve_figure(np.zeros(2), np.zeros(3), np.zeros(3))
+
+
+def test_pr_curve_of_an_hour_is_thinned_but_keeps_both_ends():
+    n = 108_000  # one threshold per frame of a 1-hour run
+    recall = np.linspace(0.001, 1.0, n)
+    fig = charts.pr_curve_figure(recall, np.linspace(1.0, 0.3, n), np.linspace(0.99, 0.1, n))
+    curve = fig.data[0]
+    assert len(curve.x) <= charts.PR_POINTS + 1
+    assert curve.x[0] == recall[0] and curve.x[-1] == recall[-1]
+    assert curve.customdata[-1] == pytest.approx(0.1)

@@ -637,3 +637,62 @@ def test_streamlit_does_not_collect_garbage_after_every_rerun():
 
     config = tomllib.loads((HOME.parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_evaluate_tab_uploads_truth_and_applies_the_calibrated_threshold(stored_run):
+    at = open_run_tab(open_app("views/match.py"), "Evaluate")
+    run_id = stored_run.run_id
+    assert any("Upload a truth CSV" in i for i in texts(at.info))
+    truth = b"image,start_s,end_s\nalpha.jpg,0,1.1\nbeta.png,1.8,2.7\ngamma.jpg,2.8,3.5\n"
+    at.file_uploader(key=keys.run_truth_upload(run_id)).set_value(("truth.csv", truth, "text/csv")).run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Frame accuracy"] == "100.0%" and metrics["Micro AP"] == "1.000"
+    calibrated = float(metrics["Threshold at 90% precision"])
+    at.button(key=keys.run_apply_threshold(run_id)).click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key=keys.run_threshold(run_id)).value == pytest.approx(calibrated, abs=0.005)
+
+
+def test_evaluate_tab_explains_a_bad_truth_file(stored_run):
+    at = open_run_tab(open_app("views/match.py"), "Evaluate")
+    at.file_uploader(key=keys.run_truth_upload(stored_run.run_id)).set_value(
+        ("truth.csv", b"nothing,useful\n1,2\n", "text/csv")
+    ).run()
+    assert not at.exception, at.exception
+    assert any("header must name the columns" in e for e in texts(at.error))
+
+
+def test_every_export_format_has_a_download(stored_run):
+    from core.matching.export import EXPORT_FORMATS
+
+    at = open_run_tab(open_app("views/match.py"), "Export & render")
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert [f.label for f in EXPORT_FORMATS] == labels[: len(EXPORT_FORMATS)]
+
+
+def test_inspector_shows_where_it_matched(stored_run):
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    at.slider(key=keys.run_frame(run_id)).set_value(20).run()
+    at.toggle(key=keys.run_overlay(run_id)).set_value(True).run()
+    assert not at.exception, at.exception
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("Frame 20 at 0:02.0") and "where it fits" in c for c in captions), captions
+
+
+def test_match_with_regions_from_the_launcher(filled_db, shots_video):
+    at = open_app("views/match.py")
+    at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Path on the server").run()
+    at.text_input(key=keys.source_path(keys.MATCH_VIDEO)).input(str(shots_video.path))
+    at.number_input(key=keys.MATCH_MAX_FRAMES).set_value(8)
+    assert at.checkbox(key=keys.MATCH_REGIONS).value is False  # opt-in
+    at.checkbox(key=keys.MATCH_REGIONS).check().run()
+    at.button(key=keys.MATCH_GO).click().run()
+    wait_for_job(at, keys.MATCH_JOB)
+    assert any("Run #1 finished" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        assert "regions" in index.get_run(1).params and len(index.load_frame_regions(1)) == 8

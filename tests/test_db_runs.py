@@ -91,6 +91,29 @@ def test_frame_results_empty_run(index, collection, video):
         index.load_frame_results(999)
 
 
+def test_frame_regions_round_trip(index, collection, video, statements):
+    a, b = index.add_images(collection.id, [new_image(1), new_image(2)])
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    assert len(index.load_frame_regions(run_id)) == 0  # a run without regions
+    boxes = np.array([[10, 20, 110, 80], [0, 0, 1, 1], [12, 22, 112, 82]], np.float32)
+    # frame 1 found nothing (-1): not stored
+    index.add_frame_regions(run_id, [0, 1, 2], [a, -1, b], [0.9, np.nan, 0.7], boxes)
+    index.add_frame_regions(run_id, [2], [a], [0.8], boxes[2:])  # replaces frame 2
+    statements.clear()
+    regions = index.load_frame_regions(run_id)
+    assert len([s for s in statements if "run_regions" in s]) == 1  # one query for all frames
+    assert regions.frame_index.tolist() == [0, 2] and regions.image_ids.tolist() == [a, a]
+    np.testing.assert_allclose(regions.scores, [0.9, 0.8], rtol=1e-6)
+    np.testing.assert_array_equal(regions.boxes, boxes[[0, 2]])
+    assert regions.boxes.dtype == np.float32 and regions.image_ids.dtype == np.int64
+    with pytest.raises(ValueError, match=r"\(N, 4\) boxes"):
+        index.add_frame_regions(run_id, [0], [a], [0.5], np.zeros((1, 3)))
+    with pytest.raises(NotFoundError):
+        index.add_frame_regions(999, [0], [a], [0.5], boxes[:1])
+    index.delete_run(run_id)
+    assert count_rows(index, "run_regions") == 0
+
+
 def test_segments(index, collection, video):
     a, b = index.add_images(collection.id, [new_image(1), new_image(2)])
     run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})

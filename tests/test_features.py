@@ -93,3 +93,18 @@ def test_cls_only_forward_equals_the_full_forward(extractor):
     fast = extractor.forward(x).cls
     full = extractor.forward(x, patches=True).cls
     np.testing.assert_allclose(fast, full, atol=1e-5, rtol=1e-5)
+
+
+def test_early_patches_run_only_the_first_blocks(extractor):
+    pixels = extractor.preprocess(
+        [np.full((100, 140, 3), 90, np.uint8)], extractor.preprocessing.for_mode("full", 112)
+    )
+    first = extractor.early_patches(pixels, 1)
+    rows, cols = pixels.shape[2] // 14, pixels.shape[3] // 14
+    assert tuple(first.shape) == (1, rows, cols, extractor.hidden_size) and first.dtype == torch.float32
+    layers = extractor.forward(pixels, layers=True).layers  # after the final norm: compare the direction
+    cos = torch.nn.functional.cosine_similarity(
+        torch.nn.functional.layer_norm(first, (first.shape[-1],)).reshape(-1, first.shape[-1]),
+        torch.from_numpy(layers[0, 0]).reshape(-1, first.shape[-1]),
+    )
+    assert cos.min() > 0.99  # block 1's tokens, not the embeddings'

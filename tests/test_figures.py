@@ -50,3 +50,18 @@ def test_the_colour_bar_is_as_tall_as_its_heat_map(extractor, mode):
     bar = bar_axes.get_window_extent()
     assert abs(bar.y0 - heat.y0) < 1 and abs(bar.y1 - heat.y1) < 1
     assert bar.x1 <= fig.bbox.x1  # inside the picture
+
+
+def test_pr_curve_png_and_png_names(tmp_path):
+    from core.visual.figures import check_png, pr_curve_png
+
+    out = pr_curve_png(
+        np.array([0.1, 0.6]),
+        np.array([1.0, 0.8]),
+        np.array([0.9, 0.5]),
+        tmp_path / "pr.png",
+        calibrated=(0.1, 1.0, 0.9),
+    )
+    assert Image.open(out).format == "PNG"
+    with pytest.raises(InvalidArgumentError, match="ending in .png"):
+        check_png(tmp_path / "pr.jpg")

@@ -40,3 +40,11 @@ def test_frames_that_need_no_pass_are_recorded_without_pixels(shots_video, extra
     sources = np.concatenate([b.source for b in batches])
     assert sources[13] == 10 and sources[20] == 20
     assert batches[-1].decoded == shots_video.frame_count
+
+
+def test_extra_is_made_from_the_frames_to_compute(shots_video, extractor):
+    from core.model.frames import frame_batches
+
+    batches = list(frame_batches(str(shots_video.path), extractor.preprocessing, 4, max_frames=10, extra=len))
+    assert [b.extra for b in batches if len(b)] == [4, 4, 2]
+    assert batches[-1].extra is None or len(batches[-1])  # an empty last batch has no extra

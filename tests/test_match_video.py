@@ -90,3 +90,33 @@ def test_matched_video_threshold_max_frames_and_a_moved_video(index, stored_run,
     with pytest.raises(VideoOpenError, match="no longer there"):
         render_match_video(stored_run, index.get_thumbnails, tmp_path / "m2.mp4")
     assert not (tmp_path / "m2.mp4").exists()
+
+
+def test_boxes_and_outline_are_drawn_on_matched_frames(index, stored_run, tmp_path):
+    """--box draws a stored region (here one written through the db API), --outline the heat map's."""
+    view = stored_run
+    res = view.results
+    row = int(np.flatnonzero(view.matched())[0])
+    image_id = int(view.best_image[row])
+    box = np.array([[40, 30, 200, 150]], np.float32)  # frame pixels of the 320x240 video
+    index.add_frame_regions(view.run.id, res.frame_index[row : row + 1], [image_id], [0.999], box)
+    boxed = load_run(index, view.run.id)
+    calls = []
+
+    def fit_map(frame, image):
+        calls.append(image)
+        heat = np.zeros((8, 8), np.float32)
+        heat[2:5, 2:5] = 1.0  # the top quarter: a square in the frame's upper left
+        return heat, (0.0, 0.0, 1.0, 1.0)
+
+    out = tmp_path / "marked.mp4"
+    render_match_video(
+        boxed, index.get_thumbnails, out, panel_height=240, max_frames=row + 1, boxes=True, outline=fit_map
+    )
+    _, frames = read_video(out)
+    marked = frames[int(res.frame_index[row])][:, :320].astype(int)
+    colour = np.array(image_rgb(image_id))
+    near = np.abs(marked - colour).max(axis=-1) < 40
+    assert near[30:150, 38:43].mean() > 0.5  # the box's left edge
+    assert near[58:62, 80:120].mean() > 0.3  # the outline's top edge (row 2 of 8 → y = 60)
+    assert calls and set(calls) == {image_id}

@@ -24,6 +24,7 @@ TABLES = {
     "frame_matches",
     "segments",
     "run_chunks",
+    "run_regions",
 }
 
 

@@ -2,7 +2,7 @@
 
 Expected failures (bad input, missing model, unknown collection) print one line to stderr and
 exit with status 2; nothing already stored is lost. The commands live beside this module:
-:mod:`core.cli.collections`, :mod:`core.cli.runs` and :mod:`core.cli.visual`.
+:mod:`core.cli.collections`, :mod:`core.cli.runs`, :mod:`core.cli.quality` and :mod:`core.cli.visual`.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def common_options(*, nested: bool = False) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import collections, runs, visual
+    from core.cli import collections, quality, runs, visual
 
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options()
-    for module in (collections, runs, visual):
+    for module in (collections, runs, quality, visual):
         module.register(sub, common)
     return parser
 

@@ -16,6 +16,7 @@ from core.cli.common import (
     shown,
 )
 from core.errors import WebSSLError
+from core.matching.export import EXPORT_FORMATS
 from core.matching.params import DEFAULTS
 from core.matching.sampling import DEFAULT_SAMPLING
 
@@ -44,6 +45,9 @@ def cmd_match(args: argparse.Namespace) -> int:
         min_duration_s=args.min_duration,
     )
     sampling = _sampling(args)
+    regions = None
+    if args.regions:
+        from core.matching.regions import DEFAULT_REGIONS as regions
     with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)  # fail before loading the model
         fx = load_extractor(args, model_label(args, coll), precision="auto")
@@ -58,6 +62,7 @@ def cmd_match(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 max_frames=args.max_frames,
                 progress=bar,
+                regions=regions,
             )
     view = summary.view
     print(
@@ -65,6 +70,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         f"{summary.frames_computed} analysed, {summary.frames_from_cache} from cache, "
         f"{summary.frames_inherited} unchanged; {summary.matched_frames} matched ≥ {params.threshold:g}; "
         f"{summary.elapsed_s:.1f} s ({summary.video_seconds_per_second:.2f}× real time)"
+        + ("; regions searched" if regions else "")
     )
     for seg in view.segments:
         print(
@@ -76,7 +82,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     decode = summary.decode
     if decode.lost or decode.ended_early:
         print(f"  warning: {shown(decode.describe(args.video))}")
-    _write_exports(view, args.json, args.csv, indent="  ")
+    _write_exports(view, args, indent="  ")
     return 0
 
 
@@ -96,27 +102,38 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_exports(view, json_path: Path | None, csv_path: Path | None, indent: str = "") -> None:
-    from core.matching.export import write_csv, write_json
+def _export_options(p: argparse.ArgumentParser) -> None:
+    """``--json``, ``--csv``, ``--edl``, ... : one option per export format."""
+    for fmt in EXPORT_FORMATS:
+        p.add_argument(
+            f"--{fmt.key}",
+            type=Path,
+            default=None,
+            metavar=f"OUT{fmt.suffix}",
+            help=f"write {fmt.description}",
+        )
 
-    if json_path:
-        print(f"{indent}JSON: {write_json(view, json_path)}")
-    if csv_path:
-        print(f"{indent}CSV: {write_csv(view, csv_path)}")
+
+def _write_exports(view, args: argparse.Namespace, indent: str = "") -> None:
+    for fmt in EXPORT_FORMATS:
+        path = getattr(args, fmt.key)
+        if path:
+            print(f"{indent}{fmt.label}: {fmt.write(view, path)}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from core.matching.runs import load_run
 
-    if not args.json and not args.csv:
-        raise WebSSLError("Nothing to export: give --json OUT.json and/or --csv OUT.csv")
+    if not any(getattr(args, fmt.key) for fmt in EXPORT_FORMATS):
+        options = ", ".join(f"--{fmt.key} OUT{fmt.suffix}" for fmt in EXPORT_FORMATS)
+        raise WebSSLError(f"Nothing to export: give one or more of {options}")
     with open_index(args) as index:
         view = load_run(index, args.run_id).relabel(
             threshold=args.threshold, gap_tolerance_s=args.gap, min_duration_s=args.min_duration
         )
     if not view.complete:
         print(f"warning: {shown(view.incomplete_note())}", file=sys.stderr)
-    _write_exports(view, args.json, args.csv)
+    _write_exports(view, args)
     return 0
 
 
@@ -180,8 +197,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _relabel_options(p, defaults=True)
     p.add_argument("--top-k", "-k", type=int, default=DEFAULTS.top_k, help="default: %(default)s")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many decoded frames")
-    p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the results as JSON")
-    p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv", help="write the results as CSV")
+    p.add_argument(
+        "--regions",
+        action="store_true",
+        help="also find images that fill only part of a frame (each frame costs more; see README)",
+    )
+    _export_options(p)
     p.set_defaults(func=cmd_match)
 
     p = sub.add_parser("runs", parents=[common], help="list stored match runs")
@@ -189,12 +210,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("export", parents=[common], help="export a stored run as JSON and/or CSV")
+    p = sub.add_parser(
+        "export", parents=[common], help="export a stored run: JSON, CSV, EDL, OpenTimelineIO, WebVTT"
+    )
     p.add_argument("run_id", type=int)
     add_db_option(p)
     _relabel_options(p, defaults=False)
-    p.add_argument("--json", type=Path, default=None, metavar="OUT.json")
-    p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv")
+    _export_options(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

@@ -5,7 +5,8 @@ a composite figure per image.
 
 ``python -m core render layers IMAGE --out FILE.mp4 [--gif]``: one frame per layer.
 ``python -m core render pca VIDEO --out FILE.mp4 [--side-by-side]``: colour-stable PCA video.
-``python -m core render match RUN_ID --out FILE.mp4``: frame | best database image.
+``python -m core render match RUN_ID --out FILE.mp4 [--box] [--outline]``: frame | best database
+image, with the region box and/or the outline of where the image fits.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from core.cli.common import (
     add_model_options,
     common_options,
     load_extractor,
+    model_label,
     open_index,
     progress_bar,
 )
+from core.errors import WebSSLError
 from core.model.preprocess import FULL_SHORT_SIDE, MODES
 from core.visual.layer_video import LAYER_FPS, LAYER_PANEL
 from core.visual.pca_video import FIT_SAMPLES
@@ -139,6 +142,7 @@ def cmd_render_match(args: argparse.Namespace) -> int:
 
     with open_index(args) as index:
         view = load_run(index, args.run_id).relabel(threshold=args.threshold)
+        outline = _outline(args, index, view) if args.outline else None
         with progress_bar(args) as bar:
             result = render_match_video(
                 view,
@@ -148,9 +152,24 @@ def cmd_render_match(args: argparse.Namespace) -> int:
                 fps=args.fps,
                 panel_height=args.panel_height,
                 progress=bar,
+                boxes=args.box,
+                outline=outline,
             )
     print(_describe(result))
     return 0
+
+
+def _outline(args: argparse.Namespace, index, view):
+    """The heat-map outliner of ``render match --outline``: the run's model and region settings."""
+    from core.matching.regions import RegionSearch
+    from core.visual.explain import region_settings
+
+    coll = index.get_collection_by_id(view.run.collection_id) if view.run.collection_id else None
+    fx = load_extractor(args, model_label(args, coll) if coll is not None else view.run.model_id)
+    matrix = index.load_embeddings(coll.id) if coll is not None else None
+    if matrix is None:
+        raise WebSSLError(f"Run {view.run.id}'s collection was deleted: --outline needs its images")
+    return RegionSearch(fx, matrix, index.get_thumbnails, region_settings(view)).fit_map
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -239,5 +258,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _video_options(p)
     p.add_argument("--threshold", "-t", type=float, default=None, help="default: the run's threshold")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument(
+        "--box", action="store_true", help="draw the region box of matched frames (runs made with --regions)"
+    )
+    p.add_argument(
+        "--outline",
+        action="store_true",
+        help="draw the outline of where the matched image fits (its heat map; loads the run's model)",
+    )
     add_db_option(p)
+    add_model_options(p, bound=True)
     p.set_defaults(func=cmd_render_match)

@@ -1,4 +1,6 @@
-"""Exports of a match run: JSON (one document) and CSV (one row per frame and rank)."""
+"""Exports of a match run: JSON (one document), CSV (one row per frame and rank), and the editor
+formats of :mod:`core.matching.timelines` (EDL, OpenTimelineIO, WebVTT); :data:`EXPORT_FORMATS`
+lists them all for the CLI and the dashboard."""
 
 from __future__ import annotations
 
@@ -7,12 +9,17 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.matching.runs import RunView
+from core.matching.timelines import edl_text, otio_text, vtt_text
+
+if TYPE_CHECKING:
+    from core.matching.runs import RunView
 
 CSV_COLUMNS = (
     "run_id",
@@ -37,6 +44,7 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
     """The run as a JSON-ready dict (see README for the format)."""
     r, v, res = view.run, view.video, view.results
     matched = view.matched()
+    region_ids, region_scores, region_boxes = view.region_arrays()
     frames = []
     for row in range(len(res)):
         matches = [
@@ -57,6 +65,11 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
                 "inherited": bool(res.source_frame[row] != res.frame_index[row]),
                 "matched": bool(matched[row]),
                 "matches": matches,
+                **(
+                    {"region": _region(view, region_ids[row], region_scores[row], region_boxes[row])}
+                    if view.has_regions
+                    else {}
+                ),
             }
         )
     segments = [
@@ -98,9 +111,22 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
         "min_duration_s": p.min_duration_s,
         "sampling": r.params.get("sampling"),
         "precision": r.params.get("precision"),
+        "regions": r.params.get("regions"),
         "stats": view.stats,
         "frames": frames,
         "segments": segments,
+    }
+
+
+def _region(view: RunView, image_id: int, score: float, box: np.ndarray) -> dict[str, Any] | None:
+    """A frame's best region: image, score and box (left, top, right, bottom in frame pixels)."""
+    if image_id < 0:
+        return None
+    return {
+        "image": view.image_name(int(image_id)),
+        "image_id": int(image_id),
+        "score": _num(score),
+        "box": [_num(x, 2) for x in box],
     }
 
 
@@ -164,3 +190,43 @@ def write_csv(view: RunView, path: str | os.PathLike) -> Path:
     with out.open("w", newline="") as fh:
         write_csv_to(view, fh)
     return out
+
+
+# -- the formats, one table for the CLI and the dashboard ----------------------------------------
+@dataclass(frozen=True, slots=True)
+class ExportFormat:
+    """One way to export a run: ``python -m core export --<key> FILE`` and a dashboard download."""
+
+    key: str
+    label: str
+    suffix: str
+    mime: str
+    text: Callable[[RunView], str]
+    description: str
+
+    def write(self, view: RunView, path: str | os.PathLike) -> Path:
+        """Write the run to ``path`` (folders created); returns the path."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            fh.write(self.text(view))
+        return out
+
+
+EXPORT_FORMATS: tuple[ExportFormat, ...] = (
+    ExportFormat("json", "JSON", ".json", "application/json", json_text, "the whole run (see README)"),
+    ExportFormat("csv", "CSV", ".csv", "text/csv", csv_text, "one row per frame and rank"),
+    ExportFormat(
+        "edl", "EDL", ".edl", "text/plain", edl_text, "CMX 3600 edit decision list, an event per segment"
+    ),
+    ExportFormat(
+        "otio",
+        "OTIO",
+        ".otio",
+        "application/json",
+        otio_text,
+        "OpenTimelineIO timeline, a marker per segment with its score",
+    ),
+    ExportFormat("vtt", "WebVTT", ".vtt", "text/vtt", vtt_text, "WebVTT chapters, a cue per segment"),
+)
+"""Every export format, in the order the CLI and the dashboard offer them."""

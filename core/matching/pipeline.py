@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.matching.params import MatchParams
+from core.matching.regions import RegionSearch, RegionSettings
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
 from core.matching.sampling import FramePlanner, Sampling
 from core.matching.search import top_k
@@ -107,12 +108,16 @@ def match_video(
     max_frames: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    regions: RegionSettings | None = None,
 ) -> RunSummary:
     """Match (sampled) frames of a video against a collection and store the run.
 
     An unfinished run (interrupted, cancelled or failed) of the same video, collection, model
     and options is resumed rather than started again: its frames are recomputed from the
     frame-embedding cache (no model pass for frames analysed before) and replace what it had.
+
+    With ``regions``, each analysed frame is also searched for images that fill only part of
+    it (:mod:`core.matching.regions`), and its best region is stored with the run.
 
     Raises:
         VideoOpenError: the video cannot be opened or has no frames.
@@ -138,7 +143,10 @@ def match_video(
     announce(progress, "loading collection", f"{coll.image_count:,} embeddings of {coll.name}")
     matrix = index.load_embeddings(coll.id)
     embed_key = extractor.embed_key()
-    cached = index.cached_frame_indices(info.sha256, embed_key)
+    finder = RegionSearch(extractor, matrix, index.get_thumbnails, regions) if regions else None
+    # region mode needs every analysed frame's pixels: the cache of whole-frame embeddings is
+    # written, not read
+    cached = set() if finder else index.cached_frame_indices(info.sha256, embed_key)
     run_params = {
         **params.to_dict(),
         "sampling": sampling.to_dict(),
@@ -146,6 +154,7 @@ def match_video(
         "preprocessing": extractor.preprocessing.to_json(),
         "precision": extractor.precision,
         "max_frames": max_frames,
+        **({"regions": regions.to_dict()} if regions else {}),
     }
     resumable = index.find_resumable_run(
         video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
@@ -185,6 +194,7 @@ def match_video(
             max_pending=planner.max_pending,  # results reach the planner in time (sampling.py)
             pin_memory=extractor.device.type == "cuda",
             report=decode,
+            extra=finder.prepare if finder else None,
         )
         # held in a name so that the except clauses below release the planner before the
         # decoding thread is stopped (it may wait for a result)
@@ -193,7 +203,17 @@ def match_video(
             reporter.check_cancelled()
             if len(batch):
                 last = _process_batch(
-                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last, planner
+                    index,
+                    extractor,
+                    info.sha256,
+                    embed_key,
+                    run_id,
+                    matrix,
+                    params,
+                    batch,
+                    last,
+                    planner,
+                    finder,
                 )
                 counts["computed"] += int((batch.tag == COMPUTE).sum())
                 counts["cached"] += int((batch.tag == _CACHED).sum())
@@ -259,6 +279,7 @@ def _process_batch(
     batch: FrameBatch,
     last: tuple[np.ndarray, np.ndarray] | None,
     planner: FramePlanner,
+    finder: RegionSearch | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Embed, search and store one batch, report each analysed frame's best and runner-up
     scores to the planner; returns the last analysed frame's result."""
@@ -277,7 +298,8 @@ def _process_batch(
         got_idx, _, got_vecs = index.load_frame_embeddings(sha, embed_key, batch.index[pos].tolist())
         lookup = {int(i): j for j, i in enumerate(got_idx)}
         vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
-    positions, scores = top_k(l2_normalize(vectors), matrix.vectors, params.top_k)
+    unit = l2_normalize(vectors)
+    positions, scores = top_k(unit, matrix.vectors, params.top_k)
     for row, frame in zip(scores, batch.index[order], strict=True):
         planner.observe(int(frame), row[0], row[1] if len(row) > 1 else np.nan)
     ids = matrix.image_ids[positions] if positions.size else positions
@@ -295,6 +317,8 @@ def _process_batch(
         elif last is not None:
             out_ids[p], out_scores[p] = last
     index.add_frame_results(run_id, batch.index, batch.time, batch.source, out_ids, out_scores)
+    if finder is not None:
+        index.add_frame_regions(run_id, batch.index, *finder.for_batch(batch, unit))
     if len(order):
         return out_ids[order[-1]].copy(), out_scores[order[-1]].copy()
     return last

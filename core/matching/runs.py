@@ -3,6 +3,8 @@
 A :class:`RunView` is a run's per-frame results seen with one set of options (threshold, gap,
 minimum duration): its matched frames, segments and :attr:`RunView.stats` all describe those
 options, so what a page shows, what an export writes and what a rendered video draws agree.
+A run made with regions also holds each frame's best region; a frame's best match is then the
+better of the whole frame's and the region's (:func:`core.matching.regions.best_matches`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import numpy as np
 
 from core.errors import WebSSLError
 from core.matching.params import MatchParams
+from core.matching.regions import best_matches, region_rows
 from core.matching.search import top_k
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
-from db import FrameResults, Index, RunRecord, VideoRecord, check_model
+from db import FrameRegions, FrameResults, Index, RunRecord, VideoRecord, check_model
 
 
 class EmptyCollectionError(WebSSLError):
@@ -42,14 +45,39 @@ class RunView:
     params: MatchParams
     image_paths: dict[int, str]
     segments: tuple[Segment, ...] = field(default=())
+    regions: FrameRegions = field(default_factory=FrameRegions.empty)
+    # computed once per view: pages, exports and renders ask for them per frame
+    _best: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _region_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_best", best_matches(self.results, self.regions))
+        object.__setattr__(self, "_region_rows", region_rows(self.results, self.regions))
 
     @property
     def best_image(self) -> np.ndarray:
-        return self.results.image_ids[:, 0] if self.results.k else np.full(len(self.results), -1, np.int64)
+        """Per recorded frame: its best image (the region's where it beats the whole frame), or -1."""
+        return self._best[0]
 
     @property
     def best_score(self) -> np.ndarray:
-        return self.results.scores[:, 0] if self.results.k else np.full(len(self.results), np.nan, np.float32)
+        """Per recorded frame: the score of :attr:`best_image` (NaN: none)."""
+        return self._best[1]
+
+    @property
+    def has_regions(self) -> bool:
+        return bool(self.run.params.get("regions")) or len(self.regions) > 0
+
+    def region_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per recorded frame: its region's image id (-1: none), score and N×4 box."""
+        return self._region_rows
+
+    def region_of(self, row: int) -> tuple[int, float, tuple[float, float, float, float]] | None:
+        """The best region of recorded frame ``row``: (image id, score, box in frame pixels), or None."""
+        ids, scores, boxes = self._region_rows
+        if ids[row] < 0:
+            return None
+        return int(ids[row]), float(scores[row]), tuple(float(v) for v in boxes[row])  # type: ignore[return-value]
 
     def matched(self) -> np.ndarray:
         """Boolean per recorded frame: matched at this view's threshold."""
@@ -95,8 +123,10 @@ class RunView:
         )
         if params == self.params:
             return self
-        segs = segments_of(self.results, params)
-        return RunView(self.run, self.video, self.results, params, self.image_paths, tuple(segs))
+        segs = segments_of(self.results, params, self.regions)
+        return RunView(
+            self.run, self.video, self.results, params, self.image_paths, tuple(segs), self.regions
+        )
 
     def image_name(self, image_id: int) -> str:
         path = self.image_paths.get(int(image_id))
@@ -113,15 +143,35 @@ class RunView:
         return sorted({int(i) for i in image_ids if int(i) >= 0} - self.image_paths.keys())
 
 
-def segments_of(results: FrameResults, params: MatchParams) -> list[Segment]:
-    """The segments of per-frame results under ``params``."""
+def nearest_row(frame_index: np.ndarray, frame: int) -> int:
+    """The row of the recorded frame nearest to ``frame`` (``frame_index`` is sorted).
+
+    Raises:
+        ValueError: no recorded frames.
+    """
+    fi = np.asarray(frame_index, np.int64)
+    if len(fi) == 0:
+        raise ValueError("the run has no recorded frames")
+    pos = int(np.searchsorted(fi, frame))
+    if pos <= 0:
+        return 0
+    if pos >= len(fi):
+        return len(fi) - 1
+    return pos if fi[pos] - frame < frame - fi[pos - 1] else pos - 1
+
+
+def segments_of(
+    results: FrameResults, params: MatchParams, regions: FrameRegions | None = None
+) -> list[Segment]:
+    """The segments of per-frame results (and regions) under ``params``."""
     if not len(results) or not results.k:
         return []
+    best_image, best_score = best_matches(results, regions)
     return find_segments(
         results.frame_index,
         results.time_s,
-        results.image_ids[:, 0],
-        results.scores[:, 0],
+        best_image,
+        best_score,
         threshold=params.threshold,
         gap_tolerance_s=params.gap_tolerance_s,
         min_duration_s=params.min_duration_s,
@@ -135,9 +185,10 @@ def finish_run(index: Index, run_id: int, params: MatchParams, stats: dict) -> R
         The finished run's view; ``matched`` and ``segments`` of its stats come from it.
     """
     results = index.load_frame_results(run_id)
-    segs = segments_of(results, params)
+    regions = index.load_frame_regions(run_id)
+    segs = segments_of(results, params, regions)
     index.replace_segments(run_id, segs)
-    matched = int(params.matched(results.scores[:, 0]).sum()) if results.k else 0
+    matched = int(params.matched(best_matches(results, regions)[1]).sum())
     index.finish_run(
         run_id,
         status="done",
@@ -160,10 +211,12 @@ def load_run(index: Index, run_id: int, *, all_paths: bool = True) -> RunView:
     run = index.get_run(run_id)
     video = index.get_video(run.video_id)
     results = index.load_frame_results(run_id)
+    regions = index.load_frame_regions(run_id)
     params = MatchParams.from_dict(run.params)
     ids = results.image_ids if all_paths else results.image_ids[:, :1]
-    paths = index.image_paths(np.unique(ids[ids >= 0]).tolist()) if results.k else {}
-    return RunView(run, video, results, params, paths, tuple(index.list_segments(run_id)))
+    wanted = np.unique(np.concatenate([ids[ids >= 0].ravel(), regions.image_ids]))
+    paths = index.image_paths(wanted.tolist()) if len(wanted) else {}
+    return RunView(run, video, results, params, paths, tuple(index.list_segments(run_id)), regions)
 
 
 def rematch(
@@ -210,7 +263,9 @@ def rematch(
     out_scores = np.full((len(prev), k), np.nan, np.float32)
     out_ids[:, : ids.shape[1]] = ids[row_of]
     out_scores[:, : scores.shape[1]] = scores[row_of]
-    run_params = {**old.params, **new_params.to_dict(), "rematched_from": run_id}
+    # the whole frames only: finding regions again needs the model (match --regions)
+    kept = {k: v for k, v in old.params.items() if k != "regions"}
+    run_params = {**kept, **new_params.to_dict(), "rematched_from": run_id}
     new_id = index.create_run(
         video_id=video.id, collection_id=coll.id, model_id=old.model_id, params=run_params
     )

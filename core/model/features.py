@@ -144,6 +144,25 @@ class FeatureExtractor:
             )
         return Features(cls=cls_emb, patches=patch_grid, layers=layer_grid)
 
+    @torch.inference_mode()
+    def early_patches(self, pixel_values: torch.Tensor, blocks: int) -> torch.Tensor:
+        """Patch tokens after the first ``blocks`` transformer blocks (no final norm), as a
+        B×rows×cols×D float32 tensor on the CPU; the rest of the model is not run.
+
+        Early tokens still describe their own patch more than the whole image, so the same
+        content gives similar tokens in a video frame and in a collection image (region mode
+        compares them; see :mod:`core.matching.regions`).
+        """
+        b, _, h, w = pixel_values.shape
+        rows, cols = h // self.patch_size, w // self.patch_size
+        x = pixel_values.to(self.device, non_blocking=True).to(self.input_dtype)
+        layers = self.model.encoder.layer
+        with self._autocast():
+            hidden = self.model.embeddings(x)
+            for block in layers[: max(1, min(int(blocks), len(layers)))]:
+                hidden = block(hidden, None)
+        return hidden[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu()
+
     def _final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         """The model's final layer norm applied to intermediate tokens (a plain standardisation
         for models without one)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ class FrameBatch:
         pixels: preprocessed model input of the frames tagged :data:`COMPUTE`, in order; None
             when there are none.
         decoded: frames decoded so far, chosen or not.
+        extra: what ``frame_batches(extra=...)`` made of the frames tagged :data:`COMPUTE`
+            (e.g. region mode's input), or None.
     """
 
     index: np.ndarray
@@ -39,6 +42,7 @@ class FrameBatch:
     source: np.ndarray
     pixels: torch.Tensor | None
     decoded: int
+    extra: Any = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -63,6 +67,7 @@ def frame_batches(
     max_pending: int | None = None,
     pin_memory: bool = False,
     report: DecodeReport | None = None,
+    extra: Callable[[list[np.ndarray]], Any] | None = None,
 ) -> Iterator[FrameBatch]:
     """Decode ``path`` and yield batches of at most ``batch_size`` frames to compute.
 
@@ -76,6 +81,8 @@ def frame_batches(
             need no pass are reported without waiting for a full batch); default 512.
         pin_memory: put the pixels in page-locked memory (an asynchronous copy to a GPU).
         report: filled with what was decoded (see :class:`core.media.video.DecodeReport`).
+        extra: ``extra(frames)`` on the RGB frames to compute, in this (the decoding) thread;
+            its result is :attr:`FrameBatch.extra`.
 
     The last batch may be empty: it reports the final count of decoded frames.
     """
@@ -103,6 +110,7 @@ def frame_batches(
             np.asarray(sources, np.int64),
             pixels,
             decoded,
+            extra(frames) if extra is not None and frames else None,
         )
 
     for frame in iter_frames(path, select=counted, max_frames=max_frames, report=report):

@@ -119,3 +119,58 @@ def save_image_maps(maps: ImageMaps, out_dir: str | os.PathLike, stem: str) -> d
         paths[name] = path
     logger.info("wrote %d pictures of %s to %s", len(paths), stem, folder)
     return paths
+
+
+def check_png(out: str | os.PathLike) -> Path:
+    """``out`` as a Path, checked before any work.
+
+    Raises:
+        InvalidArgumentError: it does not name a .png file.
+    """
+    path = Path(out)
+    if path.suffix.lower() != ".png" or path.is_dir():
+        raise InvalidArgumentError(f"this writes a PNG picture: give a file name ending in .png, not {path}")
+    return path
+
+
+def pr_curve_png(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    thresholds: np.ndarray,
+    out: str | os.PathLike,
+    *,
+    calibrated: tuple[float, float, float] | None = None,
+    title: str = "",
+    dpi: int = 100,
+) -> Path:
+    """A precision–recall curve over the threshold as a PNG (``evaluate --plot``).
+
+    Args:
+        calibrated: (recall, precision, threshold) of the point to mark (90 % precision).
+
+    Raises:
+        InvalidArgumentError: the name does not end in .png.
+    """
+    from matplotlib.figure import Figure
+
+    path = check_png(out)
+    fig = Figure(figsize=(5.2, 3.6), dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    ax.step(recall, precision, where="post", color="#1f77b4", lw=2, label="over the threshold")
+    ax.axhline(0.9, color="#9ca3af", ls=":", lw=1)
+    if calibrated is not None:
+        r, p, t = calibrated
+        ax.plot(
+            [r], [p], marker="*", ms=14, color="#16a34a", ls="", label=f"threshold {t:.3f} (90% precision)"
+        )
+    ax.set(
+        xlim=(0, 1.02), ylim=(0, 1.05), xlabel="recall (share of the truth's time found)", ylabel="precision"
+    )
+    ax.legend(loc="lower left", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(_figure_to_rgb(fig)).save(path)
+    return path

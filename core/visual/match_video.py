@@ -26,6 +26,7 @@ from core.prefetch import background
 from core.progress import ProgressCallback, ProgressReporter
 from core.visual.colours import image_rgb
 from core.visual.drawing import label, letterbox
+from core.visual.explain import draw_box, draw_outline
 from core.visual.render import (
     DEFAULT_FPS,
     PANEL_HEIGHT,
@@ -44,6 +45,8 @@ _BORDER = 6  # pixels of the matched image's colour around its panel
 
 Thumbnails = Callable[[Sequence[int]], dict[int, bytes]]
 """``thumbnails(image_ids) -> {id: JPEG bytes}``, e.g. :meth:`db.Index.get_thumbnails`."""
+FitMap = Callable[[np.ndarray, int], tuple[np.ndarray, tuple[float, float, float, float]]]
+"""``fit_map(frame, image_id) -> (heat map, best window)``: :meth:`core.matching.regions.RegionSearch.fit_map`."""
 
 
 def _message_panel(width: int, height: int, title: str, detail: str | None = None) -> np.ndarray:
@@ -71,6 +74,8 @@ def render_match_video(
     panel_height: int = PANEL_HEIGHT,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    boxes: bool = False,
+    outline: FitMap | None = None,
 ) -> RenderResult:
     """Frame | best database image, frame by frame, for a run seen with ``view``'s options.
 
@@ -89,6 +94,10 @@ def render_match_video(
         fps: output frame rate (default: the source's).
         panel_height: height of the panels in pixels.
         progress, cancel: progress callback and cancellation event.
+        boxes: draw each matched frame's region box (runs made with regions; no model).
+        outline: draw the outline of where the matched image fits (its heat map, see
+            :mod:`core.visual.explain`); this runs the model's first blocks once per recorded
+            frame.
 
     Raises:
         VideoOpenError: the run's video is gone or unreadable; RenderError: the run has no
@@ -121,7 +130,8 @@ def render_match_video(
         for n, frame in enumerate(background(frames, maxsize=8, name="match-video-decoder"), start=1):
             while row + 1 < len(res) and res.frame_index[row + 1] <= frame.index:
                 row += 1
-            left = label(fit_to(frame.rgb, pw, ph), f"{format_time(frame.time_s)}  frame {frame.index}")
+            left = panel.mark(fit_to(frame.rgb, pw, ph), row, boxes=boxes, outline=outline)
+            left = label(left, f"{format_time(frame.time_s)}  frame {frame.index}")
             writer.write(np.hstack([left, panel(row)]))
             if n % 8 == 0:
                 reporter.update(n)
@@ -142,6 +152,23 @@ class _Panels:
         self.matched = view.matched()
         self.ids, self.scores = view.best_image, view.best_score
         self.thumb = functools.lru_cache(maxsize=_THUMB_CACHE)(self._thumb)
+        self._heat: tuple[int, np.ndarray] | None = None  # the last recorded frame's map
+
+    def mark(self, left: np.ndarray, row: int, *, boxes: bool, outline: FitMap | None) -> np.ndarray:
+        """The frame panel with the matched image's region box and/or heat-map outline."""
+        if row < 0 or not self.matched[row] or not (boxes or outline):
+            return left
+        image_id = int(self.ids[row])
+        colour = image_rgb(image_id)
+        if outline is not None:
+            if self._heat is None or self._heat[0] != row:
+                self._heat = (row, outline(left, image_id)[0])
+            left = draw_outline(left, self._heat[1], colour)
+        region = self.view.region_of(row) if boxes else None
+        if region is not None and region[0] == image_id:
+            scale = self.width / self.view.video.width if self.view.video.width else 1.0
+            left = draw_box(left, region[2], colour, thickness=max(2, self.height // 120), scale=scale)
+        return left
 
     def _thumb(self, image_id: int) -> np.ndarray | None:
         jpeg = self.thumbnails([image_id]).get(image_id)

@@ -1,0 +1,481 @@
+"""Region mode's benchmark material: collection pictures inserted into part of moving frames.
+
+Each shot is a background picture (never in the collection) seen through a panning camera, with
+one collection picture warped into it at 1/2, 1/3, 1/4 or 1/6 of the frame's width, anywhere
+in the frame, with perspective (each corner moved by up to :data:`PERSPECTIVE` of the
+picture's size, as a poster seen from the side) and a slow drift; some shots show no picture
+at all. The truth is per frame: which picture, at which width, in which box.
+
+The quality measurement (:func:`measure_quality`) matches the video twice with the small
+random model, with and without regions, and compares "which image, which frames" at an equal
+false-positive rate; :func:`measure_cost` times both modes on the ViT-L architecture.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench import synthetic as syn
+
+WIDTHS = (1 / 2, 1 / 3, 1 / 4, 1 / 6)
+"""Widths of the inserted pictures, as shares of the frame's width."""
+PERSPECTIVE = 0.10
+FP_RATES = (0.05, 0.01)
+"""The false-positive rates (share of frames without a picture given an image) compared at."""
+
+
+@dataclass(frozen=True, slots=True)
+class InsetPlan:
+    """A region benchmark video: ``shots_per_width`` shots at each width plus as many without a
+    picture, ``frames_per_shot`` frames each, in a seeded random order."""
+
+    shots_per_width: int = 24
+    frames_per_shot: int = 6
+    fps: float = 10.0
+    width: int = 640
+    height: int = 360
+    pictures: int = 12  # collection pictures that get inserted
+    distractors: int = 36  # collection images never shown
+    backgrounds: int = 8
+    noise: float = 2.5
+    seed: int = 23
+
+    def key(self) -> str:
+        import hashlib
+
+        raw = json.dumps({**asdict(self), "perspective": PERSPECTIVE, "widths": WIDTHS}, sort_keys=True)
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+    def picture_seed(self, i: int) -> int:
+        return 3000 + i
+
+    def distractor_seed(self, i: int) -> int:
+        return 70_000 + i
+
+    def background_seed(self, i: int) -> int:
+        return 90_000 + i
+
+
+def smoke_inset_plan() -> InsetPlan:
+    return InsetPlan(
+        shots_per_width=2, frames_per_shot=3, width=320, height=180, pictures=4, distractors=4, backgrounds=2
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class InsetVideo:
+    """A rendered region benchmark video and its truth, per frame."""
+
+    path: Path
+    plan: InsetPlan
+    picture: np.ndarray  # picture number shown (-1: none)
+    share: np.ndarray  # its width as a share of the frame's (0: none)
+    boxes: np.ndarray  # its bounding box in frame pixels (NaN: none)
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.picture)
+
+
+def _shots(plan: InsetPlan) -> list[tuple[float, int, int]]:
+    """(width share or 0, picture, background) per shot, in a seeded order."""
+    rng = np.random.default_rng(plan.seed)
+    shots = [(w, -1, -1) for w in WIDTHS for _ in range(plan.shots_per_width)]
+    shots += [(0.0, -1, -1)] * plan.shots_per_width
+    order = rng.permutation(len(shots))
+    return [
+        (
+            shots[i][0],
+            int(rng.integers(plan.pictures)) if shots[i][0] else -1,
+            int(rng.integers(plan.backgrounds)),
+        )
+        for i in order
+    ]
+
+
+def _inset(frame: np.ndarray, picture: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """``picture`` warped onto the quadrilateral ``quad`` (4×2, clockwise from top-left) of ``frame``."""
+    h, w = frame.shape[:2]
+    ph, pw = picture.shape[:2]
+    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
+    m = cv2.getPerspectiveTransform(src, quad.astype(np.float32))
+    scale = pw / max(1.0, float(np.ptp(quad[:, 0])))
+    source = cv2.GaussianBlur(picture, (0, 0), 0.5 * scale) if scale > 1 else picture  # no aliasing
+    warped = cv2.warpPerspective(source, m, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full((ph, pw), 255, np.uint8), m, (w, h), flags=cv2.INTER_LINEAR)
+    alpha = (mask.astype(np.float32) / 255.0)[..., None]
+    return frame * (1 - alpha) + warped.astype(np.float32) * alpha
+
+
+def iter_inset_frames(plan: InsetPlan):
+    """Frames of the plan with (picture, width share, box) each."""
+    rng = np.random.default_rng(plan.seed + 1)
+    big = (plan.height * 2, plan.width * 2)
+    pictures = [syn.make_picture(plan.picture_seed(i), big) for i in range(plan.pictures)]
+    backgrounds = [
+        cv2.GaussianBlur(syn.make_picture(plan.background_seed(i), big), (0, 0), 1.0)
+        for i in range(plan.backgrounds)
+    ]
+    w, h = plan.width, plan.height
+    for share, picture, background in _shots(plan):
+        n = plan.frames_per_shot
+        pan = rng.uniform(-0.1, 0.1, 2)
+        if share:
+            pw = share * w
+            ph = pw * pictures[picture].shape[0] / pictures[picture].shape[1]
+            x0, y0 = rng.uniform(0, w - pw), rng.uniform(0, h - ph)
+            corners = np.array([[x0, y0], [x0 + pw, y0], [x0 + pw, y0 + ph], [x0, y0 + ph]])
+            corners += rng.uniform(-PERSPECTIVE, PERSPECTIVE, (4, 2)) * [pw, ph]
+            drift = rng.uniform(-0.02, 0.02, 2) * [w, h]  # over the shot
+        for j in range(n):
+            u = j / max(1, n - 1)
+            frame = syn._view(
+                backgrounds[background], pan[0] * (2 * u - 1), pan[1] * (2 * u - 1), 1.15, (w, h)
+            )
+            frame = frame.astype(np.float32)
+            box = np.full(4, np.nan)
+            if share:
+                quad = np.clip(corners + drift * u, [0, 0], [w - 1, h - 1])
+                frame = _inset(frame, pictures[picture], quad)
+                box = np.array([*quad.min(0), *quad.max(0)])
+            frame += rng.normal(0, plan.noise, frame.shape).astype(np.float32)
+            yield np.clip(frame, 0, 255).astype(np.uint8), picture, share, box
+
+
+def render_inset_video(plan: InsetPlan, folder: Path) -> InsetVideo:
+    """Render (or reuse) the plan's video as H.264 MP4, with its truth."""
+    from core.media.writer import VideoWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"regions-{plan.key()}.mp4"
+    truth_path = path.with_suffix(".truth.npz")
+    if path.exists() and truth_path.exists():
+        t = np.load(truth_path)
+        return InsetVideo(path, plan, t["picture"], t["share"], t["boxes"])
+    pictures, shares, boxes = [], [], []
+    tmp = path.with_suffix(".partial.mp4")
+    with VideoWriter(tmp, fps=plan.fps, crf=18) as writer:
+        for frame, picture, share, box in iter_inset_frames(plan):
+            writer.write(frame)
+            pictures.append(picture)
+            shares.append(share)
+            boxes.append(box)
+    truth = {"picture": np.array(pictures), "share": np.array(shares), "boxes": np.array(boxes)}
+    np.savez(truth_path, **truth)
+    tmp.replace(path)
+    return InsetVideo(path, plan, truth["picture"], truth["share"], truth["boxes"])
+
+
+def write_inset_collection(plan: InsetPlan, folder: Path) -> tuple[list[Path], list[int]]:
+    """The collection as JPEG files: the pictures that get inserted and the distractors.
+
+    Returns:
+        (paths, picture number of each path, -1 for a distractor)
+    """
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    size = (plan.height * 2, plan.width * 2)
+    paths, owners = [], []
+    for i in range(plan.pictures + plan.distractors):
+        picture = i < plan.pictures
+        path = folder / (f"picture-{i:02d}.jpg" if picture else f"distractor-{i - plan.pictures:03d}.jpg")
+        if not path.exists():
+            seed = plan.picture_seed(i) if picture else plan.distractor_seed(i - plan.pictures)
+            Image.fromarray(syn.make_picture(seed, size)).save(path, quality=92)
+        paths.append(path)
+        owners.append(i if picture else -1)
+    return paths, owners
+
+
+# -- scoring -----------------------------------------------------------------------------------
+def threshold_at_fp_rate(scores: np.ndarray, labels: np.ndarray, negative: np.ndarray, rate: float) -> float:
+    """The lowest threshold that gives an image to at most ``rate`` of the negative frames."""
+    neg = np.sort(np.nan_to_num(scores[negative & (labels >= 0)], nan=-np.inf))[::-1]
+    allowed = int(np.floor(rate * int(negative.sum())))
+    if allowed >= len(neg):
+        return -1.0
+    return float(np.nextafter(neg[allowed], np.inf))  # just above the first score not allowed
+
+
+def frame_quality(
+    picture: np.ndarray, share: np.ndarray, labels: np.ndarray, scores: np.ndarray, rate: float
+) -> dict:
+    """Recall per width and precision of "which image, which frames" at an FP rate."""
+    from core.matching.params import matched_mask
+
+    negative = picture < 0
+    cut = threshold_at_fp_rate(scores, labels, negative, rate)
+    given = np.where(matched_mask(scores, cut), labels, -1)
+    right = (given >= 0) & (given == picture)
+    out = {
+        "threshold": cut,
+        "fp_rate": float(np.mean(given[negative] >= 0)) if negative.any() else None,
+        "precision": float(right.sum() / max(1, (given >= 0).sum())),
+        "recall": {},
+    }
+    for w in WIDTHS:
+        mask = np.isclose(share, w)
+        out["recall"][f"1/{round(1 / w)}"] = float(right[mask].mean()) if mask.any() else None
+    return out
+
+
+# -- the benchmark section (bench.run calls these; each measurement runs in its own process) ----
+def inset_plan_for(settings) -> InsetPlan:
+    """The region video of a benchmark mode (``settings``: :class:`bench.run.Settings`)."""
+    if settings.plan == "smoke":
+        return smoke_inset_plan()
+    return InsetPlan(shots_per_width=12) if settings.mode == "quick" else InsetPlan()
+
+
+def _owners(index, paths: list[Path], owners: list[int]) -> dict[int, int]:
+    """image id -> picture number, distractors as 1000 + image id (a wrong answer, never -1)."""
+    by_path = {str(p.resolve()): o for p, o in zip(paths, owners, strict=True)}
+    coll = index.get_collection("regions")
+    ids = index.load_embeddings(coll.id).image_ids.tolist()
+    out = {}
+    for image_id, rec in index.get_images(ids).items():
+        owner = by_path.get(str(Path(rec.path).resolve()), -1)
+        out[image_id] = owner if owner >= 0 else 1000 + image_id
+    return out
+
+
+def m_regions_quality(settings, arg: dict) -> dict:
+    """Global and region runs of the region video with the small model: recall per width and
+    precision at equal false-positive rates, and micro AP (core.matching.truth)."""
+    import tempfile
+
+    from bench import run as br
+    from core.matching.indexing import index_images
+    from core.matching.params import MatchParams
+    from core.matching.pipeline import match_video
+    from core.matching.regions import RegionSettings
+    from core.matching.sampling import Sampling
+    from core.matching.truth import GroundTruth, TruthFrame, evaluate_run
+    from db import Index
+
+    plan = inset_plan_for(settings)
+    cache = br._cache(settings)
+    video = render_inset_video(plan, cache / "videos")
+    paths, owners = write_inset_collection(plan, cache / f"collection-regions-{plan.key()}")
+    fx = br._load(br._model_folder(settings, "small"), "fp32")
+    truth = GroundTruth(
+        "frames",
+        frames=tuple(
+            TruthFrame(i, f"picture-{p:02d}.jpg" if p >= 0 else "")
+            for i, p in enumerate(video.picture.tolist())
+        ),
+    )
+    out: dict = {"frames": video.frame_count, "collection_images": len(paths), "model": settings.small_model}
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Index(Path(tmp) / "regions.sqlite")
+        index_images(index, "regions", paths, fx)
+        owner_of = _owners(index, paths, owners)
+        for mode, regions in (("global", None), ("regions", RegionSettings())):
+            with br.timed() as t:
+                summary = match_video(
+                    index,
+                    video.path,
+                    "regions",
+                    fx,
+                    sampling=Sampling.every(),
+                    params=MatchParams(top_k=1),
+                    regions=regions,
+                )
+            view = summary.view
+            labels = np.array([owner_of.get(int(i), -1) for i in view.best_image])
+            scores = np.asarray(view.best_score, np.float64)
+            out[mode] = {
+                "wall_s": round(t.wall_s, 2),
+                "micro_ap": evaluate_run(view, truth).micro_ap,
+                "at_fp": {
+                    f"{r:g}": frame_quality(video.picture, video.share, labels, scores, r) for r in FP_RATES
+                },
+            }
+            if regions is not None:
+                out["settings"] = regions.to_dict()
+                box_iou = _box_iou(view.regions.boxes, video.boxes[view.regions.frame_index])
+                right = labels[view.regions.frame_index] == video.picture[view.regions.frame_index]
+                out[mode]["median_iou_when_right"] = (
+                    float(np.nanmedian(box_iou[right])) if right.any() else None
+                )
+        index.close()
+    return out
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes row by row (NaN where a box is missing)."""
+    x0, y0 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
+    x1, y1 = np.minimum(a[:, 2], b[:, 2]), np.minimum(a[:, 3], b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / area
+
+
+def m_regions_cost(settings, arg: dict) -> dict:
+    """Analysed frames per second of one mode on the region video (every frame, ``frames`` of them)."""
+    import tempfile
+
+    from bench import run as br
+    from core.matching.pipeline import match_video
+    from core.matching.regions import RegionSettings
+    from core.matching.sampling import Sampling
+    from db import Index
+
+    plan = inset_plan_for(settings)
+    video = render_inset_video(plan, br._cache(settings) / "videos")
+    fx = br._load(br._model_folder(settings, arg.get("model", "big")), arg["precision"])
+    br._warm(fx, plan.height, plan.width)
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Index(Path(tmp) / "cost.sqlite")
+        _cost_collection(index, fx, plan)
+        with br.timed() as t:
+            summary = match_video(
+                index,
+                video.path,
+                "bench",
+                fx,
+                sampling=Sampling.every(),
+                max_frames=arg["frames"],
+                regions=RegionSettings() if arg["regions"] else None,
+            )
+        index.close()
+    return {"frames": summary.frames_computed, "timing": t.as_dict(), "precision": fx.precision}
+
+
+def _cost_collection(index, fx, plan: InsetPlan) -> None:
+    """The collection's size and thumbnails (what region mode's cost depends on), with random
+    embeddings: indexing 48 images with the big model would only add minutes."""
+    from core.media.images import make_thumbnail
+    from db import NewImage
+
+    coll = index.get_or_create_collection("bench", fx.model_id, fx.preprocessing.to_json(), fx.hidden_size)
+    rng = np.random.default_rng(5)
+    size = (plan.height * 2, plan.width * 2)
+    items = []
+    for i in range(plan.pictures + plan.distractors):
+        seed = plan.picture_seed(i) if i < plan.pictures else plan.distractor_seed(i - plan.pictures)
+        thumb = make_thumbnail(syn.make_picture(seed, size))
+        items.append(
+            NewImage(
+                f"/synthetic/{i}.jpg",
+                f"{i:064d}",
+                size[1],
+                size[0],
+                thumb,
+                rng.standard_normal(fx.hidden_size),
+            )
+        )
+    index.add_images(coll.id, items)
+
+
+def section_regions(settings, log) -> dict:
+    """Quality (small model) and cost (the big model, both modes at n and 2n frames: the
+    difference is the steady per-frame cost, without the one-off templates) of region mode."""
+    from bench import run as br
+
+    log("regions: quality, global and region runs (small model)")
+    out = {"quality": br.measure(settings, "regions_quality")}
+    n = settings.every_frames
+    precision = br._resolved_auto()
+    walls = {}
+    for frames in (n, 2 * n):  # the modes alternate, so a change in the machine's load hits both
+        for mode in ("global", "regions"):
+            log(f"regions: cost, {mode}, {frames} frames ({settings.big_model})")
+            r = br.measure(
+                settings,
+                "regions_cost",
+                {"regions": mode == "regions", "frames": frames, "precision": precision},
+            )
+            walls[(mode, frames)] = r["timing"]["wall_s"]
+    per_frame = {m: (walls[(m, 2 * n)] - walls[(m, n)]) / n for m in ("global", "regions")}
+    out["cost"] = {
+        "model": settings.big_model,
+        "precision": precision,
+        "frames": [n, 2 * n],
+        "wall_s": {f"{m}-{f}": round(w, 2) for (m, f), w in walls.items()},
+        "s_per_frame": {m: round(v, 4) for m, v in per_frame.items()},
+        "frames_per_s": {m: round(1 / v, 4) if v > 0 else None for m, v in per_frame.items()},
+        # None when timing noise makes a difference negative (tiny models, a busy machine)
+        "ratio": round(per_frame["regions"] / per_frame["global"], 3)
+        if min(per_frame.values()) > 0
+        else None,
+        "ratio_with_setup": round(walls[("regions", n)] / walls[("global", n)], 3),
+    }
+    return out
+
+
+def targets(section: dict | None) -> list[dict]:
+    """Region mode's targets (issue 11), in :func:`bench.run.targets`' form."""
+    if not section:
+        return []
+    q, cost = section["quality"], section["cost"]
+    rate = f"{FP_RATES[0]:g}"
+    region_r = q["regions"]["at_fp"][rate]["recall"]["1/4"]
+    global_r = q["global"]["at_fp"][rate]["recall"]["1/4"]
+    note = f"FP rate {FP_RATES[0]:.0%}, {q['model']} model"
+    return [
+        {
+            "target": "region recall at 1/4 width",
+            "value": region_r,
+            "goal": "≥ 0.9",
+            "met": region_r >= 0.9,
+            "note": note,
+        },
+        {
+            "target": "global recall at 1/4 width",
+            "value": global_r,
+            "goal": "< 0.5",
+            "met": global_r < 0.5,
+            "note": note,
+        },
+        {
+            "target": "region cost vs global (per frame)",
+            "value": cost["ratio"],
+            "goal": "≤ 2.5×",
+            "met": cost["ratio"] is not None and cost["ratio"] <= 2.5,
+            "note": f"{cost['model']}, {cost['precision']}",
+        },
+    ]
+
+
+def markdown(section: dict) -> list[str]:
+    """Region mode's part of the benchmark report."""
+    q, cost = section["quality"], section["cost"]
+    lines = [
+        f"## Regions (pictures in part of the frame; {q['frames']} frames, {q['collection_images']} images, "
+        f"{q['model']} random Dinov2 for quality)",
+        "",
+        "| mode | FP rate | threshold | precision | "
+        + " | ".join(f"recall 1/{round(1 / w)}" for w in WIDTHS)
+        + " | micro AP |",
+        "|---|---:|---:|---:|" + "---:|" * len(WIDTHS) + "---:|",
+    ]
+    for mode in ("global", "regions"):
+        for rate, r in q[mode]["at_fp"].items():
+            recalls = " | ".join("–" if v is None else f"{v:.2f}" for v in r["recall"].values())
+            lines.append(
+                f"| {mode} | {float(rate):.0%} (measured {r['fp_rate']:.1%}) | {r['threshold']:.3f} | "
+                f"{r['precision']:.2f} | {recalls} | {q[mode]['micro_ap']:.3f} |"
+            )
+    iou = q["regions"].get("median_iou_when_right")
+    lines += [
+        "",
+        f"Median IoU of the region box with the picture's box when the region is right: "
+        f"{'–' if iou is None else f'{iou:.2f}'}.",
+        "",
+        f"Cost ({cost['model']} architecture, {cost['precision']}, every frame; per frame = the wall time "
+        f"difference between {cost['frames'][1]} and {cost['frames'][0]} frames): global "
+        f"{cost['s_per_frame']['global']:.2f} s, regions {cost['s_per_frame']['regions']:.2f} s: "
+        f"**{cost['ratio'] if cost['ratio'] is not None else 'not measurable (noise)'}×** "
+        f"({cost['ratio_with_setup']}× for {cost['frames'][0]} frames with the "
+        "one-off templates).",
+        "",
+    ]
+    return lines

@@ -1,0 +1,418 @@
+"""Region mode: find collection images that fill only part of a frame (``match --regions``).
+
+A frame's global embedding sees the model's centre crop of the whole frame; a poster on a
+wall, a photo beside a news anchor or a picture-in-picture at a quarter of the frame's width
+hardly moves it. Region mode looks for each image inside the frame, in two steps:
+
+1. **Where** (patch tokens): the whole frame, at :attr:`RegionSettings.short_side`, goes
+   through the model's first blocks only (:attr:`RegionSettings.depth` of them); each candidate
+   image, as the model sees it when it is indexed (its centre crop), goes through the same
+   blocks at several sizes of k×k patches. Early tokens still describe their own patch, so a
+   template slid over the frame's tokens (a convolution of unit tokens: the mean cosine of
+   corresponding patches) peaks where the image is, at the size it has there. Two places are
+   kept: the highest peak, and the peak that stands out most from the rest of the frame for
+   its template and size (large pictures win the first, small ones often only the second).
+2. **Which, and how well** (the usual embedding): each place is cut out of the frame, resized
+   to the model's input and embedded like a collection image; the best match in the whole
+   collection of either is the frame's region, with the box in frame pixels. Its score is the
+   same cosine as a whole frame's, so one threshold serves both, and a frame's best match is
+   the better of the two (:func:`best_matches`): re-labelling needs no model.
+
+Candidates are the whole collection up to :attr:`RegionSettings.max_candidates` images, and
+otherwise the frame's own best matches that many; their templates are made from the stored
+thumbnails (no extra storage) once per run and kept for the run.
+
+Why this design (bench/region_bench.py measures it): comparing final-layer tokens, or pooled
+tokens, of a small picture in a frame with those of the picture alone fails on the benchmark's
+model (the context of the frame mixes into every final token), and embedding a grid of crops
+needs hundreds of windows per frame to cut a small picture tightly enough, at a cost of tens
+of frames. Early tokens locate; two tight crops confirm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.errors import InvalidArgumentError
+from core.matching.search import top_k
+from core.model.features import FeatureExtractor, l2_normalize
+from core.model.frames import COMPUTE, FrameBatch
+from core.model.preprocess import Preprocessing, preprocess_images
+from db import EmbeddingMatrix, FrameRegions, FrameResults
+
+logger = logging.getLogger(__name__)
+
+Thumbnails = Callable[[Sequence[int]], dict[int, bytes]]
+"""``thumbnails(image_ids) -> {id: JPEG bytes}`` (:meth:`db.Index.get_thumbnails`)."""
+TEMPLATE_CACHE_FRAMES = 8
+"""Templates kept: this many frames' worth of candidates (8 × 64 images, ≈ 130 MB for a ViT-L)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSettings:
+    """How region mode searches a frame (the defaults come from bench/region_bench.py).
+
+    Attributes:
+        short_side: the whole frame is seen at this short side in pixels (24 patches of 14).
+        depth: the share of the model's blocks whose patch tokens are compared (at least one).
+        min_patches: the smallest size, in patches, an image is looked for at.
+        max_patches_share: the largest size, as a share of the frame's short side.
+        max_candidates: images compared with each frame: the whole collection when it has at
+            most this many, otherwise the frame's own best matches this many.
+        dims: tokens are compared in this many principal directions of the templates' tokens
+            (a ViT-L's 1024 would make the search cost as much as the model).
+        contrast: also embed the place that stands out most for its template (see
+            :func:`_best_places`): two crops a frame instead of one, far more small pictures.
+    """
+
+    short_side: int = 336
+    depth: float = 0.125
+    min_patches: int = 3
+    max_patches_share: float = 0.6
+    max_candidates: int = 64
+    dims: int = 64
+    contrast: bool = True
+
+    def __post_init__(self) -> None:
+        if self.short_side < 56 or not 0 < self.depth <= 1 or self.min_patches < 1:
+            raise InvalidArgumentError(
+                f"region settings: short side ≥ 56, depth in (0, 1] and min patches ≥ 1, got {self}"
+            )
+        if not 0 < self.max_patches_share <= 1 or self.max_candidates < 1 or self.dims < 1:
+            raise InvalidArgumentError(f"region settings: max share in (0, 1], candidates ≥ 1, got {self}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RegionSettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def blocks(self, num_layers: int) -> int:
+        return max(1, min(num_layers, round(num_layers * self.depth)))
+
+    def sizes(self, rows: int, cols: int) -> list[int]:
+        """Template sizes in patches for a frame grid of rows×cols: from ``min_patches`` up by
+        a quarter each (3, 4, 5, 6, 7, 9, 11, 14 at 336 px: as good as every size, at half the
+        templates' cost)."""
+        largest = max(self.min_patches, int(min(rows, cols) * self.max_patches_share))
+        out, k = [], float(self.min_patches)
+        while round(k) <= largest:
+            out.append(round(k))
+            k *= SIZE_STEP
+        return sorted(set(out))
+
+
+DEFAULT_REGIONS = RegionSettings()
+SIZE_STEP = 1.25
+
+
+# -- combining a frame's region with the whole frame (no model) ------------------------------------
+def region_rows(
+    results: FrameResults, regions: FrameRegions | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The regions aligned with the results' rows: (image id or -1, score or NaN, N×4 box or NaN)."""
+    n = len(results)
+    ids = np.full(n, -1, np.int64)
+    scores = np.full(n, np.nan, np.float32)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    if regions is None or not len(regions) or not n:
+        return ids, scores, boxes
+    row = np.searchsorted(results.frame_index, regions.frame_index)
+    ok = (row < n) & (results.frame_index[np.minimum(row, n - 1)] == regions.frame_index)
+    ids[row[ok]] = regions.image_ids[ok]
+    scores[row[ok]] = regions.scores[ok]
+    boxes[row[ok]] = regions.boxes[ok]
+    return ids, scores, boxes
+
+
+def best_matches(results: FrameResults, regions: FrameRegions | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per recorded frame, its best image and score: the whole frame's best match, or its best
+    region's where that scores higher (both are cosines of the same embeddings, so one threshold
+    applies to either). -1 and NaN where a frame has neither."""
+    n = len(results)
+    if results.k:
+        image, score = results.image_ids[:, 0].copy(), results.scores[:, 0].astype(np.float32)
+    else:
+        image, score = np.full(n, -1, np.int64), np.full(n, np.nan, np.float32)
+    if regions is None or not len(regions):
+        return image, score
+    r_image, r_score, _ = region_rows(results, regions)
+    better = (r_image >= 0) & (np.isnan(score) | (np.nan_to_num(r_score, nan=-np.inf) > score))
+    image[better], score[better] = r_image[better], r_score[better]
+    return image, score
+
+
+# -- the search (model) ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RegionInput:
+    """What the decoding thread prepares for the frames of a batch: the whole frames as model
+    input at the region short side, and the frames themselves (to cut the found regions from)."""
+
+    pixels: torch.Tensor
+    frames: tuple[np.ndarray, ...]
+
+
+def view_crop(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """The part of an image the model sees when it is indexed (its centre crop)."""
+    h, w = rgb.shape[:2]
+    left, top, right, bottom = prep.view_box(h, w)
+    y0, y1 = int(round(top * h)), max(int(round(top * h)) + 1, int(round(bottom * h)))
+    x0, x1 = int(round(left * w)), max(int(round(left * w)) + 1, int(round(right * w)))
+    return rgb[y0:y1, x0:x1]
+
+
+def square_input(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` resized to side×side (area filter when shrinking)."""
+    h, w = rgb.shape[:2]
+    interp = cv2.INTER_AREA if side < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(rgb), (side, side), interpolation=interp)
+
+
+class RegionSearch:
+    """Region mode for one run: templates of the candidate images, kept for the run, and the
+    search of each batch of frames (see the module's docstring)."""
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        matrix: EmbeddingMatrix,
+        thumbnails: Thumbnails,
+        settings: RegionSettings = DEFAULT_REGIONS,
+    ) -> None:
+        self.fx, self.matrix, self.thumbnails, self.settings = extractor, matrix, thumbnails, settings
+        self.prep = extractor.preprocessing
+        self.frame_prep = self.prep.full_frame(settings.short_side)
+        # crops are resized to the model's own input and normalised, not resized again
+        self.crop_side = (self.prep.crop_hw or self.prep.resize_hw or (224, 224))[0]
+        self.plain = replace(self.prep, shortest_edge=None, resize_hw=None, crop_hw=None)
+        self.blocks = settings.blocks(extractor.num_layers)
+        # image id -> size -> d×k×k unit tokens, the most recently used last (bounded: a large
+        # collection brings new candidates with every shot)
+        self._templates: OrderedDict[int, dict[int, torch.Tensor]] = OrderedDict()
+        self._capacity = TEMPLATE_CACHE_FRAMES * settings.max_candidates
+        self._centre: torch.Tensor | None = None  # the origin and the d directions tokens are seen in
+        self._basis: torch.Tensor | None = None
+        self._sizes: list[int] = []
+        self._last: tuple[int, float, np.ndarray] = (-1, float("nan"), np.full(4, np.nan, np.float32))
+
+    # -- producer thread ------------------------------------------------------------------------
+    def prepare(self, frames: Sequence[np.ndarray]) -> RegionInput:
+        """The batch's frames as region input (called in the decoding thread)."""
+        return RegionInput(preprocess_images(list(frames), self.frame_prep), tuple(frames))
+
+    # -- templates ------------------------------------------------------------------------------
+    def _ensure_templates(self, image_ids: Sequence[int], sizes: list[int]) -> None:
+        if sizes != self._sizes:  # another frame size: make the templates again
+            self._templates, self._sizes, self._centre, self._basis = OrderedDict(), sizes, None, None
+        for image_id in image_ids:
+            if int(image_id) in self._templates:
+                self._templates.move_to_end(int(image_id))
+        missing = [int(i) for i in image_ids if int(i) not in self._templates]
+        while len(self._templates) + len(missing) > self._capacity and self._templates:
+            self._templates.popitem(last=False)
+        if not missing:
+            return
+        jpegs = self.thumbnails(missing)
+        views = {}
+        for image_id in missing:
+            rgb = _decode(jpegs.get(image_id))
+            if rgb is None:
+                logger.warning("image %d has no readable thumbnail: region mode cannot look for it", image_id)
+                self._templates[image_id] = {}
+            else:
+                views[image_id] = view_crop(rgb, self.prep)
+        if not views:
+            return
+        per_size: dict[int, torch.Tensor] = {}
+        for k in sizes:
+            side = k * self.prep.patch_size
+            pixels = preprocess_images([square_input(v, side) for v in views.values()], self.plain)
+            per_size[k] = self.fx.early_patches(pixels, self.blocks)  # N×k×k×D
+        if self._centre is None:  # fixed for the run, from the first templates made
+            tokens = torch.cat([t.reshape(-1, t.shape[-1]) for t in per_size.values()])
+            self._centre = tokens.mean(0)
+            self._basis = _principal_directions(tokens - self._centre, self.settings.dims)
+        for n, image_id in enumerate(views):
+            self._templates[image_id] = {
+                k: self._unit(per_size[k][n]).permute(2, 0, 1).contiguous() / (k * k) for k in sizes
+            }
+
+    def _unit(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (…×D) centred, projected on the run's directions and scaled to unit length."""
+        assert self._centre is not None and self._basis is not None
+        return F.normalize((tokens - self._centre) @ self._basis, dim=-1)
+
+    def _candidates(self, vectors: np.ndarray) -> list[np.ndarray]:
+        """Per frame, the image ids to look for."""
+        ids = self.matrix.image_ids
+        if len(ids) <= self.settings.max_candidates:
+            return [ids] * len(vectors)
+        positions, _ = top_k(vectors, self.matrix.vectors, self.settings.max_candidates)
+        return [ids[p] for p in positions]
+
+    # -- consumer thread ------------------------------------------------------------------------
+    def search(
+        self, region_input: RegionInput, vectors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The best region of each frame of ``region_input``.
+
+        Args:
+            vectors: the frames' normalised global embeddings (they choose the candidates of a
+                large collection).
+
+        Returns:
+            (image ids, scores, N×4 boxes in frame pixels); -1 / NaN where nothing was found.
+        """
+        n = len(region_input.frames)
+        ids = np.full(n, -1, np.int64)
+        scores = np.full(n, np.nan, np.float32)
+        boxes = np.full((n, 4), np.nan, np.float32)
+        if n == 0 or len(self.matrix) == 0:
+            return ids, scores, boxes
+        tokens = self.fx.early_patches(region_input.pixels, self.blocks)  # B×R×C×D
+        _, rows, cols, _ = tokens.shape
+        sizes = self.settings.sizes(rows, cols)
+        candidates = self._candidates(vectors)
+        self._ensure_templates(np.unique(np.concatenate(candidates)), sizes)
+        crops, found = [], []
+        for b, frame in enumerate(region_input.frames):
+            cand = [int(i) for i in candidates[b] if self._templates.get(int(i))]
+            if not cand or self._centre is None:
+                continue
+            unit = self._unit(tokens[b]).permute(2, 0, 1)[None]  # 1×d×R×C
+            templates = [self._templates[i] for i in cand]
+            for k, r, c in _best_places(unit, templates, sizes, self.settings.contrast):
+                box = _box(k, r, c, rows, cols, frame.shape[0], frame.shape[1])
+                x0, y0, x1, y1 = (int(round(v)) for v in box)
+                crops.append(square_input(frame[y0:y1, x0:x1], self.crop_side))
+                found.append((b, box))
+        if not crops:
+            return ids, scores, boxes
+        emb = l2_normalize(self.fx.forward(preprocess_images(crops, self.plain)).cls)
+        pos, best = top_k(emb, self.matrix.vectors, 1)
+        for (b, box), p, s in zip(found, pos[:, 0], best[:, 0], strict=True):
+            if not s <= scores[b]:  # the frame's best place (NaN: none yet)
+                ids[b], scores[b], boxes[b] = self.matrix.image_ids[p], s, box
+        return ids, scores, boxes
+
+    def fit_map(
+        self, frame: np.ndarray, image_id: int
+    ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Where one image fits in one frame: per patch of the whole frame (rows×cols), the
+        mean patch cosine of the best window of any size that covers it, and that best
+        window's box in frame pixels (the map ``explain`` draws).
+
+        Raises:
+            InvalidArgumentError: the image has no readable thumbnail.
+        """
+        tokens = self.fx.early_patches(self.prepare([frame]).pixels, self.blocks)
+        _, rows, cols, _ = tokens.shape
+        sizes = self.settings.sizes(rows, cols)
+        self._ensure_templates([image_id], sizes)
+        template = self._templates.get(int(image_id))
+        if not template:
+            raise InvalidArgumentError(
+                f"image {image_id} has no readable thumbnail to compare with the frame"
+            )
+        unit = self._unit(tokens[0]).permute(2, 0, 1)[None]
+        heat = torch.full((rows, cols), -1.0)
+        best, where = -np.inf, (sizes[0], 0, 0)
+        with torch.inference_mode():
+            for k in sizes:
+                if k > rows or k > cols:
+                    continue
+                score = F.conv2d(unit, template[k][None])[0]  # 1×(R-k+1)×(C-k+1)
+                padded = F.pad(score[None], (k - 1, k - 1, k - 1, k - 1), value=-1.0)
+                heat = torch.maximum(heat, F.max_pool2d(padded, k, stride=1)[0, 0])
+                j = int(torch.argmax(score))
+                if float(score.reshape(-1)[j]) > best:
+                    _, r, c = np.unravel_index(j, score.shape)
+                    best, where = float(score.reshape(-1)[j]), (k, int(r), int(c))
+        return heat.numpy(), _box(*where, rows, cols, frame.shape[0], frame.shape[1])
+
+    def for_batch(self, batch: FrameBatch, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The region of every row of a batch: its own for analysed frames (``vectors``: their
+        normalised global embeddings, in order), its source's for inherited ones."""
+        n = len(batch)
+        ids = np.full(n, -1, np.int64)
+        scores = np.full(n, np.nan, np.float32)
+        boxes = np.full((n, 4), np.nan, np.float32)
+        computed = np.flatnonzero(batch.tag == COMPUTE)
+        if len(computed) and isinstance(batch.extra, RegionInput):
+            ids[computed], scores[computed], boxes[computed] = self.search(batch.extra, vectors)
+        row_of = {int(batch.index[p]): p for p in computed}
+        own = set(computed.tolist())
+        for p in range(n):
+            if p in own:
+                self._last = (int(ids[p]), float(scores[p]), boxes[p].copy())
+                continue
+            src = row_of.get(int(batch.source[p]))
+            if src is not None:
+                ids[p], scores[p], boxes[p] = ids[src], scores[src], boxes[src]
+            else:
+                ids[p], scores[p], boxes[p] = self._last[0], self._last[1], self._last[2]
+        return ids, scores, boxes
+
+
+def _principal_directions(centred: torch.Tensor, dims: int) -> torch.Tensor:
+    """The ``dims`` directions of most variance of centred tokens (N×D), as a D×dims matrix."""
+    d = centred.shape[1]
+    if dims >= d:
+        return torch.eye(d)
+    cov = centred.T.double() @ centred.double() / max(1, len(centred) - 1)
+    _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
+    return vectors[:, -dims:].flip(1).float().contiguous()
+
+
+def _decode(jpeg: bytes | None) -> np.ndarray | None:
+    if not jpeg:
+        return None
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _best_places(
+    unit: torch.Tensor, templates: list[dict[int, torch.Tensor]], sizes: list[int], contrast: bool
+) -> list[tuple[int, int, int]]:
+    """(size, row, col) of the best template matches: the highest mean patch cosine (one
+    convolution per size), and with ``contrast`` also the place that stands out most from the
+    rest of the frame for its template and size (the cosine's z-score over positions). Large
+    pictures win the first, small ones often only the second; one place when both agree."""
+    _, _, rows, cols = unit.shape
+    best = {"raw": (-np.inf, None), "z": (-np.inf, None)}
+    for k in sizes:
+        if k > rows or k > cols:
+            continue
+        weight = torch.stack([t[k] for t in templates])  # N×d×k×k
+        with torch.inference_mode():
+            score = F.conv2d(unit, weight)[0]  # N×(R-k+1)×(C-k+1)
+        flat = score.reshape(len(templates), -1)
+        measures = {"raw": flat}
+        if contrast and flat.shape[1] > 1:
+            measures["z"] = (flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)
+        for name, values in measures.items():
+            j = int(torch.argmax(values))
+            value = float(values.reshape(-1)[j])
+            if value > best[name][0]:
+                _, r, c = np.unravel_index(j, score.shape)
+                best[name] = (value, (k, int(r), int(c)))
+    places = [where for _, where in best.values() if where is not None]
+    return list(dict.fromkeys(places))  # in order, without repeats
+
+
+def _box(
+    k: int, r: int, c: int, rows: int, cols: int, height: int, width: int
+) -> tuple[float, float, float, float]:
+    """A k×k patch window at (r, c) of a rows×cols grid over the whole frame, in frame pixels."""
+    sy, sx = height / rows, width / cols
+    return (c * sx, r * sy, (c + k) * sx, (r + k) * sy)

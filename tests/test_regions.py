@@ -1,0 +1,218 @@
+"""core/matching/regions.py: region mode, on frames with a collection picture in part of them.
+
+The pictures are the ``image_folder`` fixture's; a frame is another picture with one of them
+pasted at a third of its width. The tiny model finds it (early tokens locate, the crop's
+embedding confirms); the whole frame's embedding does not.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import TEST_THRESHOLD, pattern_image, write_video
+from core.errors import InvalidArgumentError
+from core.matching.params import MatchParams
+from core.matching.pipeline import match_video
+from core.matching.regions import (
+    DEFAULT_REGIONS,
+    RegionSearch,
+    RegionSettings,
+    best_matches,
+    region_rows,
+    view_crop,
+)
+from core.matching.runs import load_run, rematch
+from core.matching.sampling import Sampling
+from db import FrameRegions, FrameResults
+
+H, W = 240, 426
+FAST = RegionSettings(short_side=224)  # the pipeline tests check what is stored, not the search
+INSET = (150, 40, 292, 120)  # x0, y0, x1, y1: a third of the width, away from the centre
+
+
+def inset_frame(picture: np.ndarray, seed: int = 900, box=INSET) -> np.ndarray:
+    frame = pattern_image(seed, (H, W))
+    x0, y0, x1, y1 = box
+    frame[y0:y1, x0:x1] = cv2.resize(picture, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def iou(a, b) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def central_square(box) -> tuple[float, float, float, float]:
+    """What the model sees of the inserted picture when it is indexed: its centre crop."""
+    x0, y0, x1, y1 = box
+    side = (y1 - y0) * 224 / 256
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+@pytest.fixture
+def search(indexed, extractor):
+    coll = indexed.get_collection("shots")
+    return RegionSearch(extractor, indexed.load_embeddings(coll.id), indexed.get_thumbnails)
+
+
+def _results(frames, ids, scores) -> FrameResults:
+    n = len(frames)
+    return FrameResults(
+        np.asarray(frames, np.int64),
+        np.arange(n, dtype=np.float64),
+        np.asarray(frames, np.int64),
+        np.asarray(ids, np.int64).reshape(n, -1),
+        np.asarray(scores, np.float32).reshape(n, -1),
+    )
+
+
+def test_a_region_counts_where_it_beats_the_whole_frame():
+    res = _results([0, 1, 2, 3], [7, 7, -1, 8], [0.9, 0.5, np.nan, 0.6])
+    regions = FrameRegions(
+        np.array([1, 2, 3]),
+        np.array([5, 6, 5]),
+        np.array([0.8, 0.7, 0.55], np.float32),
+        np.zeros((3, 4), np.float32),
+    )
+    image, score = best_matches(res, regions)
+    # frame 0: no region; 1: region 0.8 > 0.5; 2: no whole-frame match; 3: 0.55 < 0.6 keeps the frame's
+    assert image.tolist() == [7, 5, 6, 8]
+    np.testing.assert_allclose(score, [0.9, 0.8, 0.7, 0.6], rtol=1e-6)
+    ids, _, boxes = region_rows(res, regions)
+    assert ids.tolist() == [-1, 5, 6, 5] and np.isnan(boxes[0]).all()
+    # without regions: the whole frame's best, unchanged
+    assert best_matches(res)[0].tolist() == [7, 7, -1, 8]
+
+
+def test_the_region_search_finds_a_picture_in_part_of_the_frame(search, image_folder, indexed):
+    picture = image_folder.arrays[1]
+    frame = inset_frame(picture)
+    vectors = np.zeros((1, search.fx.hidden_size), np.float32)
+    ids, scores, boxes = search.search(search.prepare([frame]), vectors)
+    assert indexed.get_image(int(ids[0])).name == "beta.png"
+    assert scores[0] >= TEST_THRESHOLD
+    assert iou(boxes[0], central_square(INSET)) > 0.5
+    # the whole frame's embedding does not see it
+    coll = indexed.get_collection("shots")
+    whole = search.fx.cls_embeddings([frame])[0]
+    whole = whole / np.linalg.norm(whole)
+    assert (indexed.load_embeddings(coll.id).vectors @ whole).max() < TEST_THRESHOLD
+
+
+def test_the_fit_map_peaks_on_the_picture(search, image_folder, indexed):
+    frame = inset_frame(image_folder.arrays[1])
+    image_id = next(i for i, r in indexed.get_images(search.matrix.image_ids).items() if r.name == "beta.png")
+    heat, window = search.fit_map(frame, image_id)
+    rows, cols = heat.shape
+    r, c = np.unravel_index(np.argmax(heat), heat.shape)
+    x, y = (c + 0.5) * W / cols, (r + 0.5) * H / rows
+    assert INSET[0] <= x <= INSET[2] and INSET[1] <= y <= INSET[3]
+    assert iou(window, central_square(INSET)) > 0.5
+    with pytest.raises(InvalidArgumentError, match="no readable thumbnail"):
+        search.fit_map(frame, 10_000)
+
+
+def test_view_crop_is_what_the_model_sees_of_an_image(extractor):
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    crop = view_crop(rgb, extractor.preprocessing)  # resize short side 256, centre crop 224
+    assert crop.shape[:2] == (88, 88)
+
+
+def test_settings_are_checked_and_stored():
+    assert RegionSettings.from_dict({**DEFAULT_REGIONS.to_dict(), "unknown": 1}) == DEFAULT_REGIONS
+    assert RegionSettings().blocks(24) == 3 and RegionSettings().blocks(3) == 1
+    assert RegionSettings(min_patches=3, max_patches_share=0.5).sizes(12, 20) == [3, 4, 5, 6]
+    assert DEFAULT_REGIONS.sizes(24, 42) == [3, 4, 5, 6, 7, 9, 11, 14]
+    with pytest.raises(InvalidArgumentError, match="region settings"):
+        RegionSettings(depth=0)
+    with pytest.raises(InvalidArgumentError, match="region settings"):
+        RegionSettings(max_candidates=0)
+
+
+@pytest.fixture
+def inset_video(tmp_path, image_folder):
+    """10 fps: 8 frames with beta.png at a third of the width (moving slowly), 6 without any."""
+    frames = []
+    for j in range(8):
+        x0 = INSET[0] + 2 * j
+        frames.append(inset_frame(image_folder.arrays[1], box=(x0, INSET[1], x0 + 142, INSET[3])))
+    frames += [pattern_image(900, (H, W))] * 6
+    return write_video(tmp_path / "inset.mp4", frames, fps=10)
+
+
+def test_a_run_with_regions_stores_them_and_relabels_without_the_model(
+    indexed, extractor, inset_video, monkeypatch
+):
+    params = MatchParams(threshold=TEST_THRESHOLD, top_k=2)
+    plain = match_video(indexed, inset_video, "shots", extractor, sampling=Sampling.every(), params=params)
+    assert plain.matched_frames == 0 and not plain.view.has_regions  # the global mode misses it
+    summary = match_video(
+        indexed, inset_video, "shots", extractor, sampling=Sampling.every(), params=params, regions=FAST
+    )
+    view = load_run(indexed, summary.run_id)
+    assert view.has_regions and view.run.params["regions"] == FAST.to_dict()
+    assert len(view.regions) == 14  # every recorded frame has its best region
+    names = [view.image_name(i) for i in view.best_image[view.matched()]]
+    assert view.matched()[:8].all() and set(names) == {"beta.png"}
+    assert [view.image_name(s.image_id) for s in view.segments] == ["beta.png"]
+    image_id, score, box = view.region_of(0)
+    assert view.image_name(image_id) == "beta.png" and score >= TEST_THRESHOLD
+    assert iou(box, central_square(INSET)) > 0.4
+    # re-labelling reads the stored regions: no model
+    monkeypatch.setattr(type(extractor), "forward", lambda *a, **k: pytest.fail("model called"))
+    strict = view.relabel(threshold=0.9999)
+    assert strict.matched().sum() < view.matched().sum() and strict.regions is view.regions
+    # re-matching (no model) keeps the whole frames only
+    again = rematch(indexed, summary.run_id)
+    assert "regions" not in again.run.params and len(again.regions) == 0
+
+
+def test_inherited_frames_take_their_sources_region(indexed, extractor, inset_video):
+    summary = match_video(
+        indexed,
+        inset_video,
+        "shots",
+        extractor,
+        sampling=Sampling.every_nth(4),
+        params=MatchParams(threshold=TEST_THRESHOLD),
+        regions=FAST,
+    )
+    view = summary.view
+    assert view.results.frame_index.tolist() == [0, 4, 8, 12]
+    assert len(view.regions) == 4 and view.regions.frame_index.tolist() == [0, 4, 8, 12]
+
+
+def test_candidates_of_a_large_collection_are_the_frames_best_matches(indexed, extractor, image_folder):
+    coll = indexed.get_collection("shots")
+    search = RegionSearch(
+        extractor, indexed.load_embeddings(coll.id), indexed.get_thumbnails, RegionSettings(max_candidates=2)
+    )
+    frame = inset_frame(image_folder.arrays[1])
+    whole = search.fx.cls_embeddings([frame])
+    whole /= np.linalg.norm(whole, axis=1, keepdims=True)
+    (cand,) = search._candidates(whole)
+    assert len(cand) == 2
+    order = np.argsort(-(search.matrix.vectors @ whole[0]))[:2]
+    assert sorted(cand.tolist()) == sorted(search.matrix.image_ids[order].tolist())
+
+
+def test_an_image_without_thumbnail_is_skipped_with_a_warning(indexed, extractor, image_folder, caplog):
+    coll = indexed.get_collection("shots")
+    search = RegionSearch(extractor, indexed.load_embeddings(coll.id), lambda ids: {})
+    ids, scores, _ = search.search(search.prepare([inset_frame(image_folder.arrays[1])]), np.zeros((1, 48)))
+    assert ids.tolist() == [-1] and np.isnan(scores).all()
+    assert "no readable thumbnail" in caplog.text
+
+
+def test_the_template_cache_is_bounded(indexed, extractor, image_folder):
+    coll = indexed.get_collection("shots")
+    search = RegionSearch(extractor, indexed.load_embeddings(coll.id), indexed.get_thumbnails, FAST)
+    search._capacity = 2
+    ids = search.matrix.image_ids.tolist()
+    search._ensure_templates(ids[:2], [3])
+    search._ensure_templates(ids[2:3], [3])
+    assert list(search._templates) == [ids[1], ids[2]]  # the least recently used went
