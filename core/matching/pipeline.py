@@ -19,13 +19,13 @@ import numpy as np
 from core.matching.params import MatchParams
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
 from core.matching.sampling import Sampling
-from core.matching.search import top_k
+from core.matching.search import VectorSearch, open_search
 from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch, frame_batches
 from core.prefetch import background
 from core.progress import Cancelled, ProgressCallback, ProgressReporter
-from db import Collection, EmbeddingMatrix, Index, VideoRecord, check_model
+from db import Collection, Index, VideoRecord, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def match_video(
     coll = check_collection(index, collection, extractor)
     info = probe_video(video_path)
     video = register_video(index, info)
-    matrix = index.load_embeddings(coll.id)
+    searcher = open_search(index, coll, maintain=True)  # exact, or the approximate index of a large one
     embed_key = extractor.embed_key()
     cached = index.cached_frame_indices(info.sha256, embed_key)
     run_params = {
@@ -177,7 +177,7 @@ def match_video(
             reporter.check_cancelled()
             if len(batch):
                 last = _process_batch(
-                    index, extractor, info.sha256, embed_key, run_id, matrix, params, batch, last
+                    index, extractor, info.sha256, embed_key, run_id, searcher, params, batch, last
                 )
                 counts["computed"] += int((batch.tag == COMPUTE).sum())
                 counts["cached"] += int((batch.tag == _CACHED).sum())
@@ -236,7 +236,7 @@ def _process_batch(
     sha: str,
     embed_key: str,
     run_id: int,
-    matrix: EmbeddingMatrix,
+    searcher: VectorSearch,
     params: MatchParams,
     batch: FrameBatch,
     last: tuple[np.ndarray, np.ndarray] | None,
@@ -257,8 +257,7 @@ def _process_batch(
         got_idx, _, got_vecs = index.load_frame_embeddings(sha, embed_key, batch.index[pos].tolist())
         lookup = {int(i): j for j, i in enumerate(got_idx)}
         vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
-    positions, scores = top_k(l2_normalize(vectors), matrix.vectors, params.top_k)
-    ids = matrix.image_ids[positions] if positions.size else positions
+    ids, scores = searcher.top_k(l2_normalize(vectors), params.top_k)
     k = params.top_k
     out_ids = np.full((len(batch), k), -1, np.int64)
     out_scores = np.full((len(batch), k), np.nan, np.float32)
