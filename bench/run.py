@@ -46,11 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import scale
 from bench import synthetic as syn
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("speed", "numerics", "agreement", "indexing", "memory", "search")
+SECTIONS = ("speed", "numerics", "agreement", "indexing", "memory", "search", "scale")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -68,6 +69,10 @@ class Settings:
     search_sqlite_max: int = 1_000_000  # larger sizes are searched in memory only
     search_batches: tuple[int, ...] = (1, 8, 64)
     memory_repeat: int = 4
+    scale_sizes: tuple[int, ...] = (100_000, 1_000_000)  # collections for the scale section
+    scale_compare_size: int = 50_000  # vectors for the comparison of libraries
+    scale_crossover_sizes: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+    scale_writer_frames: int = 108_000  # one hour at 30 fps
     inline: bool = False  # run measurements in this process (smoke)
     big_model: str = "vitl"  # "vitl" or "tiny"
     small_model: str = "small"  # "small" or "tiny"
@@ -102,6 +107,9 @@ class Settings:
                 numerics_frames=1,
                 search_sizes=(10_000, 100_000, 1_000_000),
                 search_sqlite_max=100_000,
+                scale_sizes=(100_000,),
+                scale_compare_size=20_000,
+                scale_crossover_sizes=(10_000, 100_000, 300_000),
             )
         if mode == "smoke":
             return cls(
@@ -114,6 +122,10 @@ class Settings:
                 search_sqlite_max=5_000,
                 search_batches=(1, 8),
                 memory_repeat=2,
+                scale_sizes=(3_000,),
+                scale_compare_size=1_000,
+                scale_crossover_sizes=(1_000, 3_000),
+                scale_writer_frames=3_000,
                 inline=True,
                 big_model="tiny",
                 small_model="tiny",
@@ -669,12 +681,16 @@ MEASUREMENTS: dict[str, Callable[[Settings, dict], dict]] = {
 }
 
 
+def _measurement(name: str) -> Callable[[Settings, dict], dict]:
+    return MEASUREMENTS.get(name) or scale.MEASUREMENTS[name]
+
+
 def measure(settings: Settings, name: str, arg: dict | None = None) -> dict:
     """Run one measurement, in a child process unless the settings say inline."""
     arg = arg or {}
     if settings.inline:
         with _RssSampler() as rss:
-            result = MEASUREMENTS[name](settings, arg)
+            result = _measurement(name)(settings, arg)
         result["peak_rss_mb"] = round(_peak_rss_mb(rss), 1)
         result["inline"] = True
         return result
@@ -697,11 +713,11 @@ def _child(spec_path: str, out_path: str) -> int:
     _quiet_libraries()
     spec = json.loads(Path(spec_path).read_text())
     raw = spec["settings"]
-    for key in ("search_sizes", "search_batches"):
+    for key in ("search_sizes", "search_batches", "scale_sizes", "scale_crossover_sizes"):
         raw[key] = tuple(raw[key])
     raw["sweep"] = tuple(tuple(x) for x in raw["sweep"])
     settings = Settings(**raw)
-    result = MEASUREMENTS[spec["name"]](settings, spec["arg"])
+    result = _measurement(spec["name"])(settings, spec["arg"])
     result["peak_rss_mb"] = round(_peak_rss_mb(None), 1)
     Path(out_path).write_text(json.dumps(result))
     return 0
@@ -899,6 +915,7 @@ SECTION_FUNCS = {
     "indexing": section_indexing,
     "memory": section_memory,
     "search": section_search,
+    "scale": lambda settings, log: scale.section_scale(settings, log),
 }
 
 

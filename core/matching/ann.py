@@ -128,7 +128,8 @@ class ApproximateSearch:
         ask = min(len(self._graph), want * OVERSAMPLE + len(self._hidden))
         found = self._graph.search(q, ask, threads=_threads())
         candidates = np.atleast_2d(np.asarray(found.keys, dtype=np.int64))
-        counts = np.atleast_1d(np.asarray(found.counts))
+        # one query gives Matches (no counts), several BatchMatches
+        counts = np.atleast_1d(np.asarray(getattr(found, "counts", len(found.keys))))
         valid = np.arange(candidates.shape[1])[None, :] < counts[:, None]
         valid &= ~np.isin(candidates, self._hidden)
         unique = np.unique(candidates[valid])
