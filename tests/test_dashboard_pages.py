@@ -496,3 +496,35 @@ def test_hostile_collection_names_show_as_text(env, extractor):
     for text in [*shown, delete_label]:
         assert "![x](" not in text and "**bold**" not in text and ":red[x]" not in text
     assert any("\\!\\[x\\]" in text for text in [*shown, delete_label])
+
+
+# -- video library ----------------------------------------------------------------------------------
+def test_library_indexes_a_folder_and_finds_an_image(env, image_folder, shots_video):
+    at = open_app("views/library.py")
+    at.text_input(key=keys.LIBRARY_FOLDER).input(str(shots_video.path.parent)).run()
+    at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
+    assert not at.exception, at.exception
+    wait_for_job(at, keys.LIBRARY_JOB)
+    assert any("Indexing finished: 1 indexed" in s for s in texts(at.success)), texts(at.success) + texts(
+        at.error
+    )
+    assert at.metric[0].value == "1"
+    at.slider(key=keys.LIBRARY_THRESHOLD).set_value(TEST_THRESHOLD)
+    queries = [
+        ("alpha.png", png(image_folder.arrays[0]), "image/png"),
+        ("delta.png", png(image_folder.arrays[3]), "image/png"),
+    ]
+    at.file_uploader(key=keys.LIBRARY_QUERIES).set_value(queries).run()
+    assert not at.exception, at.exception
+    (table,) = [d.value for d in at.dataframe if "segments" in d.value.columns]
+    assert table["video"].tolist() == [str(shots_video.path)] and table["segments"][0].startswith("0:00.0–")
+    assert any("in no indexed video" in m for m in plain(at.markdown))  # delta.png
+
+
+def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WEBSSL_ALLOWED_DIRS", str(tmp_path / "allowed"))
+    at = open_app("views/library.py")
+    at.text_input(key=keys.LIBRARY_FOLDER).input("/etc").run()
+    at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
+    assert not at.exception and keys.LIBRARY_JOB not in at.session_state
+    assert at.error

@@ -164,7 +164,7 @@ def common_options(*, nested: bool = False) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import collections, runs, visual
+    from core.cli import collections, library, runs, visual
 
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options()
-    for module in (collections, runs, visual):
+    for module in (collections, runs, library, visual):
         module.register(sub, common)
     return parser
 

@@ -20,7 +20,8 @@ from core.matching.params import DEFAULTS
 from core.matching.sampling import DEFAULT_SAMPLING
 
 
-def _sampling(args: argparse.Namespace):
+def sampling_of(args: argparse.Namespace):
+    """The sampling that :func:`add_sampling_options` parsed."""
     from core.matching.sampling import Sampling
 
     if args.every_frame:
@@ -43,7 +44,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         gap_tolerance_s=args.gap,
         min_duration_s=args.min_duration,
     )
-    sampling = _sampling(args)
+    sampling = sampling_of(args)
     with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)  # fail before loading the model
         fx = load_extractor(args, model_label(args, coll), precision="auto")
@@ -135,7 +136,7 @@ def cmd_rematch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _relabel_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+def relabel_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     """``--threshold``, ``--gap``, ``--min-duration``: the defaults, or (export) the run's own."""
 
     def default(value):
@@ -161,12 +162,8 @@ def _relabel_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("match", parents=[common], help="match a video's frames against a collection")
-    p.add_argument("video", help="video file (any format FFmpeg reads)")
-    p.add_argument("--collection", "-c", required=True)
-    add_db_option(p)
-    add_model_options(p, bound=True)
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """``--every-frame``, ``--fps``, ``--stride``, ``--max-interval`` (read by :func:`sampling_of`)."""
     s = p.add_argument_group("sampling (default: change-driven, see README)").add_mutually_exclusive_group()
     s.add_argument("--every-frame", action="store_true", help="analyse every frame")
     s.add_argument("--fps", type=float, default=None, help="analyse F frames per second of video")
@@ -177,7 +174,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         default=DEFAULT_SAMPLING.max_interval_s,
         help="change-driven: refresh at least every S seconds (default: %(default)s)",
     )
-    _relabel_options(p, defaults=True)
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("match", parents=[common], help="match a video's frames against a collection")
+    p.add_argument("video", help="video file (any format FFmpeg reads)")
+    p.add_argument("--collection", "-c", required=True)
+    add_db_option(p)
+    add_model_options(p, bound=True)
+    add_sampling_options(p)
+    relabel_options(p, defaults=True)
     p.add_argument("--top-k", "-k", type=int, default=DEFAULTS.top_k, help="default: %(default)s")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many decoded frames")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the results as JSON")
@@ -192,7 +198,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("export", parents=[common], help="export a stored run as JSON and/or CSV")
     p.add_argument("run_id", type=int)
     add_db_option(p)
-    _relabel_options(p, defaults=False)
+    relabel_options(p, defaults=False)
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json")
     p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv")
     p.set_defaults(func=cmd_export)
