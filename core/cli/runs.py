@@ -45,13 +45,16 @@ def cmd_match(args: argparse.Namespace) -> int:
         min_duration_s=args.min_duration,
     )
     sampling = sampling_of(args)
+    batch = len(args.videos) > 1 or Path(args.videos[0]).is_dir() or args.ray is not None
     with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)  # fail before loading the model
         fx = load_extractor(args, model_label(args, coll), precision="auto")
+        if batch:
+            return _match_batch(args, index, coll, fx, sampling, params)
         with progress_bar(args, "matching") as bar:
             summary = match_video(
                 index,
-                args.video,
+                args.videos[0],
                 coll.name,
                 fx,
                 sampling=sampling,
@@ -76,8 +79,59 @@ def cmd_match(args: argparse.Namespace) -> int:
         print(f"  no segments: no frame reached the threshold {params.threshold:g}")
     decode = summary.decode
     if decode.lost or decode.ended_early:
-        print(f"  warning: {shown(decode.describe(args.video))}")
+        print(f"  warning: {shown(decode.describe(args.videos[0]))}")
     _write_exports(view, args.json, args.csv, indent="  ")
+    return 0
+
+
+def _match_batch(args: argparse.Namespace, index, coll, fx, sampling, params) -> int:
+    """Several videos (or a folder): one run each, then a summary table; ``--ray`` on a cluster."""
+    from core.matching.batch import match_batch
+    from core.matching.runs import load_run
+
+    for folder in (args.json, args.csv):
+        if folder is not None and folder.suffix:
+            raise WebSSLError(
+                f"With several videos, --json and --csv name folders (one file per run), not {folder}."
+            )
+    options = dict(sampling=sampling, params=params, batch_size=args.batch_size, max_frames=args.max_frames)
+    with progress_bar(args, "matching videos") as bar:
+        if args.ray is not None:
+            from core.matching.cluster import match_on_ray
+
+            report = match_on_ray(
+                index,
+                args.videos,
+                coll.name,
+                fx,
+                address=args.ray or None,
+                workers=args.workers,
+                progress=bar,
+                **options,
+            )
+        else:
+            report = match_batch(index, args.videos, coll.name, fx, progress=bar, **options)
+    width = max(len(shown(Path(item.path).name)) for item in report.items) if report.items else 5
+    print(
+        f"{'video':<{width}}  {'status':<11}  {'run':>5}  {'frames':>7}  {'analysed':>8}  {'matched':>7}  {'segments':>8}  {'s':>7}"
+    )
+    for item in report.items:
+        run = str(item.run_id) if item.run_id is not None else "-"
+        print(
+            f"{shown(Path(item.path).name):<{width}}  {item.status:<11}  {run:>5}  {item.frames:>7}  "
+            f"{item.analysed:>8}  {item.matched:>7}  {item.segments:>8}  {item.elapsed_s:>7.1f}"
+            + (f"  {shown(item.reason)}" if item.reason else "")
+        )
+    print(report.summary() + (f" on {report.workers} Ray workers" if args.ray is not None else ""))
+    for item in report.items:
+        if item.run_id is not None and (args.json or args.csv):
+            stem = f"{Path(item.path).stem}.run{item.run_id}"
+            _write_exports(
+                load_run(index, item.run_id),
+                args.json / f"{stem}.json" if args.json else None,
+                args.csv / f"{stem}.csv" if args.csv else None,
+                indent="  ",
+            )
     return 0
 
 
@@ -177,9 +231,28 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("match", parents=[common], help="match a video's frames against a collection")
-    p.add_argument("video", help="video file (any format FFmpeg reads)")
+    p = sub.add_parser("match", parents=[common], help="match videos' frames against a collection")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files (any format FFmpeg reads) and/or folders of videos: several make a batch, "
+        "one run per video, resumable, with a summary table",
+    )
     p.add_argument("--collection", "-c", required=True)
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the batch on Ray (optional extra: pip install 'webssl-lens[cluster]'): workers decode and "
+        "embed, this process writes the database; no ADDRESS: a local Ray instance, 'auto': the cluster "
+        "this machine is in, ray://HOST:10001: a remote one",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="Ray workers (default: one per CPU of the cluster)"
+    )
     add_db_option(p)
     add_model_options(p, bound=True)
     add_sampling_options(p)

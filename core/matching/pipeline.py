@@ -94,6 +94,21 @@ def register_video(index: Index, info: VideoInfo) -> VideoRecord:
     )
 
 
+def run_parameters(
+    extractor: FeatureExtractor, sampling: Sampling, params: MatchParams, max_frames: int | None
+) -> dict:
+    """What a run stores as its parameters; a run with the same ones is resumed (or skipped by a
+    batch, once done)."""
+    return {
+        **params.to_dict(),
+        "sampling": sampling.to_dict(),
+        "embed_key": extractor.embed_key(),
+        "preprocessing": extractor.preprocessing.to_json(),
+        "precision": extractor.precision,
+        "max_frames": max_frames,
+    }
+
+
 def match_video(
     index: Index,
     video_path: str | os.PathLike,
@@ -106,6 +121,7 @@ def match_video(
     max_frames: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    info: VideoInfo | None = None,
 ) -> RunSummary:
     """Match (sampled) frames of a video against a collection and store the run.
 
@@ -122,19 +138,12 @@ def match_video(
     params = params or MatchParams()
     batch_size = batch_size or extractor.batch_size
     coll = check_collection(index, collection, extractor)
-    info = probe_video(video_path)
+    info = info or probe_video(video_path)
     video = register_video(index, info)
     searcher = open_search(index, coll, maintain=True)  # exact, or the approximate index of a large one
     embed_key = extractor.embed_key()
     cached = index.cached_frame_indices(info.sha256, embed_key)
-    run_params = {
-        **params.to_dict(),
-        "sampling": sampling.to_dict(),
-        "embed_key": embed_key,
-        "preprocessing": extractor.preprocessing.to_json(),
-        "precision": extractor.precision,
-        "max_frames": max_frames,
-    }
+    run_params = run_parameters(extractor, sampling, params, max_frames)
     resumable = index.find_resumable_run(
         video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
     )
