@@ -70,7 +70,7 @@ class Settings:
     search_batches: tuple[int, ...] = (1, 8, 64)
     memory_repeat: int = 4
     scale_sizes: tuple[int, ...] = (100_000, 1_000_000)  # collections for the scale section
-    scale_compare_size: int = 50_000  # vectors for the comparison of libraries
+    scale_compare_size: int = 20_000  # vectors for the comparison of libraries
     scale_crossover_sizes: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000)
     scale_writer_frames: int = 108_000  # one hour at 30 fps
     inline: bool = False  # run measurements in this process (smoke)
@@ -964,6 +964,7 @@ def targets(results: dict) -> list[dict]:
                 "≥ 0.999 (reported)",
                 r["cos_min"] >= 0.999,
             )
+    out += scale.targets(s.get("scale", {}))
     mem = s.get("memory")
     if mem and mem.get("growth") is not None:
         add(
@@ -1121,6 +1122,8 @@ def markdown(results: dict) -> str:
                 + f" | {r['peak_rss_mb']:.0f} |"
             )
         lines.append("")
+    if "scale" in s:
+        lines += scale.markdown_lines(s["scale"])
     if results.get("targets"):
         lines += ["## Targets", "", "| target | measured | goal | met | note |", "|---|---:|---|---|---|"]
         for t in results["targets"]:
