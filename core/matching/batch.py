@@ -101,6 +101,48 @@ class Planned:
     done: RunView | None = None
     reason: str = ""
 
+    def skipped(self) -> BatchItem | None:
+        """The item of a video that needs no work (unreadable, or done before); None otherwise."""
+        if self.info is None:
+            return BatchItem(self.path, "failed", reason=self.reason)
+        if self.done is not None:
+            return BatchItem.of_view(self.path, "done before", self.done, 0.0)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch ready to run: its options (defaults filled in), collection and planned videos."""
+
+    sampling: Sampling
+    params: MatchParams
+    files: list[str]
+    collection: Collection
+    plans: list[Planned]
+    reporter: ProgressReporter
+
+
+def start_batch(
+    index: Index,
+    paths: Iterable[str | os.PathLike],
+    collection: str,
+    extractor: FeatureExtractor,
+    sampling: Sampling | None,
+    params: MatchParams | None,
+    max_frames: int | None,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+) -> Batch:
+    """Check the collection, list and probe the videos, find those matched before."""
+    sampling = sampling or Sampling.auto()
+    params = params or MatchParams()
+    files = batch_files(paths)
+    coll = check_collection(index, collection, extractor)
+    reporter = ProgressReporter("matching videos", "videos", len(files), progress, cancel)
+    reporter.update(0)
+    plans = plan_batch(index, files, coll, extractor, sampling, params, max_frames)
+    return Batch(sampling, params, files, coll, plans, reporter)
+
 
 def plan_batch(
     index: Index,
@@ -155,32 +197,25 @@ def match_batch(
             (before any video is read).
         core.progress.Cancelled: ``cancel`` was set; finished videos and batches are kept.
     """
-    sampling = sampling or Sampling.auto()
-    params = params or MatchParams()
-    files = batch_files(paths)
-    coll = check_collection(index, collection, extractor)
-    reporter = ProgressReporter("matching videos", "videos", len(files), progress, cancel)
-    reporter.update(0)
+    batch = start_batch(index, paths, collection, extractor, sampling, params, max_frames, progress, cancel)
     items = []
-    for number, plan in enumerate(plan_batch(index, files, coll, extractor, sampling, params, max_frames)):
-        reporter.check_cancelled()
-        if plan.info is None:
-            items.append(BatchItem(plan.path, "failed", reason=plan.reason))
-        elif plan.done is not None:
-            items.append(BatchItem.of_view(plan.path, "done before", plan.done, 0.0))
-        else:
+    for number, plan in enumerate(batch.plans):
+        batch.reporter.check_cancelled()
+        item = plan.skipped()
+        if item is None:
             summary = match_video(
                 index,
                 plan.path,
-                coll.name,
+                batch.collection.name,
                 extractor,
-                sampling=sampling,
-                params=params,
+                sampling=batch.sampling,
+                params=batch.params,
                 batch_size=batch_size,
                 max_frames=max_frames,
                 cancel=cancel,
                 info=plan.info,
             )
-            items.append(BatchItem.of_view(plan.path, "matched", summary.view, summary.elapsed_s))
-        reporter.update(number + 1)
-    return BatchReport(tuple(items), reporter.elapsed_s)
+            item = BatchItem.of_view(plan.path, "matched", summary.view, summary.elapsed_s)
+        items.append(item)
+        batch.reporter.update(number + 1)
+    return BatchReport(tuple(items), batch.reporter.elapsed_s)

@@ -24,14 +24,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.errors import WebSSLError
-from core.matching.batch import BatchItem, BatchReport, batch_files, plan_batch
+from core.matching.batch import BatchItem, BatchReport, start_batch
 from core.matching.frame_embedding import EmbeddedFrames
 from core.matching.params import MatchParams
-from core.matching.pipeline import check_collection, register_video, run_parameters
+from core.matching.pipeline import register_video, run_parameters
 from core.matching.runs import store_cached_run
 from core.matching.sampling import Sampling
 from core.model.features import FeatureExtractor
-from core.progress import ProgressCallback, ProgressReporter
+from core.progress import ProgressCallback
 from db import Index
 
 logger = logging.getLogger(__name__)
@@ -108,24 +108,19 @@ def match_on_ray(
         FileNotFoundError, db.NotFoundError, db.ModelMismatchError, EmptyCollectionError.
     """
     ray = import_ray()
-    sampling = sampling or Sampling.auto()
-    params = params or MatchParams()
-    files = batch_files(paths)
-    coll = check_collection(index, collection, extractor)
-    wanted = run_parameters(extractor, sampling, params, max_frames)
-    reporter = ProgressReporter("matching videos", "videos", len(files), progress, cancel)
-    reporter.update(0)
-    plans = plan_batch(index, files, coll, extractor, sampling, params, max_frames)
+    batch = start_batch(index, paths, collection, extractor, sampling, params, max_frames, progress, cancel)
+    coll, reporter = batch.collection, batch.reporter
+    wanted = run_parameters(extractor, batch.sampling, batch.params, max_frames)
     items: dict[str, BatchItem] = {}
     jobs = []
-    for plan in plans:
-        if plan.info is None:
-            items[plan.path] = BatchItem(plan.path, "failed", reason=plan.reason)
-        elif plan.done is not None:
-            items[plan.path] = BatchItem.of_view(plan.path, "done before", plan.done, 0.0)
+    for plan in batch.plans:
+        item = plan.skipped()
+        if item is not None:
+            items[plan.path] = item
         else:
+            assert plan.info is not None
             cached = sorted(index.cached_frame_indices(plan.info.sha256, extractor.embed_key()))
-            jobs.append((plan.path, plan.info, sampling.to_dict(), cached, max_frames))
+            jobs.append((plan.path, plan.info, batch.sampling.to_dict(), cached, max_frames))
     reporter.update(len(items))
     count = 0
     if jobs:
@@ -144,7 +139,7 @@ def match_on_ray(
             for frames in pool.map_unordered(lambda a, job: a.embed.remote(*job), jobs):
                 reporter.check_cancelled()
                 started = time.perf_counter()
-                view = _store(index, coll, extractor, wanted, params, frames)
+                view = _store(index, coll, extractor, wanted, batch.params, frames)
                 logger.info("%s: stored in %.1f s", frames.info.path, time.perf_counter() - started)
                 items[frames.info.path] = BatchItem.of_view(
                     frames.info.path, "matched", view, frames.elapsed_s
@@ -153,7 +148,7 @@ def match_on_ray(
         finally:
             if started_here:
                 ray.shutdown()
-    return BatchReport(tuple(items[p] for p in files), reporter.elapsed_s, workers=max(1, count))
+    return BatchReport(tuple(items[p] for p in batch.files), reporter.elapsed_s, workers=max(1, count))
 
 
 def _start(ray, address: str | None) -> bool:
