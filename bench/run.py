@@ -55,11 +55,12 @@ from pathlib import Path
 import numpy as np
 
 from bench import regions as region_bench
+from bench import scale
 from bench import synthetic as syn
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("speed", "numerics", "agreement", "indexing", "memory", "search", "regions")
+SECTIONS = ("speed", "numerics", "agreement", "indexing", "memory", "search", "regions", "scale")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -77,6 +78,10 @@ class Settings:
     search_sqlite_max: int = 1_000_000  # larger sizes are searched in memory only
     search_batches: tuple[int, ...] = (1, 8, 64)
     memory_repeat: int = 4
+    scale_sizes: tuple[int, ...] = (100_000, 1_000_000)  # collections for the scale section
+    scale_compare_size: int = 20_000  # vectors for the comparison of libraries
+    scale_crossover_sizes: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+    scale_writer_frames: int = 108_000  # one hour at 30 fps
     inline: bool = False  # run measurements in this process (smoke)
     big_model: str = "vitl"  # "vitl" or "tiny"
     small_model: str = "small"  # "small" or "tiny"
@@ -97,6 +102,9 @@ class Settings:
                 numerics_frames=4,
                 search_sizes=(10_000, 100_000, 1_000_000),
                 search_sqlite_max=100_000,
+                scale_sizes=(100_000,),
+                scale_compare_size=20_000,
+                scale_crossover_sizes=(10_000, 100_000, 300_000),
             )
         if mode == "smoke":
             return cls(
@@ -109,6 +117,10 @@ class Settings:
                 search_sqlite_max=5_000,
                 search_batches=(1, 8),
                 memory_repeat=2,
+                scale_sizes=(3_000,),
+                scale_compare_size=1_000,
+                scale_crossover_sizes=(1_000, 3_000),
+                scale_writer_frames=3_000,
                 inline=True,
                 big_model="tiny",
                 small_model="tiny",
@@ -696,12 +708,16 @@ MEASUREMENTS: dict[str, Callable[[Settings, dict], dict]] = {
 }
 
 
+def _measurement(name: str) -> Callable[[Settings, dict], dict]:
+    return MEASUREMENTS.get(name) or scale.MEASUREMENTS[name]
+
+
 def measure(settings: Settings, name: str, arg: dict | None = None) -> dict:
     """Run one measurement, in a child process unless the settings say inline."""
     arg = arg or {}
     if settings.inline:
         with _RssSampler() as rss:
-            result = MEASUREMENTS[name](settings, arg)
+            result = _measurement(name)(settings, arg)
         result["peak_rss_mb"] = round(_peak_rss_mb(rss), 1)
         result["inline"] = True
         return result
@@ -724,10 +740,10 @@ def _child(spec_path: str, out_path: str) -> int:
     _quiet_libraries()
     spec = json.loads(Path(spec_path).read_text())
     raw = spec["settings"]
-    for key in ("search_sizes", "search_batches"):
+    for key in ("search_sizes", "search_batches", "scale_sizes", "scale_crossover_sizes"):
         raw[key] = tuple(raw[key])
     settings = Settings(**raw)
-    result = MEASUREMENTS[spec["name"]](settings, spec["arg"])
+    result = _measurement(spec["name"])(settings, spec["arg"])
     result["peak_rss_mb"] = round(_peak_rss_mb(None), 1)
     Path(out_path).write_text(json.dumps(result))
     return 0
@@ -977,6 +993,7 @@ SECTION_FUNCS = {
     "memory": section_memory,
     "search": section_search,
     "regions": region_bench.section_regions,
+    "scale": lambda settings, log: scale.section_scale(settings, log),
 }
 
 
@@ -1062,6 +1079,7 @@ def targets(results: dict) -> list[dict]:
                 r["cos_min"] >= 0.999,
                 "the int8 bar" if bar else "",
             )
+    out += scale.targets(s.get("scale", {}))
     mem = s.get("memory")
     if mem and mem.get("growth") is not None:
         add(
@@ -1273,6 +1291,8 @@ def markdown(results: dict) -> str:
         lines.append("")
     if "regions" in s:
         lines += region_bench.markdown(s["regions"])
+    if "scale" in s:
+        lines += scale.markdown_lines(s["scale"])
     if results.get("targets"):
         lines += ["## Targets", "", "| target | measured | goal | met | note |", "|---|---:|---|---|---|"]
         for t in results["targets"]:

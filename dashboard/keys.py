@@ -230,3 +230,12 @@ def source_filter(prefix: str) -> str:
 
 def source_image(prefix: str) -> str:
     return f"{prefix}-image"
+
+
+# -- Video library ------------------------------------------------------------------------------
+LIBRARY_JOB = "library-job"
+LIBRARY_FOLDER = "library-folder"
+LIBRARY_INDEX_BUTTON = "library-index-button"
+LIBRARY_QUERIES = "library-queries"
+LIBRARY_THRESHOLD = "library-threshold"
+LIBRARY_FOUND = "library-found"  # (query upload ids, threshold) -> the last find's results

@@ -32,6 +32,13 @@ BROWSE = PageSpec(
 MATCH = PageSpec(
     "views/match.py", "Match a video", ":material/movie:", "Videos", "Find collection images in a video"
 )
+LIBRARY = PageSpec(
+    "views/library.py",
+    "Video library",
+    ":material/video_library:",
+    "Videos",
+    "Find where images appear across indexed videos",
+)
 EXPLORE = PageSpec(
     "views/explore.py",
     "Explore an image",
@@ -47,7 +54,7 @@ RENDER = PageSpec(
     "Layer evolution and PCA videos",
 )
 
-PAGES: tuple[PageSpec, ...] = (HOME, COLLECTIONS, BROWSE, MATCH, EXPLORE, RENDER)
+PAGES: tuple[PageSpec, ...] = (HOME, COLLECTIONS, BROWSE, MATCH, LIBRARY, EXPLORE, RENDER)
 
 
 def sections() -> dict[str, list[PageSpec]]:

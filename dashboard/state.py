@@ -27,12 +27,13 @@ import streamlit as st
 
 from core import config
 from core.matching.runs import RunView, load_run
+from core.matching.search import VectorSearch, open_search
 from core.model.features import FeatureExtractor
 from core.model.source import ModelAvailability, model_availability, split_label
 from core.visual.colours import image_rgb
 from dashboard import charts, media
 from dashboard.jobs import JobManager
-from db import EmbeddingMatrix, Index
+from db import Index
 
 logger = logging.getLogger(__name__)
 
@@ -146,22 +147,24 @@ def get_run_view(run_id: int) -> RunView:
     return _run_view(str(settings().db_path), int(run_id), run.finished)
 
 
-@st.cache_resource(show_spinner="Loading the collection's embeddings…", max_entries=2)
-def _embedding_matrix(db_path: str, collection_id: int, image_count: int) -> EmbeddingMatrix:
-    return _open_index(db_path).load_embeddings(collection_id)
+@st.cache_resource(show_spinner="Opening the collection for search…", max_entries=2)
+def _collection_search(db_path: str, collection_id: int, image_count: int) -> VectorSearch:
+    index = _open_index(db_path)
+    return open_search(index, index.get_collection_by_id(collection_id))
 
 
-def get_embedding_matrix(collection_id: int) -> EmbeddingMatrix:
-    """A collection's embedding matrix, shared by all sessions until the collection changes."""
+def get_collection_search(collection_id: int) -> VectorSearch:
+    """A collection ready to search (exact, or its approximate index when large), shared by all
+    sessions until the collection changes."""
     index = get_index()
     coll = index.get_collection_by_id(collection_id)
-    return _embedding_matrix(str(settings().db_path), coll.id, coll.image_count)
+    return _collection_search(str(settings().db_path), coll.id, coll.image_count)
 
 
 def collections_changed() -> None:
     """Forget cached collection data after images were added, removed or replaced (removed
     images leave the runs' results too)."""
-    _embedding_matrix.clear()
+    _collection_search.clear()
     _run_view.clear()
 
 

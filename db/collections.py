@@ -183,6 +183,8 @@ class Collections(Store):
         """Delete a collection with its images, embeddings, failures, runs and their results."""
         with self.transaction() as conn:
             collection = self.get_collection(name)
+            # first the approximate index (its record stops the triggers logging every image)
+            self.drop_vector_index("images", str(collection.id))  # type: ignore[attr-defined]
             conn.execute("DELETE FROM collections WHERE id = ?", (collection.id,))
 
     # -- images --------------------------------------------------------------------------------
@@ -392,22 +394,15 @@ class Collections(Store):
     def load_embeddings(self, collection_id: int) -> EmbeddingMatrix:
         """The collection's embedding matrix, rows ordered by image id.
 
-        One query and one copy into a numpy array (100k x 1024 in about half a second).
-        The array is writable. An empty collection gives a 0 x embed_dim matrix.
+        Read in chunks into one preallocated float32 matrix (see :meth:`Store._vector_rows`):
+        peak memory is the matrix plus a few MB. The array is writable. An empty collection
+        gives a 0 x embed_dim matrix.
         """
         collection = self.get_collection_by_id(collection_id)
-        image_ids, dims, dtypes, blobs = self._columns(
-            # Walks image_embeddings in key order: a JOIN ordered by id would sort the blobs.
-            "SELECT image_id, dim, dtype, vector FROM image_embeddings "
-            "WHERE image_id IN (SELECT id FROM images WHERE collection_id = ?) ORDER BY image_id",
-            (collection.id,),
-            4,
+        image_ids, vectors = self.load_vectors(  # type: ignore[attr-defined]  # from db.vectors
+            "images", str(collection.id), collection.embed_dim
         )
-        return EmbeddingMatrix(
-            image_ids=np.array(image_ids, dtype=np.int64),
-            vectors=decode_vectors(dims, dtypes, blobs, collection.embed_dim),
-            model_id=collection.model_id,
-        )
+        return EmbeddingMatrix(image_ids=image_ids, vectors=vectors, model_id=collection.model_id)
 
     def get_embeddings(self, image_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The normalised float32 embeddings of ``image_ids``, in the order given.

@@ -15,16 +15,18 @@ lock. Opening one ``Index`` per thread or per process on the same file is fine t
 readers run beside one writer, and writers wait up to ``busy_timeout_ms`` for each other.
 
 The methods live in one module per kind of data: :mod:`db.collections` (collections, images,
-thumbnails, embeddings, failures), :mod:`db.videos` (videos and the frame-embedding cache)
-and :mod:`db.runs` (runs, frame results, segments).
+thumbnails, embeddings, failures), :mod:`db.videos` (videos, the frame-embedding cache and
+the video library), :mod:`db.runs` (runs, frame results, segments) and :mod:`db.vectors`
+(vector sets for approximate search, their index files and change logs).
 """
 
 from __future__ import annotations
 
 from .collections import Collections
 from .runs import Runs
+from .vectors import VectorSets
 from .videos import Videos
 
 
-class Index(Collections, Videos, Runs):
+class Index(Collections, Videos, Runs, VectorSets):
     """A connection to an index file (see :class:`db.store.Store` for opening options)."""

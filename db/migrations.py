@@ -241,6 +241,101 @@ def _run_regions(db: Database) -> None:
     )
 
 
+def _vector_indexes(db: Database) -> None:
+    """Approximate-search indexes beside the database, and the log that keeps them in step.
+
+    ``vector_indexes`` names, per set of vectors (a collection's images, or the cached frames
+    of one embedding key), the index file that holds them and the last change it includes
+    (``seq``). While a set has such a row, triggers write every added, changed or removed
+    vector of it to ``vector_changes`` in the same transaction as the change itself, so no
+    crash can lose one: opening an index replays what came after its ``seq`` (see
+    :mod:`db.vectors`).
+
+    Cached frames get a stable integer id (the key of their vector in an index): the table is
+    rebuilt with ``id INTEGER PRIMARY KEY`` (its rows keep their values), and an index on the
+    embedding key for counting and listing a set.
+    """
+    db.executescript(
+        """
+        CREATE TABLE frame_embeddings_new (
+            id INTEGER PRIMARY KEY,
+            video_sha256 TEXT NOT NULL,
+            embed_key TEXT NOT NULL,
+            frame_index INTEGER NOT NULL,
+            time_s REAL NOT NULL,
+            dim INTEGER NOT NULL,
+            dtype TEXT NOT NULL DEFAULT 'float32',
+            vector BLOB NOT NULL,
+            UNIQUE (video_sha256, embed_key, frame_index)
+        );
+        INSERT INTO frame_embeddings_new (video_sha256, embed_key, frame_index, time_s, dim, dtype, vector)
+            SELECT video_sha256, embed_key, frame_index, time_s, dim, dtype, vector FROM frame_embeddings;
+        DROP TABLE frame_embeddings;
+        ALTER TABLE frame_embeddings_new RENAME TO frame_embeddings;
+        CREATE INDEX frame_embeddings_key ON frame_embeddings (embed_key, id);
+
+        CREATE TABLE vector_indexes (
+            kind TEXT NOT NULL CHECK (kind IN ('images', 'frames')),
+            scope TEXT NOT NULL,
+            file TEXT,
+            seq INTEGER NOT NULL DEFAULT 0,
+            count INTEGER NOT NULL DEFAULT 0,
+            dim INTEGER NOT NULL,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (kind, scope)
+        );
+        CREATE TABLE vector_changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            item_id INTEGER NOT NULL,
+            removed INTEGER NOT NULL
+        );
+        CREATE INDEX vector_changes_scope ON vector_changes (kind, scope, seq);
+
+        CREATE TRIGGER image_vector_added AFTER INSERT ON image_embeddings
+        WHEN EXISTS (SELECT 1 FROM vector_indexes v JOIN images i ON v.kind = 'images'
+                     AND v.scope = CAST(i.collection_id AS TEXT) WHERE i.id = NEW.image_id)
+        BEGIN
+            INSERT INTO vector_changes (kind, scope, item_id, removed)
+            SELECT 'images', CAST(collection_id AS TEXT), NEW.image_id, 0 FROM images WHERE id = NEW.image_id;
+        END;
+        CREATE TRIGGER image_vector_removed AFTER DELETE ON images
+        WHEN EXISTS (SELECT 1 FROM vector_indexes WHERE kind = 'images'
+                     AND scope = CAST(OLD.collection_id AS TEXT))
+        BEGIN
+            INSERT INTO vector_changes (kind, scope, item_id, removed)
+            VALUES ('images', CAST(OLD.collection_id AS TEXT), OLD.id, 1);
+        END;
+        CREATE TRIGGER frame_vector_added AFTER INSERT ON frame_embeddings
+        WHEN EXISTS (SELECT 1 FROM vector_indexes WHERE kind = 'frames' AND scope = NEW.embed_key)
+        BEGIN
+            INSERT INTO vector_changes (kind, scope, item_id, removed) VALUES ('frames', NEW.embed_key, NEW.id, 0);
+        END;
+        CREATE TRIGGER frame_vector_changed AFTER UPDATE OF vector ON frame_embeddings
+        WHEN EXISTS (SELECT 1 FROM vector_indexes WHERE kind = 'frames' AND scope = NEW.embed_key)
+        BEGIN
+            INSERT INTO vector_changes (kind, scope, item_id, removed) VALUES ('frames', NEW.embed_key, NEW.id, 0);
+        END;
+        CREATE TRIGGER frame_vector_removed AFTER DELETE ON frame_embeddings
+        WHEN EXISTS (SELECT 1 FROM vector_indexes WHERE kind = 'frames' AND scope = OLD.embed_key)
+        BEGIN
+            INSERT INTO vector_changes (kind, scope, item_id, removed) VALUES ('frames', OLD.embed_key, OLD.id, 1);
+        END;
+
+        CREATE TABLE library_videos (
+            video_sha256 TEXT NOT NULL,
+            embed_key TEXT NOT NULL,
+            sampling TEXT NOT NULL,
+            frames INTEGER NOT NULL,
+            complete INTEGER NOT NULL,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (video_sha256, embed_key)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -249,6 +344,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _run_result_chunks,
     _image_name_keys,
     _run_regions,
+    _vector_indexes,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

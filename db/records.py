@@ -224,3 +224,50 @@ class DbStats:
     videos: int
     runs: int
     cached_frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class VectorIndexRecord:
+    """Which index file holds a vector set, up to which logged change (see :mod:`db.vectors`)."""
+
+    kind: str  # "images" or "frames"
+    scope: str  # the collection id, or the embedding key
+    file: str | None  # in the folder beside the database; None until the first build finished
+    seq: int  # the last change of the log the file includes
+    count: int  # vectors in the file
+    dim: int
+    updated: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VectorChanges:
+    """Logged changes of a vector set, in order: a key added (or its vector changed) or removed."""
+
+    seq: np.ndarray  # int64 (N,)
+    item_ids: np.ndarray  # int64 (N,)
+    removed: np.ndarray  # bool (N,)
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameRefs:
+    """Where cached frame embeddings come from, per frame id."""
+
+    frame_ids: np.ndarray  # int64 (N,)
+    video_sha256: tuple[str, ...]
+    frame_index: np.ndarray  # int64 (N,)
+    time_s: np.ndarray  # float64 (N,)
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryVideo:
+    """A video indexed for library search (``python -m core index-videos``) with one embedding key."""
+
+    video: VideoRecord
+    embed_key: str
+    sampling: dict
+    frames: int  # cached frame embeddings of the video under this key
+    complete: bool  # every frame the sampling chose has an embedding
+    updated: str

@@ -104,15 +104,28 @@ class Runs(Store):
     ) -> RunRecord | None:
         """The newest unfinished run (interrupted, cancelled or failed) of this video against
         this collection with exactly these parameters, if any: matching it again resumes it."""
+        return self.find_run(
+            video_id=video_id,
+            collection_id=collection_id,
+            model_id=model_id,
+            params=params,
+            statuses=("interrupted", "cancelled", "failed"),
+        )
+
+    def find_run(
+        self, *, video_id: int, collection_id: int, model_id: str, params: dict, statuses: Sequence[str]
+    ) -> RunRecord | None:
+        """The newest run of this video against this collection with exactly these parameters
+        whose status is one of ``statuses`` (``done``: a batch skips it), if any."""
         wanted = json.loads(to_json(params))
         rows = self._rows(
-            _RUN_SELECT + "WHERE r.video_id = ? AND r.collection_id = ? AND r.model_id = ? "
-            "AND r.status != 'done' ORDER BY r.id DESC",
+            _RUN_SELECT
+            + "WHERE r.video_id = ? AND r.collection_id = ? AND r.model_id = ? ORDER BY r.id DESC",
             (int(video_id), int(collection_id), model_id),
         )
         for row in rows:
             run = _run_record(row)
-            if run.status in ("interrupted", "cancelled", "failed") and run.params == wanted:
+            if run.status in statuses and run.params == wanted:
                 return run
         return None
 

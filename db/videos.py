@@ -1,4 +1,5 @@
-"""Videos, identified by the hash of their content, and the cache of their frame embeddings.
+"""Videos, identified by the hash of their content, the cache of their frame embeddings, and
+the video library (videos indexed for search by image).
 
 A frame embedding is cached under (video SHA-256, embedding key, frame index): the embedding
 key names how it was made (model, precision, preprocessing), so matching the same video again,
@@ -7,6 +8,7 @@ with other options or against another collection, needs no model pass for frames
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .errors import NotFoundError
-from .records import VideoRecord
-from .store import Store, decode_vectors, json_ids, now, record
+from .records import LibraryVideo, VideoRecord
+from .store import Store, decode_vectors, json_ids, now, record, to_json
 
 _VIDEO_COLUMNS = "id, path, sha256, fps, frame_count, duration_s, width, height, rotation, size_bytes, added"
 
@@ -111,10 +113,14 @@ class Videos(Store):
             )
         dim = matrix.shape[1]
         with self.transaction() as conn:
+            # An upsert, not INSERT OR REPLACE: a cached frame keeps its id (its key in the
+            # approximate index), and the change is logged by a trigger (see db.vectors).
             conn.executemany(
-                "INSERT OR REPLACE INTO frame_embeddings "
+                "INSERT INTO frame_embeddings "
                 "(video_sha256, embed_key, frame_index, time_s, dim, dtype, vector) "
-                "VALUES (?, ?, ?, ?, ?, 'float32', ?)",
+                "VALUES (?, ?, ?, ?, ?, 'float32', ?) "
+                "ON CONFLICT (video_sha256, embed_key, frame_index) DO UPDATE SET "
+                "time_s = excluded.time_s, dim = excluded.dim, dtype = excluded.dtype, vector = excluded.vector",
                 (
                     (video_sha256, embed_key, index, time_s, dim, row.tobytes())
                     for index, time_s, row in zip(indices.tolist(), times_s.tolist(), matrix, strict=True)
@@ -159,3 +165,66 @@ class Videos(Store):
             else:
                 cursor = conn.execute("DELETE FROM frame_embeddings WHERE video_sha256 = ?", (video_sha256,))
             return cursor.rowcount
+
+    # -- the video library ---------------------------------------------------------------------
+    def mark_library_video(
+        self, video_sha256: str, embed_key: str, *, sampling: dict, complete: bool
+    ) -> None:
+        """Record that a video was indexed for the library under ``embed_key`` (completely or not)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO library_videos (video_sha256, embed_key, sampling, frames, complete, updated) "
+                "VALUES (?, ?, ?, (SELECT count(*) FROM frame_embeddings WHERE video_sha256 = ? "
+                "AND embed_key = ?), ?, ?) ON CONFLICT (video_sha256, embed_key) DO UPDATE SET "
+                "sampling = excluded.sampling, frames = excluded.frames, complete = excluded.complete, "
+                "updated = excluded.updated",
+                (video_sha256, embed_key, to_json(sampling), video_sha256, embed_key, int(complete), now()),
+            )
+
+    def list_library_videos(self, embed_keys: Sequence[str] | None = None) -> list[LibraryVideo]:
+        """Videos indexed for the library (of these embedding keys), by path."""
+        sql = (
+            f"SELECT {', '.join('v.' + c.strip() for c in _VIDEO_COLUMNS.split(','))}, l.embed_key, "
+            "l.sampling, l.frames, l.complete, l.updated FROM library_videos l "
+            "JOIN videos v ON v.sha256 = l.video_sha256"
+        )
+        params: list[Any] = []
+        if embed_keys is not None:
+            sql += " WHERE l.embed_key IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(embed_keys)))
+        out = []
+        for row in self._rows(sql + " ORDER BY v.path, l.embed_key", params):
+            out.append(
+                LibraryVideo(
+                    video=record(VideoRecord, row),
+                    embed_key=row["embed_key"],
+                    sampling=json.loads(row["sampling"]),
+                    frames=int(row["frames"]),
+                    complete=bool(row["complete"]),
+                    updated=row["updated"],
+                )
+            )
+        return out
+
+    def library_video(self, video_sha256: str, embed_key: str) -> LibraryVideo | None:
+        """The library entry of one video under one embedding key, or None."""
+        found = [
+            entry for entry in self.list_library_videos([embed_key]) if entry.video.sha256 == video_sha256
+        ]
+        return found[0] if found else None
+
+    def find_videos(self, sha256s: Sequence[str]) -> dict[str, VideoRecord]:
+        """``sha256 -> VideoRecord`` for those of ``sha256s`` that are known, in one query."""
+        rows = self._rows(
+            f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE sha256 IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(sha256s)),),
+        )
+        return {row["sha256"]: record(VideoRecord, row) for row in rows}
+
+    def embed_keys_with_frames(self, embed_keys: Sequence[str]) -> list[str]:
+        """Those of ``embed_keys`` that have cached frame embeddings."""
+        return [
+            key
+            for key in embed_keys
+            if self._row("SELECT 1 FROM frame_embeddings WHERE embed_key = ? LIMIT 1", (key,)) is not None
+        ]

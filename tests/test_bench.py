@@ -43,6 +43,7 @@ def test_every_section_is_reported_and_written(smoke):
         "## Memory",
         "## Search",
         "## Regions",
+        "## Scale",
         "## Targets",
     ):
         assert heading in md
@@ -145,3 +146,14 @@ def test_targets_are_listed_with_verdicts(smoke):
     ):
         assert key in names
     assert all(t["met"] in (True, False) for t in targets)
+
+
+def test_scale(smoke):
+    scale = smoke[0]["sections"]["scale"]
+    (row,) = scale["collections"]
+    assert row["build"]["ann_build_s"] >= 0 and row["build"]["ann_mb"] > 0
+    assert 0.0 <= row["approx"]["recall_at_5"] <= 1.0 and row["approx"]["near_duplicate_first"] >= 0.9
+    assert all(_finite_positive(v) for v in row["approx"]["ms_per_frame"].values())
+    assert row["changes"]["merge_action"] == "merged"
+    assert {r["library"] for r in scale["libraries"]["rows"]} >= {"usearch-i8", "hnswlib", "faiss-hnsw"}
+    assert _finite_positive(scale["writer"]["result_rows_per_s"])

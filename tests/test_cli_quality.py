@@ -25,7 +25,7 @@ def matched(cli_env, image_folder, shots_video, capsys):
 def test_evaluate_against_segments(matched, tmp_path, capsys):
     # the shots video: alpha frames 0-11, noise, beta 18-27, gamma 28-35, noise (10 fps)
     truth = tmp_path / "truth.csv"
-    truth.write_text("image,start_s,end_s\nalpha.jpg,0,1.1\nbeta.png,1.8,2.7\ngamma.jpg,2.8,3.5\n")
+    truth.write_text("image,start_s,end_s\nalpha.jpg,0,1.2\nbeta.png,1.8,2.8\ngamma.jpg,2.8,3.6\n")
     out, plot = tmp_path / "q.json", tmp_path / "pr.png"
     assert main(["evaluate", "1", "--truth", str(truth), "--json", str(out), "--plot", str(plot)]) == 0
     text = capsys.readouterr().out

@@ -104,3 +104,55 @@ def test_match_reports_a_truncated_video(cli_env, image_folder, shots_video, tmp
     decode = doc["stats"]["decode"]
     assert decode["ended_early"] and decode["frames"] == len(doc["frames"]) < 40
     assert doc["video"]["frame_count"] == decode["frames"]  # the record says what the file holds
+
+
+def test_match_a_folder_of_videos_is_a_batch_with_a_summary(
+    cli_env, image_folder, shots_video, tmp_path, capsys
+):
+    from conftest import shot_frames, write_video
+
+    folder = tmp_path / "many"
+    write_video(folder / "one.mp4", shot_frames(image_folder.arrays, [(1, 8)]), fps=10)
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    assert main(["index", str(image_folder.folder), "-c", "shots", "-q"]) == 0
+    capsys.readouterr()
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    args = ["match", str(shots_video.path), str(folder), "-c", "shots", "-t", str(TEST_THRESHOLD), "-q"]
+    assert main([*args, "--json", str(exports)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["video", "status", "run"]
+    assert lines[1].startswith("shots.mp4") and "matched" in lines[1]
+    assert "broken.mp4" in lines[2] and "failed" in lines[2]
+    assert "3 videos: 2 matched, 0 done before, 1 failed" in out
+    assert sorted(p.name for p in exports.iterdir()) == ["one.run2.json", "shots.run1.json"]
+    assert main(args) == 0  # again: nothing to do
+    assert "0 matched, 2 done before, 1 failed" in capsys.readouterr().out
+    assert main([*args, "--csv", str(tmp_path / "x.csv")]) == 2
+    assert "name folders" in capsys.readouterr().err
+
+
+def test_match_on_ray_without_ray_says_how_to_install_it(
+    cli_env, image_folder, shots_video, capsys, monkeypatch
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(["index", str(image_folder.folder), "-c", "shots", "-q"]) == 0
+    assert main(["match", str(shots_video.path), "-c", "shots", "--ray", "-q"]) == 2
+    assert "webssl-lens[cluster]" in capsys.readouterr().err
+
+
+def test_regions_on_ray_is_refused_before_any_work(cli_env, shots_video, capsys):
+    assert main(["match", str(shots_video.path), "-c", "shots", "--ray", "--regions", "-q"]) == 2
+    assert "--regions does not run on Ray yet" in capsys.readouterr().err
+
+
+def test_a_batch_exports_every_format_per_run(cli_env, image_folder, shots_video, tmp_path, capsys):
+    assert main(["index", str(image_folder.folder), "-c", "shots", "-q"]) == 0
+    folder = tmp_path / "out"
+    args = ["match", str(shots_video.path), str(shots_video.path), "-c", "shots", "-q"]
+    assert main([*args, "--max-frames", "8", "--vtt", str(folder), "--edl", str(folder)]) == 0
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["shots.run1.edl", "shots.run1.vtt"], written

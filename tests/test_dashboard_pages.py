@@ -479,11 +479,11 @@ def test_a_render_notice_belongs_to_its_run(stored_run, shots_video, extractor):
 
 
 def test_downloads_do_not_rerun_the_page(stored_run):
-    """A rerun after "Download CSV" dropped the JSON button's file (MediaFileStorageError)."""
+    """A rerun after downloading the CSV dropped the JSON button's file (MediaFileStorageError)."""
     at = open_app("views/match.py")
     open_run_tab(at, EXPORT_TAB)
     buttons = [b for b in at.get("download_button")]
-    assert {b.proto.label for b in buttons} >= {"Download CSV", "Download JSON"}
+    assert {b.proto.label for b in buttons} >= {"CSV", "JSON", "EDL", "OTIO", "WebVTT"}
     assert all(b.proto.ignore_rerun for b in buttons)
 
 
@@ -643,7 +643,7 @@ def test_evaluate_tab_uploads_truth_and_applies_the_calibrated_threshold(stored_
     at = open_run_tab(open_app("views/match.py"), "Evaluate")
     run_id = stored_run.run_id
     assert any("Upload a truth CSV" in i for i in texts(at.info))
-    truth = b"image,start_s,end_s\nalpha.jpg,0,1.1\nbeta.png,1.8,2.7\ngamma.jpg,2.8,3.5\n"
+    truth = b"image,start_s,end_s\nalpha.jpg,0,1.2\nbeta.png,1.8,2.8\ngamma.jpg,2.8,3.6\n"
     at.file_uploader(key=keys.run_truth_upload(run_id)).set_value(("truth.csv", truth, "text/csv")).run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -696,3 +696,35 @@ def test_match_with_regions_from_the_launcher(filled_db, shots_video):
 
     with Index(default_db_path()) as index:
         assert "regions" in index.get_run(1).params and len(index.load_frame_regions(1)) == 8
+
+
+# -- video library ----------------------------------------------------------------------------------
+def test_library_indexes_a_folder_and_finds_an_image(env, image_folder, shots_video):
+    at = open_app("views/library.py")
+    at.text_input(key=keys.LIBRARY_FOLDER).input(str(shots_video.path.parent)).run()
+    at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
+    assert not at.exception, at.exception
+    wait_for_job(at, keys.LIBRARY_JOB)
+    assert any("Indexing finished: 1 indexed" in s for s in texts(at.success)), texts(at.success) + texts(
+        at.error
+    )
+    assert at.metric[0].value == "1"
+    at.slider(key=keys.LIBRARY_THRESHOLD).set_value(TEST_THRESHOLD)
+    queries = [
+        ("alpha.png", png(image_folder.arrays[0]), "image/png"),
+        ("delta.png", png(image_folder.arrays[3]), "image/png"),
+    ]
+    at.file_uploader(key=keys.LIBRARY_QUERIES).set_value(queries).run()
+    assert not at.exception, at.exception
+    (table,) = [d.value for d in at.dataframe if "segments" in d.value.columns]
+    assert table["video"].tolist() == [str(shots_video.path)] and table["segments"][0].startswith("0:00.0–")
+    assert any("in no indexed video" in m for m in plain(at.markdown))  # delta.png
+
+
+def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("WEBSSL_ALLOWED_DIRS", str(tmp_path / "allowed"))
+    at = open_app("views/library.py")
+    at.text_input(key=keys.LIBRARY_FOLDER).input("/etc").run()
+    at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
+    assert not at.exception and keys.LIBRARY_JOB not in at.session_state
+    assert at.error

@@ -25,6 +25,10 @@ TABLES = {
     "segments",
     "run_chunks",
     "run_regions",
+    "vector_indexes",
+    "vector_changes",
+    "sqlite_sequence",  # vector_changes' AUTOINCREMENT: change numbers are never reused
+    "library_videos",
 }
 
 
@@ -65,12 +69,13 @@ def test_reopening_is_a_no_op(tmp_path):
         assert [c.name for c in index.list_collections()] == ["c"]
 
 
-def test_upgrade_adds_run_owners(tmp_path):
-    """The run-owners migration on a file of the version before it: data kept, a run left
+def test_upgrade_from_previous_version(tmp_path):
+    """The run-owners migration on a file of the version before: data kept, a run left
     'running' by an older version (no owner) shows as interrupted."""
     path = tmp_path / "old.sqlite"
     old = raw_db(path)
-    migrate(old, target=MIGRATIONS.index(db.migrations._run_owners))
+    before = MIGRATIONS.index(db.migrations._run_owners)
+    migrate(old, target=before)
     assert "pid" not in {c.name for c in old["runs"].columns}
     old.execute(
         "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) "
@@ -86,6 +91,7 @@ def test_upgrade_adds_run_owners(tmp_path):
     )
     old.conn.commit()
     old.close()
+    assert user_version(path) == before
 
     with Index(path) as index:
         assert index.schema_version() == SCHEMA_VERSION
@@ -199,3 +205,26 @@ def test_upgrade_gives_old_images_their_name_keys(tmp_path):
     with Index(path) as index:
         assert [r.name for r in index.list_images(1, name_filter="beach")] == ["Beach.JPG", "über BEACH.webp"]
         assert index.count_images(1, name_filter="ÜBER") == 1
+
+
+def test_vector_indexes_migration_keeps_cached_frames_and_gives_them_ids(tmp_path):
+    """Cached frames written before the migration keep their values and get stable ids."""
+    import numpy as np
+
+    path = tmp_path / "old.sqlite"
+    old = raw_db(path)
+    migrate(old, target=MIGRATIONS.index(db.migrations._vector_indexes))
+    vector = np.arange(4, dtype="<f4")
+    for frame in (3, 7):
+        old.execute(
+            "INSERT INTO frame_embeddings (video_sha256, embed_key, frame_index, time_s, dim, vector) "
+            "VALUES ('sha', 'key', ?, ?, 4, ?)",
+            (frame, frame / 25, (vector + frame).tobytes()),
+        )
+    old.close()
+    with Index(path) as index:
+        frames, times, vectors = index.load_frame_embeddings("sha", "key")
+        assert frames.tolist() == [3, 7] and times.tolist() == [3 / 25, 7 / 25]
+        np.testing.assert_array_equal(vectors, np.stack([vector + 3, vector + 7]))
+        ids = [row["id"] for row in index.db.execute("SELECT id FROM frame_embeddings ORDER BY id")]
+        assert len(set(ids)) == 2

@@ -105,7 +105,7 @@ def test_the_region_search_finds_a_picture_in_part_of_the_frame(search, image_fo
 
 def test_the_fit_map_peaks_on_the_picture(search, image_folder, indexed):
     frame = inset_frame(image_folder.arrays[1])
-    image_id = next(i for i, r in indexed.get_images(search.matrix.image_ids).items() if r.name == "beta.png")
+    image_id = next(i for i, r in indexed.get_images(search.vectors.keys).items() if r.name == "beta.png")
     heat, window = search.fit_map(frame, image_id)
     rows, cols = heat.shape
     r, c = np.unravel_index(np.argmax(heat), heat.shape)
@@ -196,8 +196,8 @@ def test_candidates_of_a_large_collection_are_the_frames_best_matches(indexed, e
     whole /= np.linalg.norm(whole, axis=1, keepdims=True)
     (cand,) = search._candidates(whole)
     assert len(cand) == 2
-    order = np.argsort(-(search.matrix.vectors @ whole[0]))[:2]
-    assert sorted(cand.tolist()) == sorted(search.matrix.image_ids[order].tolist())
+    order = np.argsort(-(search.vectors.vectors @ whole[0]))[:2]
+    assert sorted(cand.tolist()) == sorted(search.vectors.keys[order].tolist())
 
 
 def test_an_image_without_thumbnail_is_skipped_with_a_warning(indexed, extractor, image_folder, caplog):
@@ -212,7 +212,7 @@ def test_the_template_cache_is_bounded(indexed, extractor, image_folder):
     coll = indexed.get_collection("shots")
     search = RegionSearch(extractor, indexed.load_embeddings(coll.id), indexed.get_thumbnails, FAST)
     search._capacity = 2
-    ids = search.matrix.image_ids.tolist()
+    ids = search.vectors.keys.tolist()
     search._ensure_templates(ids[:2], [3])
     search._ensure_templates(ids[2:3], [3])
     assert list(search._templates) == [ids[1], ids[2]]  # the least recently used went

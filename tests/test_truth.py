@@ -76,8 +76,9 @@ def test_a_runs_own_segments_are_a_perfect_truth(view, tmp_path):
 
 
 def test_segments_truth_by_hand(view):
-    # astronaut on screen 0..5 (frames 0-5, last included: [0, 0.6) s), poster 6..7 ([0.6, 0.8) s)
-    truth = parse_truth("image,start_s,end_s\nastronaut.jpg,0,0.5\nposter.png,0.6,0.7\n")
+    # astronaut on screen in frames 0-5 ([0, 0.6) s: end_s is where the last frame ends, as in the
+    # exports), poster in frames 6-7 ([0.6, 0.8) s)
+    truth = parse_truth("image,start_s,end_s\nastronaut.jpg,0,0.6\nposter.png,0.6,0.8\n")
     result = evaluate_run(view, truth)
     # labels at 0.5: A A A A P - - - - -; truth: A A A A A A P P - -
     # right: frames 0-3 and 8-9 -> 6 / 10

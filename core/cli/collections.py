@@ -69,18 +69,18 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from core.errors import WebSSLError
-    from core.matching.search import search_images
+    from core.matching.search import open_search, search_images
     from core.media.images import load_image
 
     query = load_image(args.image)
     with open_index(args) as index:
         coll = index.get_collection(args.collection)
         model = model_label(args, coll)
-        matrix = index.load_embeddings(coll.id)
-        if not len(matrix):
+        vectors = open_search(index, coll)
+        if not len(vectors):
             raise WebSSLError(f"Collection {coll.name!r} has no images yet.")
         fx = load_extractor(args, model)
-        hits = search_images(fx, matrix, [query.rgb], args.top_k)[0]
+        hits = search_images(fx, vectors, [query.rgb], args.top_k)[0]
         records = index.get_images([h.image_id for h in hits])
     rows = [
         {"image": records[h.image_id].name, "path": records[h.image_id].path, "score": round(h.score, 6)}

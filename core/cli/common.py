@@ -173,7 +173,7 @@ def common_options(*, nested: bool = False) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.cli import collections, quality, runs, visual
+    from core.cli import collections, library, quality, runs, visual
 
     parser = argparse.ArgumentParser(
         prog="python -m core",
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options()
-    for module in (collections, runs, quality, visual):
+    for module in (collections, runs, quality, library, visual):
         module.register(sub, common)
     return parser
 

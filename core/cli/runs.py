@@ -16,12 +16,13 @@ from core.cli.common import (
     shown,
 )
 from core.errors import WebSSLError
-from core.matching.export import EXPORT_FORMATS
+from core.matching.export import EXPORT_FORMATS, ExportFormat
 from core.matching.params import DEFAULTS
 from core.matching.sampling import DEFAULT_SAMPLING
 
 
-def _sampling(args: argparse.Namespace):
+def sampling_of(args: argparse.Namespace):
+    """The sampling that :func:`add_sampling_options` parsed."""
     from core.matching.sampling import Sampling
 
     if args.every_frame:
@@ -44,17 +45,22 @@ def cmd_match(args: argparse.Namespace) -> int:
         gap_tolerance_s=args.gap,
         min_duration_s=args.min_duration,
     )
-    sampling = _sampling(args)
+    sampling = sampling_of(args)
     regions = None
     if args.regions:
+        if args.ray is not None:
+            raise WebSSLError("--regions does not run on Ray yet: leave out one of --regions and --ray")
         from core.matching.regions import DEFAULT_REGIONS as regions
+    batch = len(args.videos) > 1 or Path(args.videos[0]).is_dir() or args.ray is not None
     with open_index(args, write=True) as index:
         coll = index.get_collection(args.collection)  # fail before loading the model
         fx = load_extractor(args, model_label(args, coll), precision="auto")
+        if batch:
+            return _match_batch(args, index, coll, fx, sampling, params, regions)
         with progress_bar(args) as bar:
             summary = match_video(
                 index,
-                args.video,
+                args.videos[0],
                 coll.name,
                 fx,
                 sampling=sampling,
@@ -81,8 +87,56 @@ def cmd_match(args: argparse.Namespace) -> int:
         print(f"  no segments: no frame reached the threshold {params.threshold:g}")
     decode = summary.decode
     if decode.lost or decode.ended_early:
-        print(f"  warning: {shown(decode.describe(args.video))}")
-    _write_exports(view, args, indent="  ")
+        print(f"  warning: {shown(decode.describe(args.videos[0]))}")
+    _write_exports(view, _export_targets(args), indent="  ")
+    return 0
+
+
+def _match_batch(args: argparse.Namespace, index, coll, fx, sampling, params, regions) -> int:
+    """Several videos (or a folder): one run each, then a summary table; ``--ray`` on a cluster."""
+    from core.matching.batch import match_batch
+    from core.matching.runs import load_run
+
+    folders = _export_targets(args)
+    for _, folder in folders:
+        if folder.suffix:
+            raise WebSSLError(
+                f"With several videos, export options name folders (one file per run), not {folder}."
+            )
+    options = dict(sampling=sampling, params=params, batch_size=args.batch_size, max_frames=args.max_frames)
+    with progress_bar(args) as bar:
+        if args.ray is not None:
+            from core.matching.cluster import match_on_ray
+
+            report = match_on_ray(
+                index,
+                args.videos,
+                coll.name,
+                fx,
+                address=args.ray or None,
+                workers=args.workers,
+                progress=bar,
+                **options,
+            )
+        else:
+            report = match_batch(index, args.videos, coll.name, fx, progress=bar, regions=regions, **options)
+    width = max(len(shown(Path(item.path).name)) for item in report.items) if report.items else 5
+    print(
+        f"{'video':<{width}}  {'status':<11}  {'run':>5}  {'frames':>7}  {'analysed':>8}  {'matched':>7}  {'segments':>8}  {'s':>7}"
+    )
+    for item in report.items:
+        run = str(item.run_id) if item.run_id is not None else "-"
+        print(
+            f"{shown(Path(item.path).name):<{width}}  {item.status:<11}  {run:>5}  {item.frames:>7}  "
+            f"{item.analysed:>8}  {item.matched:>7}  {item.segments:>8}  {item.elapsed_s:>7.1f}"
+            + (f"  {shown(item.reason)}" if item.reason else "")
+        )
+    print(report.summary() + (f" on {report.workers} Ray workers" if args.ray is not None else ""))
+    for item in report.items:
+        if item.run_id is not None and folders:
+            stem = f"{Path(item.path).stem}.run{item.run_id}"
+            targets = [(fmt, folder / f"{stem}{fmt.suffix}") for fmt, folder in folders]
+            _write_exports(load_run(index, item.run_id), targets, indent="  ")
     return 0
 
 
@@ -114,17 +168,21 @@ def _export_options(p: argparse.ArgumentParser) -> None:
         )
 
 
-def _write_exports(view, args: argparse.Namespace, indent: str = "") -> None:
-    for fmt in EXPORT_FORMATS:
-        path = getattr(args, fmt.key)
-        if path:
-            print(f"{indent}{fmt.label}: {fmt.write(view, path)}")
+def _export_targets(args: argparse.Namespace) -> list[tuple[ExportFormat, Path]]:
+    """The export options given: (format, file or folder)."""
+    return [(fmt, getattr(args, fmt.key)) for fmt in EXPORT_FORMATS if getattr(args, fmt.key)]
+
+
+def _write_exports(view, targets: list[tuple[ExportFormat, Path]], indent: str = "") -> None:
+    for fmt, path in targets:
+        print(f"{indent}{fmt.label}: {fmt.write(view, path)}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from core.matching.runs import load_run
 
-    if not any(getattr(args, fmt.key) for fmt in EXPORT_FORMATS):
+    targets = _export_targets(args)
+    if not targets:
         options = ", ".join(f"--{fmt.key} OUT{fmt.suffix}" for fmt in EXPORT_FORMATS)
         raise WebSSLError(f"Nothing to export: give one or more of {options}")
     with open_index(args) as index:
@@ -133,7 +191,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if not view.complete:
         print(f"warning: {shown(view.incomplete_note())}", file=sys.stderr)
-    _write_exports(view, args)
+    _write_exports(view, targets)
     return 0
 
 
@@ -152,7 +210,7 @@ def cmd_rematch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _relabel_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+def relabel_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     """``--threshold``, ``--gap``, ``--min-duration``: the defaults, or (export) the run's own."""
 
     def default(value):
@@ -178,12 +236,8 @@ def _relabel_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("match", parents=[common], help="match a video's frames against a collection")
-    p.add_argument("video", help="video file (any format FFmpeg reads)")
-    p.add_argument("--collection", "-c", required=True)
-    add_db_option(p)
-    add_model_options(p, bound=True)
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """``--every-frame``, ``--fps``, ``--stride``, ``--max-interval`` (read by :func:`sampling_of`)."""
     s = p.add_argument_group("sampling (default: change-driven, see README)").add_mutually_exclusive_group()
     s.add_argument("--every-frame", action="store_true", help="analyse every frame")
     s.add_argument("--fps", type=float, default=None, help="analyse F frames per second of video")
@@ -194,7 +248,35 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         default=DEFAULT_SAMPLING.max_interval_s,
         help="change-driven: refresh at least every S seconds (default: %(default)s)",
     )
-    _relabel_options(p, defaults=True)
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("match", parents=[common], help="match videos' frames against a collection")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files (any format FFmpeg reads) and/or folders of videos: several make a batch, "
+        "one run per video, resumable, with a summary table",
+    )
+    p.add_argument("--collection", "-c", required=True)
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the batch on Ray (optional extra: pip install 'webssl-lens[cluster]'): workers decode and "
+        "embed, this process writes the database; no ADDRESS: a local Ray instance, 'auto': the cluster "
+        "this machine is in, ray://HOST:10001: a remote one",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="Ray workers (default: one per CPU of the cluster)"
+    )
+    add_db_option(p)
+    add_model_options(p, bound=True)
+    add_sampling_options(p)
+    relabel_options(p, defaults=True)
     p.add_argument("--top-k", "-k", type=int, default=DEFAULTS.top_k, help="default: %(default)s")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many decoded frames")
     p.add_argument(
@@ -215,7 +297,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("run_id", type=int)
     add_db_option(p)
-    _relabel_options(p, defaults=False)
+    relabel_options(p, defaults=False)
     _export_options(p)
     p.set_defaults(func=cmd_export)
 

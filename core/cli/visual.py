@@ -162,14 +162,14 @@ def cmd_render_match(args: argparse.Namespace) -> int:
 def _outline(args: argparse.Namespace, index, view):
     """The heat-map outliner of ``render match --outline``: the run's model and region settings."""
     from core.matching.regions import RegionSearch
+    from core.matching.search import open_search
     from core.visual.explain import region_settings
 
     coll = index.get_collection_by_id(view.run.collection_id) if view.run.collection_id else None
-    fx = load_extractor(args, model_label(args, coll) if coll is not None else view.run.model_id)
-    matrix = index.load_embeddings(coll.id) if coll is not None else None
-    if matrix is None:
+    if coll is None:
         raise WebSSLError(f"Run {view.run.id}'s collection was deleted: --outline needs its images")
-    return RegionSearch(fx, matrix, index.get_thumbnails, region_settings(view)).fit_map
+    fx = load_extractor(args, model_label(args, coll))
+    return RegionSearch(fx, open_search(index, coll), index.get_thumbnails, region_settings(view)).fit_map
 
 
 # -- parser -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ImageLoadError
+from core.matching.search import maintain_vectors
 from core.media.files import file_sha256
 from core.media.images import LoadedImage, iter_image_files, load_image, make_thumbnail
 from core.model.features import FeatureExtractor
@@ -194,6 +195,8 @@ def index_images(
     reporter.check_cancelled()
     flush()
     reporter.update(len(files))
+    # a large collection's approximate index: built once, then changes merged now and then
+    maintain_vectors(index, "images", str(coll.id), coll.embed_dim, progress=progress)
     report = IndexReport(
         collection=collection,
         added=tuple(tally.added),

@@ -21,13 +21,13 @@ from core.matching.params import MatchParams
 from core.matching.regions import RegionSearch, RegionSettings
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
 from core.matching.sampling import FramePlanner, Sampling
-from core.matching.search import top_k
+from core.matching.search import VectorSearch, open_search
 from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch, frame_batches
 from core.prefetch import background
 from core.progress import Cancelled, ProgressCallback, ProgressReporter, announce
-from db import Collection, EmbeddingMatrix, Index, VideoRecord, check_model
+from db import Collection, Index, VideoRecord, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,26 @@ def register_video(index: Index, info: VideoInfo) -> VideoRecord:
     )
 
 
+def run_parameters(
+    extractor: FeatureExtractor,
+    sampling: Sampling,
+    params: MatchParams,
+    max_frames: int | None,
+    regions: RegionSettings | None = None,
+) -> dict:
+    """What a run stores as its parameters; a run with the same ones is resumed (or skipped by a
+    batch, once done)."""
+    return {
+        **params.to_dict(),
+        "sampling": sampling.to_dict(),
+        "embed_key": extractor.embed_key(),
+        "preprocessing": extractor.preprocessing.to_json(),
+        "precision": extractor.precision,
+        "max_frames": max_frames,
+        **({"regions": regions.to_dict()} if regions else {}),
+    }
+
+
 def match_video(
     index: Index,
     video_path: str | os.PathLike,
@@ -109,6 +129,7 @@ def match_video(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     regions: RegionSettings | None = None,
+    info: VideoInfo | None = None,
 ) -> RunSummary:
     """Match (sampled) frames of a video against a collection and store the run.
 
@@ -138,24 +159,16 @@ def match_video(
         reading.update(-(-done // mib), Path(video_path).name)
         reading.check_cancelled()
 
-    info = probe_video(video_path, hash_progress=hashed)
+    info = info or probe_video(video_path, hash_progress=hashed)
     video = register_video(index, info)
     announce(progress, "loading collection", f"{coll.image_count:,} embeddings of {coll.name}")
-    matrix = index.load_embeddings(coll.id)
+    searcher = open_search(index, coll, maintain=True)  # exact, or the approximate index of a large one
     embed_key = extractor.embed_key()
-    finder = RegionSearch(extractor, matrix, index.get_thumbnails, regions) if regions else None
+    finder = RegionSearch(extractor, searcher, index.get_thumbnails, regions) if regions else None
     # region mode needs every analysed frame's pixels: the cache of whole-frame embeddings is
     # written, not read
     cached = set() if finder else index.cached_frame_indices(info.sha256, embed_key)
-    run_params = {
-        **params.to_dict(),
-        "sampling": sampling.to_dict(),
-        "embed_key": embed_key,
-        "preprocessing": extractor.preprocessing.to_json(),
-        "precision": extractor.precision,
-        "max_frames": max_frames,
-        **({"regions": regions.to_dict()} if regions else {}),
-    }
+    run_params = run_parameters(extractor, sampling, params, max_frames, regions)
     resumable = index.find_resumable_run(
         video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
     )
@@ -208,7 +221,7 @@ def match_video(
                     info.sha256,
                     embed_key,
                     run_id,
-                    matrix,
+                    searcher,
                     params,
                     batch,
                     last,
@@ -274,7 +287,7 @@ def _process_batch(
     sha: str,
     embed_key: str,
     run_id: int,
-    matrix: EmbeddingMatrix,
+    searcher: VectorSearch,
     params: MatchParams,
     batch: FrameBatch,
     last: tuple[np.ndarray, np.ndarray] | None,
@@ -299,10 +312,9 @@ def _process_batch(
         lookup = {int(i): j for j, i in enumerate(got_idx)}
         vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
     unit = l2_normalize(vectors)
-    positions, scores = top_k(unit, matrix.vectors, params.top_k)
+    ids, scores = searcher.top_k(unit, params.top_k)
     for row, frame in zip(scores, batch.index[order], strict=True):
         planner.observe(int(frame), row[0], row[1] if len(row) > 1 else np.nan)
-    ids = matrix.image_ids[positions] if positions.size else positions
     k = params.top_k
     out_ids = np.full((len(batch), k), -1, np.int64)
     out_scores = np.full((len(batch), k), np.nan, np.float32)

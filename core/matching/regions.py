@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import InvalidArgumentError
-from core.matching.search import top_k
+from core.matching.search import ExactSearch, VectorSearch
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch
 from core.model.preprocess import Preprocessing, preprocess_images
@@ -185,11 +185,14 @@ class RegionSearch:
     def __init__(
         self,
         extractor: FeatureExtractor,
-        matrix: EmbeddingMatrix,
+        vectors: VectorSearch | EmbeddingMatrix,
         thumbnails: Thumbnails,
         settings: RegionSettings = DEFAULT_REGIONS,
     ) -> None:
-        self.fx, self.matrix, self.thumbnails, self.settings = extractor, matrix, thumbnails, settings
+        """``vectors``: the collection's images to look for (exact or approximate search)."""
+        if isinstance(vectors, EmbeddingMatrix):
+            vectors = ExactSearch.of(vectors)
+        self.fx, self.vectors, self.thumbnails, self.settings = extractor, vectors, thumbnails, settings
         self.prep = extractor.preprocessing
         self.frame_prep = self.prep.full_frame(settings.short_side)
         # crops are resized to the model's own input and normalised, not resized again
@@ -254,11 +257,8 @@ class RegionSearch:
 
     def _candidates(self, vectors: np.ndarray) -> list[np.ndarray]:
         """Per frame, the image ids to look for."""
-        ids = self.matrix.image_ids
-        if len(ids) <= self.settings.max_candidates:
-            return [ids] * len(vectors)
-        positions, _ = top_k(vectors, self.matrix.vectors, self.settings.max_candidates)
-        return [ids[p] for p in positions]
+        ids, _ = self.vectors.top_k(vectors, self.settings.max_candidates)  # all of a small collection
+        return [row[row >= 0] for row in ids]
 
     # -- consumer thread ------------------------------------------------------------------------
     def search(
@@ -277,7 +277,7 @@ class RegionSearch:
         ids = np.full(n, -1, np.int64)
         scores = np.full(n, np.nan, np.float32)
         boxes = np.full((n, 4), np.nan, np.float32)
-        if n == 0 or len(self.matrix) == 0:
+        if n == 0 or len(self.vectors) == 0:
             return ids, scores, boxes
         tokens = self.fx.early_patches(region_input.pixels, self.blocks)  # B×R×C×D
         _, rows, cols, _ = tokens.shape
@@ -299,10 +299,10 @@ class RegionSearch:
         if not crops:
             return ids, scores, boxes
         emb = l2_normalize(self.fx.forward(preprocess_images(crops, self.plain)).cls)
-        pos, best = top_k(emb, self.matrix.vectors, 1)
-        for (b, box), p, s in zip(found, pos[:, 0], best[:, 0], strict=True):
+        best_ids, best = self.vectors.top_k(emb, 1)
+        for (b, box), image_id, s in zip(found, best_ids[:, 0], best[:, 0], strict=True):
             if not s <= scores[b]:  # the frame's best place (NaN: none yet)
-                ids[b], scores[b], boxes[b] = self.matrix.image_ids[p], s, box
+                ids[b], scores[b], boxes[b] = image_id, s, box
         return ids, scores, boxes
 
     def fit_map(

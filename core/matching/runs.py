@@ -17,10 +17,10 @@ import numpy as np
 from core.errors import WebSSLError
 from core.matching.params import MatchParams
 from core.matching.regions import best_matches, region_rows
-from core.matching.search import top_k
+from core.matching.search import open_search
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
-from db import FrameRegions, FrameResults, Index, RunRecord, VideoRecord, check_model
+from db import Collection, FrameRegions, FrameResults, Index, RunRecord, VideoRecord, check_model
 
 
 class EmptyCollectionError(WebSSLError):
@@ -245,30 +245,71 @@ def rematch(
     check_model(coll, old.model_id, old.params.get("preprocessing"))
     if coll.image_count == 0:
         raise EmptyCollectionError(f"Collection {coll.name!r} has no images yet.")
-    embed_key = old.params["embed_key"]
     prev = index.load_frame_results(run_id)
-    sources = np.unique(prev.source_frame)
-    got_idx, _, vecs = index.load_frame_embeddings(video.sha256, embed_key, sources.tolist())
-    if len(got_idx) != len(sources):
-        raise CacheMissError(
-            f"Run {run_id}: {len(sources) - len(got_idx)} frame embeddings are no longer cached; "
-            "match the video again instead."
-        )
-    matrix = index.load_embeddings(coll.id)
-    positions, scores = top_k(l2_normalize(vecs), matrix.vectors, new_params.top_k)
-    ids = matrix.image_ids[positions]
-    row_of = np.searchsorted(got_idx, prev.source_frame)
-    k = new_params.top_k
-    out_ids = np.full((len(prev), k), -1, np.int64)
-    out_scores = np.full((len(prev), k), np.nan, np.float32)
-    out_ids[:, : ids.shape[1]] = ids[row_of]
-    out_scores[:, : scores.shape[1]] = scores[row_of]
     # the whole frames only: finding regions again needs the model (match --regions)
     kept = {k: v for k, v in old.params.items() if k != "regions"}
     run_params = {**kept, **new_params.to_dict(), "rematched_from": run_id}
-    new_id = index.create_run(
-        video_id=video.id, collection_id=coll.id, model_id=old.model_id, params=run_params
+    return store_cached_run(
+        index,
+        video=video,
+        collection=coll,
+        model_id=old.model_id,
+        run_params=run_params,
+        params=new_params,
+        frame_index=prev.frame_index,
+        time_s=prev.time_s,
+        source_frame=prev.source_frame,
+        cache_note=f"Run {run_id}",
     )
-    index.add_frame_results(new_id, prev.frame_index, prev.time_s, prev.source_frame, out_ids, out_scores)
-    stats = {"computed": 0, "cached": int(len(sources)), "inherited": int(len(prev) - len(sources))}
-    return finish_run(index, new_id, new_params, stats)
+
+
+def store_cached_run(
+    index: Index,
+    *,
+    video: VideoRecord,
+    collection: Collection,
+    model_id: str,
+    run_params: dict,
+    params: MatchParams,
+    frame_index: np.ndarray,
+    time_s: np.ndarray,
+    source_frame: np.ndarray,
+    stats: dict | None = None,
+    run_id: int | None = None,
+    cache_note: str = "The run",
+) -> RunView:
+    """Store a run whose analysed frames are all in the frame-embedding cache: no video, no model.
+
+    Each recorded frame takes the matches of its source frame (itself, or the analysed frame it
+    inherits from). Used by :func:`rematch` and by batches whose frames were embedded elsewhere
+    (:mod:`core.matching.batch`).
+
+    Args:
+        run_params: the run's stored parameters (``embed_key`` names the cached embeddings).
+        run_id: an unfinished run to complete (resumed), instead of a new one.
+
+    Raises:
+        CacheMissError: some source frames have no cached embedding.
+    """
+    sources = np.unique(source_frame)
+    got_idx, _, vecs = index.load_frame_embeddings(video.sha256, run_params["embed_key"], sources.tolist())
+    if len(got_idx) != len(sources):
+        raise CacheMissError(
+            f"{cache_note}: {len(sources) - len(got_idx)} frame embeddings are no longer cached; "
+            "match the video again instead."
+        )
+    searcher = open_search(index, collection, maintain=not index.readonly)
+    ids, scores = searcher.top_k(l2_normalize(vecs), params.top_k)
+    row_of = np.searchsorted(got_idx, source_frame)
+    k = params.top_k
+    out_ids = np.full((len(frame_index), k), -1, np.int64)
+    out_scores = np.full((len(frame_index), k), np.nan, np.float32)
+    out_ids[:, : ids.shape[1]] = ids[row_of]
+    out_scores[:, : scores.shape[1]] = scores[row_of]
+    if run_id is None:
+        run_id = index.create_run(
+            video_id=video.id, collection_id=collection.id, model_id=model_id, params=run_params
+        )
+    index.add_frame_results(run_id, frame_index, time_s, source_frame, out_ids, out_scores)
+    counts = {"computed": 0, "cached": int(len(sources)), "inherited": int(len(frame_index) - len(sources))}
+    return finish_run(index, run_id, params, {**counts, **(stats or {})})

@@ -1,18 +1,34 @@
 """Cosine search: the best images of a collection for frames, query images or a stored image.
 
-Exact search is one BLAS product plus ``torch.topk`` (:func:`top_k`); the other functions
-shape its input and output.
+Exact search is one BLAS product plus ``torch.topk`` (:func:`top_k`). Large sets of vectors
+(a collection of a million images, the cached frames of thousands of hours of video) are
+searched with an approximate index instead (:mod:`core.matching.ann`). Which one a set gets is
+decided here, in one place (:func:`use_approximate`, :func:`open_vectors`): exact below
+:data:`APPROXIMATE_FROM` vectors, where it is fast enough, approximate from there on. Both
+give the same :class:`VectorSearch`: keys and exact cosine scores, best first.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from core.model.features import FeatureExtractor, l2_normalize
-from db import EmbeddingMatrix, Index
+from core.progress import ProgressCallback
+from db import Collection, EmbeddingMatrix, Index
+
+logger = logging.getLogger(__name__)
+
+APPROXIMATE_FROM = 100_000
+"""Sets of at least this many vectors are searched with the approximate index; smaller ones
+exactly. Measured (bench, ``search`` section): exact top-5 at batch 8 costs about 1 ms per
+frame per 10k vectors on 2 cores, so it reaches the 10 ms per frame budget near 100k; the
+approximate index stays near 1 ms per frame from 100k to 1M, but needs a build (minutes per
+million vectors) and is not exact."""
 
 
 def top_k(
@@ -55,6 +71,113 @@ def top_k(
     return pos, sc
 
 
+class VectorSearch(Protocol):
+    """A searchable set of keyed vectors (exact or approximate)."""
+
+    def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` keys for every L2-normalised query: ``(keys Q×k' int64, cosine Q×k'
+        float32)``, best first, k' = min(k, len); -1 and NaN where a query has fewer."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExactSearch:
+    """Exact search over vectors held in memory (L2-normalised rows, one key per row)."""
+
+    keys: np.ndarray  # int64 (N,)
+    vectors: np.ndarray  # float32 (N, D)
+
+    @classmethod
+    def of(cls, matrix: EmbeddingMatrix) -> ExactSearch:
+        return cls(matrix.image_ids, matrix.vectors)
+
+    def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        positions, scores = top_k(queries, self.vectors, k)
+        return (self.keys[positions] if positions.size else positions), scores
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+
+def use_approximate(count: int) -> bool:
+    """The rule: a set of ``count`` vectors is searched approximately (see :data:`APPROXIMATE_FROM`)."""
+    return count >= APPROXIMATE_FROM
+
+
+def maintain_vectors(
+    index: Index, kind: str, scope: str, dim: int, *, progress: ProgressCallback | None = None
+) -> int:
+    """Bring a large set's approximate index up to date (a writer's job after adding or
+    removing vectors): build it when missing (minutes per million vectors), merge pending
+    changes when there are many; a set that is small again loses it. Returns the set's size."""
+    from core.matching import ann
+
+    count = index.count_vectors(kind, str(scope))
+    if index.readonly:
+        return count
+    if not use_approximate(count):
+        if index.vector_index(kind, str(scope)) is not None:
+            index.drop_vector_index(kind, str(scope))  # exact search again: no log to keep
+        return count
+    ann.sync(index, ann.VectorSet(kind, str(scope), int(dim)), progress=progress)
+    return count
+
+
+def open_vectors(
+    index: Index,
+    kind: str,
+    scope: str,
+    dim: int,
+    *,
+    maintain: bool = False,
+    progress: ProgressCallback | None = None,
+) -> VectorSearch:
+    """A vector set (see :mod:`db.vectors`) ready to search, exact or approximate by its size.
+
+    Args:
+        maintain: bring the approximate index up to date first (:func:`maintain_vectors`;
+            writable indexes only). Readers search the index file plus the changes after it.
+    """
+    from core.matching import ann
+
+    vset = ann.VectorSet(kind, str(scope), int(dim))
+    if maintain:
+        count = maintain_vectors(index, kind, vset.scope, vset.dim, progress=progress)
+    else:
+        count = index.count_vectors(kind, vset.scope)
+    if not use_approximate(count):
+        return _exact(index, vset)
+    found = ann.open_index(index, vset)
+    if found is not None:
+        return found
+    logger.warning(
+        "%s %s has %d vectors but no usable approximate index yet: searching exactly (slow); a command "
+        "that writes (index, match, index-videos) builds it",
+        kind,
+        vset.scope,
+        count,
+    )
+    return _exact(index, vset)
+
+
+def _exact(index: Index, vset) -> ExactSearch:
+    keys, vectors = index.load_vectors(vset.kind, vset.scope, vset.dim)
+    if vset.kind == "frames":  # cached frame embeddings are stored as computed, not normalised
+        vectors = l2_normalize(vectors)
+    return ExactSearch(keys, vectors)
+
+
+def open_search(
+    index: Index, collection: Collection, *, maintain: bool = False, progress: ProgressCallback | None = None
+) -> VectorSearch:
+    """A collection's images ready to search (see :func:`open_vectors`)."""
+    return open_vectors(
+        index, "images", str(collection.id), collection.embed_dim, maintain=maintain, progress=progress
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One search result: an image of the collection and its cosine similarity to the query."""
@@ -64,31 +187,35 @@ class Hit:
 
 
 def search(
-    matrix: EmbeddingMatrix, queries: np.ndarray, k: int, *, exclude: int | None = None
+    vectors: VectorSearch | EmbeddingMatrix, queries: np.ndarray, k: int, *, exclude: int | None = None
 ) -> list[list[Hit]]:
-    """Top ``k`` images of ``matrix`` for every query vector (normalised here), best first.
+    """Top ``k`` images for every query vector (normalised here), best first.
 
     Args:
-        matrix: a collection's embeddings (``Index.load_embeddings``; keep it cached).
+        vectors: a collection ready to search (:func:`open_search`; keep it cached), or its
+            embedding matrix.
         queries: Q×D embeddings.
         k: results per query.
         exclude: an image id to leave out (the query image itself, for neighbours).
     """
-    q = l2_normalize(np.atleast_2d(queries))
-    pos, scores = top_k(q, matrix.vectors, k + (exclude is not None))
-    ids = matrix.image_ids[pos] if pos.size else pos
+    found = ExactSearch.of(vectors) if isinstance(vectors, EmbeddingMatrix) else vectors
+    ids, scores = found.top_k(l2_normalize(np.atleast_2d(queries)), k + (exclude is not None))
     out = []
     for row_ids, row_scores in zip(ids, scores, strict=True):
-        hits = [Hit(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if int(i) != exclude]
+        hits = [
+            Hit(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0 and i != exclude
+        ]
         out.append(hits[:k])
     return out
 
 
-def neighbours(index: Index, matrix: EmbeddingMatrix, image_id: int, k: int) -> list[Hit]:
+def neighbours(index: Index, vectors: VectorSearch | EmbeddingMatrix, image_id: int, k: int) -> list[Hit]:
     """The ``k`` images most similar to a stored image of the same collection (itself excluded)."""
-    return search(matrix, index.get_embeddings([image_id]), k, exclude=image_id)[0]
+    return search(vectors, index.get_embeddings([image_id]), k, exclude=image_id)[0]
 
 
-def search_images(extractor: FeatureExtractor, matrix: EmbeddingMatrix, images: list[np.ndarray], k: int):
+def search_images(
+    extractor: FeatureExtractor, vectors: VectorSearch | EmbeddingMatrix, images: list[np.ndarray], k: int
+):
     """Embed query images (RGB uint8) with the collection's model and search."""
-    return search(matrix, extractor.cls_embeddings(images), k)
+    return search(vectors, extractor.cls_embeddings(images), k)

@@ -48,11 +48,6 @@ def _segment_label(view: RunView, seg: Segment) -> str:
     return safe_text(view.image_name(seg.image_id))
 
 
-def segment_end_s(view: RunView, seg: Segment) -> float:
-    """The end of a segment's last frame (``end_s`` is that frame's start)."""
-    return seg.end_s + 1.0 / _fps(view)
-
-
 # -- CMX 3600 EDL ---------------------------------------------------------------------------------
 def timecode(frame: int, fps: float) -> str:
     """``HH:MM:SS:FF`` of a frame number, non-drop-frame at the nominal rate (29.97 counts as 30)."""
@@ -104,7 +99,7 @@ def vtt_text(view: RunView) -> str:
         label = html.escape(_segment_label(view, seg), quote=False)
         lines += [
             f"segment-{n}",
-            f"{vtt_time(seg.start_s)} --> {vtt_time(segment_end_s(view, seg))}",
+            f"{vtt_time(seg.start_s)} --> {vtt_time(seg.end_s)}",
             f"{label} (peak {seg.peak_score:.2f})",
             "",
         ]

@@ -2,9 +2,9 @@
 
 A truth file is a CSV with a header, in one of two forms:
 
-- **segments** ``image,start_s,end_s``: the image is on screen from ``start_s`` to ``end_s``
-  seconds, both frames included (the form of the exports' segments: ``end_s`` is the time of
-  the last frame showing it). Segments of different images may overlap (two posters at once).
+- **segments** ``image,start_s,end_s``: the image is on screen from ``start_s`` until
+  ``end_s`` seconds (the form of the exports' segments: ``end_s`` is where the last frame
+  showing it ends, its time plus one frame). Segments of different images may overlap (two posters at once).
   Frames in no segment show none of the collection's images.
 - **frames** ``frame_index,image``: what one frame shows; an empty image means "none of the
   collection". Only the listed frames are evaluated.
@@ -239,7 +239,7 @@ def evaluate_run(view: RunView, truth: GroundTruth) -> Evaluation:
         intervals = TruthIntervals(
             np.array([truth_code(s.image) for s in truth.segments], np.int64),
             np.array([s.start_s for s in truth.segments]),
-            np.array([s.end_s + 1 / fps for s in truth.segments]),  # the last frame included
+            np.array([s.end_s for s in truth.segments]),  # where the last frame ends
         )
         starts = np.asarray(res.time_s, np.float64)
         ends = np.append(starts[1:], starts[-1] + 1 / fps) if len(starts) else starts

@@ -298,19 +298,26 @@ def iter_image_files(paths: Iterable[str | os.PathLike[str]], *, recursive: bool
     Raises:
         FileNotFoundError: If one of ``paths`` does not exist.
     """
+    return iter_files(paths, IMAGE_EXTENSIONS, recursive=recursive)
+
+
+def iter_files(
+    paths: Iterable[str | os.PathLike[str]], extensions: frozenset[str], *, recursive: bool = True
+) -> Iterator[Path]:
+    """:func:`iter_image_files` for files of other ``extensions`` (lower case, with the dot)."""
     roots = [Path(p) for p in paths]
     missing = [str(p) for p in roots if not p.exists()]
     if missing:
         raise FileNotFoundError(f"No such file or directory: {', '.join(missing)}")
-    return _iter_image_files(roots, recursive=recursive)
+    return _iter_files(roots, extensions, recursive=recursive)
 
 
-def _iter_image_files(roots: list[Path], *, recursive: bool) -> Iterator[Path]:
+def _iter_files(roots: list[Path], extensions: frozenset[str], *, recursive: bool) -> Iterator[Path]:
     seen: set[str] = set()
     visited_dirs: set[tuple[int, int]] = set()
     for root in roots:
         if root.is_dir():
-            candidates = _walk(root, recursive=recursive, visited_dirs=visited_dirs)
+            candidates = _walk(root, extensions, recursive=recursive, visited_dirs=visited_dirs)
         else:
             candidates = iter((root,))
         for path in candidates:
@@ -320,7 +327,9 @@ def _iter_image_files(roots: list[Path], *, recursive: bool) -> Iterator[Path]:
                 yield path
 
 
-def _walk(folder: Path, *, recursive: bool, visited_dirs: set[tuple[int, int]]) -> Iterator[Path]:
+def _walk(
+    folder: Path, extensions: frozenset[str], *, recursive: bool, visited_dirs: set[tuple[int, int]]
+) -> Iterator[Path]:
     try:
         info = folder.stat()
         if (info.st_dev, info.st_ino) in visited_dirs:  # a symlink loop, or a folder given twice
@@ -342,8 +351,8 @@ def _walk(folder: Path, *, recursive: bool, visited_dirs: set[tuple[int, int]]) 
             continue
         if is_dir:
             if recursive:
-                yield from _walk(folder / entry.name, recursive=True, visited_dirs=visited_dirs)
-        elif is_file and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                yield from _walk(folder / entry.name, extensions, recursive=True, visited_dirs=visited_dirs)
+        elif is_file and os.path.splitext(entry.name)[1].lower() in extensions:
             yield folder / entry.name
 
 

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +21,7 @@ import numpy as np
 
 from core.errors import VideoOpenError
 from core.media.files import NotARegularFileError, file_sha256, open_regular
+from core.media.images import iter_files
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,16 @@ def probe_video(
         codec=codec,
         frame_count_exact=exact,
     )
+
+
+def iter_video_files(paths: Iterable[str | os.PathLike], *, recursive: bool = True) -> Iterator[Path]:
+    """Expand files and folders into video files, like :func:`core.media.images.iter_image_files`
+    (folders: files with a :data:`VIDEO_EXTENSIONS` extension; a file given directly as is).
+
+    Raises:
+        FileNotFoundError: one of ``paths`` does not exist.
+    """
+    return iter_files(paths, VIDEO_EXTENSIONS, recursive=recursive)
 
 
 def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from core.model.loading import LoadedModel, load_model
+from core.model.precision import PRECISIONS
 from core.model.preprocess import Preprocessing, preprocess_images
 from core.model.source import CLI_FOLDER_OPTION
 
@@ -47,6 +48,12 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=axis, keepdims=True)
     return x / np.maximum(norm, eps)
+
+
+def embed_key(model_id: str, precision: str, preprocessing: Preprocessing) -> str:
+    """The cache key of frame embeddings made with this model, precision and preprocessing."""
+    raw = f"{model_id}|{precision}|{preprocessing.key}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
 def default_batch_size(device: torch.device, precision: str = "fp32") -> int:
@@ -102,9 +109,13 @@ class FeatureExtractor:
 
     def embed_key(self, preprocessing: Preprocessing | None = None) -> str:
         """Cache key of frame embeddings: model, revision, precision and preprocessing."""
-        prep = preprocessing or self.preprocessing
-        raw = f"{self.model_id}|{self.precision}|{prep.key}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+        return embed_key(self.model_id, self.precision, preprocessing or self.preprocessing)
+
+    def sibling_embed_keys(self) -> list[str]:
+        """The cache keys of this model and preprocessing in every precision: embeddings of the
+        same model in another precision are comparable (cosine ≥ 0.99 to fp32), so a search of
+        cached frames (the video library) uses them all."""
+        return [embed_key(self.model_id, p, self.preprocessing) for p in PRECISIONS if p != "auto"]
 
     # -- inference -----------------------------------------------------------------------
     def preprocess(

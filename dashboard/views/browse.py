@@ -14,7 +14,7 @@ from core.media.images import decode_image_bytes, load_image
 from core.model.features import l2_normalize
 from dashboard import keys
 from dashboard.media import human_size, short_name, square_thumbnail
-from dashboard.state import get_embedding_matrix, get_index, get_thumbnails, load_extractor
+from dashboard.state import get_collection_search, get_index, get_thumbnails, load_extractor
 from dashboard.widgets import IMAGE_TYPES, code_span, md_escape, page_header, pick_collection, show_error
 from db import NotFoundError
 
@@ -97,7 +97,7 @@ if opened is not None:
                 )
                 k = st.slider("Neighbours", 3, 30, 12, key=keys.NEIGHBOURS_K)
             try:
-                hits = neighbours(index, get_embedding_matrix(coll.id), rec.id, k)
+                hits = neighbours(index, get_collection_search(coll.id), rec.id, k)
             except USER_ERRORS as err:
                 show_error(err)
             else:
@@ -122,7 +122,7 @@ with st.expander("Search with an image", icon=":material/image_search:"):
                 with st.spinner("Embedding the query image…"):
                     q = l2_normalize(fx.cls_embeddings([image.rgb]))
                 st.session_state[keys.BROWSE_QUERY_EMBEDDING] = (cache_key, q)
-            matrix = get_embedding_matrix(coll.id)
+            vectors = get_collection_search(coll.id)
         except ImageLoadError as err:
             st.error(f"Cannot read this image: {md_escape(err.reason)}. Upload a JPEG, PNG, WebP, … file.")
         except USER_ERRORS as err:
@@ -131,7 +131,7 @@ with st.expander("Search with an image", icon=":material/image_search:"):
             left, right = st.columns([1, 5], gap="medium")
             left.image(image.rgb, caption="query", width="stretch")
             with right:
-                hits = search(matrix, q, k_query)[0]
+                hits = search(vectors, q, k_query)[0]
                 image_grid([h.image_id for h in hits], scores=[h.score for h in hits], key="query", columns=5)
 
 # -- the grid -------------------------------------------------------------------------------------

@@ -1,0 +1,281 @@
+"""The video library: videos indexed for search by image, and where query images appear in them.
+
+``index-videos`` embeds a video's sampled frames into the frame-embedding cache without matching
+them (:func:`index_videos`); every matched video's analysed frames are in that cache too.
+``find`` embeds query images and searches every cached frame of the model (:func:`find_images`):
+
+1. candidates: the frames most similar to each query, across the whole library, through the
+   same exact-or-approximate search as collections (:func:`core.matching.search.open_vectors`:
+   thousands of hours of video are millions of cached frames, searched with the approximate
+   index beside the database);
+2. for each video with a candidate at or above the threshold, all its cached frames are scored
+   exactly and grouped into time segments with the match runs' rule
+   (:func:`core.matching.segments.find_segments`). A cached frame stands for the frames after it
+   up to the next cached one (change-driven sampling analyses a frame when the picture changes),
+   so a segment ends where the next analysed frame begins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from core.errors import VideoOpenError
+from core.matching.frame_embedding import embed_video
+from core.matching.params import MatchParams
+from core.matching.pipeline import register_video
+from core.matching.sampling import Sampling
+from core.matching.search import maintain_vectors, open_vectors
+from core.matching.segments import find_segments
+from core.media.video import iter_video_files, probe_video
+from core.model.features import FeatureExtractor, l2_normalize
+from core.progress import ProgressCallback, ProgressReporter
+from db import Index, Segment, VideoRecord
+
+logger = logging.getLogger(__name__)
+
+CANDIDATES = 256
+"""Frames asked of the library per query at first; doubled while the last one still reaches
+the threshold (an image seen in many videos), up to :data:`MAX_CANDIDATES`."""
+MAX_CANDIDATES = 65_536
+
+
+# -- indexing ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class VideoIndexed:
+    """What ``index-videos`` did with one video."""
+
+    path: str
+    status: str  # "indexed", "already indexed" or "failed"
+    recorded: int = 0  # frames chosen by the sampling
+    analysed: int = 0  # frames with an embedding (computed or cached before)
+    computed: int = 0  # model passes
+    duration_s: float = 0.0
+    elapsed_s: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryReport:
+    """What :func:`index_videos` did."""
+
+    videos: tuple[VideoIndexed, ...] = field(default=())
+    elapsed_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(v.status == status for v in self.videos)
+
+    def summary(self) -> str:
+        hours = sum(v.duration_s for v in self.videos if v.status != "failed") / 3600
+        return (
+            f"{self.count('indexed')} indexed, {self.count('already indexed')} already indexed, "
+            f"{self.count('failed')} failed ({hours:.2f} h of video)"
+        )
+
+
+def index_videos(
+    index: Index,
+    paths: Iterable[str | os.PathLike],
+    extractor: FeatureExtractor,
+    *,
+    sampling: Sampling | None = None,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> LibraryReport:
+    """Embed the sampled frames of videos (files and folders) into the frame-embedding cache.
+
+    Resumable: frames already cached are not computed again, and a video indexed completely
+    with the same sampling is skipped without decoding. One video that cannot be read is
+    reported and the others go on.
+
+    Raises:
+        FileNotFoundError: a given path does not exist.
+        core.progress.Cancelled: ``cancel`` was set; finished batches are kept.
+    """
+    sampling = sampling or Sampling.auto()
+    files = [str(p) for p in iter_video_files(paths)]
+    embed_key = extractor.embed_key()
+    reporter = ProgressReporter("indexing videos", "videos", len(files), progress, cancel)
+    done: list[VideoIndexed] = []
+    reporter.update(0)
+    for number, path in enumerate(files):
+        reporter.check_cancelled()
+        try:
+            info = probe_video(path)
+        except VideoOpenError as err:
+            done.append(VideoIndexed(path, "failed", reason=err.reason))
+            logger.info("not indexed: %s: %s", path, err.reason)
+            continue
+        register_video(index, info)
+        entry = index.library_video(info.sha256, embed_key)
+        if entry is not None and entry.complete and entry.sampling == sampling.to_dict():
+            done.append(
+                VideoIndexed(path, "already indexed", analysed=entry.frames, duration_s=info.duration_s)
+            )
+            reporter.update(number + 1)
+            continue
+        cached = index.cached_frame_indices(info.sha256, embed_key)
+
+        def sink(frames: np.ndarray, times: np.ndarray, vectors: np.ndarray, sha: str = info.sha256) -> None:
+            index.add_frame_embeddings(sha, embed_key, frames, times, vectors)
+
+        index.mark_library_video(info.sha256, embed_key, sampling=sampling.to_dict(), complete=False)
+        frames = embed_video(
+            path,
+            extractor,
+            sampling=sampling,
+            info=info,
+            cached=cached,
+            batch_size=batch_size,
+            sink=sink,
+            keep_vectors=False,
+            cancel=cancel,
+        )
+        index.mark_library_video(info.sha256, embed_key, sampling=sampling.to_dict(), complete=True)
+        done.append(
+            VideoIndexed(
+                path,
+                "indexed",
+                recorded=len(frames.frame_index),
+                analysed=frames.analysed,
+                computed=len(frames.computed_index),
+                duration_s=info.duration_s,
+                elapsed_s=frames.elapsed_s,
+            )
+        )
+        reporter.update(number + 1)
+    # the library's approximate index: built once it is large, then changes merged now and then
+    maintain_vectors(index, "frames", embed_key, extractor.hidden_size, progress=progress)
+    return LibraryReport(tuple(done), reporter.elapsed_s)
+
+
+# -- finding ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Appearance:
+    """Where a query image appears in one video: time segments in order (``image_id`` is the
+    query's number)."""
+
+    video: VideoRecord
+    segments: tuple[Segment, ...]
+
+    @property
+    def peak_score(self) -> float:
+        return max(s.peak_score for s in self.segments)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.duration_s for s in self.segments)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Where one query image appears across the library, best video first."""
+
+    query: str  # its name (file name or upload name)
+    appearances: tuple[Appearance, ...]
+
+
+def library_keys(index: Index, extractor: FeatureExtractor) -> list[str]:
+    """The embedding keys of the cached frames that this model's queries can search."""
+    return index.embed_keys_with_frames(extractor.sibling_embed_keys())
+
+
+def find_images(
+    index: Index,
+    extractor: FeatureExtractor,
+    images: Sequence[np.ndarray],
+    names: Sequence[str],
+    *,
+    params: MatchParams | None = None,
+) -> list[Found]:
+    """Where each query image (RGB uint8) appears in the library's videos.
+
+    Frames count as showing a query when their cosine similarity reaches ``params.threshold``;
+    segments follow ``params.gap_tolerance_s`` and ``params.min_duration_s``.
+    """
+    params = params or MatchParams()
+    queries = l2_normalize(extractor.cls_embeddings(list(images)))
+    keys = library_keys(index, extractor)
+    candidates: list[set[str]] = [set() for _ in range(len(queries))]  # video sha256 per query
+    for key in keys:
+        vectors = open_vectors(index, "frames", key, extractor.hidden_size)
+        for q, found in enumerate(_candidate_frames(vectors, queries, params)):
+            candidates[q] |= set(index.frame_refs(found).video_sha256)
+    videos = index.find_videos(sorted(set().union(*candidates))) if candidates else {}
+    results = []
+    for q, shas in enumerate(candidates):
+        appearances = []
+        for sha in shas:
+            segments = _segments(index, keys, sha, videos[sha], queries[q], q, params)
+            if segments:
+                appearances.append(Appearance(videos[sha], tuple(segments)))
+        appearances.sort(key=lambda a: (-a.peak_score, a.video.path))
+        results.append(Found(names[q], tuple(appearances)))
+    return results
+
+
+def _candidate_frames(vectors, queries: np.ndarray, params: MatchParams) -> list[np.ndarray]:
+    """Per query, the frame ids at or above the threshold among the most similar ones."""
+    out = []
+    for q in queries:
+        want = CANDIDATES
+        while True:
+            ids, scores = vectors.top_k(q[None, :], want)
+            hits = params.matched(scores[0])
+            if not hits.all() or want >= min(MAX_CANDIDATES, len(vectors)):
+                break
+            want *= 2
+        out.append(ids[0][hits])
+    return out
+
+
+def _segments(
+    index: Index,
+    keys: list[str],
+    sha: str,
+    video: VideoRecord,
+    query: np.ndarray,
+    number: int,
+    params: MatchParams,
+) -> list[Segment]:
+    """The segments of one video for one query, from all its cached frames scored exactly."""
+    parts = [index.load_frame_embeddings(sha, key) for key in keys]
+    frames = np.concatenate([p[0] for p in parts])
+    times = np.concatenate([p[1] for p in parts])
+    scores = l2_normalize(np.concatenate([p[2] for p in parts])) @ query
+    order = np.lexsort((-scores, frames))  # a frame cached in several precisions: best first
+    frames, times, scores = frames[order], times[order], scores[order]
+    first = np.ones(len(frames), bool)
+    first[1:] = frames[1:] != frames[:-1]
+    frames, times, scores = frames[first], times[first], scores[first]
+    found = find_segments(
+        frames,
+        times,
+        np.full(len(frames), number, np.int64),
+        scores,
+        threshold=params.threshold,
+        gap_tolerance_s=params.gap_tolerance_s,
+        min_duration_s=0.0,  # applied below, once a segment reaches its true end
+    )
+    frame_s = 1 / video.fps if video.fps > 0 else 0.0
+    out = []
+    for seg in found:
+        # the last matched cached frame stands for the frames up to the next cached one
+        after = np.searchsorted(frames, seg.end_frame, side="right")
+        if after < len(frames):
+            end_frame, end_s = int(frames[after]) - 1, float(times[after]) - frame_s
+        else:
+            end_frame, end_s = (
+                max(seg.end_frame, video.frame_count - 1),
+                max(seg.end_s, video.duration_s - frame_s),
+            )
+        seg = replace(seg, end_frame=max(seg.end_frame, end_frame), end_s=max(seg.end_s, end_s))
+        if seg.duration_s + 1e-9 >= params.min_duration_s:
+            out.append(seg)
+    return out

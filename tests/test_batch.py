@@ -1,0 +1,66 @@
+"""core.matching.batch: many videos against one collection, one run each, resumable."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import PARAMS, shot_frames, write_video
+from core.matching.batch import match_batch
+from core.matching.sampling import Sampling
+from core.progress import Cancelled
+
+
+@pytest.fixture
+def videos(tmp_path, image_folder, shots_video):
+    folder = tmp_path / "batch"
+    write_video(folder / "b.mp4", shot_frames(image_folder.arrays, [(1, 10), (2, 6)]), fps=10)
+    write_video(folder / "sub" / "c.mp4", shot_frames(image_folder.arrays, [(2, 8)]), fps=10)
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    return folder
+
+
+def test_a_batch_gives_one_run_per_video_and_reports_failures(indexed, extractor, videos, shots_video):
+    report = match_batch(indexed, [shots_video.path, videos], "shots", extractor, params=PARAMS)
+    assert [item.status for item in report.items] == ["matched", "matched", "failed", "matched"]
+    assert report.items[2].path.endswith("broken.mp4") and report.items[2].reason
+    runs = {r.id for r in indexed.list_runs()}
+    assert {item.run_id for item in report.items if item.run_id} == runs and len(runs) == 3
+    shots = report.items[0]
+    assert shots.frames == shots_video.frame_count and shots.segments >= 3 and shots.matched > 0
+    assert "3 matched, 0 done before, 1 failed" in report.summary()
+
+
+def test_a_batch_run_again_skips_what_is_done(indexed, extractor, videos):
+    first = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    again = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    assert [i.status for i in again.items] == ["done before", "failed", "done before"]
+    assert [i.run_id for i in again.items] == [i.run_id for i in first.items]
+    other = match_batch(indexed, [videos], "shots", extractor, params=PARAMS, sampling=Sampling.every())
+    assert [i.status for i in other.items] == ["matched", "failed", "matched"]  # other options: new runs
+
+
+def test_a_cancelled_batch_resumes(indexed, extractor, videos):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        match_batch(indexed, [videos], "shots", extractor, params=PARAMS, cancel=cancel)
+    report = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    assert report.count("matched") == 2
+
+
+def test_a_batch_in_region_mode_stores_regions_and_is_told_apart(indexed, extractor, videos):
+    from core.matching.regions import RegionSettings
+
+    fast = RegionSettings(short_side=224)
+    first = match_batch(indexed, [videos], "shots", extractor, params=PARAMS, regions=fast)
+    assert [i.status for i in first.items] == ["matched", "failed", "matched"]
+    for item in first.items:
+        if item.run_id is not None:
+            assert indexed.get_run(item.run_id).params["regions"] == fast.to_dict()
+            assert len(indexed.load_frame_regions(item.run_id)) > 0
+    again = match_batch(indexed, [videos], "shots", extractor, params=PARAMS, regions=fast)
+    assert [i.status for i in again.items] == ["done before", "failed", "done before"]
+    plain = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)  # whole frames only: new runs
+    assert [i.status for i in plain.items] == ["matched", "failed", "matched"]

@@ -1,0 +1,73 @@
+"""core.matching.library: index videos without matching, find query images across them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import core.matching.search as search_module
+from conftest import PARAMS, write_video
+from core.matching.library import find_images, index_videos, library_keys
+from core.matching.sampling import Sampling
+from core.progress import Cancelled
+
+
+@pytest.fixture
+def library(index, extractor, shots_video, tmp_path):
+    write_video(tmp_path / "videos" / "other.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 20)
+    broken = tmp_path / "videos" / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    report = index_videos(index, [shots_video.path, tmp_path / "videos"], extractor)
+    return report
+
+
+def test_index_videos_caches_frames_and_skips_what_is_done(index, extractor, library, shots_video, tmp_path):
+    assert library.count("indexed") == 2 and library.count("failed") == 1
+    failed = next(v for v in library.videos if v.status == "failed")
+    assert failed.path.endswith("broken.mp4") and failed.reason
+    shots = next(v for v in library.videos if v.path.endswith("shots.mp4"))
+    assert shots.recorded == shots_video.frame_count and 0 < shots.analysed == shots.computed < 40
+    assert index.stats().runs == 0  # indexing is not matching
+    entries = index.list_library_videos([extractor.embed_key()])
+    assert len(entries) == 2 and all(e.complete for e in entries)
+    again = index_videos(index, [shots_video.path], extractor)
+    assert again.videos[0].status == "already indexed"
+    # another sampling indexes again, computing only frames not cached yet
+    every = index_videos(index, [shots_video.path], extractor, sampling=Sampling.every())
+    assert every.videos[0].computed == shots_video.frame_count - shots.computed
+
+
+def test_cancelled_indexing_is_resumed(index, extractor, shots_video):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        index_videos(index, [shots_video.path], extractor, cancel=cancel)
+    report = index_videos(index, [shots_video.path], extractor)
+    assert report.videos[0].status == "indexed"
+
+
+def test_find_gives_videos_segments_and_scores(index, extractor, library, image_folder, shots_video):
+    found = find_images(
+        index, extractor, [image_folder.arrays[0], image_folder.arrays[3]], ["alpha", "delta"], params=PARAMS
+    )
+    alpha, delta = found
+    assert alpha.query == "alpha" and len(alpha.appearances) == 1
+    (appearance,) = alpha.appearances
+    assert appearance.video.path.endswith("shots.mp4")
+    (segment,) = appearance.segments
+    # image 0 fills frames 0-11 at 10 fps; the last analysed frame stands until the next one
+    assert segment.start_frame == 0 and 0.9 <= segment.end_s <= 1.2 and segment.peak_score >= PARAMS.threshold
+    assert delta.appearances == ()  # delta.png is in no video
+
+
+def test_find_uses_the_approximate_index_of_a_large_library(
+    index, extractor, library, image_folder, monkeypatch
+):
+    monkeypatch.setattr(search_module, "APPROXIMATE_FROM", 10)
+    (key,) = library_keys(index, extractor)
+    index_videos(index, [], extractor)  # a writer brings the library's index up to date
+    assert index.vector_index("frames", key) is not None
+    (alpha,) = find_images(index, extractor, [image_folder.arrays[0]], ["alpha"], params=PARAMS)
+    assert [a.video.path.endswith("shots.mp4") for a in alpha.appearances] == [True]
