@@ -9,8 +9,7 @@ from pathlib import Path
 from core.cli.common import (
     add_db_option,
     add_model_options,
-    load_extractor,
-    model_label,
+    model_options,
     open_index,
     progress_bar,
     shown,
@@ -33,8 +32,8 @@ def _sampling(args: argparse.Namespace):
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from core import api
     from core.matching.params import MatchParams
-    from core.matching.pipeline import match_video
     from core.media.video import format_time
 
     params = MatchParams(
@@ -44,21 +43,17 @@ def cmd_match(args: argparse.Namespace) -> int:
         min_duration_s=args.min_duration,
     )
     sampling = _sampling(args)
-    with open_index(args, write=True) as index:
-        coll = index.get_collection(args.collection)  # fail before loading the model
-        fx = load_extractor(args, model_label(args, coll), precision="auto")
-        with progress_bar(args) as bar:
-            summary = match_video(
-                index,
-                args.video,
-                coll.name,
-                fx,
-                sampling=sampling,
-                params=params,
-                batch_size=args.batch_size,
-                max_frames=args.max_frames,
-                progress=bar,
-            )
+    with progress_bar(args) as bar:
+        summary = api.match(
+            args.video,
+            args.collection,
+            db=args.db,
+            sampling=sampling,
+            params=params,
+            max_frames=args.max_frames,
+            progress=bar,
+            **model_options(args),
+        ).summary
     view = summary.view
     print(
         f"run {summary.run_id}: {summary.frames_recorded} frames ({sampling.describe()}): "

@@ -18,7 +18,6 @@ from core.cli.common import (
     add_model_options,
     common_options,
     load_extractor,
-    open_index,
     progress_bar,
 )
 from core.model.preprocess import FULL_SHORT_SIDE, MODES
@@ -134,21 +133,19 @@ def cmd_render_pca(args: argparse.Namespace) -> int:
 
 
 def cmd_render_match(args: argparse.Namespace) -> int:
-    from core.matching.runs import load_run
-    from core.visual.match_video import render_match_video
+    from core import api
 
-    with open_index(args) as index:
-        view = load_run(index, args.run_id).relabel(threshold=args.threshold)
-        with progress_bar(args) as bar:
-            result = render_match_video(
-                view,
-                index.get_thumbnails,
-                args.out,
-                max_frames=args.max_frames,
-                fps=args.fps,
-                panel_height=args.panel_height,
-                progress=bar,
-            )
+    with progress_bar(args) as bar:
+        result = api.render_match_video(
+            args.run_id,
+            args.out,
+            db=args.db,
+            threshold=args.threshold,
+            max_frames=args.max_frames,
+            fps=args.fps,
+            panel_height=args.panel_height,
+            progress=bar,
+        )
     print(_describe(result))
     return 0
 
