@@ -492,20 +492,18 @@ class MatchRun:
         return self.view.complete
 
     @property
+    def stats(self) -> dict:
+        """The run's work counts, with ``recorded``, ``matched`` and ``segments`` under :attr:`params`."""
+        return self.view.stats
+
+    @property
     def frames_recorded(self) -> int:
-        return len(self.view.results)
+        return self.stats["recorded"]
 
     @property
     def matched_frames(self) -> int:
-        return int(self.view.matched().sum())
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.summary.elapsed_s if self.summary else float(self.view.run.stats.get("elapsed_s", 0.0))
-
-    @property
-    def stats(self) -> dict:
-        return self.view.stats
+        """Frames whose best score reaches :attr:`params`' threshold."""
+        return self.stats["matched"]
 
     def image_names(self) -> dict[int, str]:
         """``image id -> file name`` of every image in the run's results."""

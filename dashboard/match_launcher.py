@@ -35,7 +35,7 @@ def follow() -> bool:
     snap = follow_job(keys.MATCH_JOB)
     if snap is not None:
         if snap.status == "done":
-            summary = snap.result
+            summary = snap.result.summary  # a core.api.MatchRun
             st.session_state[keys.RUN] = summary.run_id
             outcome_notice(
                 keys.MATCH_JOB,
