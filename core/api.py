@@ -1,11 +1,14 @@
 """The Python API: what the CLI and the dashboard do, from one import, for notebooks and scripts.
 
->>> import core.api as webssl                                              # doctest: +SKIP
->>> model = webssl.load_model()              # $WEBSSL_MODEL or facebook/webssl-dino300m-full2b-224
->>> maps = webssl.image_maps(model, "poster.jpg")                        # PCA + [CLS] similarity
->>> webssl.index_folder("posters/", "posters", model=model)              # into the default database
->>> run = webssl.match("talk.mp4", "posters", model=model, threshold=0.6)
->>> run.segments_dataframe()                                             # pandas
+Example (``help(core.api.match)`` and the others have one each)::
+
+    import core.api as webssl
+
+    model = webssl.load_model()        # $WEBSSL_MODEL or facebook/webssl-dino300m-full2b-224
+    maps = webssl.image_maps(model, "poster.jpg")                  # PCA + [CLS] similarity arrays
+    webssl.index_folder("posters/", "posters", model=model)        # into the default database
+    run = webssl.match("talk.mp4", "posters", model=model, threshold=0.6)
+    run.segments_dataframe()                                       # pandas
 
 A thin facade: every function re-exports or composes the core's own functions (the model in
 :mod:`core.model`, pictures and videos in :mod:`core.visual`, collections and runs in
