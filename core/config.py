@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 
 DEFAULT_MODEL_ID = "facebook/webssl-dino300m-full2b-224"
+MATCH_PRECISION = "auto"
+"""The precision matching loads a model with when none is given (indexing: fp32, exact)."""
 
 
 def data_dir() -> Path:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import api
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.params import DEFAULTS, MatchParams
-from core.matching.pipeline import match_video
 from core.matching.regions import DEFAULT_REGIONS
 from core.matching.sampling import DEFAULT_SAMPLING
 from core.media.video import probe_video
 from dashboard import keys
-from dashboard.jobs import with_index, with_model
 from dashboard.results import RATE, SAMPLING_MODES, STRIDE, make_sampling
 from dashboard.state import extractor_loader, settings
 from dashboard.widgets import (
@@ -37,7 +36,7 @@ def follow() -> bool:
     snap = follow_job(keys.MATCH_JOB)
     if snap is not None:
         if snap.status == "done":
-            summary = snap.result
+            summary = snap.result.summary  # a core.api.MatchRun
             st.session_state[keys.RUN] = summary.run_id
             outcome_notice(
                 keys.MATCH_JOB,
@@ -145,10 +144,11 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
         keys.MATCH_JOB,
         "match",
         f"Matching {Path(video_path).name} against {coll.name}",
-        # the collection's own model, loaded as the job's first stage
-        with_index(str(settings().db_path), with_model(extractor_loader(coll.model_id), match_video)),
+        api.match,
         video_path,
         coll.name,
+        db=str(settings().db_path),  # the job opens its own connection
+        model=extractor_loader(coll.model_id),  # the collection's own, loaded as the job's first stage
         sampling=sampling,
         params=params,
         max_frames=int(max_frames) or None,

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from core import api
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.export import EXPORT_FORMATS
 from core.matching.runs import RunView
 from core.media.video import format_time
 from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
-from core.visual.match_video import render_match_video
 from dashboard import charts, keys, run_evaluation
-from dashboard.jobs import with_index
 from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
 from dashboard.state import (
     explained_frame,
@@ -44,7 +43,7 @@ from dashboard.widgets import (
     show_notice,
     start_job,
 )
-from db import Index, NotFoundError, RunRecord
+from db import NotFoundError, RunRecord
 
 CONFIG = {"displaylogo": False}
 HEATMAP_IMAGES = 15
@@ -385,9 +384,10 @@ def _exports(view: RunView) -> None:
                 job_key,
                 "render",
                 f"Rendering run #{run_id}",
-                with_index(str(settings().db_path), _render),
+                api.render_match_video,
                 view,
                 out_path,
+                db=str(settings().db_path),  # the job's own connection, for the thumbnails
                 max_frames=int(max_render) or None,
             )
             st.rerun()
@@ -401,11 +401,6 @@ def _exports(view: RunView) -> None:
                 "video/mp4",
                 key=keys.run_download(run_id, "mp4"),
             )
-
-
-def _render(index: Index, view: RunView, out: Path, **options):
-    """The job: render ``view`` with thumbnails from the worker's own connection."""
-    return render_match_video(view, index.get_thumbnails, out, **options)
 
 
 def _delete(run_id: int) -> None:

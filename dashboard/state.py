@@ -115,8 +115,9 @@ def load_extractor(model_id: str | None = None) -> FeatureExtractor:
 
 
 def extractor_loader(model_id: str | None = None) -> Callable[[], FeatureExtractor]:
-    """:func:`load_extractor` for a background job (:func:`dashboard.jobs.with_model`): the
-    settings are read now, the model is loaded (once per process) when the job calls it."""
+    """:func:`load_extractor` for a background job (the ``model`` of :func:`core.api.match` and
+    :func:`core.api.index_folder`): the settings are read now, the model is loaded (once per
+    process) when the job calls it."""
     s = settings()
     model, revision = split_label(model_id or s.model_id)
     return functools.partial(_load_extractor, model, revision, s.device, s.precision)

@@ -59,3 +59,25 @@ def test_the_set_up_and_test_commands_exist():
     test_command = re.search(r"## Tests\s+```bash\n(.+?)\n```", README, re.S).group(1).strip()
     assert test_command == "python -m pytest"
     assert f"\n{test_command} " in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_python_example_runs(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """README's "Use it from Python" example, as written, with the tiny model on demo media."""
+    from PIL import Image
+
+    from core.media.demo import write_demo_media
+
+    code = re.search(r"## Use it from Python.+?```python\n(.+?)\n```", README, re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 11
+    media = write_demo_media(tmp_path / "demo", images=2, shot_frames=4)
+    (tmp_path / "posters").mkdir()
+    for path, name in zip(media.images, ("astronaut.jpg", "other.jpg"), strict=True):
+        Image.open(path).save(tmp_path / "posters" / name, quality=95)
+    Image.open(media.images[0]).save(tmp_path / "query.jpg")
+    media.video.rename(tmp_path / "talk.mp4")
+    monkeypatch.setenv("WEBSSL_MODEL", str(tiny_model_dir))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "posters: 2 added" in out and "mean_score" in out and "image='astronaut.jpg'" in out
+    assert (tmp_path / "astronaut_maps.png").is_file() and (tmp_path / "talk_pca.mp4").is_file()

@@ -8,8 +8,7 @@ import json
 from core.cli.common import (
     add_db_option,
     add_model_options,
-    load_extractor,
-    model_label,
+    model_options,
     open_index,
     progress_bar,
     shown,
@@ -18,15 +17,12 @@ from core.matching.params import DEFAULTS
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from core.matching.indexing import index_images
+    from core import api
 
-    with open_index(args, create=True) as index:
-        existing = index.find_collection(args.collection)
-        fx = load_extractor(args, model_label(args, existing))
-        with progress_bar(args) as bar:
-            report = index_images(
-                index, args.collection, args.paths, fx, batch_size=args.batch_size, progress=bar
-            )
+    with progress_bar(args) as bar:
+        report = api.index_folder(
+            args.paths, args.collection, db=args.db, progress=bar, **model_options(args)
+        )
     print(f"{shown(report.summary())} ({report.elapsed_s:.1f} s, {report.images_per_s:.1f} images/s)")
     for path, original in report.duplicates:
         print(f"  duplicate: {shown(path)} (same content as {shown(original)})")
@@ -68,24 +64,10 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from core.errors import WebSSLError
-    from core.matching.search import open_search, search_images
-    from core.media.images import load_image
+    from core import api
 
-    query = load_image(args.image)
-    with open_index(args) as index:
-        coll = index.get_collection(args.collection)
-        model = model_label(args, coll)
-        vectors = open_search(index, coll)
-        if not len(vectors):
-            raise WebSSLError(f"Collection {coll.name!r} has no images yet.")
-        fx = load_extractor(args, model)
-        hits = search_images(fx, vectors, [query.rgb], args.top_k)[0]
-        records = index.get_images([h.image_id for h in hits])
-    rows = [
-        {"image": records[h.image_id].name, "path": records[h.image_id].path, "score": round(h.score, 6)}
-        for h in hits
-    ]
+    hits = api.search(args.image, args.collection, db=args.db, k=args.top_k, **model_options(args))
+    rows = [{"image": h.image, "path": h.path, "score": round(h.score, 6)} for h in hits]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

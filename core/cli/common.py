@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core import config
-from core.errors import USER_ERRORS, WebSSLError
+from core.errors import USER_ERRORS
 from core.progress import ProgressEvent
 
 logger = logging.getLogger("core.cli")
@@ -55,20 +55,14 @@ def add_model_options(p: argparse.ArgumentParser, *, bound: bool = False) -> Non
 
 
 def open_index(args: argparse.Namespace, *, write: bool = False, create: bool = False):
-    """The index named by ``--db`` / ``$WEBSSL_DB``.
+    """The index named by ``--db`` / ``$WEBSSL_DB`` (see :func:`core.api.open_index`).
 
     Commands that only read open it read-only (nothing is ever written, so read-only files
     work); ``write`` opens an existing file for writing; only ``create`` makes a new file.
     """
-    from db import Index
+    from core import api
 
-    path = Path(args.db or config.default_db_path())
-    if not create and str(path) != ":memory:" and not path.exists():
-        raise WebSSLError(
-            f"No index database at {path}: index some images first (python -m core index PATH "
-            "--collection NAME), or point --db / WEBSSL_DB at an existing file."
-        )
-    return Index(path, readonly=not (write or create))
+    return api.open_index(args.db, write=write, create=create)
 
 
 def shown(text: object) -> str:
@@ -80,42 +74,39 @@ def shown(text: object) -> str:
 
 
 def model_label(args: argparse.Namespace, collection=None) -> str:
-    """The model a command uses: ``--model`` if given, else the collection's, else the default.
-
-    A collection is bound to its model: an explicit ``--model`` that differs is refused here,
-    before any time is spent loading it.
+    """The model a command uses: ``--model`` if given, else the collection's, else the default
+    (the rule is :func:`core.api.bound_model`: a differing ``--model`` is refused before loading).
 
     Raises:
         db.ModelMismatchError: ``--model`` names another model than the collection's.
     """
-    from core.model.source import resolve_source
-    from db import check_model
+    from core import api
 
-    if args.model is None and getattr(args, "revision", None) is None:
-        return collection.model_id if collection is not None else config.default_model_id()
-    label = resolve_source(args.model or config.default_model_id(), args.revision).label
-    if collection is not None:
-        check_model(collection, label)
-    return label
+    return api.bound_model(collection, args.model, getattr(args, "revision", None))
 
 
-def load_extractor(args: argparse.Namespace, model: str | None = None, precision: str | None = None):
-    """Load the model (``model``: a label from :func:`model_label`; default: ``--model`` or the default)."""
-    from core.model.features import FeatureExtractor
-
+def model_options(args: argparse.Namespace) -> dict:
+    """``--model``, ``--revision``, ``--device``, ``--precision`` and ``--batch-size`` as keyword
+    arguments of :mod:`core.api` (``-q`` also silences the model download's progress bars)."""
     if getattr(args, "quiet", False):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    names = ("model", "revision", "device", "precision", "batch_size")
+    return {name: getattr(args, name, None) for name in names}
 
-    fx = FeatureExtractor.load(
+
+def load_extractor(args: argparse.Namespace, model: str | None = None, precision: str | None = None):
+    """Load the model (``model``: a label from :func:`model_label`; default: ``--model`` or the default)."""
+    from core import api
+
+    options = model_options(args)
+    return api.load_model(
         model or model_label(args),
-        device=args.device or config.default_device(),
-        precision=args.precision or precision or config.default_precision(),
+        device=options["device"],
+        precision=options["precision"] or precision,
+        batch_size=options["batch_size"],
     )
-    if args.batch_size:
-        fx.batch_size = args.batch_size
-    return fx
 
 
 class TqdmProgress:

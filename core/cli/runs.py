@@ -6,11 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from core import config
 from core.cli.common import (
     add_db_option,
     add_model_options,
     load_extractor,
     model_label,
+    model_options,
     open_index,
     progress_bar,
     shown,
@@ -35,8 +37,8 @@ def sampling_of(args: argparse.Namespace):
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from core import api
     from core.matching.params import MatchParams
-    from core.matching.pipeline import match_video
     from core.media.video import format_time
 
     params = MatchParams(
@@ -51,25 +53,23 @@ def cmd_match(args: argparse.Namespace) -> int:
         if args.ray is not None:
             raise WebSSLError("--regions does not run on Ray yet: leave out one of --regions and --ray")
         from core.matching.regions import DEFAULT_REGIONS as regions
-    batch = len(args.videos) > 1 or Path(args.videos[0]).is_dir() or args.ray is not None
-    with open_index(args, write=True) as index:
-        coll = index.get_collection(args.collection)  # fail before loading the model
-        fx = load_extractor(args, model_label(args, coll), precision="auto")
-        if batch:
+    if len(args.videos) > 1 or Path(args.videos[0]).is_dir() or args.ray is not None:
+        with open_index(args, write=True) as index:
+            coll = index.get_collection(args.collection)  # fail before loading the model
+            fx = load_extractor(args, model_label(args, coll), precision=config.MATCH_PRECISION)
             return _match_batch(args, index, coll, fx, sampling, params, regions)
-        with progress_bar(args) as bar:
-            summary = match_video(
-                index,
-                args.videos[0],
-                coll.name,
-                fx,
-                sampling=sampling,
-                params=params,
-                batch_size=args.batch_size,
-                max_frames=args.max_frames,
-                progress=bar,
-                regions=regions,
-            )
+    with progress_bar(args) as bar:
+        summary = api.match(
+            args.videos[0],
+            args.collection,
+            db=args.db,
+            sampling=sampling,
+            params=params,
+            max_frames=args.max_frames,
+            progress=bar,
+            regions=regions,
+            **model_options(args),
+        ).summary
     view = summary.view
     print(
         f"run {summary.run_id}: {summary.frames_recorded} frames ({sampling.describe()}): "

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import api
 from core.errors import USER_ERRORS
-from core.matching.indexing import IndexReport, index_images
+from core.matching.indexing import IndexReport
 from dashboard import keys
-from dashboard.jobs import with_index, with_model
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
 from dashboard.state import collections_changed, extractor_loader, get_index, load_extractor, settings
 from dashboard.widgets import (
@@ -147,10 +147,11 @@ def _start_indexing(collection: str, model_id: str, paths: list[str], recursive:
         keys.INDEX_JOB,
         "index",
         f"Indexing {label} into {collection}",
-        # the collection's own model, loaded as the job's first stage
-        with_index(str(s.db_path), with_model(extractor_loader(model_id), index_images)),
-        collection,
+        api.index_folder,
         paths,
+        collection,
+        db=str(s.db_path),  # the job opens its own connection
+        model=extractor_loader(model_id),  # the collection's own, loaded as the job's first stage
         recursive=recursive,
     )
     st.rerun()
