@@ -254,8 +254,17 @@ def test_hostile_names_show_as_text_and_fetch_nothing(tmp_path, tiny_model_dir, 
                     )
                     page.wait_for_timeout(500)
                     assert page.get_by_test_id("stException").count() == 0
-                    values = page.eval_on_selector_all("input", "els => els.map(e => e.value)")
-                    text = "\n".join([page.locator("body").inner_text(), *values])
+
+                    def shown() -> str:
+                        values = page.eval_on_selector_all("input", "els => els.map(e => e.value)")
+                        return "\n".join([page.locator("body").inner_text(), *values])
+
+                    text = shown()
+                    for _ in range(60):  # a loaded machine may draw the page's last widgets later
+                        if hostile in text or path not in ("collections", "browse", "match"):
+                            break
+                        page.wait_for_timeout(500)
+                        text = shown()
                     if path in ("collections", "browse", "match"):
                         assert hostile in text, f"{path}: the name is not shown literally: " + repr(
                             [t for t in text.splitlines() if "bold" in t]
