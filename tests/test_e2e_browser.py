@@ -147,6 +147,7 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
             for path, heading in [
                 ("collections", "Collections"),
                 ("browse", "Browse & search"),
+                ("library", "Video library"),
                 ("explore", "Explore an image"),
                 ("render", "Render videos"),
             ]:

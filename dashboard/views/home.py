@@ -12,6 +12,7 @@ from dashboard.state import get_index, get_jobs, model_status, settings
 from dashboard.widgets import code_span, md_escape, page_header
 
 CARD_HEIGHT = 116  # px: a link and a two-line blurb
+CARDS_PER_ROW = 3
 
 s = settings()
 page_header(
@@ -25,8 +26,10 @@ st.markdown(
 1. **Collections**: make a collection and add images (upload or a folder on this server); each image is
    embedded once and stored in the database with a thumbnail.
 2. **Match a video**: analyse a video against a collection; see when each image is on screen, tune the
-   threshold live, inspect frames, export CSV / JSON, render a side-by-side video.
-3. **Explore** and **Render**: PCA and similarity maps of the model's patch features, layer by layer,
+   threshold live, inspect frames and where they matched, evaluate against ground truth, export
+   (CSV, JSON, EDL, OpenTimelineIO, WebVTT), render a side-by-side video.
+3. **Video library**: index videos without a collection, then find where any image appears in them.
+4. **Explore** and **Render**: PCA and similarity maps of the model's patch features, layer by layer,
    as images or videos.
 """
 )
@@ -70,10 +73,13 @@ with right, st.container(border=True):
 
 st.subheader("Pages")
 others = [p for p in PAGES if p is not HOME]
-for col, page in zip(st.columns(len(others)), others, strict=True):
-    with col, st.container(border=True, height=CARD_HEIGHT):  # one height: the cards line up
-        st.page_link(page.path, label=page.title, icon=page.icon)
-        st.caption(page.blurb)
+per_row = CARDS_PER_ROW  # wide enough for every title on one line (six in a row cut them at 1400 px)
+for start in range(0, len(others), per_row):
+    row = others[start : start + per_row]
+    for col, page in zip(st.columns(per_row), row, strict=False):
+        with col, st.container(border=True, height=CARD_HEIGHT):  # one height: the cards line up
+            st.page_link(page.path, label=page.title, icon=page.icon)
+            st.caption(page.blurb)
 
 jobs = get_jobs().jobs()[:10]
 if jobs:
