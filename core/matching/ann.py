@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 # about 2x faster than fp16 at the same recall once candidates are re-scored exactly.
 CONNECTIVITY = 32  # HNSW "M": graph edges per node
 EXPANSION_ADD = 256  # "efConstruction": search depth while inserting
-EXPANSION_SEARCH = 1024  # "ef": search depth of a query (100k clustered: recall@5 0.984 at 512, 0.997 at 1024)
+EXPANSION_SEARCH = 1024  # "ef": query search depth (recall@5 on 100k: 0.984 at 512, 0.997)
 STORAGE = "i8"  # vectors in the graph as int8 (distances only rank candidates: scores come from SQLite)
 OVERSAMPLE = 4  # candidates asked of the graph per result wanted (re-scored exactly)
 MERGE_FROM = 10_000
