@@ -151,3 +151,15 @@ def test_frames_are_searched_normalised(index, monkeypatch):
     ids, _ = index.load_vectors("frames", "key", DIM)
     assert keys[:, 0].tolist() == ids[:4].tolist()
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+
+
+def test_an_opened_index_file_searches_at_the_configured_depth(index, big):
+    """usearch does not store the search depth in the file: a restored graph searched at its
+    default of 64 (recall@5 0.96 on 1M clustered vectors) until the depth was set on opening."""
+    open_search(index, index.get_collection_by_id(big.id), maintain=True)
+    found = fresh(index, big)
+    assert isinstance(found, ann.ApproximateSearch)
+    assert found._graph.expansion_search == ann.EXPANSION_SEARCH
+    assert ann._load(
+        index.vector_dir / index.vector_index("images", str(big.id)).file, view=False
+    ).expansion_add == (ann.EXPANSION_ADD)  # merging adds with the build's depth too
