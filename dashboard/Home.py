@@ -11,11 +11,21 @@ import logging
 import streamlit as st
 
 from dashboard.pages import HOME, sections
+from dashboard.warmup import warm_up
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.captureWarnings(True)
 
 st.set_page_config(page_title="WebSSL Lens", page_icon=":material/center_focus_strong:", layout="wide")
+
+
+@st.cache_resource(show_spinner=False)
+def _warmed_up():
+    """The pages' modules, imported in the background once per server process."""
+    return warm_up()
+
+
+_warmed_up()
 
 st.navigation(
     {

@@ -1,0 +1,62 @@
+"""Import what the pages need in the background, once per server process.
+
+A page's first visit in a fresh server used to pay for importing its modules (the run explorer
+and its visualisations: about 1 s on 2 cores) on top of its own work. The router starts one
+thread that imports every module the page scripts import, while the user reads the first page;
+a page that needs a module still being imported waits for that import only (Python's per-module
+import locks). The list is read from the page scripts themselves, so it cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import logging
+import threading
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+VIEWS = Path(__file__).resolve().parent / "views"
+
+
+def view_modules(views: Path = VIEWS) -> list[str]:
+    """The modules the page scripts import (``from dashboard import run_explorer`` counts as
+    ``dashboard.run_explorer``), in a stable order."""
+    names: set[str] = set()
+    for path in sorted(views.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                for alias in node.names:
+                    candidate = f"{node.module}.{alias.name}"
+                    try:
+                        if importlib.util.find_spec(candidate) is not None:
+                            names.add(candidate)
+                    except (ImportError, ValueError):  # an attribute, not a submodule
+                        pass
+    names.discard("__future__")
+    return sorted(names)
+
+
+def warm_up(modules: list[str] | None = None) -> threading.Thread:
+    """Start a daemon thread importing ``modules`` (default: :func:`view_modules`, worked out in
+    that thread too: finding submodules imports their packages)."""
+
+    def work() -> None:
+        start = time.perf_counter()
+        wanted = view_modules() if modules is None else modules
+        for name in wanted:
+            try:
+                importlib.import_module(name)
+            except ImportError as err:  # a page will report it when it runs
+                logger.warning("warm-up could not import %s: %s", name, err)
+        logger.info("warm-up: %d modules imported in %.1f s", len(wanted), time.perf_counter() - start)
+
+    thread = threading.Thread(target=work, name="page-warm-up", daemon=True)
+    thread.start()
+    return thread
