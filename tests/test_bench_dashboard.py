@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
+from bench.dashboard import CHROMIUM
 from bench.scale_data import build
 from db import Index
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_scale_data_is_a_run_the_dashboard_can_open_and_is_reused(tmp_path):

@@ -9,18 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[1]
+from bench.dashboard import CHROMIUM, CHROMIUM_ARGS
+from bench.dashboard import serve as serve_dashboard
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,73 +24,13 @@ pytestmark = [
     ),
 ]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"streamlit did not become healthy in {timeout} s:\n{log.read_text()[-3000:]}")
-
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, db_path: Path, model_dir: Path):
-    """``streamlit run dashboard/Home.py`` on a free localhost port; yields its URL and log."""
-    env = {
-        **os.environ,
-        "WEBSSL_DB": str(db_path),
-        "WEBSSL_ALLOWED_DIRS": str(tmp_path),
-        "WEBSSL_DATA_DIR": str(tmp_path / "data"),
-        "WEBSSL_MODEL": str(model_dir),
-        "WEBSSL_DEVICE": "cpu",
-        "HF_HUB_OFFLINE": "1",
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-    }
-    port = _free_port()
+    """The dashboard (:func:`bench.dashboard.serve`) reading only ``tmp_path``; yields its URL and log."""
     log = tmp_path / "streamlit.log"
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "dashboard/Home.py",
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--server.address", "127.0.0.1",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    with serve_dashboard(db_path, tmp_path / "data", str(model_dir), tmp_path, log) as (url, _pid):
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture
