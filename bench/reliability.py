@@ -457,7 +457,7 @@ def _corpus(work: str, queue) -> None:
             (rng.integers(0, 65535, (40, 40))).astype(np.uint16)
         ).save(p),
         "transparent.gif": lambda p: Image.new("P", (30, 30)).save(p, transparency=0),
-        "bad-exif.jpg": lambda p: p.write_bytes(_bad_exif_jpeg()),
+        "bad-exif.jpg": lambda p: p.write_bytes(bad_exif_jpeg()),
         "fifo.jpg": lambda p: os.mkfifo(p),
         "folder.jpg": lambda p: p.mkdir(),
         "dangling.jpg": lambda p: p.symlink_to(root / "nowhere.jpg"),
@@ -539,7 +539,7 @@ def _corpus(work: str, queue) -> None:
     queue.put(None)
 
 
-def _bad_exif_jpeg() -> bytes:
+def bad_exif_jpeg() -> bytes:
     from PIL import Image
 
     img = Image.new("RGB", (20, 10), (200, 10, 10))

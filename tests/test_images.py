@@ -576,17 +576,10 @@ def test_pillow_warnings_go_to_the_log_in_one_line(tmp_path: Path, caplog, capfd
     import logging
     import warnings
 
-    img = Image.new("RGB", (20, 10), (200, 10, 10))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    exif[0x010F] = "Camera"
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=exif)
-    data = bytearray(buf.getvalue())
-    start = data.find(b"Exif\x00\x00") + 20
-    data[start : start + 20] = b"\xff" * 20  # a broken tag directory
+    from bench.reliability import bad_exif_jpeg
+
     path = tmp_path / "bad_exif.jpg"
-    path.write_bytes(bytes(data))
+    path.write_bytes(bad_exif_jpeg())
     caplog.set_level(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning escaping load_image fails the test
