@@ -218,11 +218,17 @@ def _paths_in(db: str, collection: str) -> tuple[int, int]:
 
 
 def _kill_loop(
-    worker: Callable, args: Callable[[int], tuple], rows: Callable[[int], set], kills: int, seed: int
+    worker: Callable,
+    args: Callable[[int], tuple],
+    rows: Callable[[int], set],
+    kills: int,
+    seed: int,
+    finished: Callable[[int], bool] | None = None,
 ) -> tuple[KillReport, int]:
     """Start ``worker`` and SIGKILL it at a random moment, ``kills`` times; each start resumes
     the work the last one left. When the work is all done before a kill comes, a new round
-    starts (``args(round)``). Returns the report and the last round."""
+    starts (``args(round)``); so it does when a kill came after the round's work was stored but
+    before its process exited (``finished(round)``). Returns the report and the last round."""
     import random
 
     rng = random.Random(seed)
@@ -248,6 +254,8 @@ def _kill_loop(
         report.kills += 1
         report.integrity_ok += _integrity(args(round_)[1])
         report.rows_lost += len(before - rows(round_))
+        if finished is not None and finished(round_):
+            round_ += 1
     return report, round_
 
 
@@ -276,9 +284,13 @@ def kills_during_match(work: Path, kills: int, seed: int = 1) -> KillReport:
     for path in (db, clean):
         _run(_index_worker, str(work), path, "pictures", _CTX.Event())
 
+    def finished(round_: int) -> bool:  # the round's run is done (its process may not have exited)
+        runs = _runs(db)
+        return len(runs) == round_ + 1 and runs[-1].status == "done"
+
     # the frames of the round's run (one run per round)
     report, last = _kill_loop(
-        _match_worker, lambda _r: (str(work), db), lambda r: _run_frames(db, r), kills, seed
+        _match_worker, lambda _r: (str(work), db), lambda r: _run_frames(db, r), kills, seed, finished
     )
     _run(_match_worker, str(work), db, _CTX.Event())
     _run(_match_worker, str(work), clean, _CTX.Event())
@@ -540,6 +552,7 @@ def _corpus(work: str, queue) -> None:
 
 
 def bad_exif_jpeg() -> bytes:
+    """A small JPEG whose EXIF tag directory is broken: Pillow warns when it reads it."""
     from PIL import Image
 
     img = Image.new("RGB", (20, 10), (200, 10, 10))
