@@ -246,3 +246,12 @@ def test_two_indexers_report_what_each_really_added(tmp_path, extractor, image_f
     with Index(path) as idx:
         assert idx.get_collection("c").image_count == added == 4
     assert sorted(len(r.added) + len(r.already_indexed) for r in reports) == [4, 4]
+
+
+def test_an_empty_folder_says_no_images_were_found(index, extractor, tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = index_images(index, "nothing", [tmp_path / "empty"], extractor)
+    assert (
+        report.summary()
+        == "nothing: 0 added, 0 already indexed, 0 failed: no image files found in the given paths"
+    )

@@ -71,3 +71,9 @@ def test_find_uses_the_approximate_index_of_a_large_library(
     assert index.vector_index("frames", key) is not None
     (alpha,) = find_images(index, extractor, [image_folder.arrays[0]], ["alpha"], params=PARAMS)
     assert [a.video.path.endswith("shots.mp4") for a in alpha.appearances] == [True]
+
+
+def test_an_empty_folder_says_no_videos_were_found(index, extractor, tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = index_videos(index, [tmp_path / "empty"], extractor)
+    assert report.summary().endswith("failed (0.00 h of video): no video files found in the given paths")

@@ -45,10 +45,12 @@ class IndexReport:
         return len(self.added) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def summary(self) -> str:
-        return (
+        counts = (
             f"{self.collection}: {len(self.added)} added, {len(self.already_indexed) + len(self.duplicates)} "
             f"already indexed, {len(self.failed)} failed"
         )
+        seen = self.added or self.already_indexed or self.duplicates or self.failed
+        return counts if seen else f"{counts}: no image files found in the given paths"
 
 
 @dataclass(slots=True)

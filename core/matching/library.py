@@ -72,10 +72,11 @@ class LibraryReport:
 
     def summary(self) -> str:
         hours = sum(v.duration_s for v in self.videos if v.status != "failed") / 3600
-        return (
+        counts = (
             f"{self.count('indexed')} indexed, {self.count('already indexed')} already indexed, "
             f"{self.count('failed')} failed ({hours:.2f} h of video)"
         )
+        return counts if self.videos else f"{counts}: no video files found in the given paths"
 
 
 def index_videos(
