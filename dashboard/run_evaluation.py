@@ -23,6 +23,7 @@ from core.matching.truth import (
     parse_truth,
 )
 from dashboard import charts, keys
+from dashboard.state import with_paths
 
 CONFIG = {"displaylogo": False}
 
@@ -64,7 +65,7 @@ def show(view: RunView) -> None:
     if truth is None:
         st.info("Upload a truth CSV (or give its path) to see how good this run is.")
         return
-    result = evaluate_run(view, truth)
+    result = evaluate_run(with_paths(view, view.best_image), truth)  # truth names images by path
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Frame accuracy", _pct(result.frame_accuracy), help=f"over {result.units:,} frames")
     m2.metric("Micro AP", "–" if result.micro_ap is None else f"{result.micro_ap:.3f}")

@@ -96,6 +96,7 @@ def _explore(run_id: int) -> None:
         )
     else:
         view = _relabelled(base)
+        view = with_paths(view, [seg.image_id for seg in view.segments])  # a lower threshold finds more
         _metrics(view)
         row = _timeline(view)
         _inspector(view, row)
@@ -172,6 +173,8 @@ def _timeline(view: RunView) -> int:
     line = charts.decimate(
         ts, fi, best, view.best_image, view.matched(), window=window, buckets=TIMELINE_POINTS
     )
+    ranked = charts.on_screen(view.best_image, view.matched(), ts)
+    view = with_paths(view, np.concatenate([line.image, [i for i, _ in ranked]]).astype(np.int64))
     fig = charts.timeline_figure(
         line, image_labels(view, line.image), view.params.threshold, selected_time=float(ts[row])
     )
@@ -182,7 +185,6 @@ def _timeline(view: RunView) -> int:
         else "every frame is a point"
     )
     st.caption(f"Click a point to inspect that frame · {detail} · narrow the window to see every frame.")
-    ranked = charts.on_screen(view.best_image, view.matched(), ts)
     if ranked:
         seen = len(np.unique(view.best_image[view.matched() & (view.best_image >= 0)]))
         listed = " · ".join(
@@ -385,7 +387,7 @@ def _exports(view: RunView) -> None:
                 "render",
                 f"Rendering run #{run_id}",
                 api.render_match_video,
-                view,
+                with_paths(view, view.best_image),  # each frame is labelled with its best image
                 out_path,
                 db=str(settings().db_path),  # the job's own connection, for the thumbnails
                 max_frames=int(max_render) or None,

@@ -202,8 +202,10 @@ def load_run(index: Index, run_id: int, *, all_paths: bool = True) -> RunView:
 
     Args:
         all_paths: know the path of every image in any frame's top-k (exports need them); with
-            False only those of best matches (a long run's top-k can name 100k images: the
-            dashboard fetches the others when it shows them, see :meth:`RunView.with_paths`).
+            False only those of the stored segments and regions (a 2-hour run's best matches
+            alone named 60,094 images of a 1M collection: fetching their paths read 184 MB of
+            the database file into the server's memory; the dashboard fetches what it shows,
+            see :meth:`RunView.with_paths`).
 
     Raises:
         db.NotFoundError: no such run.
@@ -213,10 +215,11 @@ def load_run(index: Index, run_id: int, *, all_paths: bool = True) -> RunView:
     results = index.load_frame_results(run_id)
     regions = index.load_frame_regions(run_id)
     params = MatchParams.from_dict(run.params)
-    ids = results.image_ids if all_paths else results.image_ids[:, :1]
-    wanted = np.unique(np.concatenate([ids[ids >= 0].ravel(), regions.image_ids]))
+    segments = tuple(index.list_segments(run_id))
+    ids = results.image_ids.ravel() if all_paths else np.array([s.image_id for s in segments], np.int64)
+    wanted = np.unique(np.concatenate([ids[ids >= 0], regions.image_ids]))
     paths = index.image_paths(wanted.tolist()) if len(wanted) else {}
-    return RunView(run, video, results, params, paths, tuple(index.list_segments(run_id)), regions)
+    return RunView(run, video, results, params, paths, segments, regions)
 
 
 def rematch(
