@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from core.errors import InvalidArgumentError
+from core.lazy import functional as F
+from core.lazy import torch
 from core.matching.search import ExactSearch, VectorSearch
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch

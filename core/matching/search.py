@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import torch
 
+from core.lazy import torch
 from core.model.features import FeatureExtractor, l2_normalize
 from core.progress import ProgressCallback
 from db import Collection, EmbeddingMatrix, Index

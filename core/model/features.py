@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from core.lazy import inference_mode, torch
 from core.model.loading import LoadedModel, load_model
 from core.model.precision import PRECISIONS
 from core.model.preprocess import Preprocessing, preprocess_images
@@ -124,7 +124,7 @@ class FeatureExtractor:
         """RGB uint8 images → model input on the CPU (float32)."""
         return preprocess_images(images, preprocessing or self.preprocessing)
 
-    @torch.inference_mode()
+    @inference_mode
     def forward(self, pixel_values: torch.Tensor, *, patches: bool = False, layers: bool = False) -> Features:
         """Run the model on already-preprocessed input (B×3×H×W).
 
@@ -155,7 +155,7 @@ class FeatureExtractor:
             )
         return Features(cls=cls_emb, patches=patch_grid, layers=layer_grid)
 
-    @torch.inference_mode()
+    @inference_mode
     def early_patches(self, pixel_values: torch.Tensor, blocks: int) -> torch.Tensor:
         """Patch tokens after the first ``blocks`` transformer blocks (no final norm), as a
         B×rows×cols×D float32 tensor on the CPU; the rest of the model is not run.

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
+from core.lazy import torch
 from core.media.video import DecodeReport, Frame, FrameFilter, iter_frames
 from core.model.preprocess import Preprocessing, preprocess_images
 

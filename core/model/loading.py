@@ -12,10 +12,9 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-import torch
-
 from core.errors import ModelLoadError
-from core.model.precision import DTYPES, apply_precision, resolve_precision
+from core.lazy import torch
+from core.model.precision import apply_precision, dtype_of, resolve_precision
 from core.model.preprocess import Preprocessing
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
 
@@ -41,7 +40,7 @@ class LoadedModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.precision]
+        return dtype_of(self.precision)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

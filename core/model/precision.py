@@ -20,14 +20,18 @@ import functools
 import logging
 from pathlib import Path
 
-import torch
-
 from core.errors import ModelLoadError
+from core.lazy import torch
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "float32"}
+
+
+def dtype_of(precision: str) -> torch.dtype:
+    """The torch dtype a model runs in at ``precision`` (int8 keeps float32 activations)."""
+    return getattr(torch, _DTYPE_NAMES[precision])
 
 
 @functools.cache
@@ -125,4 +129,4 @@ def apply_precision(
         logger.warning(
             "int8 reached CLS cosine %.4f only (< %g): auto uses %s", cosine, MIN_COSINE, precision
         )
-    return model.to(device=device, dtype=DTYPES[precision]), precision
+    return model.to(device=device, dtype=dtype_of(precision)), precision

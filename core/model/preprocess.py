@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from core.errors import InvalidArgumentError
+from core.lazy import functional as F
+from core.lazy import torch
 
 # PIL resample codes (PIL.Image.Resampling) -> interpolate modes
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "bicubic", 4: "bilinear", 5: "bicubic"}
@@ -256,9 +256,10 @@ def _crop_first(x: torch.Tensor, size: tuple[int, int], crop: tuple[int, int], m
 
 
 def preprocess_batch(
-    frames: Sequence[np.ndarray] | np.ndarray, prep: Preprocessing, *, dtype: torch.dtype = torch.float32
+    frames: Sequence[np.ndarray] | np.ndarray, prep: Preprocessing, *, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
-    """Preprocess same-sized RGB uint8 frames (N×H×W×3) into model input (N×3×h×w).
+    """Preprocess same-sized RGB uint8 frames (N×H×W×3) into model input (N×3×h×w), float32
+    unless ``dtype`` says otherwise.
 
     Resizing and cropping happen on 8-bit pixels (as PIL does); only the crop is converted
     to float and normalised. Images of different sizes: call :func:`preprocess_images`.
@@ -287,11 +288,11 @@ def preprocess_batch(
     std = torch.tensor(prep.std, dtype=torch.float32).view(1, 3, 1, 1)
     out = x.to(torch.float32, memory_format=torch.contiguous_format)
     out = (out * prep.rescale_factor - mean) / std
-    return out.to(dtype).contiguous()
+    return out.to(torch.float32 if dtype is None else dtype).contiguous()
 
 
 def preprocess_images(
-    images: Sequence[np.ndarray], prep: Preprocessing, *, dtype: torch.dtype = torch.float32
+    images: Sequence[np.ndarray], prep: Preprocessing, *, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """Preprocess RGB images of any sizes into one batch.
 
