@@ -336,6 +336,13 @@ def _vector_indexes(db: Database) -> None:
     )
 
 
+def _image_collection_index(db: Database) -> None:
+    """A narrow index of images by collection, for counting them: ``count(*)`` walked the widest
+    index (paths, hashes and names: 118 MB of a 1M-image collection, read into the memory of
+    every dashboard that showed the counts); this one is about 11 bytes an image."""
+    db.execute("CREATE INDEX images_collection ON images (collection_id)")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -345,6 +352,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _image_name_keys,
     _run_regions,
     _vector_indexes,
+    _image_collection_index,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
