@@ -1,7 +1,8 @@
 """Heavy modules imported on first use, not when a module that uses them is imported.
 
 The dashboard shows collections and runs without PyTorch: importing it costs about 180 MB of
-the server's memory and 1-2 s, and only a model or an exact search needs it. Modules of the
+the server's memory and 1-2 s, and only a model or an exact search needs it (scikit-learn's
+PCA likewise, for the feature maps). Modules of the
 core write ``from core.lazy import torch`` and use ``torch`` as usual; the first attribute
 read imports it (Python's import lock makes that safe from several threads).
 """
@@ -34,6 +35,7 @@ class LazyModule(types.ModuleType):
 
 torch: Any = LazyModule("torch")
 functional: Any = LazyModule("torch.nn.functional")
+decomposition: Any = LazyModule("sklearn.decomposition")  # with SciPy: about 50 MB
 
 
 def inference_mode(fn: F) -> F:

@@ -26,7 +26,7 @@ def test_the_warm_up_imports_them_and_survives_a_missing_one(caplog):
     assert "no_such_module_here" in caplog.text
 
 
-def test_the_pages_import_without_pytorch():
+def test_the_pages_import_without_pytorch_or_scikit_learn():
     """The dashboard serves collections and runs without PyTorch in memory (about 180 MB of a
     server's 660 MB with a 2-hour run open): it is imported when a model or an exact search
     first needs it (core.lazy)."""
@@ -36,7 +36,7 @@ def test_the_pages_import_without_pytorch():
         "import importlib, logging, sys; logging.disable(logging.CRITICAL)\n"
         "from dashboard.warmup import view_modules\n"
         "[importlib.import_module(m) for m in view_modules()]\n"
-        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

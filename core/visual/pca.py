@@ -8,11 +8,15 @@ in every frame and every layer it is applied to.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from core.errors import InvalidArgumentError
+from core.lazy import decomposition
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ class PcaColorizer:
                 raise ValueError(f"border has {border.shape[0]} entries for {x.shape[0]} samples")
         colour_samples = x
         if self.background_threshold is not None:
-            self._bg_pca = PCA(n_components=1, random_state=0).fit(x)
+            self._bg_pca = decomposition.PCA(n_components=1, random_state=0).fit(x)
             first = self._bg_pca.transform(x)[:, 0]
             self._bg_sign = _background_sign(first, border)
             first = first * self._bg_sign
@@ -106,7 +110,7 @@ class PcaColorizer:
                     self.background_threshold,
                 )
         k = min(self.n_components, colour_samples.shape[0], colour_samples.shape[1])
-        self._pca = PCA(n_components=k, random_state=0).fit(colour_samples)
+        self._pca = decomposition.PCA(n_components=k, random_state=0).fit(colour_samples)
         proj = self._pca.transform(colour_samples)
         lo, hi = np.percentile(proj, _PERCENTILES, axis=0)
         self._lo, self._hi = lo.astype(np.float32), hi.astype(np.float32)
