@@ -510,8 +510,7 @@ class MatchRun:
 
     def image_names(self) -> dict[int, str]:
         """``image id -> file name`` of every image in the run's results."""
-        ids = self.view.results.image_ids
-        return {int(i): self.view.image_name(int(i)) for i in np.unique(ids[ids >= 0])}
+        return self.view.image_names(self.view.results.image_ids)
 
     def relabel(
         self,

@@ -67,8 +67,7 @@ def run_label(run: RunRecord) -> str:
 
 def image_labels(view: RunView, image_ids: np.ndarray | None = None) -> dict[int, str]:
     """``image id -> file name`` of ``image_ids`` (default: every best match of the run)."""
-    ids = view.best_image if image_ids is None else np.asarray(image_ids, np.int64)
-    return {int(i): view.image_name(int(i)) for i in np.unique(ids[ids >= 0])} if ids.size else {}
+    return view.image_names(view.best_image if image_ids is None else image_ids)
 
 
 @dataclass(frozen=True, slots=True)

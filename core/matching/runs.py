@@ -132,6 +132,11 @@ class RunView:
         path = self.image_paths.get(int(image_id))
         return os.path.basename(path) if path else f"#{image_id}"
 
+    def image_names(self, image_ids) -> dict[int, str]:
+        """``image id -> file name`` of each distinct id among ``image_ids`` (-1, no image, left out)."""
+        ids = np.asarray(image_ids, np.int64).ravel()
+        return {int(i): self.image_name(int(i)) for i in np.unique(ids[ids >= 0])}
+
     def with_paths(self, paths: dict[int, str]) -> RunView:
         """The same view knowing more image paths (see ``load_run(..., all_paths=False)``)."""
         if paths.keys() <= self.image_paths.keys():
