@@ -140,15 +140,19 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
     shot("match-large")
     timings["server_mb_with_run"] = round(_rss_mb(server_pid), 1)
 
-    thumb = page.locator('input[type="range"][aria-label="Threshold"]').last
+    def nudge(slider: str):
+        """One step right on the slider labelled ``slider``, as a keyboard user moves it."""
+        thumb = page.locator(f'input[type="range"][aria-label="{slider}"]').last
 
-    def move_threshold() -> None:
-        thumb.focus()
-        thumb.press("ArrowRight")
-        settle(page)
+        def step() -> None:
+            thumb.focus()
+            thumb.press("ArrowRight")
+            settle(page)
 
-    timed("threshold (first move)", move_threshold)
-    timed("threshold", move_threshold)
+        return step
+
+    timed("threshold (first move)", nudge("Threshold"))
+    timed("threshold", nudge("Threshold"))
 
     def click_timeline() -> None:
         point = page.locator(".js-plotly-plot .scatterlayer .trace").last.locator(".points path").nth(3)
@@ -159,14 +163,7 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
         expect(page.get_by_text("Frame ", exact=False).first).to_be_visible()
 
     timed("timeline click", click_timeline)
-    frame_thumb = page.locator('input[type="range"][aria-label="Frame"]').last
-
-    def step_frame() -> None:
-        frame_thumb.focus()
-        frame_thumb.press("ArrowRight")
-        settle(page)
-
-    timed("frame slider", step_frame)
+    timed("frame slider", nudge("Frame"))
     timings["server_mb_after"] = round(_rss_mb(server_pid), 1)
     assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id(
         "stException"
