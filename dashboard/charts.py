@@ -119,9 +119,11 @@ def decimate(
     which = np.clip(np.searchsorted(edges, t, "right") - 1, 0, buckets - 1)
     starts = np.flatnonzero(np.r_[True, which[1:] != which[:-1]])
     filled = np.where(np.isfinite(sc), sc, -np.inf)
-    # the frame with the highest score of each bucket: order by (bucket, score), take the last
-    order = np.lexsort((filled, which))
-    top = order[np.r_[starts[1:], n] - 1]
+    # the frame with the highest score of each bucket (the last of equals); the frames are in
+    # time order, so a bucket is one stretch of frames: O(n), where sorting took 30 ms per rerun
+    peak = np.maximum.reduceat(filled, starts)
+    at_peak = np.flatnonzero(filled == np.repeat(peak, np.diff(np.r_[starts, n])))
+    top = at_peak[np.r_[which[at_peak][1:] != which[at_peak][:-1], True]]
     low = np.minimum.reduceat(np.where(np.isfinite(sc), sc, np.inf), starts)
     low[np.isinf(low)] = np.nan
     return Timeline(t[top], fi[top], sc[top], img[top], hit[top], low, n, True)

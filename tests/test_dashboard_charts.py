@@ -59,6 +59,30 @@ def test_a_long_run_is_decimated_without_losing_a_peak_or_a_dip():
     assert not window.decimated and window.frames == len(window.time_s) == 901
 
 
+def test_each_point_is_its_buckets_best_frame_with_ties_and_empty_buckets():
+    """Against a plain loop over the buckets: the best frame (the last of equal scores; the
+    last frame where a bucket has no score at all) and the bucket's lowest score."""
+    n, buckets = 5_000, 37
+    t = np.sort(np.random.default_rng(1).uniform(0, 100, n))
+    score = np.round(np.random.default_rng(2).uniform(0, 1, n), 2)  # many ties
+    score[(t > 40) & (t < 46)] = np.nan  # buckets with no score
+    line = charts.decimate(t, np.arange(n), score, np.zeros(n, np.int64), np.ones(n, bool), buckets=buckets)
+    edges = np.linspace(t[0], t[-1], buckets + 1)
+    which = np.clip(np.searchsorted(edges, t, "right") - 1, 0, buckets - 1)
+    want_frame, want_low = [], []
+    for b in np.unique(which):
+        frames = np.flatnonzero(which == b)
+        s = score[frames]
+        if np.isnan(s).all():
+            want_frame.append(frames[-1])
+            want_low.append(np.nan)
+        else:
+            want_frame.append(frames[s == np.nanmax(s)][-1])
+            want_low.append(np.nanmin(s))
+    assert line.frame_index.tolist() == want_frame
+    np.testing.assert_array_equal(line.low, want_low)
+
+
 def test_many_images_share_an_other_entry_but_keep_their_colours():
     n = 200
     t = np.arange(n) / 25
