@@ -57,6 +57,19 @@ def human_size(n_bytes: float) -> str:
     return f"{size:.1f} TB"  # pragma: no cover
 
 
+def short_count(n: int) -> str:
+    """A count that fits a metric card: ``9,999``, ``12k``, ``1.0M`` (the exact figure goes in
+    the card's help; ``1,000,000`` was cut to ``1,0…`` on the Home page)."""
+    if abs(n) < 10_000:
+        return f"{n:,}"
+    value, unit = n / 1000, "k"
+    for bigger in ("M", "B"):
+        if abs(round(value, 1 if abs(value) < 10 else 0)) < 1000:  # as it will be shown
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f}{unit}" if abs(value) < 10 else f"{value:.0f}{unit}"
+
+
 def figure_name(image_name: str, mode: str) -> str:
     """The file name of an image's maps figure: the image's own name and the mode
     (``poster-full-maps.png``), safe on any file system."""

@@ -34,6 +34,7 @@ from dashboard.state import (
 )
 from dashboard.widgets import (
     code_span,
+    count_metric,
     download,
     follow_job,
     md_escape,
@@ -131,8 +132,8 @@ def _metrics(view: RunView) -> None:
     share = stats["matched"] / stats["recorded"] if stats["recorded"] else 0.0
     # a share fits the card at any length (a count of 72,885 / 108,000 was cut off)
     m1.metric("Matched frames", f"{share:.0%}", help=f"{stats['matched']:,} of {stats['recorded']:,} frames")
-    m2.metric("Segments", f"{stats['segments']:,}")
-    m3.metric("Images seen", f"{len({s.image_id for s in view.segments}):,}")
+    count_metric(m2, "Segments", stats["segments"])
+    count_metric(m3, "Images seen", len({s.image_id for s in view.segments}))
     m4.metric("Best score", f"{np.nanmax(best):.3f}" if np.isfinite(best).any() else "–")
 
 

@@ -13,6 +13,7 @@ from core.media.images import IMAGE_EXTENSIONS, LoadedImage, decode_image_bytes,
 from core.media.video import VIDEO_EXTENSIONS
 from dashboard import keys, pages, uploads
 from dashboard.jobs import JobSnapshot
+from dashboard.media import short_count
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
 from dashboard.state import get_jobs, get_thumbnails, settings
 from db import Collection, Index
@@ -235,6 +236,13 @@ def save_uploaded(upload, kind: str) -> Path | None:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def count_metric(container, label: str, count: int) -> None:
+    """A metric card showing ``count`` short enough to fit (:func:`dashboard.media.short_count`),
+    with the exact figure in its help where it was shortened."""
+    shown = short_count(count)
+    container.metric(label, shown, help=None if shown == f"{count:,}" else f"{count:,}")
 
 
 def md_escape(text: object) -> str:

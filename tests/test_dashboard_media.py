@@ -27,6 +27,17 @@ def test_read_frame_of_a_missing_video(tmp_path):
         read_frame(tmp_path / "gone.mp4", 0, 0.0)
 
 
+def test_counts_are_shortened_to_fit_a_metric_card():
+    from dashboard.media import short_count
+
+    assert [short_count(n) for n in (0, 7, 9_999, 10_000, 12_345, 99_949, 999_499, 999_999)] == [
+        "0", "7", "9,999", "10k", "12k", "100k", "999k", "1.0M"
+    ]  # fmt: skip
+    assert [short_count(n) for n in (1_000_000, 1_250_000, 216_000_000, 3_400_000_000)] == [
+        "1.0M", "1.2M", "216M", "3.4B"
+    ]  # fmt: skip
+
+
 def test_human_size():
     from dashboard.media import human_size
 

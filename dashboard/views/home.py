@@ -9,7 +9,7 @@ from dashboard.jobs import format_duration
 from dashboard.media import human_size
 from dashboard.pages import HOME, PAGES
 from dashboard.state import get_index, get_jobs, model_status, settings
-from dashboard.widgets import code_span, md_escape, page_header
+from dashboard.widgets import code_span, count_metric, md_escape, page_header
 
 CARD_HEIGHT = 116  # px: a link and a two-line blurb
 CARDS_PER_ROW = 3
@@ -45,10 +45,10 @@ with left, st.container(border=True):
     if stats is not None:
         st.markdown(f"{code_span(stats.path)} · {human_size(stats.size_bytes)}")
         c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Collections", f"{stats.collections:,}")
-        c2.metric("Images", f"{stats.images:,}")
-        c3.metric("Videos", f"{stats.videos:,}")
-        c4.metric("Runs", f"{stats.runs:,}")
+        count_metric(c1, "Collections", stats.collections)
+        count_metric(c2, "Images", stats.images)
+        count_metric(c3, "Videos", stats.videos)
+        count_metric(c4, "Runs", stats.runs)
         st.caption(
             f"{stats.cached_frames:,} cached frame embeddings · data folder {code_span(s.data_dir)} · "
             "set `WEBSSL_DB` / `WEBSSL_DATA_DIR` to use others."

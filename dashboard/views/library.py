@@ -17,6 +17,7 @@ from dashboard.state import get_index, load_extractor, settings
 from dashboard.widgets import (
     IMAGE_TYPES,
     code_span,
+    count_metric,
     follow_job,
     md_escape,
     outcome_notice,
@@ -44,9 +45,9 @@ show_notice(keys.LIBRARY_JOB)
 entries = index.list_library_videos()
 hours = sum(e.video.duration_s for e in entries) / 3600
 left, mid, right = st.columns(3)
-left.metric("Indexed videos", f"{len({e.video.sha256 for e in entries}):,}")
+count_metric(left, "Indexed videos", len({e.video.sha256 for e in entries}))
 mid.metric("Hours of video", f"{hours:,.1f}")
-right.metric("Cached frames (all videos)", f"{index.stats().cached_frames:,}")
+count_metric(right, "Cached frames (all videos)", index.stats().cached_frames)
 if entries:
     with st.expander("Indexed videos"):
         st.dataframe(
