@@ -8,7 +8,9 @@ the frame slider, Browse, and the server's memory. tests/test_bench_dashboard.py
 (:func:`journey`) on a smaller set.
 
 A step's time runs from the user's action until the page's script has finished and the browser
-has drawn two frames after it.
+has drawn two frames after it. The pages are first opened by address (a full page load each),
+then a run is opened as a user does: from the sidebar, after a moment on the Browse page; then
+once more from the sidebar, and by reloading the run's page.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+READING_S = 2.0
+"""Seconds the journey spends on the Browse page before opening a run from the sidebar, as a
+user reads a page; the dashboard loads the run page's browser code in such idle time
+(:mod:`dashboard.prefetch`)."""
 
 
 def _free_port() -> int:
@@ -134,9 +140,19 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
     timed("browse", lambda: goto("browse"))
     shot("browse-large")
     timings["server_mb_before_run"] = round(_rss_mb(server_pid), 1)
-    timed(
-        "open a run", lambda: (goto("match"), expect(page.locator(".js-plotly-plot").first).to_be_visible())
-    )
+
+    def visible_run() -> None:
+        expect(page.locator(".js-plotly-plot").first).to_be_visible()
+
+    def open_from_sidebar(title: str):
+        def step() -> None:
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+            settle(page)
+
+        return step
+
+    time.sleep(READING_S)  # the user looks at Browse; the browser loads the run page's code meanwhile
+    timed("open a run", lambda: (open_from_sidebar("Match a video")(), visible_run()))
     shot("match-large")
     timings["server_mb_with_run"] = round(_rss_mb(server_pid), 1)
 
@@ -164,6 +180,9 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
 
     timed("timeline click", click_timeline)
     timed("frame slider", nudge("Frame"))
+    timed("browse (from the sidebar)", open_from_sidebar("Browse & search"))
+    timed("open a run (again)", lambda: (open_from_sidebar("Match a video")(), visible_run()))
+    timed("open a run (page reload)", lambda: (goto("match"), visible_run()))
     timings["server_mb_after"] = round(_rss_mb(server_pid), 1)
     assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id(
         "stException"

@@ -11,6 +11,7 @@ import logging
 import streamlit as st
 
 from dashboard.pages import HOME, sections
+from dashboard.prefetch import prefetch
 from dashboard.warmup import warm_up
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,3 +34,4 @@ st.navigation(
         for section, pages in sections().items()
     }
 ).run()
+prefetch()  # after the page: the browser loads the run page's code once this page is drawn

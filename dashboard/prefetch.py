@@ -1,0 +1,69 @@
+"""Load the run page's heaviest browser code while the user is on another page.
+
+Streamlit loads each kind of element's code the first time a page shows one. The Match page is
+the first to show a Plotly chart (a 4.6 MB script), a data grid, sliders and metrics, so a run's
+first opening in a browser tab paid for fetching, compiling and running all of it: about 1.7 s
+of the 2.3 s it took on 2 cores (``python -m bench.dashboard``). Every page therefore asks the
+browser, once the page is drawn and the browser is idle, to import those same modules; a later
+visit to the Match page finds them loaded.
+
+The modules are Streamlit's own, found by name in the installed package (their file names carry
+a content hash that changes with each Streamlit release). Where one is missing (a release that
+renamed it), nothing is prefetched for it and the page loads it as before: slower, never broken.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+logger = logging.getLogger(__name__)
+
+STATIC_JS = Path(st.__file__).resolve().parent / "static" / "static" / "js"
+ELEMENTS = (
+    "PlotlyChart", "DataFrame", "Slider", "NumberInput", "Metric", "ImageList",
+    "Selectbox", "Checkbox", "Button", "Radio", "FileUploader",
+)  # fmt: skip
+"""The element modules the Match page needs and the Home page does not, heaviest first."""
+
+_SCRIPT = """<script>
+(() => {
+  if (window.__weblensPrefetch) return;  // once per tab: modules stay loaded across pages
+  window.__weblensPrefetch = true;
+  const entry = document.querySelector('script[type="module"][src*="static/js/index."]');
+  const base = entry ? entry.src : new URL("static/js/", document.baseURI).href;
+  const load = () => NAMES.forEach((name) => import(new URL(name, base).href).catch(() => {}));
+  if ("requestIdleCallback" in window) requestIdleCallback(load, {timeout: 4000});
+  else setTimeout(load, 1000);
+})();
+</script>"""
+
+
+@functools.cache
+def chunk_names(js_dir: Path = STATIC_JS, elements: tuple[str, ...] = ELEMENTS) -> tuple[str, ...]:
+    """The installed Streamlit's file name of each element's module (``PlotlyChart.<hash>.js``)."""
+    names = []
+    for element in elements:
+        found = sorted(p.name for p in js_dir.glob(f"{element}.*.js"))
+        if len(found) == 1:
+            names.append(found[0])
+        else:
+            logger.info("not prefetching %s: %d matching modules in %s", element, len(found), js_dir)
+    return tuple(names)
+
+
+def script(names: tuple[str, ...]) -> str:
+    """The ``<script>`` that imports ``names`` (relative to Streamlit's own modules) when idle."""
+    return _SCRIPT.replace("NAMES", json.dumps(list(names)))
+
+
+def prefetch() -> None:
+    """Add the prefetching script to the page: after everything else, where its empty element
+    takes no visible room (in the sidebar it drew a divider)."""
+    names = chunk_names()
+    if names:
+        st.html(script(names), unsafe_allow_javascript=True, width="content")
