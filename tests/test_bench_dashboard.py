@@ -45,6 +45,7 @@ def test_the_dashboard_journey_times_every_step(tmp_path):
         "open a run",
         "threshold (first move)",
         "threshold",
+        "threshold (slowest)",
         "timeline click",
         "frame slider",
         "browse (from the sidebar)",
