@@ -176,6 +176,21 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
     timed("collections", lambda: goto("collections"))
     timed("browse", lambda: goto("browse"))
     shot("browse-large")
+
+    def open_image(grid: str):
+        """Press the first Open button of a grid of the Browse page (``grid``: thumbnails, ``nn``:
+        neighbours)."""
+        button = page.locator(f'[class*="st-key-{grid}-"] button').first
+        button.scroll_into_view_if_needed()
+        return button.click
+
+    def neighbours_shown() -> None:
+        expect(page.get_by_text("Nearest neighbours in the collection")).to_be_visible()
+        expect(page.get_by_text("Opening the collection for search")).to_have_count(0)
+
+    # the first search opens the collection's search index (memory-mapped) once per server
+    timed("image and its neighbours (first)", open_image("grid"), rerun=True, until=neighbours_shown)
+    timed("image and its neighbours", open_image("nn"), rerun=True, until=neighbours_shown)
     timings["server_mb_before_run"] = round(_rss_mb(server_pid), 1)
 
     def visible_run() -> None:

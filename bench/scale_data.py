@@ -7,7 +7,8 @@ The run is what a real one looks like to the dashboard: shots of a few seconds, 
 of ``shown`` collection images above the threshold (with noise), separated by stretches that
 match nothing; every frame has its top-k. No model runs: the embeddings are random unit
 vectors, and the video is a tiny synthetic H.264 file of the right length (its frames are what
-the frame inspector shows).
+the frame inspector shows). A large collection gets its approximate search index, as indexing
+leaves it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ class ScaleData:
     images: int
     frames: int
     fps: float
+
+
+def _searchable(db_path: Path) -> None:
+    """Leave the collection as ``python -m core index`` does: with its approximate index file
+    when it is large enough to need one (:func:`core.matching.search.maintain_vectors`; about
+    20 minutes per million vectors on 2 cores, once), so that the dashboard's neighbours and
+    search are measured as users get them."""
+    from core.matching.search import open_search
+    from db import Index
+
+    with Index(db_path) as index:
+        for coll in index.list_collections():
+            open_search(index, coll, maintain=True)
 
 
 def _thumbnails(count: int = 64) -> list[bytes]:
@@ -85,6 +99,7 @@ def build(
     wanted = {"images": images, "frames": frames, "fps": fps, "top_k": top_k, "shown": shown, "seed": seed}
     db_path, video_path = folder / "scale.sqlite", folder / "long.mp4"
     if stamp.exists() and json.loads(stamp.read_text()).get("wanted") == wanted and db_path.exists():
+        _searchable(db_path)  # data built before the search index was part of it
         return ScaleData(
             **{**json.loads(stamp.read_text())["data"], "db_path": db_path, "video_path": video_path}
         )
@@ -155,6 +170,7 @@ def build(
         finish_run(
             index, run_id, params, {"computed": frames, "cached": 0, "inherited": 0, "decoded": frames}
         )
+    _searchable(db_path)
     data = ScaleData(db_path, video_path, run_id, "scale", images, frames, fps)
     plain = {k: v for k, v in asdict(data).items() if k not in ("db_path", "video_path")}
     stamp.write_text(json.dumps({"wanted": wanted, "data": plain}))

@@ -42,6 +42,8 @@ def test_the_dashboard_journey_times_every_step(tmp_path):
         "browse (first visit)",
         "collections",
         "browse",
+        "image and its neighbours (first)",
+        "image and its neighbours",
         "open a run",
         "threshold (first move)",
         "threshold",
