@@ -146,10 +146,10 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
 
     timings: dict = {}
 
-    def timed(name: str, action, *, rerun: bool = False, until=None) -> None:
+    def timed(name: str, action, *, rerun: bool = False, until=None) -> float:
         """Time ``action``; with ``rerun``, until the script run it starts on the open page has
         finished (:func:`arm` before the clock starts, :func:`settle` after the action); then
-        until ``until()`` returns."""
+        until ``until()`` returns. Records and returns the seconds."""
         if rerun:
             arm(page)
         start = time.perf_counter()
@@ -159,6 +159,7 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
         if until is not None:
             until()
         timings[name] = round(time.perf_counter() - start, 3)
+        return timings[name]
 
     def shot(name: str) -> None:
         if shots is not None:
@@ -212,10 +213,10 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
         return lambda: thumb.press(key)
 
     timed("threshold (first move)", nudge("Threshold"), rerun=True)
-    moves = []
-    for i in range(THRESHOLD_MOVES):  # back and forth: the median of many, the first ones run slower
+    moves = [  # back and forth: the median of many, the first ones run slower
         timed("threshold", nudge("Threshold", "ArrowLeft" if i % 2 else "ArrowRight"), rerun=True)
-        moves.append(timings["threshold"])
+        for i in range(THRESHOLD_MOVES)
+    ]
     timings["threshold"] = round(statistics.median(moves), 3)
     timings["threshold (slowest)"] = max(moves)
 

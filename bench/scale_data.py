@@ -38,9 +38,9 @@ class ScaleData:
 
 def _searchable(db_path: Path) -> None:
     """Leave the collection as ``python -m core index`` does: with its approximate index file
-    when it is large enough to need one (:func:`core.matching.search.maintain_vectors`; about
-    20 minutes per million vectors on 2 cores, once), so that the dashboard's neighbours and
-    search are measured as users get them."""
+    when it is large enough to need one (:func:`core.matching.search.maintain_vectors`; once:
+    96 minutes for 1M vectors on 2 cores here, part of it beside the test suite), so that the
+    dashboard's neighbours and search are measured as users get them."""
     from core.matching.search import open_search
     from db import Index
 
