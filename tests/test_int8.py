@@ -93,14 +93,58 @@ def test_the_outliers_defeat_a_plain_int8_scale(pair):
     assert _cosines(plain, ref).min() < 0.99
 
 
+@pytest.mark.parametrize("swiglu", [True, False], ids=["swiglu", "gelu-mlp"])
+def test_smoothing_computes_the_same_function_with_the_outliers_flattened(tmp_path, swiglu):
+    """SmoothQuant folded into a copy of the model: the same tokens as the original (fp32),
+    while the inputs of the linear layers it scales lose their outlier channels. The original
+    model is left untouched."""
+    pytest.importorskip("openvino")
+    from bench.synthetic import TINY, build_model
+    from core.model.features import FeatureExtractor
+    from core.model.int8 import _smoothed_pairs, smooth
+
+    folder = build_model(tmp_path, {**TINY, "use_swiglu_ffn": swiglu}, outliers=True)
+    fx = FeatureExtractor.load(folder, device="cpu", precision="fp32")
+    pixels = fx.preprocess([pattern_image(s) for s in range(6)])
+    before = {k: v.clone() for k, v in fx.model.state_dict().items()}
+    smoothed = smooth(fx.model, pixels[:4])
+    assert all(torch.equal(before[k], v) for k, v in fx.model.state_dict().items())
+
+    def spread(model) -> list[float]:
+        """Per scaled linear layer: largest over median input channel peak, on other pictures."""
+        peaks: dict[int, torch.Tensor] = {}
+        consumers = [c for layer in model.encoder.layer for _, cs in _smoothed_pairs(layer) for c in cs]
+        hooks = [
+            c.register_forward_pre_hook(
+                lambda m, a: peaks.__setitem__(id(m), a[0].abs().flatten(0, -2).amax(0))
+            )
+            for c in consumers
+        ]
+        with torch.inference_mode():
+            out = model(pixel_values=pixels[4:]).last_hidden_state
+        for h in hooks:
+            h.remove()
+        spread.out = out
+        return [float(peaks[id(c)].max() / peaks[id(c)].median()) for c in consumers]
+
+    original, flattened = spread(fx.model), None
+    ref = spread.out
+    flattened = spread(smoothed)
+    torch.testing.assert_close(spread.out, ref, rtol=1e-3, atol=1e-3)
+    assert len(original) == len(flattened) == TINY["num_hidden_layers"] * (7 if swiglu else 5)
+    assert max(original) > 50  # the injected outliers (~100×)
+    assert max(flattened) < 10  # 2.6 / 1.8 measured, from 233 / 187
+    assert sorted(flattened)[len(flattened) // 2] < sorted(original)[len(original) // 2]
+
+
 def test_int8_keeps_the_cls_direction_on_outlier_activations(pair):
-    """Where a plain int8 scale falls below 0.99, the recipe stays within 0.002 of fp32 on the
-    tiny model (0.9987 measured; the 0.999 bar on ViT-L is the benchmark's, and not met)."""
+    """Where a plain int8 scale falls below 0.99, the recipe stays within 0.001 of fp32 on the
+    tiny model (0.9998 measured; on the ViT-L stress model 0.9994, bench numerics)."""
     from core.model.int8 import OpenVINOBackbone
 
     fp32, int8 = pair
     assert int8.precision == "int8" and isinstance(int8.model, OpenVINOBackbone)
-    assert int8.model.validation.min_cosine >= 0.998 and int8.model.validation.pictures == 8
+    assert int8.model.validation.min_cosine >= 0.999 and int8.model.validation.pictures == 8
     frames = [pattern_image(s) for s in range(10, 16)]
     assert _cosines(int8.cls_embeddings(frames), fp32.cls_embeddings(frames)).min() >= 0.995
     assert (
@@ -137,7 +181,7 @@ def test_auto_uses_int8_only_where_it_meets_the_bar(outlier_model_dir, int8_cach
     monkeypatch.setattr(precision, "INT8_IN_AUTO", True)
     monkeypatch.setattr(precision, "cpu_has_fast_int8", lambda: True)
     assert precision.resolve_precision("auto", torch.device("cpu")) == "int8"
-    monkeypatch.setattr(int8, "MIN_COSINE", 0.99)  # a bar the tiny model's int8 meets (0.9987)
+    monkeypatch.setattr(int8, "MIN_COSINE", 0.99)  # a bar the tiny model's int8 meets (0.9998)
     assert FeatureExtractor.load(outlier_model_dir, device="cpu", precision="auto").precision == "int8"
     monkeypatch.setattr(int8, "MIN_COSINE", 1.01)  # a bar no int8 model meets
     with caplog.at_level(logging.WARNING):
