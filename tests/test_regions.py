@@ -216,3 +216,21 @@ def test_the_template_cache_is_bounded(indexed, extractor, image_folder):
     search._ensure_templates(ids[:2], [3])
     search._ensure_templates(ids[2:3], [3])
     assert list(search._templates) == [ids[1], ids[2]]  # the least recently used went
+
+
+def test_region_mode_runs_on_an_int8_model(tiny_model_dir, indexed, image_folder, tmp_path, monkeypatch):
+    """int8 runs final-layer features only; region mode's early tokens come from the float
+    model the int8 one was built from, so a region run works at any precision."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from core.model.features import FeatureExtractor
+
+    monkeypatch.setenv("WEBSSL_INT8_CACHE", str(tmp_path / "int8"))
+    int8 = FeatureExtractor.load(tiny_model_dir, device="cpu", precision="int8")
+    assert int8.precision == "int8"
+    coll = indexed.get_collection("shots")
+    search = RegionSearch(int8, indexed.load_embeddings(coll.id), indexed.get_thumbnails)
+    frame = inset_frame(image_folder.arrays[1])
+    ids, scores, boxes = search.search(search.prepare([frame]), np.zeros((1, int8.hidden_size), np.float32))
+    assert indexed.get_image(int(ids[0])).name == "beta.png" and scores[0] >= TEST_THRESHOLD
+    assert iou(boxes[0], central_square(INSET)) > 0.5

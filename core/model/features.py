@@ -167,9 +167,10 @@ class FeatureExtractor:
         b, _, h, w = pixel_values.shape
         rows, cols = h // self.patch_size, w // self.patch_size
         x = pixel_values.to(self.device, non_blocking=True).to(self.input_dtype)
-        layers = self.model.encoder.layer
+        model = getattr(self.model, "float_model", self.model)  # int8: the float model it came from
+        layers = model.encoder.layer
         with self._autocast():
-            hidden = self.model.embeddings(x)
+            hidden = model.embeddings(x)
             for block in layers[: max(1, min(int(blocks), len(layers)))]:
                 hidden = block(hidden, None)
         return hidden[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu()

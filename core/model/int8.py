@@ -101,14 +101,21 @@ class Validation:
 
 class OpenVINOBackbone(torch.nn.Module):
     """A quantised backbone behind the ``model(pixel_values=...)`` interface of transformers'
-    Dinov2 (final-layer tokens only)."""
+    Dinov2 (final-layer tokens only).
 
-    def __init__(self, compiled, image_size: tuple[int, int], validation: Validation) -> None:
+    ``float_model`` is the floating-point backbone it was built from, kept for what int8 does
+    not compute: the early tokens of region mode (a few blocks over a whole frame of any size).
+    """
+
+    def __init__(
+        self, compiled, image_size: tuple[int, int], validation: Validation, float_model: torch.nn.Module
+    ) -> None:
         super().__init__()
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self.image_size = image_size
         self.validation = validation
+        self.float_model = float_model
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False) -> SimpleNamespace:
         if output_hidden_states:
@@ -167,7 +174,7 @@ def quantize(model: torch.nn.Module, preprocessing) -> OpenVINOBackbone:
         validation = Validation(**json.loads((folder / "validation.json").read_text()))
         compiled = core.compile_model(core.read_model(xml), "CPU", _compile_config())
         logger.info("int8 model from %s (min CLS cosine %.5f)", folder, validation.min_cosine)
-        return OpenVINOBackbone(compiled, size, validation)
+        return OpenVINOBackbone(compiled, size, validation, model)
     start = time.perf_counter()
     logger.info("building the int8 model (first use of these weights: a few minutes)")
     quantized = _quantize(model, preprocessing, size)
@@ -185,7 +192,7 @@ def quantize(model: torch.nn.Module, preprocessing) -> OpenVINOBackbone:
         validation.min_cosine,
         "passes" if validation.passed else f"below {MIN_COSINE}",
     )
-    return OpenVINOBackbone(compiled, size, validation)
+    return OpenVINOBackbone(compiled, size, validation, model)
 
 
 def _compile_config() -> dict:
