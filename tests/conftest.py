@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from db import Index, NewImage, Segment
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `auto` picks int8 on CPUs with VNNI/AMX: the int8 models the tests build stay out of the user's cache
+os.environ.setdefault("WEBSSL_INT8_CACHE", tempfile.mkdtemp(prefix="webssl-lens-int8-"))
 
 # -- a tiny model ---------------------------------------------------------------------------
 

@@ -37,12 +37,12 @@ def test_device_and_precision_resolution():
     ],
 )
 def test_auto_is_decided_per_cpu(monkeypatch, flags, backend, expected):
-    """Where int8 is allowed in auto (once the recipe meets the bar), the choice per CPU kind."""
+    """The choice per CPU kind: int8 where the CPU has int8 dot products and the backend is
+    installed (the recipe meets the bar, so auto may use it), else bf16 where native, else fp32."""
     import importlib.util
 
     from core.model import precision
 
-    monkeypatch.setattr(precision, "INT8_IN_AUTO", True)
     real = importlib.util.find_spec
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     monkeypatch.setattr(
@@ -55,13 +55,3 @@ def test_auto_is_decided_per_cpu(monkeypatch, flags, backend, expected):
     if backend and real("openvino") is None:
         pytest.skip("the int8 backend is not installed")
     assert resolve_precision("auto", torch.device("cpu")) == expected
-
-
-def test_auto_keeps_int8_opt_in_while_the_recipe_misses_the_bar(monkeypatch):
-    from core.model import precision
-
-    assert precision.INT8_IN_AUTO is False
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "avx512_bf16"}))
-    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
