@@ -802,7 +802,7 @@ def section_speed(settings: Settings, log: Callable[[str], None]) -> dict:
     if auto != "fp32":
         row("every", f"every frame, pipeline, auto precision ({auto})", every(auto))
     if settings.int8 and auto != "int8":
-        row("every_int8", "every frame, pipeline, int8 (opt-in)", every("int8"))
+        row("every_int8", "every frame, pipeline, int8 (asked for)", every("int8"))
     log("speed: default settings")
     row(
         "default_fp32",
@@ -818,7 +818,7 @@ def section_speed(settings: Settings, log: Callable[[str], None]) -> dict:
     if settings.int8 and auto != "int8":
         row(
             "default_int8",
-            "default sampling + int8 (opt-in)",
+            "default sampling + int8 (asked for)",
             measure(settings, "match", {"precision": "int8", "sampling": "auto"}),
         )
     # the baseline (and the ceiling) again at the end: machine speed drifts on shared hosts, so
@@ -1359,7 +1359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=RESULTS_DIR, help="results folder (default: bench/results)"
     )
-    parser.add_argument("--no-int8", action="store_true", help="skip the int8 (opt-in) rows")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 rows (where auto is not int8)")
     parser.add_argument(
         "--cache",
         type=Path,

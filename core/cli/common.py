@@ -49,7 +49,8 @@ def add_model_options(p: argparse.ArgumentParser, *, bound: bool = False) -> Non
         "--precision",
         default=None,
         choices=("auto", "fp32", "bf16", "fp16", "int8"),
-        help="fp32 (default, exact), bf16/fp16 (faster where supported), int8 (CPU, opt-in), auto",
+        help="fp32 (default, exact), bf16/fp16 (faster where supported), int8 (CPU), "
+        "auto (int8 on CPUs with VNNI/AMX, else bf16 or fp32)",
     )
     g.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
 

@@ -166,8 +166,9 @@ class FeatureExtractor:
         """
         b, _, h, w = pixel_values.shape
         rows, cols = h // self.patch_size, w // self.patch_size
-        x = pixel_values.to(self.device, non_blocking=True).to(self.input_dtype)
         model = getattr(self.model, "float_model", self.model)  # int8: the float model it came from
+        dtype = next(model.parameters()).dtype
+        x = pixel_values.to(self.device, non_blocking=True).to(dtype)
         layers = model.encoder.layer
         with self._autocast():
             hidden = model.embeddings(x)

@@ -174,7 +174,7 @@ def quantize(model: torch.nn.Module, preprocessing) -> OpenVINOBackbone:
         validation = Validation(**json.loads((folder / "validation.json").read_text()))
         compiled = core.compile_model(core.read_model(xml), "CPU", _compile_config())
         logger.info("int8 model from %s (min CLS cosine %.5f)", folder, validation.min_cosine)
-        return OpenVINOBackbone(compiled, size, validation, model)
+        return OpenVINOBackbone(compiled, size, validation, _early_model(model))
     start = time.perf_counter()
     logger.info("building the int8 model (first use of these weights: a few minutes)")
     quantized = _quantize(model, preprocessing, size)
@@ -192,7 +192,15 @@ def quantize(model: torch.nn.Module, preprocessing) -> OpenVINOBackbone:
         validation.min_cosine,
         "passes" if validation.passed else f"below {MIN_COSINE}",
     )
-    return OpenVINOBackbone(compiled, size, validation, model)
+    return OpenVINOBackbone(compiled, size, validation, _early_model(model))
+
+
+def _early_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The float backbone kept beside the int8 one (region mode's early blocks), in the CPU's
+    fastest floating-point precision: bf16 where native, at half the memory of fp32."""
+    from core.model.precision import dtype_of, float_precision
+
+    return model.to(dtype=dtype_of(float_precision(torch.device("cpu"))))
 
 
 def _compile_config() -> dict:
