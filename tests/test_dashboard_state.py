@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_model_status_of_folders_and_hub_ids(tiny_model_dir, tmp_path):
     from core.model.source import split_label
@@ -19,3 +21,50 @@ def test_model_status_of_folders_and_hub_ids(tiny_model_dir, tmp_path):
     assert not hub.available and "hf download someone/never-downloaded" in hub.fix
     assert split_label("org/name@v1") == ("org/name", "v1")
     assert split_label(str(tiny_model_dir)) == (str(tiny_model_dir), None)
+
+
+def test_the_newest_finished_run_is_preloaded_for_the_match_page(tmp_path, monkeypatch):
+    """The server's warm-up reads the run the Match page opens first into the run cache, so the
+    page's first opening does not wait for SQLite; an unfinished newest run is left alone."""
+    from conftest import synthetic_run
+    from core.matching import runs as core_runs
+    from dashboard import state
+    from db import Index
+
+    db = tmp_path / "preload.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    state._run_view.clear()
+    assert state.preload_newest_run() is None  # an empty database: nothing to load
+    view = synthetic_run(Index(db), [0, 0, 1, -1], [0.9, 0.8, 0.7, 0.0])
+    run_id = view.run.id
+    assert state.preload_newest_run() == run_id
+    monkeypatch.setattr(state, "load_run", lambda *a, **k: pytest.fail("run read again"))
+    monkeypatch.setattr(core_runs, "load_run", lambda *a, **k: pytest.fail("run read again"))
+    opened = state.get_run_view(run_id)  # what the Match page calls: the cached view
+    assert opened.run.id == run_id and len(opened.results) == 4
+    # a newer run still being written is not cached (the page reads it fresh on every rerun)
+    index = state.get_index()
+    newer = index.create_run(
+        video_id=view.video.id, collection_id=view.run.collection_id, model_id=view.run.model_id, params={}
+    )
+    assert index.get_run(newer).status == "running"
+    assert state.preload_newest_run() is None
+    state._run_view.clear()
+
+
+def test_preloading_a_missing_run_only_logs(tmp_path, monkeypatch, caplog):
+    from dashboard import state
+    from db import NotFoundError
+
+    monkeypatch.setenv("WEBSSL_DB", str(tmp_path / "gone.sqlite"))
+
+    def vanished(_run_id):
+        raise NotFoundError("run #7 not found")
+
+    from conftest import synthetic_run
+    from db import Index
+
+    synthetic_run(Index(tmp_path / "gone.sqlite"), [0], [0.9])
+    monkeypatch.setattr(state, "get_run_view", vanished)
+    assert state.preload_newest_run() is None
+    assert "could not preload the newest run" in caplog.text

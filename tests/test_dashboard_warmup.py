@@ -50,3 +50,10 @@ def test_a_lazy_module_imports_on_first_use():
     assert "colorsys" not in sys.modules and "not imported yet" in repr(colorsys)
     assert colorsys.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
     assert "colorsys" in sys.modules and "(imported)" in repr(colorsys)
+
+
+def test_the_warm_up_calls_its_follow_up_after_the_imports():
+    seen = []
+    thread = warm_up(["colorsys"], then=lambda: seen.append("colorsys" in sys.modules))
+    thread.join(timeout=30)
+    assert seen == [True]
