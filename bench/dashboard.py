@@ -104,10 +104,13 @@ _ARM = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   window.__benchRan = false;
   if (window.__benchRuns) window.__benchRuns.disconnect();
-  window.__benchRuns = new MutationObserver(() => {
-    if (app.getAttribute('data-test-script-state') === 'running') window.__benchRan = true;
+  // a run that starts and ends before the callback fires shows up in the records' old values only
+  window.__benchRuns = new MutationObserver((records) => {
+    if (app.getAttribute('data-test-script-state') === 'running'
+        || records.some((r) => r.oldValue === 'running')) window.__benchRan = true;
   });
-  window.__benchRuns.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  window.__benchRuns.observe(
+    app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
 }"""
 
 
@@ -183,6 +186,8 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
         neighbours)."""
         button = page.locator(f'[class*="st-key-{grid}-"] button').first
         button.scroll_into_view_if_needed()
+        # aim once the thumbnails have landed (images still loading can move the buttons)
+        page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=60_000)
         return button.click
 
     def neighbours_shown() -> None:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard.pages import HOME, sections
 from dashboard.prefetch import prefetch
-from dashboard.warmup import newest_run, warm_up
+from dashboard.warmup import read_ahead, warm_up
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.captureWarnings(True)
@@ -22,9 +22,9 @@ st.set_page_config(page_title="WebSSL Lens", page_icon=":material/center_focus_s
 
 @st.cache_resource(show_spinner=False)
 def _warmed_up():
-    """The pages' modules, imported in the background once per server process, then the run
-    the Match page opens first."""
-    return warm_up(then=newest_run)
+    """The pages' modules, imported in the background once per server process, then what the
+    first clicks need (the newest run, a large collection's search)."""
+    return warm_up(then=read_ahead)
 
 
 _warmed_up()

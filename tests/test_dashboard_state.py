@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
@@ -68,3 +69,48 @@ def test_preloading_a_missing_run_only_logs(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(state, "get_run_view", vanished)
     assert state.preload_newest_run() is None
     assert "could not preload the newest run" in caplog.text
+
+
+def _collection(index, name: str, n: int, dim: int = 16) -> int:
+    from db import NewImage
+
+    coll = index.create_collection(name, "m", "{}", dim)
+    rng = np.random.default_rng(n)
+    index.add_images(
+        coll.id,
+        [NewImage(f"/{name}/{i}.jpg", f"{name}{i:060x}", 1, 1, b"", rng.standard_normal(dim).astype(np.float32))
+         for i in range(n)],
+    )  # fmt: skip
+    return coll.id
+
+
+def test_a_large_collections_search_is_opened_ahead_and_a_small_one_is_not(tmp_path, monkeypatch):
+    """The warm-up opens the approximate index of the collection Browse shows first (and walks
+    it once), so the first neighbours search does not wait for the file; a collection searched
+    exactly is not loaded into memory for a search that may never come."""
+    import core.matching.search as search_module
+    from core.matching import ann
+    from dashboard import state
+    from db import Index
+
+    db = tmp_path / "search.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    monkeypatch.setattr(search_module, "APPROXIMATE_FROM", 50)  # 100k in the product
+    state._collection_search.clear()
+    assert state.preload_collection_search() is None  # no collection at all
+    index = Index(db)
+    _collection(index, "a-small", 20)
+    assert state.preload_collection_search() is None  # exact: nothing opened
+    index.delete_collection("a-small")
+    big = _collection(index, "big", 300)
+    search_module.open_search(index, index.get_collection_by_id(big), maintain=True)  # as `index` leaves it
+    walked = []
+    real_top_k = ann.ApproximateSearch.top_k
+    monkeypatch.setattr(
+        ann.ApproximateSearch, "top_k", lambda self, *a, **k: walked.append(1) or real_top_k(self, *a, **k)
+    )
+    assert state.preload_collection_search() == big and walked == [1]
+    monkeypatch.setattr(state, "open_search", lambda *a, **k: pytest.fail("opened again"))
+    opened = state.get_collection_search(big)  # what Browse calls: the open index
+    assert isinstance(opened, ann.ApproximateSearch) and len(opened) == 300
+    state._collection_search.clear()
