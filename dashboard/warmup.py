@@ -1,5 +1,5 @@
-"""Import what the pages need in the background, once per server process, then load the run
-the Match page opens first.
+"""Import what the pages need in the background, once per server process, then read ahead
+what the first clicks need.
 
 A page's first visit in a fresh server used to pay for importing its modules (the run explorer
 and its visualisations: about 1 s on 2 cores) on top of its own work. The router starts one
