@@ -100,18 +100,42 @@ def serve(db_path: Path, data_dir: Path, model: str, allowed: Path, log: Path) -
             proc.wait(10)
 
 
-_ARM = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  window.__benchRan = false;
-  if (window.__benchRuns) window.__benchRuns.disconnect();
+_OBSERVE = """
+function __benchObserve(app) {
   // a run that starts and ends before the callback fires shows up in the records' old values only
-  window.__benchRuns = new MutationObserver((records) => {
-    if (app.getAttribute('data-test-script-state') === 'running'
-        || records.some((r) => r.oldValue === 'running')) window.__benchRan = true;
-  });
+  const seen = (records) => app.getAttribute('data-test-script-state') === 'running'
+      || records.some((r) => r.oldValue === 'running');
+  if (window.__benchRuns) window.__benchRuns.disconnect();
+  window.__benchRuns = new MutationObserver((records) => { if (seen(records)) window.__benchRan = true; });
   window.__benchRuns.observe(
     app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
 }"""
+_ARM = (
+    "() => {"
+    + _OBSERVE
+    + """
+  window.__benchRan = false;
+  __benchObserve(document.querySelector('[data-testid="stApp"]'));
+}"""
+)
+_WATCH_LOADS = (
+    "(() => {"
+    + _OBSERVE
+    + """
+  window.__benchRan = false;
+  const attach = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app) return false;
+    if (app.getAttribute('data-test-script-state') === 'running') window.__benchRan = true;
+    __benchObserve(app);
+    return true;
+  };
+  if (!attach()) {
+    const found = new MutationObserver(() => { if (attach()) found.disconnect(); });
+    found.observe(document, {childList: true, subtree: true});
+  }
+})();"""
+)
 
 
 def arm(page) -> None:
@@ -119,12 +143,20 @@ def arm(page) -> None:
     page.evaluate(_ARM)
 
 
+def watch_loads(page) -> None:
+    """Arm every page the browser loads from its first moment (:func:`settle` with ``armed``
+    then times a page load like an action: without it, a fast first run could be over before
+    the bench looked, and a load counted 1.5 s of looking)."""
+    page.add_init_script(_WATCH_LOADS)
+
+
 def settle(page, timeout_ms: int = 120_000, *, armed: bool = False) -> None:
     """Wait until the script run that an action started has finished and the browser has drawn.
 
-    With ``armed`` (:func:`arm` was called before the action), waits for the run that started
-    after it, however fast. Otherwise it looks for a run for up to 1.5 s and then for idle, which
-    suits a page load (slow to start) but counts 1.5 s for a rerun that ended before it looked.
+    With ``armed`` (:func:`arm` was called before the action, or :func:`watch_loads` before a
+    page load), waits for the run that started after it, however fast. Otherwise it looks for a
+    run for up to 1.5 s and then for idle, which counts 1.5 s for a run that ended before it
+    looked.
     """
     if armed:
         page.wait_for_function(
@@ -145,6 +177,7 @@ def _rss_mb(pid: int) -> float:
 
 def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = None) -> dict:
     """Time the pages and interactions of a large run; returns seconds per step (and MB)."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect
 
     timings: dict = {}
@@ -156,11 +189,15 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
         if rerun:
             arm(page)
         start = time.perf_counter()
-        action()
-        if rerun:
-            settle(page, armed=True)
-        if until is not None:
-            until()
+        try:
+            action()
+            if rerun:
+                settle(page, armed=True)
+            if until is not None:
+                until()
+        except (PlaywrightError, AssertionError):  # keep what the page showed, then fail as before
+            shot(f"failed-{name.replace(' ', '-')}")
+            raise
         timings[name] = round(time.perf_counter() - start, 3)
         return timings[name]
 
@@ -170,7 +207,9 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
 
     def goto(path: str) -> None:
         page.goto(f"{url}/{path}")
-        settle(page)
+        settle(page, armed=True)  # watch_loads armed the new page
+
+    watch_loads(page)
 
     timed("home (cold)", lambda: goto(""))
     timed("home", lambda: goto(""))
