@@ -28,7 +28,7 @@ import streamlit as st
 
 from core import config
 from core.matching.runs import RunView, load_run
-from core.matching.search import VectorSearch, open_search, use_approximate
+from core.matching.search import VectorSearch, has_index_file, open_search
 from core.model.features import FeatureExtractor
 from core.model.source import ModelAvailability, model_availability, split_label
 from core.visual.colours import image_rgb
@@ -170,19 +170,20 @@ def preload_newest_run() -> int | None:
 
 
 def preload_collection_search() -> int | None:
-    """Open the search of the collection Browse shows first, when it has an approximate index,
-    and run one search through it, so that the first neighbours search does not wait for the
-    index file (0.38 s to open it and 0.89 s for the first search from a cold page cache at 1M
-    images, 0.1 s for the next). A small collection is left alone: exact search would hold its
-    whole matrix in memory for a search that may never come. Called by the server's warm-up
-    thread: a failure is logged only.
+    """Open the search of the collection Browse shows first, when it has an approximate index
+    file, and run one search through it, so that the first neighbours search does not wait for
+    the file (0.38 s to open it and 0.89 s for the first search from a cold page cache at 1M
+    images, 0.1 s for the next). A collection without one (small, or large with no file built
+    yet) is left alone: exact search would hold its whole matrix in memory for a search that
+    may never come. Called by the server's warm-up thread: a failure is logged only.
 
     Returns:
         The collection's id, or None when there was none to open.
     """
     try:
-        collections = get_index().list_collections()
-        if not collections or not use_approximate(collections[0].image_count):
+        index = get_index()
+        collections = index.list_collections()
+        if not collections or not has_index_file(index, collections[0]):
             return None
         coll = collections[0]
         search = get_collection_search(coll.id)

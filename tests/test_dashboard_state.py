@@ -103,6 +103,9 @@ def test_a_large_collections_search_is_opened_ahead_and_a_small_one_is_not(tmp_p
     assert state.preload_collection_search() is None  # exact: nothing opened
     index.delete_collection("a-small")
     big = _collection(index, "big", 300)
+    with monkeypatch.context() as m:  # no index file yet: opening it would load the matrix exactly
+        m.setattr(state, "open_search", lambda *a, **k: pytest.fail("searched exactly at start-up"))
+        assert state.preload_collection_search() is None
     search_module.open_search(index, index.get_collection_by_id(big), maintain=True)  # as `index` leaves it
     walked = []
     real_top_k = ann.ApproximateSearch.top_k

@@ -203,6 +203,13 @@ def _file_of(index: Index, record: VectorIndexRecord | None) -> Path | None:
     return folder / record.file
 
 
+def index_file(index: Index, vset: VectorSet) -> Path | None:
+    """The set's index file where SQLite records one and it is on disk (not yet checked against
+    SQLite: :func:`open_index` does that)."""
+    path = _file_of(index, index.vector_index(vset.kind, vset.scope))
+    return path if path is not None and path.is_file() else None
+
+
 def _load(path: Path, *, view: bool):
     from usearch.index import Index as Graph
 

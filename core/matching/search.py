@@ -178,6 +178,18 @@ def open_search(
     )
 
 
+def has_index_file(index: Index, collection: Collection) -> bool:
+    """Whether opening a collection's search would use its approximate index file: the set is
+    large enough for one and the file is on disk (:func:`open_search` still checks it against
+    SQLite). Without it, a large collection is searched exactly, its whole matrix in memory."""
+    from core.matching import ann
+
+    if not use_approximate(collection.image_count):
+        return False
+    vset = ann.VectorSet("images", str(collection.id), collection.embed_dim)
+    return ann.index_file(index, vset) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One search result: an image of the collection and its cosine similarity to the query."""
