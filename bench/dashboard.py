@@ -239,7 +239,7 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
     timings["server_mb_before_run"] = round(_rss_mb(server_pid), 1)
 
     def visible_run() -> None:
-        expect(page.locator(".js-plotly-plot").first).to_be_visible()
+        expect(page.locator(".webssl-timeline canvas")).to_be_visible()
 
     def open_from_sidebar(title: str):
         return lambda: page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
@@ -264,12 +264,13 @@ def journey(page, url: str, server_pid: int, run_id: int, shots: Path | None = N
     timings["threshold"] = round(statistics.median(moves), 3)
     timings["threshold (slowest)"] = max(moves)
 
-    point = page.locator(".js-plotly-plot .scatterlayer .trace").last.locator(".points path").nth(3)
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
+    chart = page.locator(".webssl-timeline canvas")
+    chart.scroll_into_view_if_needed()
+    point = chart.evaluate("c => c.__points[3]")  # where the timeline drew a point (CSS pixels)
+    box = chart.bounding_box()
     timed(
         "timeline click",
-        lambda: page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2),
+        lambda: page.mouse.click(box["x"] + point["x"], box["y"] + point["y"]),
         rerun=True,
         until=lambda: expect(page.get_by_text("Frame ", exact=False).first).to_be_visible(),
     )

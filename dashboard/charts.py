@@ -1,11 +1,12 @@
 """Plotly figures of a match run, as pure functions of arrays (no Streamlit, no database).
 
-- :func:`timeline_figure`: best score per frame over time, coloured by matched image, with
-  the threshold as a line (WebGL traces for long videos);
+- :func:`timeline_spec`: what the dashboard's timeline (:mod:`dashboard.timeline`, a canvas in
+  the browser) draws: best score per frame over time, coloured by matched image, with the
+  threshold as a line;
+- :func:`timeline_figure`: the same timeline as a Plotly figure (notebooks);
 - :func:`heatmap_figure`: images × time, the score of each of the top images per frame;
 - :func:`histogram_figure`: distribution of best scores, split at the threshold;
-- :func:`pr_curve_figure`: precision and recall over the threshold, against ground truth;
-- :func:`selected_frame`: the frame index a click on the timeline chose.
+- :func:`pr_curve_figure`: precision and recall over the threshold, against ground truth.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from core.media.video import format_time
 from core.visual.colours import NO_MATCH, image_colour
 
 THRESHOLD_COLOR = "#dc2626"
 MATCHED_COLOR = "#1f77b4"
 SELECTED_COLOR = "#111827"
+BAND_FILL = "rgba(120,130,145,0.18)"
+BAND_LINE = "rgba(120,130,145,0.55)"
+LEGEND_IMAGES = 8
+"""Matched images with a legend entry of their own on the timeline; the others share one."""
 
 
 def figure(traces: list[dict], layout: dict) -> go.Figure:
@@ -135,7 +141,7 @@ def timeline_figure(
     threshold: float,
     *,
     selected_time: float | None = None,
-    max_images: int = 8,
+    max_images: int = LEGEND_IMAGES,
     height: int = 400,
 ) -> go.Figure:
     """Best score over time, from :func:`decimate` (never more points than the chart has room for).
@@ -145,8 +151,8 @@ def timeline_figure(
     an "other images" entry and keep their colours; points below the threshold are grey. A band
     spans each bucket's lowest to highest score. ``line.matched`` comes from the run view (the
     threshold is applied there: here it is only drawn). Every point carries
-    ``customdata = [frame index, image label]``, so a click tells which frame it was (see
-    :func:`selected_frame`).
+    ``customdata = [frame index, image label]``, so a click tells which frame it was.
+    The dashboard draws the same timeline from :func:`timeline_spec`.
     """
     t, fi, sc, img = line.time_s, line.frame_index, line.score, line.image
     labels = unique_labels(img, names)
@@ -177,15 +183,13 @@ def timeline_figure(
         )  # fmt: skip
         traces.append(
             {"type": "scatter", "x": t[band], "y": sc[band], "mode": "lines", "fill": "tonexty",
-             "fillcolor": "rgba(120,130,145,0.18)", "line": {"color": "rgba(120,130,145,0.55)", "width": 1},
+             "fillcolor": BAND_FILL, "line": {"color": BAND_LINE, "width": 1},
              "hoverinfo": "skip", "name": "best score", "showlegend": False}
         )  # fmt: skip
     below = finite & ~matched
     if below.any():
         traces.append(points(below, "below threshold", {"color": NO_MATCH, "size": 5}))
-    ids, counts = np.unique(img[matched], return_counts=True)
-    order = ids[np.argsort(-counts, kind="stable")]
-    shown, rest = order[:max_images], order[max_images:]
+    shown, rest = legend_images(img, matched, max_images)
     for image_id in shown:
         traces.append(
             points(
@@ -222,6 +226,165 @@ def timeline_figure(
             "shapes": shapes,
             "annotations": [note],
         },
+    )
+
+
+def legend_images(image: np.ndarray, matched: np.ndarray, max_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """The matched images with a legend entry each (most matched points first, at most
+    ``max_images``) and the rest, which share one entry and keep their colours."""
+    ids, counts = np.unique(np.asarray(image, np.int64)[np.asarray(matched, bool)], return_counts=True)
+    order = ids[np.argsort(-counts, kind="stable")]
+    return order[:max_images], order[max_images:]
+
+
+TIME_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+SCORE_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5)
+
+
+def nice_ticks(lo: float, hi: float, steps: tuple[float, ...], most: int) -> tuple[list[float], float]:
+    """Round values between ``lo`` and ``hi`` and their step: the smallest of ``steps`` that
+    gives at most ``most`` ticks."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        return ([float(lo)] if np.isfinite(lo) else []), steps[0]
+    step = next((st for st in steps if (hi - lo) / st <= most), steps[-1])
+    first = np.ceil(lo / step - 1e-9) * step
+    return [round(float(v), 6) for v in np.arange(first, hi + step * 1e-9, step)], step
+
+
+def time_tick_label(seconds: float, step: float) -> str:
+    """A time axis label: :func:`core.media.video.format_time`, whole seconds where the step is."""
+    text = format_time(seconds)
+    return text[:-2] if step >= 1 else text
+
+
+@dataclass(frozen=True)
+class TimelineSpec:
+    """What the browser draws of a :class:`Timeline` (see ``dashboard/timeline.js``).
+
+    One entry per point in ``time_s`` … ``colour``. ``kind`` is 0 below the threshold (grey),
+    1 matched with a legend entry of its own, 2 matched among the "other images" (a diamond);
+    ``colour`` indexes ``palette``, ``label`` indexes ``labels`` (-1: no image).
+    """
+
+    time_s: tuple[float, ...]
+    score: tuple[float | None, ...]
+    low: tuple[float | None, ...]
+    frame_index: tuple[int, ...]
+    kind: tuple[int, ...]
+    colour: tuple[int, ...]
+    label: tuple[int, ...]
+    palette: tuple[str, ...]
+    labels: tuple[str, ...]
+    legend: tuple[tuple[str, str, str], ...]  # (colour, text, "circle" or "diamond")
+    threshold: float
+    selected_time: float | None
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    x_ticks: tuple[tuple[float, str], ...]
+    y_ticks: tuple[tuple[float, str], ...]
+    height: int
+
+    def to_data(self) -> dict[str, Any]:
+        """The spec as the JSON the component receives (times to the ms, scores to 1e-4)."""
+
+        def rounded(values, digits: int) -> list:
+            return [None if v is None else round(v, digits) for v in values]
+
+        return {
+            "time_s": rounded(self.time_s, 3),
+            "time_text": [format_time(t) for t in self.time_s],
+            "score": rounded(self.score, 4),
+            "low": rounded(self.low, 4),
+            "frame_index": list(self.frame_index),
+            "kind": list(self.kind),
+            "colour": list(self.colour),
+            "label": list(self.label),
+            "palette": list(self.palette),
+            "labels": list(self.labels),
+            "legend": [list(entry) for entry in self.legend],
+            "threshold": self.threshold,
+            "selected_time": self.selected_time,
+            "x_range": list(self.x_range),
+            "y_range": list(self.y_range),
+            "x_ticks": [list(t) for t in self.x_ticks],
+            "y_ticks": [list(t) for t in self.y_ticks],
+            "height": self.height,
+            "summary": f"Timeline of the best score per frame: {len(self.time_s)} points, "
+            f"threshold {self.threshold:.3f}",
+            "style": {
+                "threshold": THRESHOLD_COLOR,
+                "selected": SELECTED_COLOR,
+                "band_fill": BAND_FILL,
+                "band_line": BAND_LINE,
+            },
+        }
+
+
+def timeline_spec(
+    line: Timeline,
+    names: Mapping[int, str],
+    threshold: float,
+    *,
+    selected_time: float | None = None,
+    max_images: int = LEGEND_IMAGES,
+    height: int = 340,
+) -> TimelineSpec:
+    """The timeline of :func:`timeline_figure`, as the dashboard's canvas draws it: the same
+    points, colours, legend rule, band and threshold line."""
+    t, fi, sc, img = line.time_s, line.frame_index, line.score, line.image
+    labels = unique_labels(img, names)
+    finite = np.isfinite(sc)
+    matched = line.matched & (img >= 0) & finite
+    shown, rest = legend_images(img, matched, max_images)
+    kind = np.where(matched, np.where(np.isin(img, shown), 1, 2), 0)
+    palette = [NO_MATCH] + [image_colour(i) for i in np.unique(img[matched])]
+    colour_of = {c: n for n, c in enumerate(dict.fromkeys(palette))}
+    palette = list(colour_of)
+    colour = [
+        colour_of[image_colour(i)] if hit else 0
+        for i, hit in zip(img.tolist(), matched.tolist(), strict=True)
+    ]
+    label_ids = sorted(labels)
+    label_of = {i: n for n, i in enumerate(label_ids)}
+    legend = [(image_colour(i), labels[int(i)], "circle") for i in shown]
+    if len(rest):
+        legend.append((MATCHED_COLOR, f"{len(rest)} other images", "diamond"))
+    if (finite & ~matched).any():
+        legend.append((NO_MATCH, "below threshold", "circle"))
+
+    def optional(values: np.ndarray) -> tuple[float | None, ...]:
+        return tuple(float(v) if np.isfinite(v) else None for v in values.tolist())
+
+    if len(t):
+        x0, x1 = float(t[0]), float(t[-1])
+        pad = max((x1 - x0) * 0.01, 0.5)
+        x_range = (x0 - pad, x1 + pad)
+    else:
+        x_range = (0.0, 1.0)
+    low = float(np.nanmin(line.low)) if np.isfinite(line.low).any() else 0.0
+    y_range = (min(low, threshold) - 0.03, 1.02)
+    times, x_step = nice_ticks(*x_range, TIME_STEPS, 10)
+    scores, _ = nice_ticks(*y_range, SCORE_STEPS, 8)
+    return TimelineSpec(
+        time_s=tuple(float(v) for v in t.tolist()),
+        score=optional(sc),
+        low=optional(np.where(np.isfinite(line.low) & finite, line.low, np.nan)),
+        frame_index=tuple(int(v) for v in fi.tolist()),
+        kind=tuple(int(k) for k in kind.tolist()),
+        colour=tuple(colour),
+        label=tuple(label_of.get(int(i), -1) for i in img.tolist()),
+        palette=tuple(palette),
+        labels=tuple(labels[i] for i in label_ids),
+        legend=tuple(legend),
+        threshold=float(threshold),
+        selected_time=float(selected_time)
+        if selected_time is not None and np.isfinite(selected_time)
+        else None,
+        x_range=x_range,
+        y_range=y_range,
+        x_ticks=tuple((v, time_tick_label(v, x_step)) for v in times if v >= 0),
+        y_ticks=tuple((v, f"{v:g}") for v in scores),
+        height=height,
     )
 
 
@@ -455,22 +618,3 @@ def pr_curve_figure(
         legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
     )
     return fig
-
-
-def selected_frame(event: Any) -> int | None:
-    """The frame index of the first point in a ``st.plotly_chart(on_select=...)`` event, if any."""
-    if event is None:
-        return None
-    selection = event.get("selection") if isinstance(event, Mapping) else getattr(event, "selection", None)
-    if selection is None:
-        return None
-    points = selection.get("points") if isinstance(selection, Mapping) else getattr(selection, "points", None)
-    for point in points or ():
-        custom = point.get("customdata") if isinstance(point, Mapping) else None
-        if custom is None:
-            continue
-        try:
-            return int(custom[0] if isinstance(custom, list | tuple) else custom)
-        except (TypeError, ValueError, IndexError):
-            continue
-    return None

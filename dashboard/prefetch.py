@@ -1,7 +1,8 @@
 """Load the run page's heaviest browser code while the user is on another page.
 
 Streamlit loads each kind of element's code the first time a page shows one. The Match page is
-the first to show a Plotly chart (a 4.6 MB script), a data grid, sliders and metrics, so a run's
+the first to show a data grid, a custom component (the timeline), sliders, metrics and a Plotly
+chart (a 4.6 MB script; once the timeline was one), so a run's
 first opening in a browser tab paid for fetching, compiling and running all of it: about 1.7 s
 of the 2.3 s it took on 2 cores (``python -m bench.dashboard``). Every page therefore asks the
 browser, once the page is drawn and the browser is idle, to import those same modules; a later
@@ -25,10 +26,12 @@ logger = logging.getLogger(__name__)
 
 STATIC_JS = Path(st.__file__).resolve().parent / "static" / "static" / "js"
 ELEMENTS = (
-    "PlotlyChart", "DataFrame", "Slider", "NumberInput", "Metric", "ImageList",
-    "Selectbox", "Checkbox", "Button", "Radio", "FileUploader",
+    "DataFrame", "BidiComponent", "Slider", "NumberInput", "Metric", "ImageList",
+    "Selectbox", "Checkbox", "Button", "Radio", "FileUploader", "PlotlyChart",
 )  # fmt: skip
-"""The element modules the Match page needs and the Home page does not, heaviest first."""
+"""The element modules the Match page needs and the Home page does not: first what a run shows
+when it opens (its table, the timeline component, sliders), last Plotly (its heat map, histogram
+and evaluation tabs; 4.6 MB)."""
 
 _SCRIPT = """<script>
 (() => {

@@ -32,6 +32,7 @@ from dashboard.state import (
     video_frame,
     with_paths,
 )
+from dashboard.timeline import clicked_frame, timeline
 from dashboard.widgets import (
     code_span,
     count_metric,
@@ -154,7 +155,7 @@ def _timeline(view: RunView) -> int:
         st.session_state[frame_key] = int(fi[int(np.nanargmax(np.where(np.isfinite(best), best, -np.inf)))])
 
     def jump(source_key: str, frame: int | None) -> None:
-        """Apply a click once: a selection stays in the widget state across reruns."""
+        """Apply a table selection once: it stays in the widget state across reruns."""
         if frame is None:
             return
         seen_key = keys.applied_selection(source_key)
@@ -162,7 +163,9 @@ def _timeline(view: RunView) -> int:
             st.session_state[seen_key] = frame
             st.session_state[frame_key] = int(fi[row_of_frame(fi, frame)])
 
-    jump(chart_key, charts.selected_frame(st.session_state.get(chart_key)))
+    clicked = clicked_frame(st.session_state.get(chart_key))  # one rerun only: a click is applied once
+    if clicked is not None:
+        st.session_state[frame_key] = int(fi[row_of_frame(fi, clicked)])
     table_state = st.session_state.get(table_key)
     if table_state is not None:
         rows_sel = (table_state.get("selection") or {}).get("rows") or []
@@ -176,16 +179,18 @@ def _timeline(view: RunView) -> int:
     )
     ranked = charts.on_screen(view.best_image, view.matched(), ts)
     view = with_paths(view, np.concatenate([line.image, [i for i, _ in ranked]]).astype(np.int64))
-    fig = charts.timeline_figure(
+    spec = charts.timeline_spec(
         line, image_labels(view, line.image), view.params.threshold, selected_time=float(ts[row])
     )
-    st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points", config=CONFIG)
+    timeline(spec, key=chart_key)
     detail = (
         f"each point is the best of ~{line.frames / len(line.time_s):.0f} frames (the band spans their scores)"
         if line.decimated
         else "every frame is a point"
     )
-    st.caption(f"Click a point to inspect that frame · {detail} · narrow the window to see every frame.")
+    st.caption(
+        f"Click the timeline to inspect the frame there · {detail} · narrow the window to see every frame."
+    )
     if ranked:
         seen = len(np.unique(view.best_image[view.matched() & (view.best_image >= 0)]))
         listed = " · ".join(

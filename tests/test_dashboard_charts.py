@@ -1,6 +1,8 @@
-"""dashboard.charts: the Plotly figures of a run."""
+"""dashboard.charts: the figures of a run (Plotly), and the timeline the dashboard draws."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import plotly.graph_objects as go
@@ -147,14 +149,6 @@ def test_histogram_splits_at_the_threshold():
     assert sum(charts.histogram_figure(np.array([np.nan]), np.zeros(1, bool), 0.5).data[0].y) == 0
 
 
-def test_selected_frame_reads_plotly_events():
-    assert charts.selected_frame(None) is None
-    assert charts.selected_frame({"selection": {"points": []}}) is None
-    event = {"selection": {"points": [{"x": 1.2, "customdata": [12, "a.jpg"]}]}}
-    assert charts.selected_frame(event) == 12
-    assert charts.selected_frame({"selection": {"points": [{"x": 1}, {"customdata": ["7", "b"]}]}}) == 7
-
-
 def test_pr_curve_marks_the_view_and_the_calibrated_threshold():
     fig = charts.pr_curve_figure(
         np.array([0.2, 0.5, 0.9]),
@@ -178,3 +172,78 @@ def test_pr_curve_of_an_hour_is_thinned_but_keeps_both_ends():
     assert len(curve.x) <= charts.PR_POINTS + 1
     assert curve.x[0] == recall[0] and curve.x[-1] == recall[-1]
     assert curve.customdata[-1] == pytest.approx(0.1)
+
+
+# -- the dashboard's timeline (dashboard/timeline.js draws TimelineSpec) ---------------------------
+def test_timeline_spec_draws_what_the_figure_draws():
+    """The same points, colours, legend and lines as :func:`timeline_figure`, so the notebook's
+    chart and the dashboard's canvas tell the same story."""
+    n = 200
+    t = np.arange(n) / 25
+    img = np.arange(n) % 20
+    score = np.where(np.arange(n) % 4 == 0, 0.5, 0.95)
+    score[7] = np.nan
+    line = charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9))
+    names = {i: f"img{i}.jpg" for i in range(20)}
+    spec = charts.timeline_spec(line, names, 0.9, selected_time=2.0, max_images=5)
+    fig = charts.timeline_figure(line, names, 0.9, selected_time=2.0, max_images=5)
+    assert len(spec.time_s) == n and spec.score[7] is None  # the NaN frame has no point
+    points = [tr for tr in fig.data if tr.mode == "markers"]
+    grey = points[0]
+    assert grey.name == "below threshold"
+    drawn_grey = [i for i, k in enumerate(spec.kind) if k == 0 and spec.score[i] is not None]
+    assert len(drawn_grey) == len(grey.x) == 50  # every 4th frame is below
+    for tr in points[1:-1]:  # one trace per legend image: the same frames, the same colour
+        frames = [int(f) for f, _ in tr.customdata]
+        assert {spec.palette[spec.colour[f]] for f in frames} == {tr.marker.color}
+        assert {spec.kind[f] for f in frames} == {1}
+    others = [int(f) for f, _ in points[-1].customdata]
+    assert {spec.kind[f] for f in others} == {2}  # the "other images" diamonds keep their colours
+    assert [spec.palette[spec.colour[f]] for f in others] == list(points[-1].marker.color)
+    assert [text for _, text, _ in spec.legend] == [tr.name for tr in points[1:]] + ["below threshold"]
+    assert spec.legend[-2][2] == "diamond"
+    assert spec.labels[spec.label[3]] == "img3.jpg"
+    assert spec.threshold == 0.9 and spec.selected_time == 2.0
+    assert spec.y_range[0] <= 0.5 - 0.03 and spec.y_range[1] > 1.0  # the lowest score and the top fit
+
+
+def test_timeline_spec_colours_follow_the_image_not_the_threshold():
+    n = 60
+    t = np.arange(n) / 10
+    img = np.repeat([3, 8, 5], 20)
+    score = np.concatenate([np.full(20, 0.65), np.full(20, 0.95), np.full(20, 0.75)])
+    for threshold in (0.6, 0.7, 0.9):
+        spec = charts.timeline_spec(
+            charts.decimate(t, np.arange(n), score, img, score >= threshold), {}, threshold
+        )
+        for i in range(n):
+            want = image_colour(int(img[i])) if score[i] >= threshold else charts.NO_MATCH
+            assert spec.palette[spec.colour[i]] == want
+
+
+def test_timeline_spec_data_is_small_json_for_a_two_hour_run():
+    n = 216_000
+    t = np.arange(n) / 30
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0.3, 1.0, n)
+    img = rng.integers(0, 500, n)
+    line = charts.decimate(t, np.arange(n), score, img, score >= 0.6, buckets=600)
+    data = charts.timeline_spec(line, {}, 0.6, selected_time=float("nan")).to_data()
+    text = json.dumps(data, allow_nan=False)  # NaN is not JSON: missing scores travel as null
+    assert len(text) < 120_000
+    assert data["selected_time"] is None
+    assert data["time_text"][-1] == "1:59:58.8" or data["time_text"][-1].startswith("1:59:5")
+    assert [label for _, label in data["x_ticks"]][:3] == ["0:00", "15:00", "30:00"]  # whole minutes
+    assert len(data["x_ticks"]) <= 11 and len(data["y_ticks"]) <= 9
+
+
+def test_nice_ticks():
+    assert charts.nice_ticks(0.0, 7200.0, charts.TIME_STEPS, 10) == (
+        [float(v) for v in range(0, 7201, 900)],
+        900,
+    )
+    ticks, step = charts.nice_ticks(0.27, 1.02, charts.SCORE_STEPS, 8)
+    assert step == 0.1 and ticks[0] == pytest.approx(0.3) and ticks[-1] == pytest.approx(1.0)
+    assert charts.nice_ticks(-1.5, 12.3, charts.TIME_STEPS, 10)[0][:2] == [0.0, 2.0]
+    assert charts.nice_ticks(1.0, 1.0, charts.SCORE_STEPS, 8) == ([1.0], 0.01)  # one value: one tick
+    assert charts.time_tick_label(90.0, 30) == "1:30" and charts.time_tick_label(1.5, 0.5) == "0:01.5"

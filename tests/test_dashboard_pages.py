@@ -325,7 +325,7 @@ def test_match_a_video_in_the_background(filled_db, shots_video):
     wait_for_job(at, keys.MATCH_JOB)
     assert any("Run #1 finished" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
     assert at.session_state[keys.RUN] == 1
-    assert at.get("plotly_chart"), "the timeline is drawn"
+    assert timeline_data(at)["time_s"], "the timeline is drawn"
     segments = at.dataframe[0].value
     assert list(segments.columns[:6]) == ["preview", "image", "from", "to", "peak", "mean"]
     assert segments["image"].tolist() == ["alpha.jpg", "beta.png", "gamma.jpg"]
@@ -379,6 +379,47 @@ def test_frame_inspector_follows_the_slider(stored_run):
     captions = [c for img in at.image for c in img.captions]
     assert any(c.startswith("Frame 20 at 0:02.0") for c in captions), captions
     assert any("#1 beta.png" in c for c in plain(at.caption))
+
+
+def timeline_data(at: AppTest) -> dict:
+    """The data the page sent to its timeline (dashboard/timeline.js draws it)."""
+    import json
+
+    (element,) = [e for e in at.get("bidi_component") if e.proto.component_name == "webssl_lens.timeline"]
+    return json.loads(element.proto.json)
+
+
+def test_a_click_on_the_timeline_inspects_that_frame(stored_run):
+    """The browser sends the clicked point's frame once (a trigger value); the inspector, the
+    timeline's frame line and the slider follow it."""
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    data = timeline_data(at)
+    assert data["threshold"] == pytest.approx(TEST_THRESHOLD)
+    frame = data["frame_index"][-3]
+    at.session_state[keys.run_timeline(run_id)] = {"frame": frame}
+    at.run()
+    assert not at.exception, at.exception
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith(f"Frame {frame} at ") for c in captions), captions
+    assert at.slider(key=keys.run_frame(run_id)).value == frame
+    assert timeline_data(at)["selected_time"] == pytest.approx(data["time_s"][-3])
+
+
+def test_moving_the_threshold_redraws_the_timeline_in_place(stored_run):
+    """The timeline keeps its identity when the threshold moves (a Plotly chart's follows its
+    figure, so the browser rebuilt it on every move), and draws the new threshold and colours."""
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    before, first = at.get("bidi_component")[0].proto.id, timeline_data(at)
+    at.slider(key=keys.run_threshold(run_id)).set_value(0.995).run()
+    assert not at.exception, at.exception
+    data = timeline_data(at)
+    assert at.get("bidi_component")[0].proto.id == before
+    assert data["threshold"] == pytest.approx(0.995)
+    matched = [k > 0 for k in data["kind"]]
+    assert sum(matched) < sum(k > 0 for k in first["kind"])
+    assert matched == [s is not None and s >= 0.995 for s in data["score"]]
 
 
 def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):

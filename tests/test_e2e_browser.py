@@ -111,19 +111,23 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
             expect(page.get_by_text("Run #1 finished")).to_be_visible(timeout=90_000)
             settle(page)
             no_exception(page)
-            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            chart = page.locator(".webssl-timeline canvas")
+            expect(chart).to_be_visible()
             expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-            # a click on a point of the timeline opens that frame in the inspector
-            frame = page.evaluate(
-                """() => { const d = document.querySelector('.js-plotly-plot').data;
-                           const last = d[d.length - 1]; return last.customdata[last.customdata.length - 1][0]; }"""
-            )
-            point = page.locator(".js-plotly-plot .scatterlayer .trace").last.locator(".points path").last
-            point.scroll_into_view_if_needed()
-            box = point.bounding_box()
+            # a click on a point of the timeline opens that frame in the inspector, and moves
+            # the timeline's frame line there (the canvas is redrawn, not replaced)
+            chart.scroll_into_view_if_needed()
+            point = chart.evaluate("c => c.__points[c.__points.length - 2]")
+            assert point is not None and chart.evaluate("c => c.__points.length") > 10
+            chart.evaluate("c => { c.__mark = 1; }")
+            box = chart.bounding_box()
             assert box is not None
-            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            expect(page.get_by_text(re.compile(rf"^Frame {frame} at "))).to_be_visible()
+            page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+            expect(page.get_by_text(re.compile(rf"^Frame {point['frame']} at "))).to_be_visible()
+            assert chart.evaluate("c => c.__mark") == 1
+            # hovering a point names its image
+            page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+            expect(page.locator(".webssl-timeline .tip")).to_contain_text(f"frame {point['frame']}")
             settle(page)
             no_exception(page)
             # Streamlit scrolls inside its own container: a tall viewport shows the whole page

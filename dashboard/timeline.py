@@ -1,0 +1,50 @@
+"""The Match page's timeline: a canvas in the browser (a Streamlit v2 component).
+
+Why not ``st.plotly_chart``: a Plotly chart's identity in the page follows its figure, so every
+new threshold gave a new chart, which the browser built from scratch (~140 ms of a 330 ms
+threshold move on a 2-hour run). A keyed component keeps its identity: its script
+(``timeline.js``) redraws the same canvas from the new :class:`~dashboard.charts.TimelineSpec`.
+What it draws is decided in :func:`dashboard.charts.timeline_spec`, which tests read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from dashboard.charts import TimelineSpec
+
+_HTML = '<div class="webssl-timeline"><canvas tabindex="0" role="img"></canvas><div class="tip"></div><div class="legend"></div></div>'
+_CSS = """
+.webssl-timeline { position: relative; font: 12px sans-serif; }
+.webssl-timeline canvas { display: block; width: 100%; cursor: crosshair; }
+.webssl-timeline .tip { display: none; position: absolute; pointer-events: none; padding: 4px 8px;
+  background: rgba(17, 24, 39, 0.9); color: #fff; border-radius: 4px; white-space: nowrap; }
+.webssl-timeline .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; padding: 4px 0 0 52px; }
+.webssl-timeline .item { display: inline-flex; align-items: center; gap: 5px; }
+.webssl-timeline .mark { display: inline-block; width: 9px; height: 9px; border-radius: 50%; }
+.webssl-timeline .mark.diamond { border-radius: 0; transform: rotate(45deg) scale(0.85); }
+"""
+_JS = Path(__file__).with_name("timeline.js").read_text(encoding="utf-8")
+
+_component = st.components.v2.component("webssl_lens.timeline", html=_HTML, css=_CSS, js=_JS)
+
+
+def clicked_frame(state: Any) -> int | None:
+    """The frame a click on the timeline chose (the component's one-rerun ``frame`` value), if any."""
+    value = state.get("frame") if isinstance(state, Mapping) else getattr(state, "frame", None)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def timeline(spec: TimelineSpec, *, key: str) -> int | None:
+    """Draw the timeline; returns the frame a click on it chose in this rerun, if any."""
+    result = _component(key=key, data=spec.to_data(), on_frame_change=lambda: None, height="content")
+    return clicked_frame(result)
