@@ -61,6 +61,9 @@ def image_grid(
 
 
 # -- an opened image ----------------------------------------------------------------------------
+# Always the same slot, empty when no image is open: an element put before the grid only when an
+# image opens moved every grid card one place down, and the browser built all 48 anew.
+opened_slot = st.container()
 opened = st.session_state.get(keys.BROWSE_OPEN)
 if opened is not None:
     try:
@@ -69,7 +72,7 @@ if opened is not None:
         st.session_state[keys.BROWSE_OPEN] = None
         rec = None
     if rec is not None and rec.collection_id == coll.id:
-        with st.container(border=True):
+        with opened_slot, st.container(border=True):
             head, close = st.columns([6, 1])
             head.subheader(md_escape(rec.name))
             close.button("Close", on_click=_open, args=(None,), icon=":material/close:", width="stretch")
