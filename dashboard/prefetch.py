@@ -1,12 +1,11 @@
 """Load the run page's heaviest browser code while the user is on another page.
 
 Streamlit loads each kind of element's code the first time a page shows one. The Match page is
-the first to show a data grid, a custom component (the timeline), sliders, metrics and a Plotly
-chart (a 4.6 MB script; once the timeline was one), so a run's
-first opening in a browser tab paid for fetching, compiling and running all of it: about 1.7 s
-of the 2.3 s it took on 2 cores (``python -m bench.dashboard``). Every page therefore asks the
-browser, once the page is drawn and the browser is idle, to import those same modules; a later
-visit to the Match page finds them loaded.
+the first to show a data grid, a custom component (the timeline), sliders and metrics (and, when
+the timeline was a Plotly chart, a 4.6 MB script), so a run's first opening in a browser tab paid
+for fetching, compiling and running all of it: about 1.7 s of the 2.3 s it took on 2 cores
+(``python -m bench.dashboard``). Every page therefore asks the browser, when it is idle, to
+import those same modules, one at a time; a later visit to the Match page finds them loaded.
 
 The modules are Streamlit's own, found by name in the installed package (their file names carry
 a content hash that changes with each Streamlit release). Where one is missing (a release that
@@ -27,11 +26,11 @@ logger = logging.getLogger(__name__)
 STATIC_JS = Path(st.__file__).resolve().parent / "static" / "static" / "js"
 ELEMENTS = (
     "DataFrame", "BidiComponent", "Slider", "NumberInput", "Metric", "ImageList",
-    "Selectbox", "Checkbox", "Button", "Radio", "FileUploader", "PlotlyChart",
+    "Selectbox", "Checkbox", "Button", "Radio", "FileUploader",
 )  # fmt: skip
-"""The element modules the Match page needs and the Home page does not: first what a run shows
-when it opens (its table, the timeline component, sliders), last Plotly (its heat map, histogram
-and evaluation tabs; 4.6 MB)."""
+"""The element modules a run shows when it opens (the Match page) and the Home page does not.
+Not Plotly's (4.6 MB): a run opens without a Plotly chart (the timeline is a component), and
+compiling it blocked the page for about 0.6 s: a click in that time waited for it."""
 
 _SCRIPT = """<script>
 (() => {
@@ -39,9 +38,14 @@ _SCRIPT = """<script>
   window.__weblensPrefetch = true;
   const entry = document.querySelector('script[type="module"][src*="static/js/index."]');
   const base = entry ? entry.src : new URL("static/js/", document.baseURI).href;
-  const load = () => NAMES.forEach((name) => import(new URL(name, base).href).catch(() => {}));
-  if ("requestIdleCallback" in window) requestIdleCallback(load, {timeout: 4000});
-  else setTimeout(load, 1000);
+  // one module per idle moment, so that a click soon after the page loads does not wait
+  // for all of them to compile
+  const idle = (fn) => ("requestIdleCallback" in window ? requestIdleCallback(fn, {timeout: 4000}) : setTimeout(fn, 200));
+  const next = (names) => {
+    if (!names.length) return;
+    idle(() => import(new URL(names[0], base).href).catch(() => {}).finally(() => next(names.slice(1))));
+  };
+  next(NAMES);
 })();
 </script>"""
 
