@@ -17,7 +17,7 @@ import streamlit as st
 
 from dashboard.charts import TimelineSpec
 
-_HTML = '<div class="webssl-timeline"><canvas tabindex="0" role="img"></canvas><div class="tip"></div><div class="legend"></div></div>'
+_HTML = '<div class="webssl-timeline"><canvas role="img"></canvas><div class="tip"></div><div class="legend"></div></div>'
 _CSS = """
 .webssl-timeline { position: relative; font: 12px sans-serif; }
 .webssl-timeline canvas { display: block; width: 100%; cursor: crosshair; }
