@@ -96,6 +96,15 @@ class Timeline:
     frames: int  # frames in the window
     decimated: bool
 
+    def drawn_matched(self) -> np.ndarray:
+        """The points drawn as matched (in their image's colour): matched, with an image and a score."""
+        return self.matched & (self.image >= 0) & np.isfinite(self.score)
+
+    def score_range(self, threshold: float) -> tuple[float, float]:
+        """The score axis: down to the lowest score or the threshold, whichever is lower."""
+        low = float(np.nanmin(self.low)) if np.isfinite(self.low).any() else 0.0
+        return (min(low, threshold) - 0.03, 1.02)
+
 
 def decimate(
     time_s: np.ndarray,
@@ -157,7 +166,7 @@ def timeline_figure(
     t, fi, sc, img = line.time_s, line.frame_index, line.score, line.image
     labels = unique_labels(img, names)
     finite = np.isfinite(sc)
-    matched = line.matched & (img >= 0) & finite
+    matched = line.drawn_matched()
     traces: list[dict] = []
 
     def custom(mask: np.ndarray) -> list[list]:
@@ -211,14 +220,13 @@ def timeline_figure(
             {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "xref": "x", "x0": float(selected_time),
              "x1": float(selected_time), "line": {"color": SELECTED_COLOR, "width": 1, "dash": "dot"}}
         )  # fmt: skip
-    low = float(np.nanmin(line.low)) if np.isfinite(line.low).any() else 0.0
     return figure(
         traces,
         {
             "height": height,
             "margin": {"l": 50, "r": 10, "t": 20, "b": 100},
             "xaxis": {"title": {"text": "time (s)"}},
-            "yaxis": {"title": {"text": "best score"}, "range": [min(low, threshold) - 0.03, 1.02]},
+            "yaxis": {"title": {"text": "best score"}, "range": list(line.score_range(threshold))},
             # the legend goes below the plot, clear of Plotly's tool bar at the top right
             "legend": {"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0},
             "hovermode": "closest",
@@ -334,7 +342,7 @@ def timeline_spec(
     t, fi, sc, img = line.time_s, line.frame_index, line.score, line.image
     labels = unique_labels(img, names)
     finite = np.isfinite(sc)
-    matched = line.matched & (img >= 0) & finite
+    matched = line.drawn_matched()
     shown, rest = legend_images(img, matched, max_images)
     kind = np.where(matched, np.where(np.isin(img, shown), 1, 2), 0)
     palette = [NO_MATCH] + [image_colour(i) for i in np.unique(img[matched])]
@@ -361,8 +369,7 @@ def timeline_spec(
         x_range = (x0 - pad, x1 + pad)
     else:
         x_range = (0.0, 1.0)
-    low = float(np.nanmin(line.low)) if np.isfinite(line.low).any() else 0.0
-    y_range = (min(low, threshold) - 0.03, 1.02)
+    y_range = line.score_range(threshold)
     times, x_step = nice_ticks(*x_range, TIME_STEPS, 10)
     scores, _ = nice_ticks(*y_range, SCORE_STEPS, 8)
     return TimelineSpec(
