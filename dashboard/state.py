@@ -273,6 +273,12 @@ def get_thumbnails(image_ids) -> dict[int, bytes]:
     return get_index().get_thumbnails(ids) if ids else {}
 
 
+@st.cache_data(show_spinner=False, max_entries=4096)
+def square_preview(jpeg: bytes | None) -> bytes:
+    """A grid's square thumbnail (:func:`dashboard.media.square_jpeg`), made once per server."""
+    return media.square_jpeg(jpeg)
+
+
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _preview(image_id: int, db_path: str) -> bytes | None:
     jpeg = _open_index(db_path).get_thumbnails([image_id]).get(image_id)

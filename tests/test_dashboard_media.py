@@ -59,7 +59,7 @@ def test_grid_thumbnails_are_squares_and_names_fit_a_line():
 
     from PIL import Image
 
-    from dashboard.media import THUMB_BACKGROUND, short_name, square_thumbnail
+    from dashboard.media import THUMB_BACKGROUND, short_name, square_jpeg, square_thumbnail
 
     for size in ((40, 200), (200, 40), (64, 64)):
         buf = io.BytesIO()
@@ -68,6 +68,13 @@ def test_grid_thumbnails_are_squares_and_names_fit_a_line():
         assert square.shape == (128, 128, 3)
     assert (square_thumbnail(None, 32) == THUMB_BACKGROUND).all()
     assert (square_thumbnail(b"junk", 32) == THUMB_BACKGROUND).all()
+    # the grid sends them as JPEG: the same square, no PNG encoding per rerun
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 200), (200, 30, 30)).save(buf, "JPEG")
+    sent = Image.open(io.BytesIO(square_jpeg(buf.getvalue(), 128)))
+    assert sent.format == "JPEG" and sent.size == (128, 128)
+    want = square_thumbnail(buf.getvalue(), 128).astype(int)
+    assert np.abs(np.asarray(sent.convert("RGB")).astype(int) - want).mean() < 3
     assert short_name("a" * 20 + ".jpg") == "a" * 20 + ".jpg"
     long = short_name("holiday-" * 10 + "final.jpg", 28)
     assert len(long) == 28 and long.startswith("holiday-") and long.endswith("final.jpg")
