@@ -27,12 +27,13 @@ def _warmed_up():
     return warm_up(then=read_ahead)
 
 
-_warmed_up()
-
-st.navigation(
-    {
-        section: [st.Page(p.path, title=p.title, icon=p.icon, default=p is HOME) for p in pages]
-        for section, pages in sections().items()
-    }
-).run()
-prefetch()  # after the page: the browser loads the run page's code once this page is drawn
+try:
+    st.navigation(
+        {
+            section: [st.Page(p.path, title=p.title, icon=p.icon, default=p is HOME) for p in pages]
+            for section, pages in sections().items()
+        }
+    ).run()
+    prefetch()  # after the page: the browser loads the run page's code once this page is drawn
+finally:
+    _warmed_up()  # after the first page's own work, which it slowed down (the GIL, 2 cores)
