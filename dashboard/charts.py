@@ -291,6 +291,7 @@ class TimelineSpec:
     x_ticks: tuple[tuple[float, str], ...]
     y_ticks: tuple[tuple[float, str], ...]
     height: int
+    brush: bool = False  # a drag across the chart chooses a time window (a long run)
 
     def to_data(self) -> dict[str, Any]:
         """The spec as the JSON the component receives (times to the ms, scores to 1e-4)."""
@@ -317,6 +318,7 @@ class TimelineSpec:
             "x_ticks": [list(t) for t in self.x_ticks],
             "y_ticks": [list(t) for t in self.y_ticks],
             "height": self.height,
+            "brush": self.brush,
             "summary": f"Timeline of the best score per frame: {len(self.time_s)} points, "
             f"threshold {self.threshold:.3f}",
             "style": {
@@ -336,6 +338,7 @@ def timeline_spec(
     selected_time: float | None = None,
     max_images: int = LEGEND_IMAGES,
     height: int = 340,
+    brush: bool = False,
 ) -> TimelineSpec:
     """The timeline of :func:`timeline_figure`, as the dashboard's canvas draws it: the same
     points, colours, legend rule, band and threshold line."""
@@ -392,6 +395,7 @@ def timeline_spec(
         x_ticks=tuple((v, time_tick_label(v, x_step)) for v in times if v >= 0),
         y_ticks=tuple((v, f"{v:g}") for v in scores),
         height=height,
+        brush=brush,
     )
 
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.media import video
 
@@ -121,11 +121,14 @@ def short_name(name: str, limit: int = 28) -> str:
 
 def small_jpeg(
     jpeg: bytes, size: int = 64, quality: int = 80, frame: tuple[int, int, int] | None = None
-) -> bytes:
+) -> bytes | None:
     """A stored thumbnail shrunk to ``size`` px (longest side), as JPEG, optionally inside a
     ``frame`` of that colour: table previews travel inside the table's data, so they are kept to
-    a few KB."""
-    img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    a few KB. None where the stored bytes are not a picture (the table shows a swatch)."""
+    try:
+        img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    except (UnidentifiedImageError, OSError):
+        return None
     if frame is not None:
         border = max(2, size // 16)
         img.thumbnail((size - 2 * border, size - 2 * border))

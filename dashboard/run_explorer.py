@@ -29,10 +29,11 @@ from dashboard.state import (
     previews,
     run_top_images,
     settings,
+    square_preview,
     video_frame,
     with_paths,
 )
-from dashboard.timeline import clicked_frame, timeline
+from dashboard.timeline import chosen_window, clicked_frame, timeline
 from dashboard.widgets import (
     code_span,
     count_metric,
@@ -163,7 +164,8 @@ def _timeline(view: RunView) -> int:
             st.session_state[seen_key] = frame
             st.session_state[frame_key] = int(fi[row_of_frame(fi, frame)])
 
-    clicked = clicked_frame(st.session_state.get(chart_key))  # one rerun only: a click is applied once
+    chart_state = st.session_state.get(chart_key)  # one rerun only: a click or drag is applied once
+    clicked = clicked_frame(chart_state)
     if clicked is not None:
         st.session_state[frame_key] = int(fi[row_of_frame(fi, clicked)])
     table_state = st.session_state.get(table_key)
@@ -173,14 +175,18 @@ def _timeline(view: RunView) -> int:
             jump(table_key, view.segments[rows_sel[0]].start_frame)
 
     row = row_of_frame(fi, st.session_state[frame_key])
-    window = _window(view, float(ts[row]))
+    window, zoomable = _window(view, float(ts[row]), chosen_window(chart_state))
     line = charts.decimate(
         ts, fi, best, view.best_image, view.matched(), window=window, buckets=TIMELINE_POINTS
     )
     ranked = charts.on_screen(view.best_image, view.matched(), ts)
     view = with_paths(view, np.concatenate([line.image, [i for i, _ in ranked]]).astype(np.int64))
     spec = charts.timeline_spec(
-        line, image_labels(view, line.image), view.params.threshold, selected_time=float(ts[row])
+        line,
+        image_labels(view, line.image),
+        view.params.threshold,
+        selected_time=float(ts[row]),
+        brush=zoomable,
     )
     timeline(spec, key=chart_key)
     detail = (
@@ -188,9 +194,8 @@ def _timeline(view: RunView) -> int:
         if line.decimated
         else "every frame is a point"
     )
-    st.caption(
-        f"Click the timeline to inspect the frame there · {detail} · narrow the window to see every frame."
-    )
+    zoom = " · drag across it to zoom in" if zoomable else ""
+    st.caption(f"Click the timeline to inspect the frame there{zoom} · {detail}.")
     if ranked:
         seen = len(np.unique(view.best_image[view.matched() & (view.best_image >= 0)]))
         listed = " · ".join(
@@ -202,14 +207,20 @@ def _timeline(view: RunView) -> int:
     return row
 
 
-def _window(view: RunView, inspected_s: float) -> tuple[float, float]:
-    """The stretch of the run the timeline shows: a range slider, and a button that zooms on the
-    inspected frame (where every frame becomes a point)."""
+def _window(
+    view: RunView, inspected_s: float, dragged: tuple[float, float] | None
+) -> tuple[tuple[float, float], bool]:
+    """The stretch of the run the timeline shows: a range slider, set by a drag across the
+    timeline too, and a button that zooms on the inspected frame (where every frame becomes a
+    point). Returns the window and whether the run is long enough to have one."""
     run_id, ts = view.run.id, view.results.time_s
     start, end = float(np.floor(ts[0])), float(np.ceil(ts[-1]))
     key = keys.run_window(run_id)
     if end - start <= ZOOM_S:
-        return (start, end)
+        return (start, end), False
+    if dragged is not None:  # whole seconds (the slider's step), at least one, inside the run
+        lo = min(max(start, float(np.floor(dragged[0]))), end - 1)
+        st.session_state[key] = (lo, min(end, max(lo + 1, float(np.ceil(dragged[1])))))
 
     def zoom() -> None:
         lo = max(start, min(inspected_s - ZOOM_S / 2, end - ZOOM_S))
@@ -228,7 +239,7 @@ def _window(view: RunView, inspected_s: float) -> tuple[float, float]:
         "Whole run", on_click=lambda: st.session_state.update({key: (start, end)}), key=keys.run_unzoom(run_id),
         width="stretch",
     )  # fmt: skip
-    return chosen
+    return chosen, True
 
 
 def _inspector(view: RunView, row: int) -> None:
@@ -278,8 +289,8 @@ def _inspector(view: RunView, row: int) -> None:
             cols = st.columns(max(1, min(5, len(matches))))
             for n, m in enumerate(matches):
                 with cols[n % len(cols)]:
-                    if m.image_id in thumbs:
-                        st.image(thumbs[m.image_id], width="stretch")
+                    # a square from the stored thumbnail (an empty one where it is missing or unreadable)
+                    st.image(square_preview(thumbs.get(m.image_id)), width="stretch")
                     name = f"#{m.rank} {md_escape(m.name)}"
                     if m.rank == 1 and matched[row]:
                         name = f"**{name}** :material/check_circle:"

@@ -10,6 +10,7 @@ export default function (component) {
   const canvas = root.querySelector("canvas");
   const tip = root.querySelector(".tip");
   const legend = root.querySelector(".legend");
+  const brush = root.querySelector(".brush");
   const margin = { left: 52, right: 12, top: 12, bottom: 34 };
   canvas.style.height = `${data.height}px`;
   canvas.setAttribute("aria-label", data.summary);
@@ -123,7 +124,7 @@ export default function (component) {
     return near[0];
   }
 
-  canvas.onmousemove = (event) => {
+  function hover(event) {
     const p = nearest(event);
     if (!p || Math.abs(p.x - (event.clientX - canvas.getBoundingClientRect().left)) > 12) {
       tip.style.display = "none";
@@ -141,9 +142,42 @@ export default function (component) {
     const left = Math.min(p.x + 12, canvas.clientWidth - tip.offsetWidth - 4);
     tip.style.left = `${Math.max(0, left)}px`;
     tip.style.top = `${Math.max(0, p.y - tip.offsetHeight - 8)}px`;
+  }
+  canvas.onmouseleave = () => {
+    tip.style.display = "none";
+    brush.style.display = "none";
+    dragFrom = null;
   };
-  canvas.onmouseleave = () => { tip.style.display = "none"; };
-  canvas.onclick = (event) => {
+
+  // a click selects the nearest point's frame; where the run is long, a drag across the chart
+  // chooses the time window it spans (trigger value "window": [from, to] in seconds)
+  const timeAt = (x) => x0 + ((x - margin.left) / (canvas.clientWidth - margin.left - margin.right)) * (x1 - x0);
+  let dragFrom = null;
+  canvas.onmousedown = (event) => {
+    if (event.button !== 0) return;
+    dragFrom = event.clientX - canvas.getBoundingClientRect().left;
+  };
+  canvas.onmousemove = (event) => {
+    hover(event);
+    if (dragFrom === null || !data.brush) return;
+    const x = event.clientX - canvas.getBoundingClientRect().left;
+    brush.style.display = Math.abs(x - dragFrom) >= 6 ? "block" : "none";
+    brush.style.left = `${Math.min(x, dragFrom)}px`;
+    brush.style.width = `${Math.abs(x - dragFrom)}px`;
+    brush.style.top = `${margin.top}px`;
+    brush.style.height = `${data.height - margin.top - margin.bottom}px`;
+  };
+  canvas.onmouseup = (event) => {
+    if (dragFrom === null) return;
+    const x = event.clientX - canvas.getBoundingClientRect().left;
+    const from = dragFrom;
+    dragFrom = null;
+    brush.style.display = "none";
+    if (data.brush && Math.abs(x - from) >= 6) {
+      const [a, b] = [timeAt(Math.min(x, from)), timeAt(Math.max(x, from))];
+      setTriggerValue("window", [Math.max(a, x0), Math.min(b, x1)]);
+      return;
+    }
     const p = nearest(event);
     if (p) setTriggerValue("frame", p.frame);
   };

@@ -466,6 +466,71 @@ def test_moving_the_threshold_redraws_the_timeline_in_place(stored_run):
     assert matched == [s is not None and s >= 0.995 for s in data["score"]]
 
 
+@pytest.fixture
+def long_run(env):
+    """A 10-minute run (25 fps, 15,000 frames) written through the db API: long enough for a time
+    window (the video file does not exist: the inspector says so)."""
+    from conftest import synthetic_run
+    from core.config import default_db_path
+    from db import Index
+
+    n = 15_000
+    best = [(i // 3000) % 2 for i in range(n)]
+    scores = [0.9 if (i // 1500) % 2 else 0.3 for i in range(n)]
+    with Index(default_db_path()) as index:
+        return synthetic_run(index, best, scores, threshold=0.5)
+
+
+def test_a_drag_across_the_timeline_zooms_in(long_run):
+    """The browser sends the dragged span once; the window slider takes it in whole seconds and the
+    timeline shows that stretch alone, every frame a point once it is short enough."""
+    run_id = long_run.run.id
+    at = open_app("views/match.py")
+    data = timeline_data(at)
+    assert data["brush"] is True and len(data["time_s"]) == 600  # decimated, drags allowed
+    assert any("drag across it to zoom in" in c for c in plain(at.caption))
+    at.session_state[keys.run_timeline(run_id)] = {"window": [100.4, 119.2]}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.slider(key=keys.run_window(run_id)).value == (100.0, 120.0)
+    data = timeline_data(at)
+    assert 100.0 <= min(data["time_s"]) and max(data["time_s"]) <= 120.0
+    assert len(data["time_s"]) == 20 * 25 + 1  # every frame of the window
+    at.session_state[keys.run_timeline(run_id)] = {}  # a trigger value lasts one rerun in the browser
+    at.button(key=keys.run_unzoom(run_id)).click().run()
+    assert at.slider(key=keys.run_window(run_id)).value == (0.0, 600.0)
+
+
+def test_zoom_on_frame_shows_the_minutes_around_the_inspected_frame(long_run):
+    run_id = long_run.run.id
+    at = open_app("views/match.py")
+    at.slider(key=keys.run_frame(run_id)).set_value(9000).run()  # 6:00
+    at.button(key=keys.run_zoom(run_id)).click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key=keys.run_window(run_id)).value == (300.0, 420.0)
+    assert timeline_data(at)["brush"] is True  # still long enough to drag in
+
+
+def test_unreadable_thumbnails_show_as_empty_squares(long_run):
+    """A thumbnail in the database that is not a picture (a damaged file, another tool's bytes)
+    raised UnidentifiedImageError and took the Match page and an opened image's Browse view down."""
+    at = open_app("views/match.py")
+    thumbnails = [img for img in at.image if not any(c.startswith("Frame ") for c in img.captions)]
+    assert thumbnails, "the inspector shows the frame's top images"
+    at = open_app("views/browse.py")
+    [b for b in at.button if b.label == "Open"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("The original file is gone" in w for w in texts(at.warning))
+
+
+def test_a_short_run_has_no_window_and_no_drag(stored_run):
+    at = open_app("views/match.py")
+    assert timeline_data(at)["brush"] is False
+    assert not any("drag across" in c for c in plain(at.caption))
+    with pytest.raises(KeyError):
+        at.slider(key=keys.run_window(stored_run.run_id))
+
+
 def test_past_runs_are_listed_and_reopened(stored_run, shots_video, extractor):
     from core.config import default_db_path
     from core.matching.params import MatchParams

@@ -85,12 +85,10 @@ if opened is not None:
                         st.warning(
                             f"The original cannot be read ({md_escape(err.reason)}); showing the thumbnail."
                         )
-                        st.image(get_thumbnails([rec.id]).get(rec.id, b""), width="stretch")
+                        st.image(square_preview(get_thumbnails([rec.id]).get(rec.id)), width="stretch")
                 else:
                     st.warning("The original file is gone (moved or deleted); showing the stored thumbnail.")
-                    thumb = get_thumbnails([rec.id]).get(rec.id)
-                    if thumb:
-                        st.image(thumb, width="stretch")
+                    st.image(square_preview(get_thumbnails([rec.id]).get(rec.id)), width="stretch")
             with info:
                 size = Path(rec.path).stat().st_size if Path(rec.path).is_file() else None
                 st.markdown(
