@@ -79,6 +79,9 @@ def figure_name(image_name: str, mode: str) -> str:
 
 
 THUMB_BACKGROUND = (243, 245, 249)  # the theme's secondary background (.streamlit/config.toml)
+GRID_PAGE_SIZES = (24, 48, 96)
+GRID_PAGE_SIZE = 48
+"""Thumbnails a page of Browse's grid shows: the choices, and the first one shown."""
 
 
 def square_thumbnail(jpeg: bytes | None, size: int = 256) -> np.ndarray:

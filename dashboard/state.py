@@ -197,6 +197,30 @@ def preload_collection_search() -> int | None:
     return coll.id
 
 
+def preload_grid_previews() -> int:
+    """Make the square thumbnails of the first page Browse shows (the first collection's first
+    images by path) into the preview cache. Their first making also loaded OpenCV and its JPEG
+    code from disk: Browse's first visit took 1.0–1.4 s from a cold page cache, 0.25 s of it in
+    the first encodes. Called by the server's warm-up thread: a failure is logged only.
+
+    Returns:
+        How many previews were made.
+    """
+    try:
+        index = get_index()
+        collections = index.list_collections()
+        if not collections:
+            return 0
+        ids = [r.id for r in index.list_images(collections[0].id, offset=0, limit=media.GRID_PAGE_SIZE)]
+        thumbs = index.get_thumbnails(ids)
+    except (NotFoundError, sqlite3.Error, OSError) as err:
+        logger.warning("could not make the first grid's previews ahead: %s", err)
+        return 0
+    for image_id in ids:
+        square_preview(thumbs.get(image_id))
+    return len(ids)
+
+
 @st.cache_resource(show_spinner="Opening the collection for search…", max_entries=2)
 def _collection_search(db_path: str, collection_id: int, image_count: int) -> VectorSearch:
     index = _open_index(db_path)

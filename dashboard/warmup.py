@@ -51,11 +51,17 @@ def view_modules(views: Path = VIEWS) -> list[str]:
 
 
 def read_ahead() -> None:
-    """Load the run the Match page shows first and open the search Browse needs first (see
-    :func:`dashboard.state.preload_newest_run` and :func:`~dashboard.state.preload_collection_search`)."""
-    from dashboard.state import preload_collection_search, preload_newest_run  # imported by now
+    """Load the run the Match page shows first, make the thumbnails Browse shows first, and open
+    the search Browse needs first (see :func:`dashboard.state.preload_newest_run`,
+    :func:`~dashboard.state.preload_grid_previews` and :func:`~dashboard.state.preload_collection_search`)."""
+    from dashboard.state import (  # imported by now
+        preload_collection_search,
+        preload_grid_previews,
+        preload_newest_run,
+    )
 
     preload_newest_run()
+    preload_grid_previews()
     preload_collection_search()
 
 

@@ -117,3 +117,49 @@ def test_a_large_collections_search_is_opened_ahead_and_a_small_one_is_not(tmp_p
     opened = state.get_collection_search(big)  # what Browse calls: the open index
     assert isinstance(opened, ann.ApproximateSearch) and len(opened) == 300
     state._collection_search.clear()
+
+
+def test_the_first_grid_page_is_made_ahead_for_browse(tmp_path, monkeypatch, caplog):
+    """The warm-up makes the square thumbnails of the page Browse shows first, so its first
+    visit finds them made (and OpenCV's code loaded); a failure is logged only."""
+    import io
+    import sqlite3
+
+    from PIL import Image
+
+    from dashboard import media, state
+    from db import Index, NewImage
+
+    db = tmp_path / "grid.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    state.square_preview.clear()
+    assert state.preload_grid_previews() == 0  # no collection yet
+
+    def jpeg(shade: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 30), (shade, 0, 0)).save(buf, "JPEG")
+        return buf.getvalue()
+
+    index = Index(db)
+    coll = index.create_collection("grid", "m", "{}", 4)
+    n = media.GRID_PAGE_SIZE + 5  # one page and some
+    index.add_images(
+        coll.id,
+        [
+            NewImage(f"/grid/{i:03d}.jpg", f"{i:064x}", 40, 30, jpeg(i), np.ones(4, np.float32))
+            for i in range(n)
+        ],
+    )
+    assert state.preload_grid_previews() == media.GRID_PAGE_SIZE
+    first_page = [r.id for r in index.list_images(coll.id, offset=0, limit=media.GRID_PAGE_SIZE)]
+    thumbs = index.get_thumbnails(first_page)
+    monkeypatch.setattr(media, "square_jpeg", lambda *a, **k: pytest.fail("made again"))
+    assert all(state.square_preview(thumbs[i]) for i in first_page)  # what Browse calls: made already
+
+    def broken():
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(state, "get_index", broken)
+    assert state.preload_grid_previews() == 0
+    assert "could not make the first grid's previews ahead" in caplog.text
+    state.square_preview.clear()

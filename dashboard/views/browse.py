@@ -13,7 +13,7 @@ from core.matching.search import neighbours, search
 from core.media.images import decode_image_bytes, load_image
 from core.model.features import l2_normalize
 from dashboard import keys
-from dashboard.media import human_size, short_name
+from dashboard.media import GRID_PAGE_SIZE, GRID_PAGE_SIZES, human_size, short_name
 from dashboard.state import get_collection_search, get_index, get_thumbnails, load_extractor, square_preview
 from dashboard.widgets import IMAGE_TYPES, code_span, md_escape, page_header, pick_collection, show_error
 from db import NotFoundError
@@ -147,7 +147,13 @@ f1, f2, f3 = st.columns([3, 1, 1])
 name_filter = f1.text_input(
     "Filter by file name", key=keys.BROWSE_FILTER, placeholder="part of a file name", on_change=_reset_page
 )
-page_size = f2.selectbox("Per page", [24, 48, 96], index=1, key=keys.BROWSE_PAGE_SIZE, on_change=_reset_page)
+page_size = f2.selectbox(
+    "Per page",
+    GRID_PAGE_SIZES,
+    index=GRID_PAGE_SIZES.index(GRID_PAGE_SIZE),
+    key=keys.BROWSE_PAGE_SIZE,
+    on_change=_reset_page,
+)
 # the picker's record has the count already: counting a million images again took ~80 ms a rerun
 total = index.count_images(coll.id, name_filter=name_filter) if name_filter else coll.image_count
 pages = max(1, math.ceil(total / page_size))
