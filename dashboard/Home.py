@@ -23,7 +23,7 @@ st.set_page_config(page_title="WebSSL Lens", page_icon=":material/center_focus_s
 @st.cache_resource(show_spinner=False)
 def _warmed_up():
     """The pages' modules, imported in the background once per server process, then what the
-    first clicks need (the newest run, a large collection's search)."""
+    first clicks need (the newest run, Browse's first thumbnails, a large collection's search)."""
     return warm_up(then=read_ahead)
 
 

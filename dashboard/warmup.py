@@ -3,13 +3,15 @@ what the first clicks need.
 
 A page's first visit in a fresh server used to pay for importing its modules (the run explorer
 and its visualisations: about 1 s on 2 cores) on top of its own work. The router starts one
-thread that imports every module the page scripts import, while the user reads the first page;
+thread, once the first page has run (started before it, its imports slowed that page down),
+that imports every module the page scripts import, while the user reads the first page;
 a page that needs a module still being imported waits for that import only (Python's per-module
 import locks). The list is read from the page scripts themselves, so it cannot drift from them.
 
 The same thread then reads ahead what the first clicks need (:func:`read_ahead`): the newest
-run, which the Match page opens first (a 2-hour run took 0.28 s from a cold page cache), and
-the search index of a large collection, which Browse's first neighbours search opens (1.3 s
+run, which the Match page opens first (a 2-hour run took 0.28 s from a cold page cache), the
+square thumbnails of Browse's first page (their first making loaded OpenCV's code from disk),
+and the search index of a large collection, which Browse's first neighbours search opens (1.3 s
 cold at 1M images).
 """
 
