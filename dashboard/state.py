@@ -34,7 +34,7 @@ from core.model.source import ModelAvailability, model_availability, split_label
 from core.visual.colours import image_rgb
 from dashboard import charts, media
 from dashboard.jobs import JobManager
-from db import Index, NotFoundError
+from db import Collection, Index, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,18 @@ def get_run_view(run_id: int) -> RunView:
     return _run_view(str(settings().db_path), int(run_id), run.finished)
 
 
+_READ_AHEAD_ERRORS = (NotFoundError, sqlite3.Error, OSError)
+"""What a read-ahead may meet (a run or image deleted meanwhile, a locked or missing file): it
+logs them only, as the warm-up thread has no page to report to."""
+
+
+def _first_collection(index: Index) -> Collection | None:
+    """The collection Browse shows first in a new session (:func:`dashboard.widgets.pick_collection`:
+    the first by name), or None when there is none."""
+    collections = index.list_collections()
+    return collections[0] if collections else None
+
+
 def preload_newest_run() -> int | None:
     """Load the run the Match page shows first (the newest, once finished) into the run cache,
     so that opening it does not wait for SQLite (0.28 s cold for a 2-hour run). Called by the
@@ -162,7 +174,7 @@ def preload_newest_run() -> int | None:
         if not runs or runs[0].status == "running":
             return None
         get_run_view(runs[0].id)
-    except (NotFoundError, sqlite3.Error, OSError) as err:  # deleted meanwhile, a locked or missing file
+    except _READ_AHEAD_ERRORS as err:
         logger.warning("could not preload the newest run: %s", err)
         return None
     logger.info("preloaded run #%d", runs[0].id)
@@ -182,15 +194,14 @@ def preload_collection_search() -> int | None:
     """
     try:
         index = get_index()
-        collections = index.list_collections()
-        if not collections or not has_index_file(index, collections[0]):
+        coll = _first_collection(index)
+        if coll is None or not has_index_file(index, coll):
             return None
-        coll = collections[0]
         search = get_collection_search(coll.id)
         dim = int(coll.embed_dim)
         probe = np.full((1, dim), dim**-0.5, np.float32)  # a unit vector: any query walks the top
         search.top_k(probe, 1)
-    except (NotFoundError, sqlite3.Error, OSError) as err:
+    except _READ_AHEAD_ERRORS as err:
         logger.warning("could not open the collection's search ahead: %s", err)
         return None
     logger.info("opened the search of collection %r ahead", coll.name)
@@ -208,12 +219,12 @@ def preload_grid_previews() -> int:
     """
     try:
         index = get_index()
-        collections = index.list_collections()
-        if not collections:
+        coll = _first_collection(index)
+        if coll is None:
             return 0
-        ids = [r.id for r in index.list_images(collections[0].id, offset=0, limit=media.GRID_PAGE_SIZE)]
+        ids = [r.id for r in index.list_images(coll.id, offset=0, limit=media.GRID_PAGE_SIZE)]
         thumbs = index.get_thumbnails(ids)
-    except (NotFoundError, sqlite3.Error, OSError) as err:
+    except _READ_AHEAD_ERRORS as err:
         logger.warning("could not make the first grid's previews ahead: %s", err)
         return 0
     for image_id in ids:
