@@ -7,6 +7,8 @@ Environment variables (all optional):
 - ``WEBSSL_DB``: the SQLite index file (default ``<data dir>/index.sqlite``).
 - ``WEBSSL_MODEL``: model id or local folder (default :data:`DEFAULT_MODEL_ID`).
 - ``WEBSSL_DEVICE`` / ``WEBSSL_PRECISION``: defaults for ``--device`` / ``--precision``.
+- ``WEBSSL_LINEAR``: the fp32 CPU linear kernel, ``auto`` (default), ``onednn`` or ``torch``
+  (:mod:`core.model.linear`).
 """
 
 from __future__ import annotations
@@ -45,3 +47,8 @@ def default_device() -> str:
 
 def default_precision() -> str:
     return os.environ.get("WEBSSL_PRECISION") or "fp32"
+
+
+def default_linear_kernel() -> str:
+    """Which kernel fp32 linear layers use on the CPU (:mod:`core.model.linear`)."""
+    return os.environ.get("WEBSSL_LINEAR") or "auto"

@@ -109,7 +109,8 @@ def apply_precision(
 ) -> tuple[torch.nn.Module, str]:
     """The model on ``device`` in ``precision`` (a resolved one, never ``auto``), and the
     precision it runs in: int8 that ``auto`` chose but that failed its validation falls back to
-    :func:`float_precision`.
+    :func:`float_precision`. fp32 on the CPU gets the faster linear kernel of this CPU
+    (:mod:`core.model.linear`).
 
     Args:
         preprocessing: the model's preprocessing (int8 needs its input size).
@@ -131,4 +132,9 @@ def apply_precision(
         logger.warning(
             "int8 reached CLS cosine %.4f only (< %g): auto uses %s", cosine, MIN_COSINE, precision
         )
-    return model.to(device=device, dtype=dtype_of(precision)), precision
+    model = model.to(device=device, dtype=dtype_of(precision))
+    if precision == "fp32" and device.type == "cpu":
+        from core.model.linear import use_fast_linears
+
+        use_fast_linears(model)
+    return model, precision

@@ -1,0 +1,97 @@
+"""core.model.linear: fp32 CPU linear layers through oneDNN where that is faster."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from core.model import linear
+from core.model.features import FeatureExtractor
+from core.model.linear import OnednnLinear, use_fast_linears
+
+needs_onednn = pytest.mark.skipif(not linear.onednn_linear_available(), reason="no oneDNN linear here")
+
+
+def _kinds(model: torch.nn.Module) -> tuple[int, int]:
+    fast = sum(isinstance(m, OnednnLinear) for m in model.modules())
+    plain = sum(type(m) is torch.nn.Linear for m in model.modules())
+    return fast, plain
+
+
+@pytest.fixture
+def loaded(tiny_model_dir, monkeypatch):
+    def load(kernel: str, precision: str = "fp32") -> FeatureExtractor:
+        monkeypatch.setenv("WEBSSL_LINEAR", kernel)
+        return FeatureExtractor.load(tiny_model_dir, device="cpu", precision=precision)
+
+    return load
+
+
+@needs_onednn
+def test_onednn_layers_give_the_features_of_pytorchs(loaded, image_folder):
+    fast, plain = loaded("onednn"), loaded("torch")
+    assert _kinds(fast.model) == (_kinds(plain.model)[1], 0)  # every linear layer, none left
+    assert _kinds(plain.model)[0] == 0
+    pixels = plain.preprocess(image_folder.arrays[:3])
+    a = plain.forward(pixels, patches=True, layers=True)
+    b = fast.forward(pixels, patches=True, layers=True)
+    np.testing.assert_allclose(b.cls, a.cls, atol=1e-5)
+    np.testing.assert_allclose(b.patches, a.patches, atol=1e-5)
+    # the [CLS]-only last block (a query of one token: a strided slice) matches too
+    np.testing.assert_allclose(
+        fast.cls_embeddings(image_folder.arrays[:3]), plain.cls_embeddings(image_folder.arrays[:3]), atol=1e-5
+    )
+
+
+def test_other_precisions_keep_pytorchs_layers(loaded):
+    assert _kinds(loaded("onednn", "bf16").model)[0] == 0
+
+
+@needs_onednn
+def test_auto_uses_onednn_only_where_it_is_measurably_faster(monkeypatch, tiny_model_dir):
+    from transformers import AutoModel
+
+    def replaced(ratio: float, width: int = 512) -> int:
+        linear.onednn_faster.cache_clear()
+        monkeypatch.setattr(linear, "_time_ratio", lambda _width: ratio)
+        model = AutoModel.from_pretrained(tiny_model_dir).eval()
+        monkeypatch.setattr(linear, "MIN_WIDTH", 0)  # the tiny model is below the timed width
+        return use_fast_linears(model, "auto")
+
+    try:
+        assert replaced(1.2) > 0
+        assert replaced(1.0) == 0  # within the noise: PyTorch's stays
+        monkeypatch.setattr(linear, "MIN_WIDTH", 10**6)
+        linear.onednn_faster.cache_clear()
+        assert linear.onednn_faster(512) is False  # too small to time
+    finally:
+        linear.onednn_faster.cache_clear()
+
+
+def test_a_missing_kernel_falls_back_with_a_warning(monkeypatch, tiny_model_dir, caplog):
+    from transformers import AutoModel
+
+    monkeypatch.setattr(linear, "onednn_linear_available", lambda: False)
+    model = AutoModel.from_pretrained(tiny_model_dir).eval()
+    with caplog.at_level(logging.WARNING, logger="core.model.linear"):
+        assert use_fast_linears(model, "onednn") == 0
+    assert "not available" in caplog.text
+    assert _kinds(model)[0] == 0
+    with pytest.raises(ValueError, match="unknown linear kernel"):
+        use_fast_linears(model, "mkl")
+
+
+@needs_onednn
+def test_training_and_other_dtypes_use_pytorchs_kernel():
+    layer = torch.nn.Linear(16, 8)
+    fast = OnednnLinear.of(layer)
+    assert fast.weight is layer.weight  # shared, not copied
+    x = torch.randn(4, 16, requires_grad=True)
+    fast(x).sum().backward()  # autograd works: PyTorch's kernel while gradients are on
+    assert layer.weight.grad is not None
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast(x).numpy(), layer(x).numpy(), atol=1e-5)
+        assert fast.to(torch.bfloat16)(x.bfloat16()).dtype == torch.bfloat16
