@@ -4,7 +4,8 @@ A model path's speed is reported as achieved FLOP/s over the ceiling of its prec
 a figure from one CPU says how close to that CPU's own limit the code runs.
 
 - :func:`gemm_ceiling`: the best of a few 1024×4096 by 4096×4096 products (the shape FACTS.md
-  uses) on this process's threads: fp32 and bf16 ``torch.matmul``, int8 ``torch._int_mm``;
+  uses) on this process's threads: fp32 the faster of MKL's and oneDNN's GEMM, bf16
+  ``torch.matmul``, int8 ``torch._int_mm``; :func:`bracketed`: the ceiling around a timed run;
 - :func:`forward_flops`: multiply-adds × 2 of one image through a Dinov2 config, counted from
   the config (patch embedding, q/k/v/o projections, attention, MLP or SwiGLU), optionally with
   the [CLS]-only last block that the product runs for embeddings.
@@ -21,33 +22,68 @@ OTHER_CPUS = {
 }
 
 
-def gemm_ceiling(m: int = 1024, k: int = 4096, n: int = 4096, repeats: int = 5) -> dict[str, float]:
-    """GFLOP/s (GOP/s for int8) of the best of ``repeats`` m×k by k×n products per precision."""
+def gemm_ceiling(
+    m: int = 1024, k: int = 4096, n: int = 4096, repeats: int = 5, precisions: tuple[str, ...] | None = None
+) -> dict[str, float]:
+    """GFLOP/s (GOP/s for int8) of the best of ``repeats`` m×k by k×n products per precision.
+
+    fp32 is the faster of PyTorch's two GEMMs on this CPU, MKL's (``torch.matmul``) and oneDNN's
+    (the fused linear that :mod:`core.model.linear` uses where it is faster), each also reported
+    as ``fp32:mkl`` and ``fp32:onednn``; bf16 is ``torch.matmul`` (oneDNN), int8
+    ``torch._int_mm``. ``precisions`` limits the measurement to some of them.
+    """
     import torch
+
+    from core.model.linear import onednn_linear_available
 
     out: dict[str, float] = {}
     a, b = torch.randn(m, k), torch.randn(k, n)
+
+    def int8(shape: tuple[int, int]):
+        return torch.randint(-128, 127, shape, dtype=torch.int8)
+
+    # operands made when measured, and freed after: a run's peak memory stays the run's own
     cases = {
-        "fp32": (a, b, torch.matmul),
-        "bf16": (a.bfloat16(), b.bfloat16(), torch.matmul),
-        "int8": (
-            torch.randint(-128, 127, (m, k), dtype=torch.int8),
-            torch.randint(-128, 127, (k, n), dtype=torch.int8),
-            torch._int_mm,
-        ),
+        "fp32:mkl": (lambda: (a, b), torch.matmul),
+        "bf16": (lambda: (a.bfloat16(), b.bfloat16()), torch.matmul),
+        "int8": (lambda: (int8((m, k)), int8((k, n))), torch._int_mm),
     }
-    for name, (x, y, op) in cases.items():
-        try:
-            op(x, y)  # warm-up (and: is there a kernel at all?)
-        except RuntimeError:
-            continue
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            op(x, y)
-            best = min(best, time.perf_counter() - t)
-        out[name] = 2 * m * k * n / best / 1e9
+    if onednn_linear_available():
+        cases["fp32:onednn"] = (lambda: (a, b.t().contiguous()), _onednn_product)
+    with torch.inference_mode():
+        for name, (operands, op) in cases.items():
+            if precisions is not None and name.split(":")[0] not in precisions:
+                continue
+            x, y = operands()
+            try:
+                op(x, y)  # warm-up (and: is there a kernel at all?)
+            except RuntimeError:
+                continue
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                op(x, y)
+                best = min(best, time.perf_counter() - t)
+            out[name] = 2 * m * k * n / best / 1e9
+            del x, y
+    fp32 = [g for name, g in out.items() if name.startswith("fp32:")]
+    if fp32:
+        out["fp32"] = max(fp32)
     return out
+
+
+def _onednn_product(x, weight_t):
+    """x @ weight_t.T through oneDNN's fused linear, without a bias."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x, weight_t, None, "none", [], "")
+
+
+def bracketed(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The ceiling around a timed run: per precision, the mean of the measurement just before
+    and just after it (the host's speed drifts; a ceiling from minutes away does not describe
+    the run)."""
+    return {p: (before[p] + after[p]) / 2 for p in before if p in after}
 
 
 def swiglu_hidden(hidden_size: int, mlp_ratio: float) -> int:
