@@ -30,16 +30,48 @@ def loaded(tiny_model_dir, monkeypatch):
     return load
 
 
+@pytest.fixture(scope="module", params=["gelu-mlp", "swiglu"])
+def varied_model_dir(request, tmp_path_factory):
+    """A tiny model with an MLP of each kind and layer scales that differ per channel (a fold
+    that mixed up rows and columns would show)."""
+    from transformers import AutoModel
+
+    from tests.conftest import build_tiny_model
+
+    folder = build_tiny_model(
+        tmp_path_factory.mktemp(request.param), use_swiglu_ffn=request.param == "swiglu"
+    )
+    model = AutoModel.from_pretrained(folder)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in model.encoder.layer:
+            for scale in (layer.layer_scale1, layer.layer_scale2):
+                scale.lambda1.copy_(torch.rand(scale.lambda1.shape, generator=gen) * 1.5 + 0.1)
+    model.save_pretrained(folder)
+    return folder
+
+
 @needs_onednn
-def test_onednn_layers_give_the_features_of_pytorchs(loaded, image_folder):
-    fast, plain = loaded("onednn"), loaded("torch")
+def test_onednn_layers_give_the_features_of_pytorchs(varied_model_dir, monkeypatch, image_folder):
+    def load(kernel: str) -> FeatureExtractor:
+        monkeypatch.setenv("WEBSSL_LINEAR", kernel)
+        return FeatureExtractor.load(varied_model_dir, device="cpu", precision="fp32")
+
+    fast, plain = load("onednn"), load("torch")
     assert _kinds(fast.model) == (_kinds(plain.model)[1], 0)  # every linear layer, none left
     assert _kinds(plain.model)[0] == 0
+    # each MLP's activation runs inside its first linear layer; the layer scales are folded
+    blocks = list(fast.model.encoder.layer)
+    firsts = [getattr(b.mlp, "gate_proj", None) or b.mlp.fc1 for b in blocks]
+    assert {layer.post_op for layer in firsts} == {"swish" if hasattr(blocks[0].mlp, "gate_proj") else "gelu"}
+    assert all(isinstance(b.layer_scale1, torch.nn.Identity) for b in blocks)
+    assert all(isinstance(b.layer_scale2, torch.nn.Identity) for b in blocks)
     pixels = plain.preprocess(image_folder.arrays[:3])
     a = plain.forward(pixels, patches=True, layers=True)
     b = fast.forward(pixels, patches=True, layers=True)
     np.testing.assert_allclose(b.cls, a.cls, atol=1e-5)
     np.testing.assert_allclose(b.patches, a.patches, atol=1e-5)
+    np.testing.assert_allclose(b.layers, a.layers, atol=1e-5)  # every block's output
     # the [CLS]-only last block (a query of one token: a strided slice) matches too
     np.testing.assert_allclose(
         fast.cls_embeddings(image_folder.arrays[:3]), plain.cls_embeddings(image_folder.arrays[:3]), atol=1e-5
@@ -94,4 +126,10 @@ def test_training_and_other_dtypes_use_pytorchs_kernel():
     assert layer.weight.grad is not None
     with torch.inference_mode():
         np.testing.assert_allclose(fast(x).numpy(), layer(x).numpy(), atol=1e-5)
+        fast.post_op = "swish"  # an activation fused in oneDNN's kernel ...
+        expected = torch.nn.functional.silu(layer(x))
+        np.testing.assert_allclose(fast(x).numpy(), expected.numpy(), atol=1e-5)
+    # ... and in PyTorch's, while gradients are on
+    np.testing.assert_allclose(fast(x).detach().numpy(), expected.numpy(), atol=1e-5)
+    with torch.inference_mode():
         assert fast.to(torch.bfloat16)(x.bfloat16()).dtype == torch.bfloat16
