@@ -112,7 +112,7 @@ def _post_op_of(activation: torch.nn.Module) -> str | None:
 def _fuse_activations(model: torch.nn.Module) -> int:
     """Move each MLP's activation into the oneDNN linear before it; returns how many."""
     fused = 0
-    for module in model.modules():
+    for module in list(model.modules()):  # the loop replaces modules
         for linear_name, act_name in _ACTIVATED:
             layer, act = getattr(module, linear_name, None), getattr(module, act_name, None)
             if (
@@ -127,13 +127,12 @@ def _fuse_activations(model: torch.nn.Module) -> int:
     return fused
 
 
-@torch.no_grad()
 def _fold_layer_scales(model: torch.nn.Module) -> int:
     """Fold each block's layer scale (a per-channel factor γ on a linear layer's output) into
     that layer: γ ⊙ (W x + b) = (γ ⊙ W) x + γ ⊙ b, one pass over the activations less. Returns
     how many were folded."""
     folded = 0
-    for block in model.modules():
+    for block in list(model.modules()):  # the loop replaces modules
         for scale_name, (owner, linear_name) in _SCALED:
             scale = getattr(block, scale_name, None)
             layer = getattr(getattr(block, owner, None), linear_name, None)
@@ -142,9 +141,10 @@ def _fold_layer_scales(model: torch.nn.Module) -> int:
                 continue
             if gamma.shape != (layer.out_features,):
                 continue
-            layer.weight.mul_(gamma[:, None])
-            if layer.bias is not None:
-                layer.bias.mul_(gamma)
+            with torch.no_grad():
+                layer.weight.mul_(gamma[:, None])
+                if layer.bias is not None:
+                    layer.bias.mul_(gamma)
             setattr(block, scale_name, torch.nn.Identity())
             folded += 1
     return folded
