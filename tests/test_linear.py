@@ -117,19 +117,35 @@ def test_a_missing_kernel_falls_back_with_a_warning(monkeypatch, tiny_model_dir,
 
 
 @needs_onednn
-def test_training_and_other_dtypes_use_pytorchs_kernel():
+def test_a_layer_keeps_one_packed_copy_of_its_weight_and_falls_back_outside_fp32_inference():
     layer = torch.nn.Linear(16, 8)
-    fast = OnednnLinear.of(layer)
-    assert fast.weight is layer.weight  # shared, not copied
+    fast = OnednnLinear(layer)
+    assert dict(fast.named_parameters()).keys() == {"bias"}  # the plain weight is not kept
+    assert fast.packed.is_mkldnn
+    assert torch.equal(fast.weight, layer.weight.detach())  # unpacked on demand
     x = torch.randn(4, 16, requires_grad=True)
-    fast(x).sum().backward()  # autograd works: PyTorch's kernel while gradients are on
-    assert layer.weight.grad is not None
     with torch.inference_mode():
         np.testing.assert_allclose(fast(x).numpy(), layer(x).numpy(), atol=1e-5)
         fast.post_op = "swish"  # an activation fused in oneDNN's kernel ...
         expected = torch.nn.functional.silu(layer(x))
         np.testing.assert_allclose(fast(x).numpy(), expected.numpy(), atol=1e-5)
-    # ... and in PyTorch's, while gradients are on
-    np.testing.assert_allclose(fast(x).detach().numpy(), expected.numpy(), atol=1e-5)
+    # ... and in PyTorch's while gradients are on; they reach the input
+    y = fast(x)
+    np.testing.assert_allclose(y.detach().numpy(), expected.numpy(), atol=1e-5)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
     with torch.inference_mode():
-        assert fast.to(torch.bfloat16)(x.bfloat16()).dtype == torch.bfloat16
+        assert fast(x.bfloat16()).dtype == torch.bfloat16  # another dtype: PyTorch's kernel
+
+
+@needs_onednn
+def test_nothing_of_the_weights_file_stays_referenced(tiny_model_dir):
+    """The weights file is mapped into memory and every tensor from it keeps the mapping (and
+    the pages packing read) alive: after packing, the model's tensors are its own copies."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_model_dir).eval()
+    before = {name: t.untyped_storage().data_ptr() for name, t in model.state_dict().items()}
+    use_fast_linears(model, "onednn")
+    after = {name: t.untyped_storage().data_ptr() for name, t in model.state_dict().items()}
+    assert after and not set(after.values()) & set(before.values())
