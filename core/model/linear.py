@@ -3,9 +3,9 @@
 PyTorch's ``nn.Linear`` in fp32 on the CPU copies the bias into the output and calls MKL's
 sgemm on it (``addmm``). oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, the kernel
 PyTorch's own compiler emits for CPU linears) adds the bias inside the product. Which one is
-faster depends on the CPU: on an AMD EPYC with AVX-512 (2 cores) oneDNN ran a ViT-L/14 forward
-pass 10–15 % faster, and its GEMM reached about 218 GFLOP/s where MKL's reached about 180
-(``python -m bench --sections speed``). So ``auto`` times both once per process, on a product of
+faster depends on the CPU: on an AMD EPYC with AVX-512 (2 cores) oneDNN's GEMM reached about
+218 GFLOP/s where MKL's reached about 180, and with what follows a ViT-L/14 forward pass ran
+1.3× faster (``python -m bench --sections speed``; with AVX2 only, 1.03×). So ``auto`` times both once per process, on a product of
 the model's own width, and uses oneDNN only where it is measurably faster; the results are
 the same up to float rounding.
 
