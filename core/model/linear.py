@@ -4,10 +4,11 @@ PyTorch's ``nn.Linear`` in fp32 on the CPU copies the bias into the output and c
 sgemm on it (``addmm``). oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, the kernel
 PyTorch's own compiler emits for CPU linears) adds the bias inside the product. Which one is
 faster depends on the CPU: on an AMD EPYC with AVX-512 (2 cores) oneDNN's GEMM reached about
-218 GFLOP/s where MKL's reached about 180, and with what follows a ViT-L/14 forward pass ran
-1.3× faster (``python -m bench --sections speed``; with AVX2 only, 1.03×). So ``auto`` times both once per process, on a product of
-the model's own width, and uses oneDNN only where it is measurably faster; the results are
-the same up to float rounding.
+218 GFLOP/s where MKL's reached about 180, and with what follows every-frame fp32 ran 1.3-1.4x
+faster (``python -m bench --sections speed``); restricted to AVX2, oneDNN's product was only
+1.03x MKL's. So ``auto`` times both once per process, on a product of the model's own width,
+and uses oneDNN only where it is measurably faster; the results are the same up to float
+rounding.
 
 Where oneDNN is used, the weights are kept in its packed layout (one copy; 3-7 % faster
 products, and 2x for the few rows of the [CLS]-only last block), the MLPs' activations run
@@ -35,6 +36,7 @@ MIN_GAIN = 1.03
 MIN_WIDTH = 256
 
 
+@functools.cache
 def onednn_linear_available() -> bool:
     """Whether this PyTorch has oneDNN's fused linear for fp32 CPU tensors, and it computes
     what ``nn.functional.linear`` does."""
