@@ -7,7 +7,7 @@ Environment variables (all optional):
 - ``WEBSSL_DB``: the SQLite index file (default ``<data dir>/index.sqlite``).
 - ``WEBSSL_MODEL``: model id or local folder (default :data:`DEFAULT_MODEL_ID`).
 - ``WEBSSL_DEVICE`` / ``WEBSSL_PRECISION``: defaults for ``--device`` / ``--precision``.
-- ``WEBSSL_LINEAR``: the fp32 CPU linear kernel, ``auto`` (default), ``onednn`` or ``torch``
+- ``WEBSSL_LINEAR``: the fp32/bf16 CPU linear kernel, ``auto`` (default), ``onednn`` or ``torch``
   (:mod:`core.model.linear`).
 """
 
@@ -50,5 +50,5 @@ def default_precision() -> str:
 
 
 def default_linear_kernel() -> str:
-    """Which kernel fp32 linear layers use on the CPU (:mod:`core.model.linear`)."""
+    """Which kernel fp32 and bf16 linear layers use on the CPU (:mod:`core.model.linear`)."""
     return os.environ.get("WEBSSL_LINEAR") or "auto"

@@ -78,8 +78,18 @@ def test_onednn_layers_give_the_features_of_pytorchs(varied_model_dir, monkeypat
     )
 
 
-def test_other_precisions_keep_pytorchs_layers(loaded):
-    assert _kinds(loaded("onednn", "bf16").model)[0] == 0
+@pytest.mark.skipif(not linear.onednn_linear_available("bfloat16"), reason="no oneDNN bf16 linear here")
+def test_bf16_layers_run_through_onednn_too_with_pytorchs_results(loaded, image_folder):
+    fast, plain = loaded("onednn", "bf16"), loaded("torch", "bf16")
+    assert _kinds(fast.model) == (_kinds(plain.model)[1], 0) and _kinds(plain.model)[0] == 0
+    assert {m.packed.dtype for m in fast.model.modules() if isinstance(m, OnednnLinear)} == {torch.bfloat16}
+    a, b = (fx.cls_embeddings(image_folder.arrays[:3]) for fx in (plain, fast))
+    cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.9999  # bf16 rounding apart, the same embeddings
+
+
+def test_fp16_keeps_pytorchs_layers(loaded):
+    assert _kinds(loaded("onednn", "fp16").model)[0] == 0
 
 
 @needs_onednn
@@ -88,7 +98,7 @@ def test_auto_uses_onednn_only_where_it_is_measurably_faster(monkeypatch, tiny_m
 
     def replaced(ratio: float, width: int = 512) -> int:
         linear.onednn_faster.cache_clear()
-        monkeypatch.setattr(linear, "_time_ratio", lambda _width: ratio)
+        monkeypatch.setattr(linear, "_time_ratio", lambda _width, _dtype: ratio)
         model = AutoModel.from_pretrained(tiny_model_dir).eval()
         monkeypatch.setattr(linear, "MIN_WIDTH", 0)  # the tiny model is below the timed width
         return use_fast_linears(model, "auto")
@@ -106,7 +116,7 @@ def test_auto_uses_onednn_only_where_it_is_measurably_faster(monkeypatch, tiny_m
 def test_a_missing_kernel_falls_back_with_a_warning(monkeypatch, tiny_model_dir, caplog):
     from transformers import AutoModel
 
-    monkeypatch.setattr(linear, "onednn_linear_available", lambda: False)
+    monkeypatch.setattr(linear, "onednn_linear_available", lambda _dtype="float32": False)
     model = AutoModel.from_pretrained(tiny_model_dir).eval()
     with caplog.at_level(logging.WARNING, logger="core.model.linear"):
         assert use_fast_linears(model, "onednn") == 0

@@ -199,9 +199,12 @@ def _early_model(model: torch.nn.Module) -> torch.nn.Module:
     """The float backbone kept beside the int8 one (region mode's early blocks), in the CPU's
     fastest floating-point precision: bf16 where native, at half the memory of fp32. Converted
     in place (``Module.to``): the caller's fp32 model is not kept beside it."""
+    from core.model.linear import use_fast_linears
     from core.model.precision import dtype_of, float_precision
 
-    return model.to(dtype=dtype_of(float_precision(torch.device("cpu"))))
+    early = model.to(dtype=dtype_of(float_precision(torch.device("cpu"))))
+    use_fast_linears(early)  # the CPU's faster linear kernel (core.model.linear)
+    return early
 
 
 def _compile_config() -> dict:

@@ -109,7 +109,7 @@ def apply_precision(
 ) -> tuple[torch.nn.Module, str]:
     """The model on ``device`` in ``precision`` (a resolved one, never ``auto``), and the
     precision it runs in: int8 that ``auto`` chose but that failed its validation falls back to
-    :func:`float_precision`. fp32 on the CPU gets the faster linear kernel of this CPU
+    :func:`float_precision`. fp32 and bf16 on the CPU get the faster linear kernel of this CPU
     (:mod:`core.model.linear`).
 
     Args:
@@ -133,7 +133,7 @@ def apply_precision(
             "int8 reached CLS cosine %.4f only (< %g): auto uses %s", cosine, MIN_COSINE, precision
         )
     model = model.to(device=device, dtype=dtype_of(precision))
-    if precision == "fp32" and device.type == "cpu":
+    if precision in ("fp32", "bf16") and device.type == "cpu":
         from core.model.linear import use_fast_linears
 
         use_fast_linears(model)
