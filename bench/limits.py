@@ -28,13 +28,14 @@ def gemm_ceiling(
     """GFLOP/s (GOP/s for int8) of the best of ``repeats`` m×k by k×n products per precision.
 
     fp32 is the faster of PyTorch's two GEMMs on this CPU, MKL's (``torch.matmul``) and oneDNN's
-    (the fused linear that :mod:`core.model.linear` uses where it is faster), each also reported
+    (the fused linear with a packed weight that :mod:`core.model.linear` uses where it is
+    faster), each also reported
     as ``fp32:mkl`` and ``fp32:onednn``; bf16 is ``torch.matmul`` (oneDNN), int8
     ``torch._int_mm``. ``precisions`` limits the measurement to some of them.
     """
     import torch
 
-    from core.model.linear import onednn_linear_available
+    from core.model.linear import onednn_linear, onednn_linear_available, pack_weight
 
     out: dict[str, float] = {}
     a, b = torch.randn(m, k), torch.randn(k, n)
@@ -49,7 +50,8 @@ def gemm_ceiling(
         "int8": (lambda: (int8((m, k)), int8((k, n))), torch._int_mm),
     }
     if onednn_linear_available():
-        cases["fp32:onednn"] = (lambda: (a, b.t().contiguous()), _onednn_product)
+        # packed as the model's layers are (core.model.linear): the fastest oneDNN product
+        cases["fp32:onednn"] = (lambda: (a, pack_weight(b.t())), onednn_linear)
     with torch.inference_mode():
         for name, (operands, op) in cases.items():
             if precisions is not None and name.split(":")[0] not in precisions:
@@ -70,13 +72,6 @@ def gemm_ceiling(
     if fp32:
         out["fp32"] = max(fp32)
     return out
-
-
-def _onednn_product(x, weight_t):
-    """x @ weight_t.T through oneDNN's fused linear, without a bias."""
-    import torch
-
-    return torch.ops.mkldnn._linear_pointwise(x, weight_t, None, "none", [], "")
 
 
 def bracketed(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -37,6 +37,9 @@ MIN_GAIN = 1.03
 MIN_WIDTH = 256
 
 
+#: rows the packed weights' layout is chosen for: a batch of 8 frames of 257 tokens (any number
+#: of rows works, and runs faster than an unpacked weight)
+PACK_ROWS = 2056
 #: the weight dtypes the layers run in (fp32; bf16, which oneDNN computes natively where the CPU
 #: has AVX512-BF16 or AMX and emulates elsewhere, where ``auto``'s timing says so)
 DTYPES = ("float32", "bfloat16")
@@ -53,7 +56,7 @@ def onednn_linear_available(dtype: str = "float32") -> bool:
         torch.randn(*shape, generator=gen).to(getattr(torch, dtype)) for shape in ((5, 3, 16), (8, 16), (8,))
     )
     try:
-        got = _onednn(x, torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS), b)
+        got = onednn_linear(x, pack_weight(w), b)
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
     tol = 1e-5 if dtype == "float32" else 2e-2
@@ -61,9 +64,16 @@ def onednn_linear_available(dtype: str = "float32") -> bool:
     return bool(torch.allclose(got.float(), expected.float(), atol=tol, rtol=tol))
 
 
-def _onednn(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, post_op: str = "none"
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (out × in) in oneDNN's packed layout for :func:`onednn_linear`."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), PACK_ROWS)
+
+
+def onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, post_op: str = "none"
 ) -> torch.Tensor:
+    """x · weightᵀ + bias through oneDNN, then ``post_op`` (a key of :data:`_POST_OPS`) in the
+    same kernel; ``weight`` plain or from :func:`pack_weight`."""
     algorithm = "none" if post_op == "gelu" else ""  # gelu: the exact (erf) one
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, post_op, [], algorithm)
 
@@ -73,11 +83,6 @@ _POST_OPS = {
     "swish": lambda x: torch.nn.functional.silu(x),
     "gelu": lambda x: torch.nn.functional.gelu(x),
 }
-
-
-#: rows the packed weights' layout is chosen for: a batch of 8 frames of 257 tokens (any number
-#: of rows works, and runs faster than an unpacked weight)
-PACK_ROWS = 2056
 
 
 class OnednnLinear(torch.nn.Module):
@@ -95,9 +100,7 @@ class OnednnLinear(torch.nn.Module):
     def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        with torch.no_grad():
-            packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().contiguous(), PACK_ROWS)
-        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("packed", pack_weight(linear.weight), persistent=False)
         self.bias = linear.bias
         self.post_op = "none"
 
@@ -108,7 +111,7 @@ class OnednnLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == self.packed.dtype and x.device.type == "cpu" and not torch.is_grad_enabled():
-            return _onednn(x, self.packed, self.bias, self.post_op)
+            return onednn_linear(x, self.packed, self.bias, self.post_op)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         y = torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)
         return _POST_OPS[self.post_op](y) if self.post_op != "none" else y
@@ -209,10 +212,10 @@ def _time_ratio(width: int, dtype: str = "float32", rows: int = 1024, repeats: i
             torch.zeros(width),
         )
     )
-    packed = torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS)
+    packed = pack_weight(w)
     kernels = {
         "torch": lambda: torch.nn.functional.linear(x, w, b),
-        "onednn": lambda: _onednn(x, packed, b),
+        "onednn": lambda: onednn_linear(x, packed, b),
     }
     best = dict.fromkeys(kernels, float("inf"))
     with torch.inference_mode():
