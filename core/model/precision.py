@@ -132,9 +132,8 @@ def apply_precision(
         logger.warning(
             "int8 reached CLS cosine %.4f only (< %g): auto uses %s", cosine, MIN_COSINE, precision
         )
-    model = model.to(device=device, dtype=dtype_of(precision))
-    if precision in ("fp32", "bf16") and device.type == "cpu":
-        from core.model.linear import use_fast_linears
+    from core.model.linear import use_fast_linears
 
-        use_fast_linears(model)
+    model = model.to(device=device, dtype=dtype_of(precision))
+    use_fast_linears(model)  # it decides which layers (fp32/bf16 on the CPU) and where
     return model, precision
