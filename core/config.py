@@ -9,6 +9,8 @@ Environment variables (all optional):
 - ``WEBSSL_DEVICE`` / ``WEBSSL_PRECISION``: defaults for ``--device`` / ``--precision``.
 - ``WEBSSL_LINEAR``: the fp32/bf16 CPU linear kernel, ``auto`` (default), ``onednn`` or ``torch``
   (:mod:`core.model.linear`).
+- ``WEBSSL_HEAP``: ``keep`` (default) lets a forward pass on the CPU reuse the memory the last
+  one freed, ``system`` leaves glibc's malloc as it is (:mod:`core.model.heap`).
 """
 
 from __future__ import annotations
@@ -52,3 +54,8 @@ def default_precision() -> str:
 def default_linear_kernel() -> str:
     """Which kernel fp32 and bf16 linear layers use on the CPU (:mod:`core.model.linear`)."""
     return os.environ.get("WEBSSL_LINEAR") or "auto"
+
+
+def default_heap_policy() -> str:
+    """How the C heap treats the memory a forward pass frees (:mod:`core.model.heap`)."""
+    return os.environ.get("WEBSSL_HEAP") or "keep"

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from core.errors import ModelLoadError
 from core.lazy import torch
+from core.model.heap import keep_activation_memory
 from core.model.precision import apply_precision, dtype_of, resolve_precision
 from core.model.preprocess import Preprocessing
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
@@ -132,6 +133,11 @@ def load_model(
     source = resolve_source(model, revision)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
+    if dev.type == "cpu":
+        try:
+            keep_activation_memory()
+        except ValueError as err:
+            raise ModelLoadError(str(err)) from err
     kwargs: dict = {"trust_remote_code": False}
     if not source.is_local:
         kwargs["revision"] = source.revision
