@@ -159,3 +159,12 @@ def test_nothing_of_the_weights_file_stays_referenced(tiny_model_dir):
     use_fast_linears(model, "onednn")
     after = {name: t.untyped_storage().data_ptr() for name, t in model.state_dict().items()}
     assert after and not set(after.values()) & set(before.values())
+
+
+def test_an_unknown_kernel_setting_stops_the_load_with_the_choices(monkeypatch, tiny_model_dir):
+    from core.errors import ModelLoadError
+    from core.model.loading import load_model
+
+    monkeypatch.setenv("WEBSSL_LINEAR", "mkl")
+    with pytest.raises(ModelLoadError, match=r"'mkl' \(\$WEBSSL_LINEAR\); use one of auto, onednn, torch"):
+        load_model(tiny_model_dir, device="cpu")

@@ -240,6 +240,20 @@ def onednn_faster(width: int, dtype: str = "float32") -> bool:
     return ratio >= MIN_GAIN
 
 
+def linear_kernel(kernel: str | None = None) -> str:
+    """``kernel``, or ``$WEBSSL_LINEAR`` (default ``auto``), checked.
+
+    Raises:
+        ValueError: it is not one of :data:`KERNELS`.
+    """
+    kernel = kernel or default_linear_kernel()
+    if kernel not in KERNELS:
+        raise ValueError(
+            f"unknown linear kernel {kernel!r} ($WEBSSL_LINEAR); use one of {', '.join(KERNELS)}"
+        )
+    return kernel
+
+
 def use_fast_linears(model: torch.nn.Module, kernel: str | None = None) -> int:
     """Replace ``model``'s fp32 or bf16 ``nn.Linear`` layers (in place) by :class:`OnednnLinear` where
     ``kernel`` (default ``$WEBSSL_LINEAR`` or ``auto``) says so; returns how many were replaced.
@@ -248,9 +262,7 @@ def use_fast_linears(model: torch.nn.Module, kernel: str | None = None) -> int:
     before it, and each block's layer scale is folded into the weights of the layer it scales:
     two fewer passes over the activations per block (3 % of a ViT-L forward here). The model
     computes the same function up to float rounding; its layers' outputs are the same."""
-    kernel = kernel or default_linear_kernel()
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown linear kernel {kernel!r}; use one of {', '.join(KERNELS)}")
+    kernel = linear_kernel(kernel)
     layers = [
         (parent, name, child)
         for parent in model.modules()

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from core.errors import ModelLoadError
 from core.lazy import torch
 from core.model.heap import keep_activation_memory
+from core.model.linear import linear_kernel
 from core.model.precision import apply_precision, dtype_of, resolve_precision
 from core.model.preprocess import Preprocessing
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
@@ -134,7 +135,8 @@ def load_model(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     if dev.type == "cpu":
-        try:
+        try:  # the CPU settings, checked before the weights are read
+            linear_kernel()
             keep_activation_memory()
         except ValueError as err:
             raise ModelLoadError(str(err)) from err
