@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 from core.errors import ModelLoadError
 from core.lazy import torch
 from core.model.heap import keep_activation_memory
-from core.model.linear import linear_kernel
 from core.model.precision import apply_precision, dtype_of, resolve_precision
 from core.model.preprocess import Preprocessing
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
@@ -130,6 +129,8 @@ def load_model(
         ModelLoadError: the weights are unavailable, not DINOv2-family, or the options are invalid.
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    from core.model.linear import linear_kernel  # its layer class needs PyTorch at import
 
     source = resolve_source(model, revision)
     dev = resolve_device(device)
