@@ -4,7 +4,7 @@ A forward pass of ViT-L/14 on 8 frames allocates and frees activations of 8-23 M
 ten per block. glibc's malloc serves a block above its mmap threshold (128 KiB at start, rising
 with the blocks freed to at most 32 MiB) with a fresh mapping that it unmaps on free, and it
 hands the top of its heap back to the system beyond its trim threshold. So each pass faulted
-about 1.4 GB of zeroed pages in again (2.8 GB at a batch of 16): 5-12 % of an fp32 pass on
+about 1.4 GB of zeroed pages in again (4.1 GB at a batch of 16): 5-12 % of an fp32 pass on
 2 cores (AMD EPYC, AVX-512; every-frame fp32 1.06x in ``python -m bench --sections speed``).
 With blocks below :data:`MMAP_THRESHOLD` served from the heap and up to
 :data:`TRIM_THRESHOLD` of free memory kept at its top, each pass reuses the pages of the last
