@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 
 from bench import synthetic as syn
+from bench.harness import load_extractor, measure, resolved_auto, timed, warm
+from bench.settings import cache_dir, model_folder
 
 WIDTHS = (1 / 2, 1 / 3, 1 / 4, 1 / 6)
 """Widths of the inserted pictures, as shares of the frame's width."""
@@ -225,9 +227,9 @@ def frame_quality(
     return out
 
 
-# -- the benchmark section (bench.run calls these; each measurement runs in its own process) ----
+# -- the benchmark section (bench.sections calls it; each measurement runs in its own process) --
 def inset_plan_for(settings) -> InsetPlan:
-    """The region video of a benchmark mode (``settings``: :class:`bench.run.Settings`)."""
+    """The region video of a benchmark mode (``settings``: :class:`bench.settings.Settings`)."""
     if settings.plan == "smoke":
         return smoke_inset_plan()
     return InsetPlan(shots_per_width=12) if settings.mode == "quick" else InsetPlan()
@@ -250,7 +252,6 @@ def m_regions_quality(settings, arg: dict) -> dict:
     precision at equal false-positive rates, and micro AP (core.matching.truth)."""
     import tempfile
 
-    from bench import run as br
     from core.matching.indexing import index_images
     from core.matching.params import MatchParams
     from core.matching.pipeline import match_video
@@ -260,10 +261,10 @@ def m_regions_quality(settings, arg: dict) -> dict:
     from db import Index
 
     plan = inset_plan_for(settings)
-    cache = br._cache(settings)
+    cache = cache_dir(settings)
     video = render_inset_video(plan, cache / "videos")
     paths, owners = write_inset_collection(plan, cache / f"collection-regions-{plan.key()}")
-    fx = br._load(br._model_folder(settings, "small"), "fp32")
+    fx = load_extractor(model_folder(settings, "small"), "fp32")
     truth = GroundTruth(
         "frames",
         frames=tuple(
@@ -277,7 +278,7 @@ def m_regions_quality(settings, arg: dict) -> dict:
         index_images(index, "regions", paths, fx)
         owner_of = _owners(index, paths, owners)
         for mode, regions in (("global", None), ("regions", RegionSettings())):
-            with br.timed() as t:
+            with timed() as t:
                 summary = match_video(
                     index,
                     video.path,
@@ -322,20 +323,19 @@ def m_regions_cost(settings, arg: dict) -> dict:
     """Analysed frames per second of one mode on the region video (every frame, ``frames`` of them)."""
     import tempfile
 
-    from bench import run as br
     from core.matching.pipeline import match_video
     from core.matching.regions import RegionSettings
     from core.matching.sampling import Sampling
     from db import Index
 
     plan = inset_plan_for(settings)
-    video = render_inset_video(plan, br._cache(settings) / "videos")
-    fx = br._load(br._model_folder(settings, arg.get("model", "big")), arg["precision"])
-    br._warm(fx, plan.height, plan.width)
+    video = render_inset_video(plan, cache_dir(settings) / "videos")
+    fx = load_extractor(model_folder(settings, arg.get("model", "big")), arg["precision"])
+    warm(fx, plan.height, plan.width)
     with tempfile.TemporaryDirectory() as tmp:
         index = Index(Path(tmp) / "cost.sqlite")
         _cost_collection(index, fx, plan)
-        with br.timed() as t:
+        with timed() as t:
             summary = match_video(
                 index,
                 video.path,
@@ -375,20 +375,22 @@ def _cost_collection(index, fx, plan: InsetPlan) -> None:
     index.add_images(coll.id, items)
 
 
+MEASUREMENTS = {"regions_quality": m_regions_quality, "regions_cost": m_regions_cost}
+
+
 def section_regions(settings, log) -> dict:
     """Quality (small model) and cost (the big model, both modes at n and 2n frames: the
     difference is the steady per-frame cost, without the one-off templates) of region mode."""
-    from bench import run as br
 
     log("regions: quality, global and region runs (small model)")
-    out = {"quality": br.measure(settings, "regions_quality")}
+    out = {"quality": measure(settings, "regions_quality")}
     n = settings.every_frames
-    precision = br._resolved_auto()
+    precision = resolved_auto()
     walls = {}
     for frames in (n, 2 * n):  # the modes alternate, so a change in the machine's load hits both
         for mode in ("global", "regions"):
             log(f"regions: cost, {mode}, {frames} frames ({settings.big_model})")
-            r = br.measure(
+            r = measure(
                 settings,
                 "regions_cost",
                 {"regions": mode == "regions", "frames": frames, "precision": precision},
@@ -412,7 +414,7 @@ def section_regions(settings, log) -> dict:
 
 
 def targets(section: dict | None) -> list[dict]:
-    """Region mode's targets (issue 11), in :func:`bench.run.targets`' form."""
+    """Region mode's targets (issue 11), in :func:`bench.report.targets`' form."""
     if not section:
         return []
     q, cost = section["quality"], section["cost"]

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.harness import measure, timed
+
 DIM = 1024
 CHUNK = 20_000  # rows per generated chunk (any row can be regenerated from its chunk)
 CENTRES = 8192
@@ -92,11 +94,10 @@ def _latency(search: Callable[[np.ndarray], object], q: np.ndarray, batches) -> 
     return out
 
 
-# -- measurements (each in its own process, see bench.run.measure) -------------------------------
+# -- measurements (each in its own process, see bench.harness.measure) -------------------------------
 def m_collection_build(settings, arg: dict) -> dict:
     """Write ``size`` embeddings through ``Index.add_images`` (chunks of 20k, the product's write
     path), then build the approximate index through ``maintain_vectors``."""
-    from bench.run import timed
     from core.matching import search as search_module
     from db import Index, NewImage
 
@@ -129,7 +130,6 @@ def m_collection_build(settings, arg: dict) -> dict:
 def m_collection_exact(settings, arg: dict) -> dict:
     """Fresh process: load the matrix from SQLite (chunked reader), exact search; writes the
     exact answers for the recall of the approximate search."""
-    from bench.run import timed
     from core.matching.search import ExactSearch
     from db import Index
 
@@ -149,7 +149,6 @@ def m_collection_exact(settings, arg: dict) -> dict:
 
 def m_collection_approx(settings, arg: dict) -> dict:
     """Fresh process: open the collection for search (the product's reader path), search."""
-    from bench.run import timed
     from core.matching import ann
     from core.matching import search as search_module
     from db import Index
@@ -176,7 +175,6 @@ def m_collection_approx(settings, arg: dict) -> dict:
 
 def m_collection_changes(settings, arg: dict) -> dict:
     """Add 1,000 images and remove 1,000 (logged, no rebuild), open as a reader, then merge."""
-    from bench.run import timed
     from core.matching import ann
     from core.matching import search as search_module
     from db import Index, NewImage
@@ -325,7 +323,6 @@ def m_writer(settings, arg: dict) -> dict:
     """The single writer: one hour of video at 30 fps (108,000 frames, top-5 each) written as the
     pipeline and a cluster batch's driver write it (512 frames a transaction), plus the frame
     embeddings of its analysed frames (1.1 per second, 1024-d)."""
-    from bench.run import timed
     from db import Index
 
     frames = arg["frames"]
@@ -395,7 +392,6 @@ MEASUREMENTS = {
 def section_scale(settings, log: Callable[[str], None]) -> dict:
     import tempfile
 
-    from bench.run import measure
     from core.matching import ann
     from core.matching.search import APPROXIMATE_FROM
 

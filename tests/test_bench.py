@@ -10,7 +10,8 @@ import math
 
 import pytest
 
-from bench.run import SECTIONS, Settings, run
+from bench.run import SECTIONS, run
+from bench.settings import Settings
 
 pytestmark = pytest.mark.slow
 
