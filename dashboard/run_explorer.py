@@ -19,7 +19,7 @@ from core.matching.runs import RunView
 from core.media.video import format_time
 from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
-from dashboard import charts, keys, run_evaluation
+from dashboard import charts, keys, run_evaluation, timeline_data
 from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
 from dashboard.state import (
     explained_frame,
@@ -176,12 +176,12 @@ def _timeline(view: RunView) -> int:
 
     row = row_of_frame(fi, st.session_state[frame_key])
     window, zoomable = _window(view, float(ts[row]), chosen_window(chart_state))
-    line = charts.decimate(
+    line = timeline_data.decimate(
         ts, fi, best, view.best_image, view.matched(), window=window, buckets=TIMELINE_POINTS
     )
-    ranked = charts.on_screen(view.best_image, view.matched(), ts)
+    ranked = timeline_data.on_screen(view.best_image, view.matched(), ts)
     view = with_paths(view, np.concatenate([line.image, [i for i, _ in ranked]]).astype(np.int64))
-    spec = charts.timeline_spec(
+    spec = timeline_data.timeline_spec(
         line,
         image_labels(view, line.image),
         view.params.threshold,

@@ -1,4 +1,4 @@
-// The Match page's timeline: a canvas drawn from dashboard.charts.TimelineSpec.to_data().
+// The Match page's timeline: a canvas drawn from dashboard.timeline_data.TimelineSpec.to_data().
 //
 // Streamlit calls this function on every rerun with the new data; the canvas stays (a keyed
 // component keeps its identity), so moving the threshold redraws about 600 points in a few

@@ -3,9 +3,9 @@
 Why not ``st.plotly_chart``: a Plotly chart's identity in the page follows its figure, so every
 new threshold gave a new chart, which the browser built from scratch (~140 ms of a 330 ms
 threshold move on a 2-hour run). A keyed component keeps its identity: its script
-(``timeline.js``) redraws the same canvas from the new :class:`~dashboard.charts.TimelineSpec`.
+(``timeline.js``) redraws the same canvas from the new :class:`~dashboard.timeline_data.TimelineSpec`.
 A click on it chooses a frame; on a long run, a drag across it chooses a time window.
-What it draws is decided in :func:`dashboard.charts.timeline_spec`, which tests read.
+What it draws is decided in :func:`dashboard.timeline_data.timeline_spec`, which tests read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard.charts import TimelineSpec
+from dashboard.timeline_data import TimelineSpec
 
 _HTML = (
     '<div class="webssl-timeline"><canvas role="img"></canvas><div class="brush"></div>'

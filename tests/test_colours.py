@@ -6,7 +6,7 @@ import numpy as np
 
 from core.matching.params import matched_mask
 from core.visual.colours import NO_MATCH, PALETTE, image_colour, image_rgb
-from dashboard import charts
+from dashboard import charts, timeline_data
 
 
 def test_colour_follows_the_image_id_alone():
@@ -33,7 +33,7 @@ def test_timeline_colours_do_not_depend_on_the_threshold():
     names = {3: "me_dark.png", 8: "guy.jpg", 5: "godzilla.jpg"}
     seen = {}
     for threshold in (0.6, 0.7, 0.9):
-        line = charts.decimate(t, np.arange(n), score, img, matched_mask(score, threshold))
+        line = timeline_data.decimate(t, np.arange(n), score, img, matched_mask(score, threshold))
         fig = charts.timeline_figure(line, names, threshold)
         for name, colour in _trace_colours(fig).items():
             if name in names.values():

@@ -1,8 +1,7 @@
-"""dashboard.charts: the figures of a run (Plotly), and the timeline the dashboard draws."""
+"""dashboard.charts: the figures of a run (Plotly), among them the notebook's timeline, which
+draws what the dashboard's canvas draws."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import plotly.graph_objects as go
@@ -10,7 +9,7 @@ import pytest
 
 from core.matching.params import matched_mask
 from core.visual.colours import image_colour
-from dashboard import charts
+from dashboard import charts, timeline_data
 
 
 def _run_arrays(n=50):
@@ -24,7 +23,7 @@ def _run_arrays(n=50):
 
 def test_timeline_colours_matched_images_and_draws_the_threshold():
     t, fi, score, img = _run_arrays()
-    line = charts.decimate(t, fi, score, img, matched_mask(score, 0.9))
+    line = timeline_data.decimate(t, fi, score, img, matched_mask(score, 0.9))
     assert not line.decimated and line.frames == 50
     fig = charts.timeline_figure(line, {7: "a.jpg", 9: "b.jpg"}, 0.9, selected_time=1.0)
     names = [tr.name for tr in fig.data]
@@ -49,7 +48,7 @@ def test_a_long_run_is_decimated_without_losing_a_peak_or_a_dip():
     score[54_321] = 0.99  # one frame peaks
     score[70_000] = 0.01  # one frame dips
     img = np.arange(n) % 20
-    line = charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9), buckets=1500)
+    line = timeline_data.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9), buckets=1500)
     assert line.decimated and line.frames == n and len(line.time_s) <= 1500
     assert 54_321 in line.frame_index and line.score.max() == pytest.approx(0.99)
     assert np.nanmin(line.low) == pytest.approx(0.01)
@@ -57,32 +56,10 @@ def test_a_long_run_is_decimated_without_losing_a_peak_or_a_dip():
     assert sum(len(tr.x) for tr in fig.data if tr.mode == "markers") == len(line.time_s)
     assert len(fig.to_json()) < 400_000  # was ~10 MB
     # a window shows every frame of it
-    window = charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9), window=(100.0, 130.0))
+    window = timeline_data.decimate(
+        t, np.arange(n), score, img, matched_mask(score, 0.9), window=(100.0, 130.0)
+    )
     assert not window.decimated and window.frames == len(window.time_s) == 901
-
-
-def test_each_point_is_its_buckets_best_frame_with_ties_and_empty_buckets():
-    """Against a plain loop over the buckets: the best frame (the last of equal scores; the
-    last frame where a bucket has no score at all) and the bucket's lowest score."""
-    n, buckets = 5_000, 37
-    t = np.sort(np.random.default_rng(1).uniform(0, 100, n))
-    score = np.round(np.random.default_rng(2).uniform(0, 1, n), 2)  # many ties
-    score[(t > 40) & (t < 46)] = np.nan  # buckets with no score
-    line = charts.decimate(t, np.arange(n), score, np.zeros(n, np.int64), np.ones(n, bool), buckets=buckets)
-    edges = np.linspace(t[0], t[-1], buckets + 1)
-    which = np.clip(np.searchsorted(edges, t, "right") - 1, 0, buckets - 1)
-    want_frame, want_low = [], []
-    for b in np.unique(which):
-        frames = np.flatnonzero(which == b)
-        s = score[frames]
-        if np.isnan(s).all():
-            want_frame.append(frames[-1])
-            want_low.append(np.nan)
-        else:
-            want_frame.append(frames[s == np.nanmax(s)][-1])
-            want_low.append(np.nanmin(s))
-    assert line.frame_index.tolist() == want_frame
-    np.testing.assert_array_equal(line.low, want_low)
 
 
 def test_many_images_share_an_other_entry_but_keep_their_colours():
@@ -91,29 +68,12 @@ def test_many_images_share_an_other_entry_but_keep_their_colours():
     img = np.arange(n) % 20
     score = np.full(n, 0.95)
     fig = charts.timeline_figure(
-        charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9)), {}, 0.9, max_images=5
+        timeline_data.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9)), {}, 0.9, max_images=5
     )
     assert fig.data[-1].name == "15 other images"
     others = [int(frame) for frame, _ in fig.data[-1].customdata]
     assert list(fig.data[-1].marker.color) == [image_colour(img[f]) for f in others]
     assert len([tr for tr in fig.data if tr.mode == "markers"]) == 5 + 1
-
-
-def test_timeline_checks_lengths():
-    with pytest.raises(ValueError):
-        charts.decimate(np.zeros(3), np.zeros(2), np.zeros(3), np.zeros(3), np.ones(3, bool))
-
-
-def test_images_on_screen_longest_first():
-    t = np.arange(100) / 10
-    img = np.r_[np.full(60, 4), np.full(30, 9), np.full(10, -1)]
-    hit = np.r_[np.ones(80, bool), np.zeros(20, bool)]
-    assert charts.on_screen(img, hit, t) == [(4, pytest.approx(6.0)), (9, pytest.approx(2.0))]
-
-
-def test_duplicate_file_names_get_ids():
-    labels = charts.unique_labels(np.array([1, 2, 3, -1]), {1: "a.jpg", 2: "a.jpg", 3: "b.jpg"})
-    assert labels == {1: "a.jpg (#1)", 2: "a.jpg (#2)", 3: "b.jpg"}
 
 
 def test_score_matrix_and_heatmap():
@@ -174,7 +134,6 @@ def test_pr_curve_of_an_hour_is_thinned_but_keeps_both_ends():
     assert curve.customdata[-1] == pytest.approx(0.1)
 
 
-# -- the dashboard's timeline (dashboard/timeline.js draws TimelineSpec) ---------------------------
 def test_timeline_spec_draws_what_the_figure_draws():
     """The same points, colours, legend and lines as :func:`timeline_figure`, so the notebook's
     chart and the dashboard's canvas tell the same story."""
@@ -183,9 +142,9 @@ def test_timeline_spec_draws_what_the_figure_draws():
     img = np.arange(n) % 20
     score = np.where(np.arange(n) % 4 == 0, 0.5, 0.95)
     score[7] = np.nan
-    line = charts.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9))
+    line = timeline_data.decimate(t, np.arange(n), score, img, matched_mask(score, 0.9))
     names = {i: f"img{i}.jpg" for i in range(20)}
-    spec = charts.timeline_spec(line, names, 0.9, selected_time=2.0, max_images=5)
+    spec = timeline_data.timeline_spec(line, names, 0.9, selected_time=2.0, max_images=5)
     fig = charts.timeline_figure(line, names, 0.9, selected_time=2.0, max_images=5)
     assert len(spec.time_s) == n and spec.score[7] is None  # the NaN frame has no point
     points = [tr for tr in fig.data if tr.mode == "markers"]
@@ -205,45 +164,3 @@ def test_timeline_spec_draws_what_the_figure_draws():
     assert spec.labels[spec.label[3]] == "img3.jpg"
     assert spec.threshold == 0.9 and spec.selected_time == 2.0
     assert spec.y_range[0] <= 0.5 - 0.03 and spec.y_range[1] > 1.0  # the lowest score and the top fit
-
-
-def test_timeline_spec_colours_follow_the_image_not_the_threshold():
-    n = 60
-    t = np.arange(n) / 10
-    img = np.repeat([3, 8, 5], 20)
-    score = np.concatenate([np.full(20, 0.65), np.full(20, 0.95), np.full(20, 0.75)])
-    for threshold in (0.6, 0.7, 0.9):
-        spec = charts.timeline_spec(
-            charts.decimate(t, np.arange(n), score, img, score >= threshold), {}, threshold
-        )
-        for i in range(n):
-            want = image_colour(int(img[i])) if score[i] >= threshold else charts.NO_MATCH
-            assert spec.palette[spec.colour[i]] == want
-
-
-def test_timeline_spec_data_is_small_json_for_a_two_hour_run():
-    n = 216_000
-    t = np.arange(n) / 30
-    rng = np.random.default_rng(0)
-    score = rng.uniform(0.3, 1.0, n)
-    img = rng.integers(0, 500, n)
-    line = charts.decimate(t, np.arange(n), score, img, score >= 0.6, buckets=600)
-    data = charts.timeline_spec(line, {}, 0.6, selected_time=float("nan")).to_data()
-    text = json.dumps(data, allow_nan=False)  # NaN is not JSON: missing scores travel as null
-    assert len(text) < 120_000
-    assert data["selected_time"] is None
-    assert data["time_text"][-1] == "1:59:58.8" or data["time_text"][-1].startswith("1:59:5")
-    assert [label for _, label in data["x_ticks"]][:3] == ["0:00", "15:00", "30:00"]  # whole minutes
-    assert len(data["x_ticks"]) <= 11 and len(data["y_ticks"]) <= 9
-
-
-def test_nice_ticks():
-    assert charts.nice_ticks(0.0, 7200.0, charts.TIME_STEPS, 10) == (
-        [float(v) for v in range(0, 7201, 900)],
-        900,
-    )
-    ticks, step = charts.nice_ticks(0.27, 1.02, charts.SCORE_STEPS, 8)
-    assert step == 0.1 and ticks[0] == pytest.approx(0.3) and ticks[-1] == pytest.approx(1.0)
-    assert charts.nice_ticks(-1.5, 12.3, charts.TIME_STEPS, 10)[0][:2] == [0.0, 2.0]
-    assert charts.nice_ticks(1.0, 1.0, charts.SCORE_STEPS, 8) == ([1.0], 0.01)  # one value: one tick
-    assert charts.time_tick_label(90.0, 30) == "1:30" and charts.time_tick_label(1.5, 0.5) == "0:01.5"

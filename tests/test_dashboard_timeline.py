@@ -39,11 +39,13 @@ def test_the_script_reads_every_field_the_spec_sends():
     """timeline.js and TimelineSpec.to_data() agree on names: a renamed field would draw nothing."""
     import numpy as np
 
-    from dashboard import charts
+    from dashboard import timeline_data
 
     t = np.arange(10) / 10
     score = np.linspace(0.5, 1.0, 10)
-    spec = charts.timeline_spec(charts.decimate(t, np.arange(10), score, np.arange(10), score > 0.7), {}, 0.7)
+    spec = timeline_data.timeline_spec(
+        timeline_data.decimate(t, np.arange(10), score, np.arange(10), score > 0.7), {}, 0.7
+    )
     script = JS.read_text()
     for field in spec.to_data():
         assert f"data.{field}" in script, field
