@@ -332,6 +332,8 @@ def m_agreement(settings: Settings, arg: dict) -> dict:
                 Sampling.auto(change_threshold=0.05, max_interval_s=3.0), held, certainty=False
             ),
             "fp32_accuracy": [r.fp32_accuracy for r in held],
+            # what no sampler can beat at the budget: one that knew every frame's answer
+            "bound": ag.bound(held, ag.BUDGET_PER_VIDEO_S),
         },
     }
 

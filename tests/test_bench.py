@@ -100,6 +100,20 @@ def test_agreement_and_held_out_videos(smoke):
         assert pooled["analysed_per_video_s"] > 0
         for v in a["held_out"][key]["videos"]:
             assert sum(v["decisions"].values()) > v["analysed"] > 0
+    # the bound at the budget: what a sampler that knew every answer would reach
+    bound = a["held_out"]["bound"]
+    assert bound["pooled"]["analysed_per_video_s"] == pytest.approx(0.6, abs=0.2)  # whole analyses
+    for b, v in zip(bound["videos"], a["held_out"]["certainty"]["videos"], strict=True):
+        assert (
+            b["video"] == v["video"]
+            and 0.0 < b["agreement_top1"] <= 1.0
+            and 0.0 < b["agreement_matched"] <= 1.0
+        )
+        if b["analysed"] >= v["analysed"]:  # as many analyses or more: no sampler beats it
+            assert (
+                b["agreement_top1"] >= v["agreement_top1"]
+                and b["agreement_matched"] >= v["agreement_matched"]
+            )
 
 
 def test_numerics(smoke):

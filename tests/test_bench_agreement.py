@@ -1,0 +1,59 @@
+"""bench.agreement's bound: the best agreement any sampler could reach with a number of
+analyses, if it knew every frame's answer (each frame keeps the last analysed frame's answer)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bench.agreement import best_possible
+
+
+def _held(labels: np.ndarray, analysed: tuple[int, ...]) -> np.ndarray:
+    """Each frame's answer when the frames in ``analysed`` are analysed (a plain loop)."""
+    out, current = [], None
+    for i, label in enumerate(labels):
+        if i in analysed:
+            current = label
+        out.append(current)
+    return np.array(out)
+
+
+def _brute_force(labels: np.ndarray, weight: np.ndarray, analyses: int) -> float:
+    n = len(labels)
+    best = 0.0
+    for rest in itertools.combinations(range(1, n), min(analyses, n) - 1):
+        held = _held(labels, (0, *rest))
+        best = max(best, float(np.sum(weight * (held == labels))))
+    return best
+
+
+def test_hand_worked_cases():
+    a_b_a = np.array([1, 1, 2, 2, 1, 1])
+    ones = np.ones(6)
+    # one analysis (frame 0) holds 1 over all: frames 0, 1, 4, 5 agree
+    assert best_possible(a_b_a, ones, 1) == 4
+    # two: {0, 2} gives 1 1 2 2 2 2 (4 agree); {0, 4} gives 1 everywhere (4): still 4
+    assert best_possible(a_b_a, ones, 2) == 4
+    assert best_possible(a_b_a, ones, 3) == 6
+    assert best_possible(a_b_a, ones, 9) == 6  # more analyses than runs
+    # frames that do not count (top-1 counts only frames showing a collection picture)
+    assert best_possible(a_b_a, np.array([1, 1, 0, 0, 1, 1]), 1) == 4
+    # flicker, 1 2 1 2 ...: a stretch of length l held from its start gets ceil(l / 2) right,
+    # so k stretches over 10 frames get at most floor((10 + k) / 2)
+    flicker = np.array([1, 2] * 5)
+    assert [best_possible(flicker, np.ones(10), k) for k in (1, 2, 3, 4, 10)] == [5, 6, 6, 7, 10]
+    assert best_possible(np.array([], np.int64), np.array([]), 3) == 0.0
+    assert best_possible(a_b_a, ones, 0) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_agrees_with_every_choice_of_frames(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 11))
+    labels = rng.integers(-1, 3, n)  # -1: no match, as matched agreement's labels
+    weight = rng.integers(0, 2, n).astype(float)
+    for analyses in (1, 2, 3, 4):
+        assert best_possible(labels, weight, analyses) == _brute_force(labels, weight, analyses)
