@@ -6,16 +6,15 @@ indexing, 10 during matching) gives README's Reliability section; ``--quick`` is
 
 Every scenario runs in processes forked from this one before it does any model or image work
 (the parent only orchestrates and reads SQLite with the standard library), so a worker starts
-in milliseconds and a kill is a real ``SIGKILL`` of a separate process, as ``kill -9`` would be.
+in milliseconds and a kill is a real ``SIGKILL`` of a separate process, as ``kill -9`` would be
+(:mod:`bench.forked`). The bad-input corpus is :mod:`bench.bad_inputs`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
-import multiprocessing as mp
 import os
 import signal
 import sys
@@ -25,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-_CTX = mp.get_context("fork")
+from bench.bad_inputs import bad_inputs
+from bench.forked import CTX, collect, quiet
+from bench.forked import run as run_child
+
 THRESHOLD = 0.95  # separates near-duplicates from other pictures for the tiny model
 
 
@@ -51,23 +53,7 @@ class ConcurrencyReport:
     other_errors: list[str] = field(default_factory=list)
 
 
-@dataclass
-class CorpusCase:
-    kind: str  # image | video | database
-    name: str
-    exit_code: int
-    clean: bool
-    says: str  # the error or failure line the user sees
-
-
 # -- workers (run in forked children) ------------------------------------------------------
-def _quiet() -> None:
-    import logging
-
-    logging.disable(logging.CRITICAL)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
 @dataclass(frozen=True)
 class Sizes:
     pictures: int = 160  # in the collection the indexers build
@@ -79,7 +65,7 @@ QUICK = Sizes(80, 150)
 
 def _build(work: str, sizes: Sizes) -> None:
     """Child: the tiny model, the pictures and the video."""
-    _quiet()
+    quiet()
     from PIL import Image
 
     from bench import synthetic as syn
@@ -98,7 +84,7 @@ def _build(work: str, sizes: Sizes) -> None:
 
 
 def _index_worker(work: str, db: str, collection: str, started) -> None:
-    _quiet()
+    quiet()
     from core.matching.indexing import index_images
     from core.model.features import FeatureExtractor
     from db import Index
@@ -110,7 +96,7 @@ def _index_worker(work: str, db: str, collection: str, started) -> None:
 
 
 def _match_worker(work: str, db: str, started) -> None:
-    _quiet()
+    quiet()
     from core.matching.params import MatchParams
     from core.matching.pipeline import match_video
     from core.matching.sampling import Sampling
@@ -129,18 +115,6 @@ def _match_worker(work: str, db: str, started) -> None:
             params=MatchParams(threshold=THRESHOLD, top_k=3),
             batch_size=4,
         )
-
-
-def _run(target: Callable, *args, timeout: float = 600) -> int:
-    """Run ``target`` in a forked child to its end; returns its exit code."""
-    proc = _CTX.Process(target=target, args=args)
-    proc.start()
-    proc.join(timeout)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        raise TimeoutError(f"{target.__name__} did not finish in {timeout} s")
-    return proc.exitcode
 
 
 # -- reading the index from the parent (read-only, through the db API) --------------------
@@ -236,8 +210,8 @@ def _kill_loop(
     round_ = 0
     while report.kills < kills:
         before = rows(round_)
-        started = _CTX.Event()
-        proc = _CTX.Process(target=worker, args=(*args(round_), started))
+        started = CTX.Event()
+        proc = CTX.Process(target=worker, args=(*args(round_), started))
         proc.start()
         if not started.wait(120):
             proc.kill()
@@ -270,8 +244,8 @@ def kills_during_index(work: Path, kills: int, pictures: int, seed: int = 0) -> 
         seed,
     )
     name = f"pictures-{last}"
-    _run(_index_worker, str(work), db, name, _CTX.Event())
-    _run(_index_worker, str(work), clean, name, _CTX.Event())
+    run_child(_index_worker, str(work), db, name, CTX.Event())
+    run_child(_index_worker, str(work), clean, name, CTX.Event())
     resumed, reference = _images(db, name), _images(clean, name)
     report.resumed_exact = resumed == reference and len(resumed) == pictures
     report.detail = f"{len(resumed)} images after resuming, {len(reference)} in an uninterrupted run"
@@ -282,7 +256,7 @@ def kills_during_match(work: Path, kills: int, seed: int = 1) -> KillReport:
     """Kill matchers at random moments; resume; compare with an uninterrupted run."""
     db, clean = str(work / "kill-match.sqlite"), str(work / "clean-match.sqlite")
     for path in (db, clean):
-        _run(_index_worker, str(work), path, "pictures", _CTX.Event())
+        run_child(_index_worker, str(work), path, "pictures", CTX.Event())
 
     def finished(round_: int) -> bool:  # the round's run is done (its process may not have exited)
         runs = _runs(db)
@@ -292,8 +266,8 @@ def kills_during_match(work: Path, kills: int, seed: int = 1) -> KillReport:
     report, last = _kill_loop(
         _match_worker, lambda _r: (str(work), db), lambda r: _run_frames(db, r), kills, seed, finished
     )
-    _run(_match_worker, str(work), db, _CTX.Event())
-    _run(_match_worker, str(work), clean, _CTX.Event())
+    run_child(_match_worker, str(work), db, CTX.Event())
+    run_child(_match_worker, str(work), clean, CTX.Event())
     runs = [(run.id, run.status) for run in _runs(db)]
     resumed, reference = _frames(db), _frames(clean)
     same = resumed.keys() == reference.keys() and all(
@@ -310,7 +284,7 @@ def kills_during_match(work: Path, kills: int, seed: int = 1) -> KillReport:
 # -- concurrency ----------------------------------------------------------------------------
 def _counting(fn: Callable[[], None], queue, label: str) -> None:
     """Run ``fn``; report (label, ok, locked, other) through ``queue``."""
-    _quiet()
+    quiet()
     try:
         fn()
         queue.put((label, 1, 0, ""))
@@ -320,7 +294,7 @@ def _counting(fn: Callable[[], None], queue, label: str) -> None:
 
 
 def _reader(db: str, stop, queue) -> None:
-    _quiet()
+    quiet()
     from db import Index
 
     reads = locked = 0
@@ -345,21 +319,21 @@ def _reader(db: str, stop, queue) -> None:
 def concurrency(work: Path) -> ConcurrencyReport:
     """Two indexers (into one collection), two matchers and two readers at once."""
     db = str(work / "concurrent.sqlite")
-    _run(_index_worker, str(work), db, "pictures", _CTX.Event())
-    queue, stop = _CTX.Queue(), _CTX.Event()
+    run_child(_index_worker, str(work), db, "pictures", CTX.Event())
+    queue, stop = CTX.Queue(), CTX.Event()
     writers = [
-        _CTX.Process(
+        CTX.Process(
             target=_counting,
-            args=(lambda: _index_worker(str(work), db, "shared", _CTX.Event()), queue, "index"),
+            args=(lambda: _index_worker(str(work), db, "shared", CTX.Event()), queue, "index"),
         )
         for _ in range(2)
     ] + [
-        _CTX.Process(
-            target=_counting, args=(lambda: _match_worker(str(work), db, _CTX.Event()), queue, "match")
+        CTX.Process(
+            target=_counting, args=(lambda: _match_worker(str(work), db, CTX.Event()), queue, "match")
         )
         for _ in range(2)
     ]
-    readers = [_CTX.Process(target=_reader, args=(db, stop, queue)) for _ in range(2)]
+    readers = [CTX.Process(target=_reader, args=(db, stop, queue)) for _ in range(2)]
     for proc in writers + readers:
         proc.start()
     for proc in writers:
@@ -383,245 +357,9 @@ def concurrency(work: Path) -> ConcurrencyReport:
     return report
 
 
-# -- bad inputs -----------------------------------------------------------------------------
-def _corpus(work: str, queue) -> None:
-    """Child: make ≥ 40 bad inputs and give each to the CLI; report what the user saw."""
-    _quiet()
-    import numpy as np
-    from PIL import Image
-
-    from core.cli import main
-
-    root = Path(work) / "corpus"
-    root.mkdir(exist_ok=True)
-    model = str(Path(work) / "model")
-    good_db = str(root / "good.sqlite")
-    env = {"WEBSSL_MODEL": model, "WEBSSL_DATA_DIR": str(root / "data")}
-    os.environ.update(env)
-    rng = np.random.default_rng(0)
-    picture = Path(work) / "pictures" / "p000.png"
-    video = Path(work) / "video.mp4"
-
-    def cli(argv: list[str]) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(argv)
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-            except BaseException:  # noqa: BLE001 - an escaping exception is what we count
-                import traceback
-
-                traceback.print_exc(file=err)
-                code = -1
-        return code, out.getvalue(), err.getvalue()
-
-    def judge(kind: str, name: str, argv: list[str], *, failed_line: bool = False) -> None:
-        code, out, err = cli(argv)
-        lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
-        clean = "Traceback" not in err and code in (0, 2)
-        if code == 2:
-            clean = clean and len(lines) == 1
-            says = lines[0] if lines else err.strip()[:200]
-        elif failed_line:
-            failed = [line.strip() for line in out.splitlines() if line.strip().startswith("failed:")]
-            clean = clean and len(failed) == 1 and "\n" not in failed[0]
-            says = failed[0] if failed else out.strip()[:200]
-        else:
-            says = (out.strip().splitlines() or [""])[-1][:200]
-        queue.put(asdict(CorpusCase(kind, name, code, clean, says)))
-
-    cli(["index", str(picture), "-c", "good", "--db", good_db, "-q"])
-    jpeg = io.BytesIO()
-    Image.open(picture).convert("RGB").save(jpeg, "JPEG")
-    jpeg_bytes = jpeg.getvalue()
-    png_bytes = picture.read_bytes()
-
-    def png_header(width: int, height: int) -> bytes:
-        import struct
-        import zlib
-
-        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-        chunk = b"IHDR" + ihdr
-        iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
-        return (
-            b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + iend
-        )
-
-    images: dict[str, Callable[[Path], None]] = {
-        "empty.jpg": lambda p: p.write_bytes(b""),
-        "text.jpg": lambda p: p.write_text("hello, not an image"),
-        "random.png": lambda p: p.write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()),
-        "truncated.jpg": lambda p: p.write_bytes(jpeg_bytes[: len(jpeg_bytes) // 2]),
-        "truncated.png": lambda p: p.write_bytes(png_bytes[: len(png_bytes) // 2]),
-        "page.jpg": lambda p: p.write_text("<html><body>404</body></html>"),
-        "bomb.png": lambda p: p.write_bytes(png_header(200_000, 200_000)),
-        "header-only.png": lambda p: p.write_bytes(png_header(64, 64)),
-        "wide-1x40000.png": lambda p: Image.fromarray(
-            rng.integers(0, 256, (1, 40000, 3), dtype=np.uint8)
-        ).save(p),
-        "tall-40000x1.png": lambda p: Image.fromarray(
-            rng.integers(0, 256, (40000, 1, 3), dtype=np.uint8)
-        ).save(p),
-        "one-pixel.png": lambda p: Image.new("RGB", (1, 1)).save(p),
-        "cmyk.jpg": lambda p: Image.open(picture).convert("CMYK").save(p),
-        "sixteen-bit.png": lambda p: Image.fromarray(
-            (rng.integers(0, 65535, (40, 40))).astype(np.uint16)
-        ).save(p),
-        "transparent.gif": lambda p: Image.new("P", (30, 30)).save(p, transparency=0),
-        "bad-exif.jpg": lambda p: p.write_bytes(bad_exif_jpeg()),
-        "fifo.jpg": lambda p: os.mkfifo(p),
-        "folder.jpg": lambda p: p.mkdir(),
-        "dangling.jpg": lambda p: p.symlink_to(root / "nowhere.jpg"),
-        "truncated.webp": lambda p: p.write_bytes(_webp(picture)[:60]),
-        "bmp-header.bmp": lambda p: p.write_bytes(b"BM" + b"\x00" * 20),
-        "name\nwith a newline.jpg": lambda p: p.write_text("x"),
-        "=HYPERLINK(1).jpg": lambda p: p.write_bytes(jpeg_bytes),
-        "déjà vu 写真.png": lambda p: p.write_bytes(png_bytes),
-    }
-    img_dir = root / "images"
-    img_dir.mkdir(exist_ok=True)
-    for name, make in images.items():
-        path = img_dir / name
-        make(path)
-        judge(
-            "image",
-            name,
-            ["index", str(path), "-c", "good", "--db", good_db, "-q"],
-            failed_line=name
-            not in (
-                "wide-1x40000.png",
-                "tall-40000x1.png",
-                "one-pixel.png",
-                "cmyk.jpg",
-                "sixteen-bit.png",
-                "transparent.gif",
-                "bad-exif.jpg",
-                "folder.jpg",
-                "=HYPERLINK(1).jpg",
-                "déjà vu 写真.png",
-            ),
-        )
-    judge("image", "/dev/zero", ["index", "/dev/zero", "-c", "good", "--db", good_db, "-q"], failed_line=True)
-
-    vid_dir = root / "videos"
-    vid_dir.mkdir(exist_ok=True)
-    data = video.read_bytes()
-    corrupt = bytearray(data)
-    corrupt[len(data) // 2 : len(data) // 2 + 6000] = rng.integers(0, 256, 6000, dtype=np.uint8).tobytes()
-    videos: dict[str, Callable[[Path], None]] = {
-        "empty.mp4": lambda p: p.write_bytes(b""),
-        "random.mp4": lambda p: p.write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()),
-        "text.mp4": lambda p: p.write_text("not a video"),
-        "truncated.mp4": lambda p: p.write_bytes(data[: len(data) // 2]),
-        "corrupt-middle.mp4": lambda p: p.write_bytes(bytes(corrupt)),
-        "audio-only.m4a": _audio_only,
-        "picture.jpg": lambda p: p.write_bytes(jpeg_bytes),
-        "folder.mp4": lambda p: p.mkdir(),
-        "fifo.mp4": lambda p: os.mkfifo(p),
-        "missing.mp4": lambda p: None,
-    }
-    for name, make in videos.items():
-        path = vid_dir / name
-        make(path)
-        judge("video", name, ["match", str(path), "-c", "good", "--db", good_db, "--stride", "25", "-q"])
-    judge("video", "/dev/zero", ["match", "/dev/zero", "-c", "good", "--db", good_db, "-q"])
-
-    db_dir = root / "databases"
-    db_dir.mkdir(exist_ok=True)
-    good = Path(good_db).read_bytes()
-    databases: dict[str, Callable[[Path], None]] = {
-        "random.sqlite": lambda p: p.write_bytes(rng.integers(0, 256, 8192, dtype=np.uint8).tobytes()),
-        "folder.sqlite": lambda p: p.mkdir(),
-        "notes.sqlite": lambda p: _sqlite(p, "notes"),
-        "negative-version.sqlite": lambda p: _sqlite(p, "collections", version=-1),
-        "version-0-tables.sqlite": lambda p: _sqlite(p, "collections", version=0),
-        "too-new.sqlite": lambda p: (p.write_bytes(good), _sqlite(p, None, version=99)),
-        "truncated.sqlite": lambda p: p.write_bytes(good[: len(good) // 3]),
-        "empty.sqlite": lambda p: p.write_bytes(b""),
-    }
-    for name, make in databases.items():
-        path = db_dir / name
-        make(path)
-        before = path.read_bytes() if path.is_file() else None
-        judge("database", f"{name} (collections)", ["collections", "--db", str(path)])
-        judge("database", f"{name} (index)", ["index", str(picture), "-c", "x", "--db", str(path), "-q"])
-        if before is not None and name not in ("empty.sqlite",):
-            assert path.read_bytes() == before or name == "truncated.sqlite", f"{name} was changed"
-    queue.put(None)
-
-
-def bad_exif_jpeg() -> bytes:
-    """A small JPEG whose EXIF tag directory is broken: Pillow warns when it reads it."""
-    from PIL import Image
-
-    img = Image.new("RGB", (20, 10), (200, 10, 10))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    exif[0x010F] = "Camera"
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=exif)
-    data = bytearray(buf.getvalue())
-    start = data.find(b"Exif\x00\x00") + 20
-    data[start : start + 20] = b"\xff" * 20
-    return bytes(data)
-
-
-def _webp(picture: Path) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.open(picture).save(buf, "WEBP")
-    return buf.getvalue()
-
-
-def _audio_only(path: Path) -> None:
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=16000)
-        for i in range(20):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
-def _sqlite(path: Path, table: str | None, version: int | None = None) -> None:
-    """A SQLite file that is not (or not yet, or no longer) an index: one table of one column."""
-    import sqlite_utils
-
-    db = sqlite_utils.Database(path)
-    if table:
-        db[table].create({"id": int})
-    if version is not None:
-        db.execute(f"PRAGMA user_version = {version}")
-    db.conn.commit()
-    db.close()
-
-
-def bad_inputs(work: Path) -> list[CorpusCase]:
-    queue = _CTX.Queue()
-    proc = _CTX.Process(target=_corpus, args=(str(work), queue))
-    proc.start()
-    cases = []
-    while True:
-        item = queue.get(timeout=600)
-        if item is None:
-            break
-        cases.append(CorpusCase(**item))
-    proc.join(60)
-    if proc.exitcode != 0:
-        raise RuntimeError(f"the bad-input corpus failed (exit code {proc.exitcode})")
-    return cases
-
-
 # -- memory ---------------------------------------------------------------------------------
 def _extreme(work: str, queue) -> None:
-    _quiet()
+    quiet()
     import resource
 
     import numpy as np
@@ -654,14 +392,12 @@ def _extreme(work: str, queue) -> None:
             "growth_mb": round(peak_mb - base_mb, 1),
         }
     )
+    queue.put(None)
 
 
 def extreme_aspect_memory(work: Path) -> dict:
-    queue = _CTX.Queue()
-    proc = _CTX.Process(target=_extreme, args=(str(work), queue))
-    proc.start()
-    result = queue.get(timeout=300)
-    proc.join(60)
+    """Index a 1×40000 and a 40000×1 picture in a forked child: its peak RSS over its start."""
+    (result,) = collect(_extreme, str(work), timeout=300)
     return result
 
 
@@ -670,7 +406,7 @@ def run(
     work: Path, *, index_kills: int, match_kills: int, quick: bool = False, log: Callable[[str], None] = print
 ) -> dict:
     sizes = QUICK if quick else Sizes()
-    if _run(_build, str(work), sizes) != 0:
+    if run_child(_build, str(work), sizes) != 0:
         raise RuntimeError("building the test material failed")
     results: dict = {"machine": _machine(), **asdict(sizes), "work": str(work)}
     steps = [

@@ -576,7 +576,7 @@ def test_pillow_warnings_go_to_the_log_in_one_line(tmp_path: Path, caplog, capfd
     import logging
     import warnings
 
-    from bench.reliability import bad_exif_jpeg
+    from bench.bad_inputs import bad_exif_jpeg
 
     path = tmp_path / "bad_exif.jpg"
     path.write_bytes(bad_exif_jpeg())
