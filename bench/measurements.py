@@ -334,6 +334,8 @@ def m_agreement(settings: Settings, arg: dict) -> dict:
             "fp32_accuracy": [r.fp32_accuracy for r in held],
             # what no sampler can beat at the budget: one that knew every frame's answer
             "bound": ag.bound(held, ag.BUDGET_PER_VIDEO_S),
+            # plain uniform sampling: how often it must look to agree as much
+            "uniform": {str(step): ag.uniform(held, step) for step in ag.UNIFORM_STEPS},
         },
     }
 

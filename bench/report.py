@@ -224,8 +224,12 @@ def markdown(results: dict) -> str:
             "plain": "change-driven only (main's defaults)",
             "bound": "best possible (knows every frame's answer)",
         }
+        held = dict(a["held_out"])
+        for step, ev in held.pop("uniform", {}).items():
+            labels[f"uniform-{step}"] = ev["sampling"]
+            held[f"uniform-{step}"] = ev
         for key, label in labels.items():
-            ev = a["held_out"].get(key)
+            ev = held.get(key)
             if ev is None:  # results from before the bound was measured
                 continue
             for v in ev["videos"]:
@@ -241,7 +245,12 @@ def markdown(results: dict) -> str:
         lines += ["", f"Default sampling: {a['held_out']['certainty']['sampling']}."]
         if "bound" in a["held_out"]:
             lines.append(
-                "Best possible: the most any sampler could agree with that many analyses if it knew "
+                (
+                    "Uniform: one analysis every n frames, replayed like the others. "
+                    if "uniform" in a["held_out"]
+                    else ""
+                )
+                + "Best possible: the most any sampler could agree with that many analyses if it knew "
                 "every frame's answer (each frame keeps the last analysed frame's answer; top-1 and "
                 "matched each with their own best placement): a bound, not a sampler."
             )

@@ -100,6 +100,12 @@ def test_agreement_and_held_out_videos(smoke):
         assert pooled["analysed_per_video_s"] > 0
         for v in a["held_out"][key]["videos"]:
             assert sum(v["decisions"].values()) > v["analysed"] > 0
+    # uniform sampling beside it: one analysis every ``step`` frames
+    assert set(a["held_out"]["uniform"]) == {"3", "10"}
+    for ev in a["held_out"]["uniform"].values():
+        assert (
+            0.0 <= ev["pooled"]["agreement_top1"] <= 1.0 and 0.0 <= ev["pooled"]["agreement_matched"] <= 1.0
+        )
     # the bound at the budget: what a sampler that knew every answer would reach
     bound = a["held_out"]["bound"]
     assert bound["pooled"]["analysed_per_video_s"] == pytest.approx(0.6, abs=0.2)  # whole analyses

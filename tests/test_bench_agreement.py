@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.agreement import best_possible
+from bench.agreement import Reference, best_possible, uniform
 
 
 def _held(labels: np.ndarray, analysed: tuple[int, ...]) -> np.ndarray:
@@ -57,3 +57,26 @@ def test_agrees_with_every_choice_of_frames(seed):
     weight = rng.integers(0, 2, n).astype(float)
     for analyses in (1, 2, 3, 4):
         assert best_possible(labels, weight, analyses) == _brute_force(labels, weight, analyses)
+
+
+def test_uniform_sampling_holds_every_nth_frames_answer():
+    """Ten frames at 10 fps; the picture (image 7) shows in frames 0-5, image 9 after; frames 4
+    and 5 are matched to image 8 by the model. One analysis in 3: frames 0, 3, 6, 9."""
+    best_id = np.array([7, 7, 7, 7, 8, 8, 9, 9, 9, 9])
+    ref = Reference(
+        name="hand",
+        fps=10.0,
+        times=np.arange(10) / 10,
+        thumbs=np.zeros((10, 1), np.float32),
+        best_id=best_id,
+        best=np.full(10, 0.9, np.float32),
+        runner_up=np.full(10, 0.5, np.float32),
+        shows_member=np.array([True] * 6 + [False] * 4),
+        threshold=0.8,
+        fp32_accuracy=1.0,
+    )
+    (v,) = uniform([ref], 3)["videos"]
+    assert v["analysed"] == 4 and v["analysed_per_video_s"] == pytest.approx(4.0)
+    # held answers: 7 7 7 7 7 7 9 9 9 9; frames 4 and 5 (showing a member) disagree
+    assert v["agreement_top1"] == pytest.approx(4 / 6)
+    assert v["agreement_matched"] == pytest.approx(8 / 10)
