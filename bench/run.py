@@ -3,9 +3,10 @@ analysis, and what indexing, memory and search cost.
 
 Run it from the repository root::
 
-    python -m bench            # the full run (≈ 10 min on 2 CPU cores)
-    python -m bench --quick    # smaller counts (≈ 4 min)
-    python -m bench --smoke    # tiny model, tiny video, seconds (what CI runs)
+    python -m bench            # the full run, every section (≈ 40 min on 2 CPU cores, README)
+    python -m bench --quick    # smaller counts
+    python -m bench --smoke    # tiny model, tiny video, about a minute (what CI runs)
+    python -m bench --sections speed,agreement   # some sections (the six before regions: ≈ 9 min)
 
 Results go to ``bench/results/latest.json`` and ``bench/results/latest.md`` (``--out`` to
 change the folder). Every measurement of the full and quick runs happens in its own Python
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return child(argv[1], argv[2])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="smaller counts (≈ 4 min)")
-    mode.add_argument("--smoke", action="store_true", help="tiny model and video, seconds (CI)")
+    mode.add_argument("--quick", action="store_true", help="smaller counts")
+    mode.add_argument("--smoke", action="store_true", help="tiny model and video, about a minute (CI)")
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}"
     )
