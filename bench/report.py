@@ -219,19 +219,15 @@ def markdown(results: dict) -> str:
             "| sampling | video | threshold | analysed | per video s | top-1 agreement | matched agreement |",
             "|---|---|---:|---:|---:|---:|---:|",
         ]
-        labels = {
-            "certainty": "default (certainty)",
-            "plain": "change-driven only (main's defaults)",
-            "bound": "best possible (knows every frame's answer)",
-        }
-        held = dict(a["held_out"])
-        for step, ev in held.pop("uniform", {}).items():
-            labels[f"uniform-{step}"] = ev["sampling"]
-            held[f"uniform-{step}"] = ev
-        for key, label in labels.items():
-            ev = held.get(key)
-            if ev is None:  # results from before the bound was measured
-                continue
+        held = a["held_out"]
+        rows = [
+            ("default (certainty)", held["certainty"]),
+            ("change-driven only (main's defaults)", held["plain"]),
+        ]
+        if "bound" in held:  # absent from results made before it was measured
+            rows.append(("best possible (knows every frame's answer)", held["bound"]))
+        rows += [(ev["sampling"], ev) for ev in held.get("uniform", {}).values()]
+        for label, ev in rows:
             for v in ev["videos"]:
                 lines.append(
                     f"| {label} | {v['video']} | {v['threshold']:.3f} | {v['analysed']} | "
