@@ -173,11 +173,6 @@ def run_apply_threshold(run_id: int) -> str:
     return f"apply-threshold-{run_id}"
 
 
-def applied_selection(source_key: str) -> str:
-    """The last click of a chart or table that was applied to the frame inspector."""
-    return f"{source_key}:applied"
-
-
 # -- Explore ------------------------------------------------------------------------------------
 EXPLORE_SOURCE = "explore"
 EXPLORE_MODE = "explore-mode"

@@ -1,8 +1,8 @@
 """Load the run page's heaviest browser code while the user is on another page.
 
 Streamlit loads each kind of element's code the first time a page shows one. The Match page is
-the first to show a data grid, a custom component (the timeline), sliders and metrics (and, when
-the timeline was a Plotly chart, a 4.6 MB script), so a run's first opening in a browser tab paid
+the first to show custom components (the timeline, the segments), sliders and metrics (and, when
+the timeline was a Plotly chart, a 4.6 MB script, and the segments a data grid), so a run's first opening in a browser tab paid
 for fetching, compiling and running all of it: about 1.7 s of the 2.3 s it took on 2 cores
 (``python -m bench.dashboard``). Every page therefore asks the browser, when it is idle, to
 import those same modules, one at a time; a later visit to the Match page finds them loaded.
@@ -25,12 +25,13 @@ logger = logging.getLogger(__name__)
 
 STATIC_JS = Path(st.__file__).resolve().parent / "static" / "static" / "js"
 ELEMENTS = (
-    "DataFrame", "BidiComponent", "Slider", "NumberInput", "Metric", "ImageList",
+    "BidiComponent", "Slider", "NumberInput", "Metric", "ImageList",
     "Selectbox", "Checkbox", "Button", "Radio", "FileUploader",
 )  # fmt: skip
 """The element modules a run shows when it opens (the Match page) and the Home page does not.
 Not Plotly's (4.6 MB): a run opens without a Plotly chart (the timeline is a component), and
-compiling it blocked the page for about 0.6 s: a click in that time waited for it."""
+compiling it blocked the page for about 0.6 s: a click in that time waited for it. Not the data
+grid's: a run's segments are a component too."""
 
 _SCRIPT = """<script>
 (() => {

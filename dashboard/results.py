@@ -90,43 +90,84 @@ def frame_matches(view: RunView, row: int) -> list[FrameMatch]:
     return out
 
 
-def segment_rows(view: RunView, thumbnails: dict[int, bytes] | None = None) -> list[dict]:
-    """One row per segment: preview, image, from, to, peak, mean (plus duration, frames).
+@dataclass(frozen=True, slots=True)
+class SegmentListSpec:
+    """What the segments list (:mod:`dashboard.segment_list`) draws: one entry per segment, in
+    time order, column by column, and each image's preview once (a run with 200 segments of 60
+    images sends 60 previews).
 
-    The preview is the image's thumbnail from ``thumbnails`` (framed in its colour), or a square
-    of its colour where there is none: either way the row shows the image's colour.
+    Attributes:
+        images: the images shown, in order of first appearance: (id, name, colour, preview URL).
+        image: per segment, its image's place in ``images``.
+        current: the segment that holds the inspected frame (highlighted; of overlapping ones, the
+            one that starts last), or None.
+    """
+
+    images: tuple[tuple[int, str, str, str], ...]
+    image: tuple[int, ...]
+    start_s: tuple[float, ...]
+    end_s: tuple[float, ...]
+    start_text: tuple[str, ...]
+    end_text: tuple[str, ...]
+    peak: tuple[float, ...]
+    mean: tuple[float, ...]
+    frames: tuple[int, ...]
+    start_frame: tuple[int, ...]
+    current: int | None
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def to_data(self) -> dict:
+        return {
+            "images": [list(i) for i in self.images],
+            "image": list(self.image),
+            "start_s": list(self.start_s),
+            "end_s": list(self.end_s),
+            "start_text": list(self.start_text),
+            "end_text": list(self.end_text),
+            "peak": list(self.peak),
+            "mean": list(self.mean),
+            "frames": list(self.frames),
+            "start_frame": list(self.start_frame),
+            "current": self.current,
+        }
+
+
+def segment_list_spec(
+    view: RunView, thumbnails: dict[int, bytes] | None = None, frame: int | None = None
+) -> SegmentListSpec:
+    """The run's segments for the segments list, with the segment that holds ``frame``.
+
+    Each image's preview is its thumbnail from ``thumbnails`` (framed in its colour), or a square
+    of its colour where there is none.
     """
     thumbnails = thumbnails or {}
-    rows = []
+    place: dict[int, int] = {}
+    images = []
     for seg in view.segments:
-        jpeg = thumbnails.get(seg.image_id)
-        row = {
-            "preview": data_url(jpeg) if jpeg else swatch_url(seg.image_id),
-            "image": view.image_name(seg.image_id),
-            "from": format_time(seg.start_s),
-            "to": format_time(seg.end_s),
-            "peak": round(seg.peak_score, 4),
-            "mean": round(seg.mean_score, 4),
-            "duration (s)": round(seg.duration_s, 2),
-            "frames": seg.frames,
-            "start frame": seg.start_frame,
-        }
-        rows.append(row)
-    return rows
-
-
-def segment_table(view: RunView, thumbnails: dict[int, bytes] | None = None):
-    """:func:`segment_rows` as a table whose previews travel once per image, not once per row.
-
-    The preview column is categorical (Arrow dictionary-encoded): a run with 200 segments of 60
-    images sends 60 previews. No pandas ``Styler``: it would send every cell twice.
-    """
-    import pandas as pd
-
-    frame = pd.DataFrame(segment_rows(view, thumbnails))
-    if "preview" in frame:
-        frame["preview"] = frame["preview"].astype("category")
-    return frame
+        if seg.image_id not in place:
+            place[seg.image_id] = len(images)
+            jpeg = thumbnails.get(seg.image_id)
+            preview = data_url(jpeg) if jpeg else swatch_url(seg.image_id)
+            images.append((seg.image_id, view.image_name(seg.image_id), image_colour(seg.image_id), preview))
+    segs = view.segments
+    # segments may overlap where gaps were joined: the one that starts last (the one clicked)
+    holding = [n for n, s in enumerate(segs) if frame is not None and s.start_frame <= frame <= s.end_frame]
+    current = max(holding, key=lambda n: segs[n].start_frame) if holding else None
+    return SegmentListSpec(
+        images=tuple(images),
+        image=tuple(place[s.image_id] for s in segs),
+        start_s=tuple(round(s.start_s, 3) for s in segs),
+        end_s=tuple(round(s.end_s, 3) for s in segs),
+        start_text=tuple(format_time(s.start_s) for s in segs),
+        end_text=tuple(format_time(s.end_s) for s in segs),
+        peak=tuple(round(s.peak_score, 4) for s in segs),
+        mean=tuple(round(s.mean_score, 4) for s in segs),
+        frames=tuple(s.frames for s in segs),
+        start_frame=tuple(s.start_frame for s in segs),
+        current=current,
+    )
 
 
 def data_url(jpeg: bytes) -> str:

@@ -20,7 +20,15 @@ from core.media.video import format_time
 from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
 from dashboard import charts, keys, run_evaluation, timeline_data
-from dashboard.results import frame_matches, image_labels, row_of_frame, run_label, run_summary, segment_table
+from dashboard.results import (
+    frame_matches,
+    image_labels,
+    row_of_frame,
+    run_label,
+    run_summary,
+    segment_list_spec,
+)
+from dashboard.segment_list import chosen_frame, segment_list
 from dashboard.state import (
     explained_frame,
     get_index,
@@ -50,7 +58,7 @@ from db import NotFoundError, RunRecord
 
 CONFIG = {"displaylogo": False}
 HEATMAP_IMAGES = 15
-MAX_PREVIEWS = 300  # segments with a preview in the table (each ~2 KB)
+MAX_PREVIEWS = 300  # images with a preview in the segments list (each ~2 KB)
 TIMELINE_POINTS = 600  # ~1 point per 1.5 px of a wide chart: more are invisible, and each costs the browser
 ZOOM_S = 120.0  # the window of "Zoom on the frame": short enough to show every frame
 
@@ -103,7 +111,7 @@ def _explore(run_id: int) -> None:
         _metrics(view)
         row = _timeline(view)
         _inspector(view, row)
-        _tabs(view)
+        _tabs(view, int(view.results.frame_index[row]))
 
 
 def _relabelled(base: RunView) -> RunView:
@@ -146,7 +154,7 @@ def _timeline(view: RunView) -> int:
         The row of the inspected frame.
     """
     run_id, res = view.run.id, view.results
-    frame_key, chart_key, table_key = (
+    frame_key, chart_key, list_key = (
         keys.run_frame(run_id),
         keys.run_timeline(run_id),
         keys.run_segments(run_id),
@@ -155,24 +163,10 @@ def _timeline(view: RunView) -> int:
     if frame_key not in st.session_state:
         st.session_state[frame_key] = int(fi[int(np.nanargmax(np.where(np.isfinite(best), best, -np.inf)))])
 
-    def jump(source_key: str, frame: int | None) -> None:
-        """Apply a table selection once: it stays in the widget state across reruns."""
-        if frame is None:
-            return
-        seen_key = keys.applied_selection(source_key)
-        if st.session_state.get(seen_key) != frame:
-            st.session_state[seen_key] = frame
-            st.session_state[frame_key] = int(fi[row_of_frame(fi, frame)])
-
     chart_state = st.session_state.get(chart_key)  # one rerun only: a click or drag is applied once
-    clicked = clicked_frame(chart_state)
-    if clicked is not None:
-        st.session_state[frame_key] = int(fi[row_of_frame(fi, clicked)])
-    table_state = st.session_state.get(table_key)
-    if table_state is not None:
-        rows_sel = (table_state.get("selection") or {}).get("rows") or []
-        if rows_sel and rows_sel[0] < len(view.segments):
-            jump(table_key, view.segments[rows_sel[0]].start_frame)
+    for chosen in (clicked_frame(chart_state), chosen_frame(st.session_state.get(list_key))):
+        if chosen is not None:
+            st.session_state[frame_key] = int(fi[row_of_frame(fi, chosen)])
 
     row = row_of_frame(fi, st.session_state[frame_key])
     window, zoomable = _window(view, float(ts[row]), chosen_window(chart_state))
@@ -298,7 +292,7 @@ def _inspector(view: RunView, row: int) -> None:
                     st.caption(f"{swatch} {name}  \n**{m.score:.3f}**", unsafe_allow_html=True)
 
 
-def _tabs(view: RunView) -> None:
+def _tabs(view: RunView, frame: int) -> None:
     run_id, res = view.run.id, view.results
     # only the open tab is drawn (and sent): on a long run the others cost seconds per rerun
     seg_tab, heat_tab, hist_tab, eval_tab, out_tab = st.tabs(
@@ -307,7 +301,7 @@ def _tabs(view: RunView) -> None:
         on_change="rerun",
     )
     if seg_tab.open:
-        _segments(view, seg_tab)
+        _segments(view, seg_tab, frame)
     if heat_tab.open:
         with heat_tab:
             top = run_top_images(view, HEATMAP_IMAGES)
@@ -339,31 +333,20 @@ def _tabs(view: RunView) -> None:
             _exports(view)
 
 
-def _segments(view: RunView, tab) -> None:
-    """The segments table: a row selects its first frame in the inspector."""
-    run_id = view.run.id
+def _segments(view: RunView, tab, frame: int) -> None:
+    """The segments list: a click on a row inspects its first frame (``frame``'s row is marked)."""
     with tab:
         if not view.segments:
             st.info("No segments at this threshold: lower it (see the histogram) or allow longer gaps.")
         else:
-            # previews travel inside the table: small ones, and none for very many segments
-            thumbs = (
-                previews([s.image_id for s in view.segments]) if len(view.segments) <= MAX_PREVIEWS else None
+            # each image's preview travels once (a few KB); a colour square where there are very many
+            shown = list(dict.fromkeys(s.image_id for s in view.segments))
+            thumbs = previews(shown) if len(shown) <= MAX_PREVIEWS else None
+            segment_list(segment_list_spec(view, thumbs, frame), key=keys.run_segments(view.run.id))
+            st.caption(
+                "Click a row to inspect its first frame, a header to sort by it. "
+                "Each image has one colour everywhere."
             )
-            st.dataframe(
-                segment_table(view, thumbs),
-                key=keys.run_segments(run_id),
-                on_select="rerun",
-                selection_mode="single-row",
-                hide_index=True,
-                width="stretch",
-                column_config={
-                    "preview": st.column_config.ImageColumn("preview", width="small"),
-                    "peak": st.column_config.NumberColumn(format="%.3f"),
-                    "mean": st.column_config.NumberColumn(format="%.3f"),
-                },
-            )
-            st.caption("Select a row to inspect its first frame. Each image has one colour everywhere.")
 
 
 def _exports(view: RunView) -> None:

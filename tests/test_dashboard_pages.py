@@ -370,9 +370,8 @@ def test_match_a_video_in_the_background(filled_db, shots_video):
     assert any("Run #1 finished" in s for s in texts(at.success)), texts(at.success) + texts(at.error)
     assert at.session_state[keys.RUN] == 1
     assert timeline_data(at)["time_s"], "the timeline is drawn"
-    segments = at.dataframe[0].value
-    assert list(segments.columns[:6]) == ["preview", "image", "from", "to", "peak", "mean"]
-    assert segments["image"].tolist() == ["alpha.jpg", "beta.png", "gamma.jpg"]
+    segments = segments_data(at)
+    assert [segments["images"][i][1] for i in segments["image"]] == ["alpha.jpg", "beta.png", "gamma.jpg"]
 
 
 def chart_types(at: AppTest) -> list[str]:
@@ -386,10 +385,10 @@ def test_only_the_open_tab_is_drawn(stored_run):
     """A long run's heat map and histogram cost seconds per rerun: they are built only when opened."""
     at = open_app("views/match.py")
     assert not any("heatmap" in t for t in chart_types(at))
-    assert at.dataframe, "the Segments tab is open first"
+    assert segments_data(at)["image"], "the Segments tab is open first"
     open_run_tab(at, "Heat map")
     assert any("heatmap" in t for t in chart_types(at))
-    assert not at.dataframe
+    assert segments_data(at) is None
     open_run_tab(at, "Score histogram")
     assert not any("heatmap" in t for t in chart_types(at))
     assert any("bar" in t for t in chart_types(at))
@@ -425,12 +424,25 @@ def test_frame_inspector_follows_the_slider(stored_run):
     assert any("#1 beta.png" in c for c in plain(at.caption))
 
 
-def timeline_data(at: AppTest) -> dict:
-    """The data the page sent to its timeline (dashboard/timeline.js draws it)."""
+def component_data(at: AppTest, name: str) -> dict | None:
+    """The data the page sent to one of its components (None where it is not drawn)."""
     import json
 
-    (element,) = [e for e in at.get("bidi_component") if e.proto.component_name == "webssl_lens.timeline"]
-    return json.loads(element.proto.json)
+    found = [e for e in at.get("bidi_component") if e.proto.component_name == name]
+    assert len(found) <= 1
+    return json.loads(found[0].proto.json) if found else None
+
+
+def timeline_data(at: AppTest) -> dict:
+    """The data the page sent to its timeline (dashboard/timeline.js draws it)."""
+    data = component_data(at, "webssl_lens.timeline")
+    assert data is not None
+    return data
+
+
+def segments_data(at: AppTest) -> dict | None:
+    """The data the page sent to its segments list (dashboard/segment_list.js draws it)."""
+    return component_data(at, "webssl_lens.segments")
 
 
 def test_a_click_on_the_timeline_inspects_that_frame(stored_run):
@@ -448,6 +460,26 @@ def test_a_click_on_the_timeline_inspects_that_frame(stored_run):
     assert any(c.startswith(f"Frame {frame} at ") for c in captions), captions
     assert at.slider(key=keys.run_frame(run_id)).value == frame
     assert timeline_data(at)["selected_time"] == pytest.approx(data["time_s"][-3])
+
+
+def test_a_click_on_a_segment_inspects_its_first_frame(stored_run):
+    """The list sends the clicked segment's first frame once (a trigger value); the inspector, the
+    slider, the timeline's frame line and the list's marked row follow it."""
+    at = open_app("views/match.py")
+    run_id = stored_run.run_id
+    segments = segments_data(at)
+    assert len(segments["image"]) >= 2 and segments["current"] is not None
+    # a segment other than the one inspected first (the best frame's)
+    target = 0 if segments["current"] != 0 else len(segments["image"]) - 1
+    frame = segments["start_frame"][target]
+    at.session_state[keys.run_segments(run_id)] = {"frame": frame}
+    at.run()
+    assert not at.exception, at.exception
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith(f"Frame {frame} at ") for c in captions), captions
+    assert at.slider(key=keys.run_frame(run_id)).value == frame
+    assert segments_data(at)["current"] == target
+    assert timeline_data(at)["selected_time"] == pytest.approx(segments["start_s"][target], abs=0.05)
 
 
 def test_moving_the_threshold_redraws_the_timeline_in_place(stored_run):

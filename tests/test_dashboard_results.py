@@ -30,7 +30,9 @@ def test_make_sampling():
         make_sampling("magic")
 
 
-def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extractor):
+def test_segment_list_and_frame_matches(index, image_folder, shots_video, extractor):
+    import dataclasses
+
     from conftest import TEST_THRESHOLD
     from core.matching.indexing import index_images
     from core.matching.params import MatchParams
@@ -38,7 +40,7 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
     from core.matching.runs import load_run
     from core.matching.sampling import Sampling
     from core.visual.colours import image_colour
-    from dashboard.results import frame_matches, image_labels, run_label, run_summary, segment_rows
+    from dashboard.results import frame_matches, image_labels, run_label, run_summary, segment_list_spec
 
     index_images(index, "c", [image_folder.folder], extractor)
     summary = match_video(
@@ -50,15 +52,36 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
         params=MatchParams(threshold=TEST_THRESHOLD, top_k=2),
     )
     view = load_run(index, summary.run_id)
-    rows = segment_rows(view, index.get_thumbnails([s.image_id for s in view.segments]))
-    assert [r["image"] for r in rows] == ["alpha.jpg", "beta.png", "gamma.jpg"]
-    assert rows[0]["from"] == "0:00.0" and rows[0]["to"] == "0:01.2"  # the end of frame 11
-    assert rows[0]["preview"].startswith("data:image/jpeg;base64,")
-    assert list(rows[0])[:6] == ["preview", "image", "from", "to", "peak", "mean"]
+    thumbs = index.get_thumbnails([s.image_id for s in view.segments])
+    inside = view.segments[1].start_frame + 1
+    spec = segment_list_spec(view, thumbs, inside)
+    assert len(spec) == 3 and [spec.images[i][1] for i in spec.image] == [
+        "alpha.jpg",
+        "beta.png",
+        "gamma.jpg",
+    ]
+    assert spec.start_text[0] == "0:00.0" and spec.end_text[0] == "0:01.2"  # the end of frame 11
+    assert spec.start_frame == tuple(s.start_frame for s in view.segments)
+    assert spec.peak[0] == round(view.segments[0].peak_score, 4)
+    assert spec.images[0][3].startswith("data:image/jpeg;base64,")
+    assert spec.images[0][2] == image_colour(view.segments[0].image_id)
+    assert spec.current == 1, "the segment that holds the inspected frame is marked"
+    assert segment_list_spec(view, thumbs, view.segments[2].end_frame).current == 2  # its last frame
+    assert segment_list_spec(view, thumbs, view.segments[2].end_frame + 1).current is None
+    # segments of two images overlap where a gap was joined: the one that starts last is marked
+    a, b = view.segments[0], view.segments[1]
+    joined = dataclasses.replace(a, end_frame=b.end_frame + 5, end_s=b.end_s + 0.5)
+    overlapping = dataclasses.replace(view, segments=(joined, b))
+    assert segment_list_spec(overlapping, thumbs, b.start_frame).current == 1
+    assert segment_list_spec(overlapping, thumbs, b.end_frame + 2).current == 0
+    data = spec.to_data()
+    assert data["image"] == [0, 1, 2] and data["current"] == 1 and len(data["images"]) == 3
     # without a thumbnail the preview is a square of the image's colour
-    bare = segment_rows(view)
-    assert bare[0]["preview"].startswith("data:image/svg+xml") and "%231f77b4" not in bare[1]["preview"]
-    assert image_colour(view.segments[0].image_id)[1:] in bare[0]["preview"]
+    bare = segment_list_spec(view)
+    assert bare.current is None
+    assert bare.images[0][3].startswith("data:image/svg+xml")
+    assert image_colour(view.segments[0].image_id)[1:] in bare.images[0][3]
+    assert image_colour(view.segments[1].image_id)[1:] not in bare.images[0][3]
     top = frame_matches(view, 0)
     assert [m.rank for m in top] == [1, 2] and top[0].name == "alpha.jpg" and top[0].score > TEST_THRESHOLD
     assert set(image_labels(view).values()) >= {"alpha.jpg", "beta.png", "gamma.jpg"}
@@ -70,33 +93,27 @@ def test_segment_rows_and_frame_matches(index, image_folder, shots_video, extrac
     assert "40 frames with results" in run_summary(view) and "every frame" in run_summary(view)
 
 
-def test_segment_table_sends_each_preview_once(index, image_folder, shots_video, extractor):
-    """A styled table sent every cell twice and a preview once per row (1.3 MB for 211 segments)."""
+def test_segment_list_sends_each_preview_once(index, image_folder, shots_video, extractor):
+    """A styled table sent every cell twice and a preview once per row (1.3 MB for 211 segments):
+    the list sends each image's preview once, however many segments it has."""
     import dataclasses
-
-    import pandas as pd
-    from streamlit import dataframe_util
+    import json
 
     from conftest import TEST_THRESHOLD
     from core.matching.indexing import index_images
     from core.matching.pipeline import match_video
     from core.matching.runs import load_run
     from core.matching.sampling import Sampling
-    from dashboard.results import segment_rows, segment_table
+    from dashboard.results import segment_list_spec
 
     index_images(index, "c", [image_folder.folder], extractor)
     summary = match_video(index, shots_video.path, "c", extractor, sampling=Sampling.every())
     view = load_run(index, summary.run_id).relabel(TEST_THRESHOLD, 0.0, 0.0)
     thumbs = index.get_thumbnails([s.image_id for s in view.segments])
-    table = segment_table(view, thumbs)
-    assert type(table) is pd.DataFrame, "a plain frame: a Styler sends every cell twice"
-    assert list(table.columns[:2]) == ["preview", "image"]
-    assert table["preview"].dtype == "category"
-    assert len(table["preview"].cat.categories) == len({s.image_id for s in view.segments})
-    # 150 segments of 3 images: the table's bytes grow with the images, not the rows
+    # 150 segments of 3 images: what is sent grows with the images, not the rows
     many = dataclasses.replace(view, segments=view.segments * 50)
-    plain = dataframe_util.convert_pandas_df_to_arrow_bytes(pd.DataFrame(segment_rows(many, thumbs)))
-    sent = dataframe_util.convert_pandas_df_to_arrow_bytes(segment_table(many, thumbs))
+    spec = segment_list_spec(many, thumbs)
+    assert len(spec) == 150 and len(spec.images) == len({s.image_id for s in view.segments}) == 3
+    sent = len(json.dumps(spec.to_data()))
     preview_bytes = sum(len(j) for j in thumbs.values())
-    assert len(plain) > 50 * preview_bytes  # once per row
-    assert len(sent) < 3 * preview_bytes + len(plain) // 10  # once per image
+    assert sent < 1.5 * preview_bytes + 150 * 120  # base64 of each preview once, ~100 bytes a row

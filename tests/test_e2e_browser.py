@@ -113,7 +113,8 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
             no_exception(page)
             chart = page.locator(".webssl-timeline canvas")
             expect(chart).to_be_visible()
-            expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+            rows = page.locator(".webssl-segments .body .row")
+            expect(rows.first).to_be_visible()
             # a click on a point of the timeline opens that frame in the inspector, and moves
             # the timeline's frame line there (the canvas is redrawn, not replaced)
             chart.scroll_into_view_if_needed()
@@ -129,6 +130,27 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
             page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
             expect(page.locator(".webssl-timeline .tip")).to_contain_text(f"frame {point['frame']}")
             settle(page)
+            no_exception(page)
+            # the segments list: a header sorts it (again: the other way), a row inspects its first frame
+            segments = page.locator(".webssl-segments").first
+            in_time = segments.evaluate("r => r.__order")
+            assert in_time == sorted(in_time) and len(in_time) == rows.count() >= 2
+            peak = segments.locator(".head span", has_text="peak")
+            peak.click()
+            by_peak = segments.evaluate("r => r.__order")
+            shown_peaks = [float(t) for t in rows.locator("span:nth-child(6)").all_inner_texts()]
+            assert shown_peaks == sorted(shown_peaks, reverse=True) and sorted(by_peak) == in_time
+            peak.click()
+            shown_peaks = [float(t) for t in rows.locator("span:nth-child(6)").all_inner_texts()]
+            assert shown_peaks == sorted(shown_peaks) and segments.evaluate("r => r.__order") != by_peak
+            segments.evaluate("r => { r.__mark = 1; }")
+            pick = rows.nth(1)
+            first_frame = int(pick.get_attribute("data-frame"))
+            pick.click()
+            expect(page.get_by_text(re.compile(rf"^Frame {first_frame} at "))).to_be_visible()
+            settle(page)
+            expect(rows.nth(1)).to_have_class(re.compile("current"))
+            assert segments.evaluate("r => r.__mark") == 1, "the list is redrawn, not replaced"
             no_exception(page)
             # Streamlit scrolls inside its own container: a tall viewport shows the whole page
             page.set_viewport_size({"width": 1400, "height": 3000})
