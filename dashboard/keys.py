@@ -63,6 +63,32 @@ BROWSE_QUERY_EMBEDDING = "browse-query-embedding"
 NEIGHBOURS_K = "neighbours-k"
 QUERY_K = "query-k"
 
+
+# -- shared widgets (their key is a prefix given by the page) -----------------------------------
+def source_how(prefix: str) -> str:
+    return f"{prefix}-how"
+
+
+def source_upload(prefix: str) -> str:
+    return f"{prefix}-upload"
+
+
+def source_path(prefix: str) -> str:
+    return f"{prefix}-path"
+
+
+def source_collection(prefix: str) -> str:
+    return f"{prefix}-collection"
+
+
+def source_filter(prefix: str) -> str:
+    return f"{prefix}-filter"
+
+
+def source_image(prefix: str) -> str:
+    return f"{prefix}-image"
+
+
 # -- Match a video ------------------------------------------------------------------------------
 MATCH_JOB = "match-job"
 MATCH_ADMIN_NOTICE = "match-admin"
@@ -81,6 +107,25 @@ MATCH_MIN_DURATION = "match-min0"
 MATCH_MAX_FRAMES = "match-max-frames"
 MATCH_REGIONS = "match-regions"
 MATCH_GO = "match-go"
+MATCH_LAUNCHER = "match-launcher"  # the "New match run" form open (True) or closed
+MATCH_FORM_DRAWN = "match-form-drawn"  # whether the last run of the page drew the form
+MATCH_FORM = (
+    source_how(MATCH_VIDEO),
+    source_path(MATCH_VIDEO),
+    MATCH_COLLECTION,
+    MATCH_SAMPLING,
+    MATCH_STRIDE,
+    MATCH_FPS,
+    MATCH_MAX_INTERVAL,
+    MATCH_TOP_K,
+    MATCH_THRESHOLD,
+    MATCH_GAP,
+    MATCH_MIN_DURATION,
+    MATCH_MAX_FRAMES,
+    MATCH_REGIONS,
+)
+"""The form's values, kept while it is closed and not drawn (its upload cannot be: see
+:func:`dashboard.match_launcher.show`)."""
 
 
 def run_threshold(run_id: int) -> str:
@@ -200,31 +245,6 @@ PCA_GO = "render-pca-go"
 RECENT = "render-recent"
 RECENT_NEWEST = "render-recent-newest"  # the newest render when the list was last shown
 RECENT_DOWNLOAD = "render-recent-download"
-
-
-# -- shared widgets (their key is a prefix given by the page) -----------------------------------
-def source_how(prefix: str) -> str:
-    return f"{prefix}-how"
-
-
-def source_upload(prefix: str) -> str:
-    return f"{prefix}-upload"
-
-
-def source_path(prefix: str) -> str:
-    return f"{prefix}-path"
-
-
-def source_collection(prefix: str) -> str:
-    return f"{prefix}-collection"
-
-
-def source_filter(prefix: str) -> str:
-    return f"{prefix}-filter"
-
-
-def source_image(prefix: str) -> str:
-    return f"{prefix}-image"
 
 
 # -- Video library ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dashboard.results import RATE, SAMPLING_MODES, STRIDE, make_sampling
 from dashboard.state import extractor_loader, settings
 from dashboard.widgets import (
     follow_job,
+    keep_values,
     outcome_notice,
     pick_collection,
     show_error,
@@ -51,9 +52,43 @@ def follow() -> bool:
     return keys.MATCH_JOB in st.session_state
 
 
+def form_defaults() -> dict[str, object]:
+    """The form's first values: the CLI's defaults (core.matching.params, core.matching.sampling)."""
+    return {
+        keys.MATCH_STRIDE: STRIDE,
+        keys.MATCH_FPS: RATE,
+        keys.MATCH_MAX_INTERVAL: float(DEFAULT_SAMPLING.max_interval_s),
+        keys.MATCH_TOP_K: DEFAULTS.top_k,
+        keys.MATCH_THRESHOLD: float(DEFAULTS.threshold),
+        keys.MATCH_GAP: float(DEFAULTS.gap_tolerance_s),
+        keys.MATCH_MIN_DURATION: float(DEFAULTS.min_duration_s),
+        keys.MATCH_MAX_FRAMES: 0,
+    }
+
+
 def show(index: Index, *, expanded: bool, running: bool) -> None:
-    """The "New match run" form."""
-    with st.expander("New match run", expanded=expanded, icon=":material/play_circle:"):
+    """The "New match run" form, drawn only while it is open (its widgets cost a page load of a
+    run about 0.1 s in the browser); closed, it keeps its values (:data:`keys.MATCH_FORM`), and
+    it stays drawn while it holds an upload, which could not be restored."""
+    launcher = st.expander(
+        "New match run",
+        expanded=expanded,
+        icon=":material/play_circle:",
+        key=keys.MATCH_LAUNCHER,
+        on_change="rerun",
+    )
+    if not launcher.open and st.session_state.get(keys.source_upload(keys.MATCH_VIDEO)) is None:
+        keep_values(keys.MATCH_FORM)
+        st.session_state[keys.MATCH_FORM_DRAWN] = False
+        return
+    if not st.session_state.get(keys.MATCH_FORM_DRAWN):
+        # the browser forgot the values with the widgets: values set through Session State
+        # travel with the widgets drawn again
+        keep_values(keys.MATCH_FORM)
+        st.session_state[keys.MATCH_FORM_DRAWN] = True
+    for name, value in form_defaults().items():  # the widgets take their first values from here
+        st.session_state.setdefault(name, value)
+    with launcher:
         src_col, opt_col = st.columns([1, 1], gap="large")
         with src_col:
             st.markdown("**Video**")
@@ -70,27 +105,25 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
             )
             stride, fps, max_interval = STRIDE, RATE, DEFAULT_SAMPLING.max_interval_s
             if mode == "stride":
-                stride = st.number_input("Analyse every N-th frame", 1, 1000, STRIDE, key=keys.MATCH_STRIDE)
+                stride = st.number_input("Analyse every N-th frame", 1, 1000, key=keys.MATCH_STRIDE)
             elif mode == "fps":
-                fps = st.number_input("Frames per second", 0.1, 120.0, RATE, step=0.5, key=keys.MATCH_FPS)
+                fps = st.number_input("Frames per second", 0.1, 120.0, step=0.5, key=keys.MATCH_FPS)
             elif mode == "auto":
                 max_interval = st.number_input(
                     "Re-check at least every (s)",
                     0.1,
                     60.0,
-                    float(DEFAULT_SAMPLING.max_interval_s),
                     step=0.5,
                     key=keys.MATCH_MAX_INTERVAL,
                     help="Frames that barely change inherit the last result; this forces a fresh look this often.",
                 )
             a, b = st.columns(2)
-            top_k = a.number_input("Top-k images per frame", 1, 50, DEFAULTS.top_k, key=keys.MATCH_TOP_K)
+            top_k = a.number_input("Top-k images per frame", 1, 50, key=keys.MATCH_TOP_K)
             threshold = b.slider(
                 "Threshold",
                 0.0,
                 1.0,
-                float(DEFAULTS.threshold),
-                0.01,
+                step=0.01,
                 key=keys.MATCH_THRESHOLD,
                 help="A frame matches when its best score reaches this. You can move it after the run, instantly.",
             )
@@ -99,7 +132,6 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
                 "Join gaps up to (s)",
                 0.0,
                 60.0,
-                float(DEFAULTS.gap_tolerance_s),
                 step=0.25,
                 key=keys.MATCH_GAP,
             )
@@ -107,12 +139,11 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
                 "Drop segments shorter than (s)",
                 0.0,
                 600.0,
-                float(DEFAULTS.min_duration_s),
                 step=0.5,
                 key=keys.MATCH_MIN_DURATION,
             )
             max_frames = st.number_input(
-                "Stop after N frames (0 = whole video)", 0, 10_000_000, 0, step=100, key=keys.MATCH_MAX_FRAMES
+                "Stop after N frames (0 = whole video)", 0, 10_000_000, step=100, key=keys.MATCH_MAX_FRAMES
             )
             regions = st.checkbox(
                 "Also look for images filling only part of the frame (regions)",

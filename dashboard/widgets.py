@@ -238,6 +238,15 @@ def save_uploaded(upload, kind: str) -> Path | None:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 
 
+def keep_values(names: tuple[str, ...]) -> None:
+    """Keep the values of widgets that this run does not draw (Streamlit forgets a widget's
+    value at the end of a run that does not draw it; a value set through Session State stays).
+    An upload cannot be kept this way: Streamlit refuses to set a file uploader's value."""
+    for name in names:
+        if name in st.session_state:
+            st.session_state[name] = st.session_state[name]
+
+
 def count_metric(container, label: str, count: int) -> None:
     """A metric card showing ``count`` short enough to fit (:func:`dashboard.media.short_count`),
     with the exact figure in its help where it was shortened."""

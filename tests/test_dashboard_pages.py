@@ -727,6 +727,56 @@ def test_match_options_start_at_the_core_defaults(filled_db):
     assert at.number_input(key=keys.MATCH_MIN_DURATION).value == DEFAULTS.min_duration_s
 
 
+def test_a_closed_launcher_is_not_drawn_and_keeps_its_values(stored_run, shots_video):
+    """With runs to show, the "New match run" form is closed, and drawn only when opened (its
+    widgets cost a page load ~0.1 s in the browser); what was typed or chosen in it survives
+    closing it. A chosen upload keeps the form drawn (an upload cannot be restored)."""
+    at = open_app("views/match.py")
+    assert not at.get("selectbox") or keys.MATCH_SAMPLING not in [w.key for w in at.selectbox]
+    assert keys.MATCH_TOP_K not in [w.key for w in at.number_input]
+    at.session_state[keys.MATCH_LAUNCHER] = True  # a click on the expander
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key=keys.MATCH_SAMPLING).set_value("every")
+    at.number_input(key=keys.MATCH_TOP_K).set_value(7)
+    at.checkbox(key=keys.MATCH_REGIONS).check()
+    at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Path on the server").run()
+    at.text_input(key=keys.source_path(keys.MATCH_VIDEO)).input(str(shots_video.path)).run()
+    assert not at.exception, at.exception
+    at.session_state[keys.MATCH_LAUNCHER] = False
+    at.run()
+    assert keys.MATCH_TOP_K not in [w.key for w in at.number_input]
+    at.run()  # a rerun that does not draw the form either (a threshold move, a click)
+    at.session_state[keys.MATCH_LAUNCHER] = True
+    at.run()
+    assert not at.exception and not at.warning, (at.exception, texts(at.warning))
+    assert at.selectbox(key=keys.MATCH_SAMPLING).value == "every"
+    assert at.number_input(key=keys.MATCH_TOP_K).value == 7
+    assert at.checkbox(key=keys.MATCH_REGIONS).value
+    assert at.text_input(key=keys.source_path(keys.MATCH_VIDEO)).value == str(shots_video.path)
+    # the values travel with the widgets: the browser forgot them when it dropped the form
+    for widget in (
+        at.text_input(key=keys.source_path(keys.MATCH_VIDEO)),
+        at.number_input(key=keys.MATCH_TOP_K),
+    ):
+        assert widget.proto.set_value, widget.key
+    # every value the form holds is one it keeps (the upload aside: below)
+    (form,) = [e for e in at.expander if e.label == "New match run"]
+    kinds = ("selectbox", "number_input", "slider", "checkbox", "radio", "text_input")
+    drawn = {w.key for kind in kinds for w in form.get(kind)}
+    assert keys.MATCH_TOP_K in drawn and drawn <= set(keys.MATCH_FORM), drawn - set(keys.MATCH_FORM)
+    # a chosen upload keeps the form drawn while it is closed
+    at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Upload a file").run()
+    at.file_uploader(key=keys.source_upload(keys.MATCH_VIDEO)).set_value(
+        ("clip.mp4", shots_video.path.read_bytes(), "video/mp4")
+    ).run()
+    at.session_state[keys.MATCH_LAUNCHER] = False
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.file_uploader(key=keys.source_upload(keys.MATCH_VIDEO)).value is not None
+
+
 def test_home_links_every_page_once(env):
     at = open_app()
     links = [e.proto.page for e in at.get("page_link")]
