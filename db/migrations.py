@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlite_utils import Database
-
 from .errors import SchemaTooNewError
+from .sqlite import Database
 
 
 def _collections_and_images(db: Database) -> None:

@@ -23,7 +23,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlite_utils import Database
 
 from .errors import (
     DatabaseError,
@@ -36,6 +35,7 @@ from .errors import (
 from .migrations import migrate
 from .migrations import schema_version as _schema_version
 from .records import DbStats
+from .sqlite import Database
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # Reading through a memory map makes loading a large embedding matrix about twice as fast.
