@@ -20,6 +20,7 @@ from core.media.video import format_time
 from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
 from dashboard import charts, keys, run_evaluation, timeline_data
+from dashboard.clicks import chosen_frame
 from dashboard.results import (
     frame_matches,
     image_labels,
@@ -28,7 +29,7 @@ from dashboard.results import (
     run_summary,
     segment_list_spec,
 )
-from dashboard.segment_list import chosen_frame, segment_list
+from dashboard.segment_list import segment_list
 from dashboard.state import (
     explained_frame,
     get_index,
@@ -41,7 +42,7 @@ from dashboard.state import (
     video_frame,
     with_paths,
 )
-from dashboard.timeline import chosen_window, clicked_frame, timeline
+from dashboard.timeline import chosen_window, timeline
 from dashboard.widgets import (
     code_span,
     count_metric,
@@ -164,7 +165,7 @@ def _timeline(view: RunView) -> int:
         st.session_state[frame_key] = int(fi[int(np.nanargmax(np.where(np.isfinite(best), best, -np.inf)))])
 
     chart_state = st.session_state.get(chart_key)  # one rerun only: a click or drag is applied once
-    for chosen in (clicked_frame(chart_state), chosen_frame(st.session_state.get(list_key))):
+    for chosen in (chosen_frame(chart_state), chosen_frame(st.session_state.get(list_key))):
         if chosen is not None:
             st.session_state[frame_key] = int(fi[row_of_frame(fi, chosen)])
 

@@ -11,9 +11,7 @@ What it shows is decided in :func:`dashboard.results.segment_list_spec`, which t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
@@ -48,20 +46,9 @@ _JS = Path(__file__).with_name("segment_list.js").read_text(encoding="utf-8")
 _component = st.components.v2.component("webssl_lens.segments", html=_HTML, css=_CSS, js=_JS)
 
 
-def chosen_frame(state: Any) -> int | None:
-    """The first frame of the segment a click on the list chose (its one-rerun ``frame`` value)."""
-    value = state.get("frame") if isinstance(state, Mapping) else getattr(state, "frame", None)
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def segment_list(spec: SegmentListSpec, *, key: str) -> None:
     """Draw the segments. The frame a click chose arrives with the rerun it starts, in
-    ``st.session_state[key]``: read it with :func:`chosen_frame`."""
+    ``st.session_state[key]``: read it with :func:`dashboard.clicks.chosen_frame`."""
     _component(
         key=key,
         data={**spec.to_data(), "row_px": ROW_PX, "visible_rows": VISIBLE_ROWS},

@@ -11,12 +11,12 @@ What it draws is decided in :func:`dashboard.timeline_data.timeline_spec`, which
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from dashboard.clicks import trigger_value
 from dashboard.timeline_data import TimelineSpec
 
 _HTML = (
@@ -40,24 +40,9 @@ _JS = Path(__file__).with_name("timeline.js").read_text(encoding="utf-8")
 _component = st.components.v2.component("webssl_lens.timeline", html=_HTML, css=_CSS, js=_JS)
 
 
-def _value(state: Any, name: str) -> Any:
-    return state.get(name) if isinstance(state, Mapping) else getattr(state, name, None)
-
-
-def clicked_frame(state: Any) -> int | None:
-    """The frame a click on the timeline chose (the component's one-rerun ``frame`` value), if any."""
-    value = _value(state, "frame")
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def chosen_window(state: Any) -> tuple[float, float] | None:
     """The time window (seconds, from < to) a drag across the timeline chose, if any."""
-    value = _value(state, "window")
+    value = trigger_value(state, "window")
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -69,7 +54,8 @@ def chosen_window(state: Any) -> tuple[float, float] | None:
 
 def timeline(spec: TimelineSpec, *, key: str) -> None:
     """Draw the timeline. What a click or a drag on it chose arrives with the rerun it starts, in
-    ``st.session_state[key]``: read it with :func:`clicked_frame` and :func:`chosen_window`."""
+    ``st.session_state[key]``: read it with :func:`dashboard.clicks.chosen_frame` and
+    :func:`chosen_window`."""
     _component(
         key=key,
         data=spec.to_data(),

@@ -1,4 +1,4 @@
-"""dashboard/timeline.py: the timeline component's click value and its script."""
+"""dashboard/timeline.py: the timeline component's window value and its script."""
 
 from __future__ import annotations
 
@@ -9,30 +9,6 @@ import pytest
 from dashboard import timeline
 
 JS = Path(timeline.__file__).with_name("timeline.js")
-
-
-@pytest.mark.parametrize(
-    ("state", "frame"),
-    [
-        (None, None),
-        ({}, None),
-        ({"frame": None}, None),
-        ({"frame": 12}, 12),
-        ({"frame": 12.0}, 12),
-        ({"frame": "7"}, 7),
-        ({"frame": "seven"}, None),
-        ({"frame": True}, None),
-    ],
-)
-def test_clicked_frame(state, frame):
-    assert timeline.clicked_frame(state) == frame
-
-
-def test_clicked_frame_reads_a_component_result():
-    class Result:
-        frame = 5
-
-    assert timeline.clicked_frame(Result()) == 5
 
 
 def test_the_script_reads_every_field_the_spec_sends():
