@@ -79,12 +79,14 @@ export default function (component) {
     el.appendChild(img);
     const label = document.createElement("span");
     label.className = "name";
+    label.setAttribute("role", "cell");
     label.textContent = name;
     label.title = name;
     el.appendChild(label);
     for (const [, , text] of COLUMNS.slice(2)) {
       const cell = document.createElement("span");
       cell.className = "num";
+      cell.setAttribute("role", "cell");
       cell.textContent = text(data, i);
       el.appendChild(cell);
     }

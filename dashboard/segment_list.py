@@ -22,7 +22,10 @@ ROW_PX = 34
 VISIBLE_ROWS = 10
 """Rows in view at once; more scroll."""
 
-_HTML = '<div class="webssl-segments"><div class="head" role="row"></div><div class="body" role="rowgroup"><div class="spacer"></div></div></div>'
+_HTML = (
+    '<div class="webssl-segments" role="table" aria-label="Segments"><div class="head" role="row"></div>'
+    '<div class="body" role="rowgroup"><div class="spacer"></div></div></div>'
+)
 _CSS = f"""
 .webssl-segments {{ font-size: 14px; border: 1px solid rgba(128,128,128,0.25); border-radius: 6px; }}
 .webssl-segments .row {{ display: grid; align-items: center; height: {ROW_PX}px; padding: 0 8px;
