@@ -445,6 +445,20 @@ def segments_data(at: AppTest) -> dict | None:
     return component_data(at, "webssl_lens.segments")
 
 
+def click(at: AppTest, key: str, frame: int) -> None:
+    """What the browser sends when a click in a component chooses a frame (a trigger value)."""
+    at.session_state[key] = {"frame": frame}
+    at.run()
+    assert not at.exception, at.exception
+
+
+def assert_inspected(at: AppTest, run_id: int, frame: int) -> None:
+    """The inspector shows ``frame`` and its slider stands on it."""
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith(f"Frame {frame} at ") for c in captions), captions
+    assert at.slider(key=keys.run_frame(run_id)).value == frame
+
+
 def test_a_click_on_the_timeline_inspects_that_frame(stored_run):
     """The browser sends the clicked point's frame once (a trigger value); the inspector, the
     timeline's frame line and the slider follow it."""
@@ -453,12 +467,8 @@ def test_a_click_on_the_timeline_inspects_that_frame(stored_run):
     data = timeline_data(at)
     assert data["threshold"] == pytest.approx(TEST_THRESHOLD)
     frame = data["frame_index"][-3]
-    at.session_state[keys.run_timeline(run_id)] = {"frame": frame}
-    at.run()
-    assert not at.exception, at.exception
-    captions = [c for img in at.image for c in img.captions]
-    assert any(c.startswith(f"Frame {frame} at ") for c in captions), captions
-    assert at.slider(key=keys.run_frame(run_id)).value == frame
+    click(at, keys.run_timeline(run_id), frame)
+    assert_inspected(at, run_id, frame)
     assert timeline_data(at)["selected_time"] == pytest.approx(data["time_s"][-3])
 
 
@@ -472,12 +482,8 @@ def test_a_click_on_a_segment_inspects_its_first_frame(stored_run):
     # a segment other than the one inspected first (the best frame's)
     target = 0 if segments["current"] != 0 else len(segments["image"]) - 1
     frame = segments["start_frame"][target]
-    at.session_state[keys.run_segments(run_id)] = {"frame": frame}
-    at.run()
-    assert not at.exception, at.exception
-    captions = [c for img in at.image for c in img.captions]
-    assert any(c.startswith(f"Frame {frame} at ") for c in captions), captions
-    assert at.slider(key=keys.run_frame(run_id)).value == frame
+    click(at, keys.run_segments(run_id), frame)
+    assert_inspected(at, run_id, frame)
     assert segments_data(at)["current"] == target
     assert timeline_data(at)["selected_time"] == pytest.approx(segments["start_s"][target], abs=0.05)
 
