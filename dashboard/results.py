@@ -107,8 +107,6 @@ class SegmentListSpec:
     image: tuple[int, ...]
     start_s: tuple[float, ...]
     end_s: tuple[float, ...]
-    start_text: tuple[str, ...]
-    end_text: tuple[str, ...]
     peak: tuple[float, ...]
     mean: tuple[float, ...]
     frames: tuple[int, ...]
@@ -119,13 +117,14 @@ class SegmentListSpec:
         return len(self.image)
 
     def to_data(self) -> dict:
+        """The spec as the JSON the component receives, with each time also as text."""
         return {
             "images": [list(i) for i in self.images],
             "image": list(self.image),
             "start_s": list(self.start_s),
             "end_s": list(self.end_s),
-            "start_text": list(self.start_text),
-            "end_text": list(self.end_text),
+            "start_text": [format_time(t) for t in self.start_s],
+            "end_text": [format_time(t) for t in self.end_s],
             "peak": list(self.peak),
             "mean": list(self.mean),
             "frames": list(self.frames),
@@ -160,8 +159,6 @@ def segment_list_spec(
         image=tuple(place[s.image_id] for s in segs),
         start_s=tuple(round(s.start_s, 3) for s in segs),
         end_s=tuple(round(s.end_s, 3) for s in segs),
-        start_text=tuple(format_time(s.start_s) for s in segs),
-        end_text=tuple(format_time(s.end_s) for s in segs),
         peak=tuple(round(s.peak_score, 4) for s in segs),
         mean=tuple(round(s.mean_score, 4) for s in segs),
         frames=tuple(s.frames for s in segs),

@@ -60,7 +60,8 @@ def test_segment_list_and_frame_matches(index, image_folder, shots_video, extrac
         "beta.png",
         "gamma.jpg",
     ]
-    assert spec.start_text[0] == "0:00.0" and spec.end_text[0] == "0:01.2"  # the end of frame 11
+    data = spec.to_data()
+    assert data["start_text"][0] == "0:00.0" and data["end_text"][0] == "0:01.2"  # the end of frame 11
     assert spec.start_frame == tuple(s.start_frame for s in view.segments)
     assert spec.peak[0] == round(view.segments[0].peak_score, 4)
     assert spec.images[0][3].startswith("data:image/jpeg;base64,")
@@ -74,7 +75,6 @@ def test_segment_list_and_frame_matches(index, image_folder, shots_video, extrac
     overlapping = dataclasses.replace(view, segments=(joined, b))
     assert segment_list_spec(overlapping, thumbs, b.start_frame).current == 1
     assert segment_list_spec(overlapping, thumbs, b.end_frame + 2).current == 0
-    data = spec.to_data()
     assert data["image"] == [0, 1, 2] and data["current"] == 1 and len(data["images"]) == 3
     # without a thumbnail the preview is a square of the image's colour
     bare = segment_list_spec(view)

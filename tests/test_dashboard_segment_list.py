@@ -18,8 +18,6 @@ def test_the_script_reads_every_field_the_spec_sends():
         image=(0,),
         start_s=(0.0,),
         end_s=(1.0,),
-        start_text=("0:00.0",),
-        end_text=("0:01.0",),
         peak=(0.9,),
         mean=(0.8,),
         frames=(10,),
