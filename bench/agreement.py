@@ -1,7 +1,7 @@
 """Sampling by certainty, measured: generated videos, their every-frame results, and replays.
 
-For each generated video (:func:`bench.synthetic.random_plan`) the small random Dinov2 analyses
-every frame once, in fp32, through the product's pipeline; the result (best image, best and
+For each generated video (:func:`bench.synthetic.random_plan`) a small Dinov2 (the trained proxy
+of :mod:`bench.proxy`, or the small random one) analyses every frame once, in fp32, through the product's pipeline; the result (best image, best and
 runner-up scores per frame) and the change thumbnails are cached. A sampling setting is then
 *replayed*: the product's own :class:`~core.matching.sampling.FramePlanner` decides every
 frame and is told the every-frame result of each frame it analyses, exactly as the pipeline
@@ -381,13 +381,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--held-out", action="store_true", help="evaluate the defaults on the held-out videos"
     )
+    parser.add_argument(
+        "--model",
+        choices=("trained", "random"),
+        default="trained",
+        help="the videos as the trained proxy (bench.proxy) or the small random Dinov2 sees them",
+    )
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from core.matching.sampling import Sampling
 
     cache = args.cache or syn.cache_dir()
-    model = syn.build_small(cache / "small-random")
+    if args.model == "trained":
+        from bench import proxy
+
+        model = proxy.build_trained(cache / "small-trained")
+    else:
+        model = syn.build_small(cache / "small-random")
     if args.tune:
         tune(references(syn.TUNING_SEEDS, model, cache))
     if args.held_out or not args.tune:

@@ -311,6 +311,10 @@ def m_agreement(settings: Settings, arg: dict) -> dict:
     else:
         held_plans = [_smoke_held_out(syn.HELD_OUT_SEEDS[0])]
     held = [ag.reference(p, folder, cache_dir(settings), extractors["fp32"]) for p in held_plans]
+    # the same videos analysed by the trained stand-in for the real model (bench.proxy), whose
+    # best match stays put through a shot as DINO's does
+    proxy_folder = model_folder(settings, "proxy")
+    held_proxy = [ag.reference(p, proxy_folder, cache_dir(settings)) for p in held_plans]
     bench_ref = ag.reference(plan, folder, cache_dir(settings), extractors["fp32"])
     replayed, _ = ag.replay(Sampling.auto(), bench_ref, threshold)
     return {
@@ -325,18 +329,25 @@ def m_agreement(settings: Settings, arg: dict) -> dict:
             "pipeline": out_runs["default-fp32"]["analysed"],
             "replay": int(len(np.unique(replayed))),
         },
-        "held_out": {
-            "certainty": ag.evaluate(Sampling.auto(), held),
-            # main's change-driven sampling before certainty: 0.05 / 3 s
-            "plain": ag.evaluate(
-                Sampling.auto(change_threshold=0.05, max_interval_s=3.0), held, certainty=False
-            ),
-            "fp32_accuracy": [r.fp32_accuracy for r in held],
-            # what no sampler can beat at the issue's budget: one that knew every frame's answer
-            "bound": ag.bound(held, ag.BUDGET_PER_VIDEO_S),
-            # plain uniform sampling: how often it must look to agree as much
-            "uniform": {str(step): ag.uniform(held, step) for step in ag.UNIFORM_STEPS},
-        },
+        "held_out": _held_out(held),
+        "held_out_proxy": {"model": settings.proxy_model, **_held_out(held_proxy)},
+    }
+
+
+def _held_out(refs: list) -> dict:
+    """The default sampling replayed on held-out videos, with what to read it against."""
+    from bench import agreement as ag
+    from core.matching.sampling import Sampling
+
+    return {
+        "certainty": ag.evaluate(Sampling.auto(), refs),
+        # main's change-driven sampling before certainty: 0.05 / 3 s
+        "plain": ag.evaluate(Sampling.auto(change_threshold=0.05, max_interval_s=3.0), refs, certainty=False),
+        "fp32_accuracy": [r.fp32_accuracy for r in refs],
+        # what no sampler can beat at the issue's budget: one that knew every frame's answer
+        "bound": ag.bound(refs, ag.BUDGET_PER_VIDEO_S),
+        # plain uniform sampling: how often it must look to agree as much
+        "uniform": {str(step): ag.uniform(refs, step) for step in ag.UNIFORM_STEPS},
     }
 
 

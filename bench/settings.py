@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bench import proxy
 from bench import synthetic as syn
 
 
@@ -33,6 +34,7 @@ class Settings:
     inline: bool = False  # run measurements in this process (smoke)
     big_model: str = "vitl"  # "vitl" or "tiny"
     small_model: str = "small"  # "small" or "tiny"
+    proxy_model: str = "small-trained"  # "small-trained" or "tiny-trained" (bench.proxy)
     plan: str = "benchmark"  # "benchmark" or "smoke"
     int8: bool = True
     cache: str = ""
@@ -72,6 +74,7 @@ class Settings:
                 inline=True,
                 big_model="tiny",
                 small_model="tiny",
+                proxy_model="tiny-trained",
                 plan="smoke",
             )
         raise ValueError(f"unknown mode {mode!r}")
@@ -96,8 +99,10 @@ def cache_dir(settings: Settings) -> Path:
 
 
 def model_folder(settings: Settings, which: str) -> Path:
-    """The model folder for ``big`` / ``small`` (this mode's models) or a model kind."""
-    kind = {"big": settings.big_model, "small": settings.small_model}.get(which, which)
+    """The model folder for ``big`` / ``small`` / ``proxy`` (this mode's models) or a model kind."""
+    kind = {"big": settings.big_model, "small": settings.small_model, "proxy": settings.proxy_model}.get(
+        which, which
+    )
     cache = cache_dir(settings)
     if kind == "vitl":
         return syn.build_vitl(cache / "vitl14-random")
@@ -107,6 +112,10 @@ def model_folder(settings: Settings, which: str) -> Path:
         return syn.build_model(cache / "tiny-outliers", {**syn.TINY, "use_swiglu_ffn": True}, outliers=True)
     if kind == "small":
         return syn.build_small(cache / "small-random")
+    if kind == "small-trained":
+        return proxy.build_trained(cache / "small-trained")
+    if kind == "tiny-trained":  # its smoke-test counterpart: a few steps, seconds
+        return syn.build_model(cache / "tiny-trained", syn.TINY, training=proxy.SMOKE_TRAINING)
     return syn.build_tiny(cache / "tiny-random")
 
 

@@ -72,10 +72,11 @@ def cache_dir() -> Path:
 
 
 # -- models ---------------------------------------------------------------------------------
-def build_model(folder: Path, config: dict, *, seed: int = 0, outliers: bool = False) -> Path:
+def build_model(folder: Path, config: dict, *, seed: int = 0, outliers: bool = False, training=None) -> Path:
     """Save a random-weight ``Dinov2Model`` and a DINOv2 preprocessor config to ``folder``.
 
     With ``outliers``, the weights get DINOv2-like outlier activations (:func:`inject_outliers`).
+    With ``training`` (a :class:`bench.proxy.Training`), the random model is trained by it first.
 
     Reuses the folder when it already holds the same config (building ViT-L takes ~15 s).
 
@@ -88,7 +89,13 @@ def build_model(folder: Path, config: dict, *, seed: int = 0, outliers: bool = F
     folder = Path(folder)
     stamp = folder / "bench-config.json"
     wanted = json.dumps(
-        {"config": config, "seed": seed, **({"outliers": 1} if outliers else {})}, sort_keys=True
+        {
+            "config": config,
+            "seed": seed,
+            **({"outliers": 1} if outliers else {}),
+            **({"training": training.as_dict()} if training is not None else {}),
+        },
+        sort_keys=True,
     )
     if stamp.exists() and stamp.read_text() == wanted and (folder / "model.safetensors").exists():
         return folder
@@ -97,6 +104,8 @@ def build_model(folder: Path, config: dict, *, seed: int = 0, outliers: bool = F
     model = Dinov2Model(Dinov2Config(**config))
     if outliers:
         inject_outliers(model, seed=seed)
+    if training is not None:
+        training.apply(model)
     model.save_pretrained(folder, safe_serialization=True)
     processor_cls = BitImageProcessor
     try:  # transformers ≥ 5 without torchvision warns and falls back to the PIL processor

@@ -94,22 +94,29 @@ def test_agreement_and_held_out_videos(smoke):
     assert 0.0 <= a["fp32_top1_accuracy_vs_truth"] <= 1.0
     # the replay makes the pipeline's decisions (scores may differ in the last bits)
     assert abs(a["replay_check"]["pipeline"] - a["replay_check"]["replay"]) <= 1
+    # the held-out replays, on the videos as the small random model and the trained proxy see them
+    assert a["held_out_proxy"]["model"] == "tiny-trained"
+    for held in (a["held_out"], a["held_out_proxy"]):
+        _check_held_out(held)
+
+
+def _check_held_out(held: dict) -> None:
     for key in ("certainty", "plain"):
-        pooled = a["held_out"][key]["pooled"]
+        pooled = held[key]["pooled"]
         assert 0.0 <= pooled["agreement_top1"] <= 1.0 and 0.0 <= pooled["agreement_matched"] <= 1.0
         assert pooled["analysed_per_video_s"] > 0
-        for v in a["held_out"][key]["videos"]:
+        for v in held[key]["videos"]:
             assert sum(v["decisions"].values()) > v["analysed"] > 0
     # uniform sampling beside it: one analysis every ``step`` frames
-    assert set(a["held_out"]["uniform"]) == {"3", "10"}
-    for ev in a["held_out"]["uniform"].values():
+    assert set(held["uniform"]) == {"3", "10"}
+    for ev in held["uniform"].values():
         assert (
             0.0 <= ev["pooled"]["agreement_top1"] <= 1.0 and 0.0 <= ev["pooled"]["agreement_matched"] <= 1.0
         )
     # the bound at the budget: what a sampler that knew every answer would reach
-    bound = a["held_out"]["bound"]
+    bound = held["bound"]
     assert bound["pooled"]["analysed_per_video_s"] == pytest.approx(0.6, abs=0.2)  # whole analyses
-    for b, v in zip(bound["videos"], a["held_out"]["certainty"]["videos"], strict=True):
+    for b, v in zip(bound["videos"], held["certainty"]["videos"], strict=True):
         assert (
             b["video"] == v["video"]
             and 0.0 < b["agreement_top1"] <= 1.0
