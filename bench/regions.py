@@ -248,8 +248,9 @@ def _owners(index, paths: list[Path], owners: list[int]) -> dict[int, int]:
 
 
 def m_regions_quality(settings, arg: dict) -> dict:
-    """Global and region runs of the region video with the small model: recall per width and
-    precision at equal false-positive rates, and micro AP (core.matching.truth)."""
+    """Global and region runs of the region video with the small model (``arg["model"]``:
+    ``small``, the random one, or ``proxy``, the trained stand-in of :mod:`bench.proxy`): recall
+    per width and precision at equal false-positive rates, and micro AP (core.matching.truth)."""
     import tempfile
 
     from core.matching.indexing import index_images
@@ -264,7 +265,8 @@ def m_regions_quality(settings, arg: dict) -> dict:
     cache = cache_dir(settings)
     video = render_inset_video(plan, cache / "videos")
     paths, owners = write_inset_collection(plan, cache / f"collection-regions-{plan.key()}")
-    fx = load_extractor(model_folder(settings, "small"), "fp32")
+    which = arg.get("model", "small")
+    fx = load_extractor(model_folder(settings, which), "fp32")
     truth = GroundTruth(
         "frames",
         frames=tuple(
@@ -272,7 +274,8 @@ def m_regions_quality(settings, arg: dict) -> dict:
             for i, p in enumerate(video.picture.tolist())
         ),
     )
-    out: dict = {"frames": video.frame_count, "collection_images": len(paths), "model": settings.small_model}
+    model = {"small": settings.small_model, "proxy": settings.proxy_model}[which]
+    out: dict = {"frames": video.frame_count, "collection_images": len(paths), "model": model}
     with tempfile.TemporaryDirectory() as tmp:
         index = Index(Path(tmp) / "regions.sqlite")
         index_images(index, "regions", paths, fx)
@@ -384,6 +387,8 @@ def section_regions(settings, log) -> dict:
 
     log("regions: quality, global and region runs (small model)")
     out = {"quality": measure(settings, "regions_quality")}
+    log("regions: quality, global and region runs (trained proxy)")
+    out["quality_proxy"] = measure(settings, "regions_quality", {"model": "proxy"})
     n = settings.every_frames
     precision = resolved_auto()
     walls = {}
@@ -417,26 +422,34 @@ def targets(section: dict | None) -> list[dict]:
     """Region mode's targets (issue 11), in :func:`bench.report.targets`' form."""
     if not section:
         return []
-    q, cost = section["quality"], section["cost"]
+    cost = section["cost"]
     rate = f"{FP_RATES[0]:g}"
-    region_r = q["regions"]["at_fp"][rate]["recall"]["1/4"]
-    global_r = q["global"]["at_fp"][rate]["recall"]["1/4"]
-    note = f"FP rate {FP_RATES[0]:.0%}, {q['model']} model"
+    rows = []
+    for key in QUALITY_KEYS:
+        q = section.get(key)
+        if q is None:  # the proxy is absent from results made before it was measured
+            continue
+        region_r = q["regions"]["at_fp"][rate]["recall"]["1/4"]
+        global_r = q["global"]["at_fp"][rate]["recall"]["1/4"]
+        note = f"FP rate {FP_RATES[0]:.0%}, {_model_words(q['model'])}"
+        rows += [
+            {
+                "target": f"region recall at 1/4 width ({q['model']})",
+                "value": region_r,
+                "goal": "≥ 0.9",
+                "met": region_r >= 0.9,
+                "note": note,
+            },
+            {
+                "target": f"global recall at 1/4 width ({q['model']})",
+                "value": global_r,
+                "goal": "< 0.5",
+                "met": global_r < 0.5,
+                "note": note,
+            },
+        ]
     return [
-        {
-            "target": "region recall at 1/4 width",
-            "value": region_r,
-            "goal": "≥ 0.9",
-            "met": region_r >= 0.9,
-            "note": note,
-        },
-        {
-            "target": "global recall at 1/4 width",
-            "value": global_r,
-            "goal": "< 0.5",
-            "met": global_r < 0.5,
-            "note": note,
-        },
+        *rows,
         {
             "target": "region cost vs global (per frame)",
             "value": cost["ratio"],
@@ -451,8 +464,39 @@ def markdown(section: dict) -> list[str]:
     """Region mode's part of the benchmark report."""
     q, cost = section["quality"], section["cost"]
     lines = [
-        f"## Regions (pictures in part of the frame; {q['frames']} frames, {q['collection_images']} images, "
-        f"{q['model']} random Dinov2 for quality)",
+        f"## Regions (pictures in part of the frame; {q['frames']} frames, {q['collection_images']} images)",
+        "",
+    ]
+    for key in QUALITY_KEYS:
+        if key in section:
+            lines += _quality_table(section[key])
+    lines += [
+        f"Cost ({cost['model']} architecture, {cost['precision']}, every frame; per frame = the wall time "
+        f"difference between {cost['frames'][1]} and {cost['frames'][0]} frames): global "
+        f"{cost['s_per_frame']['global']:.2f} s, regions {cost['s_per_frame']['regions']:.2f} s: "
+        f"**{cost['ratio'] if cost['ratio'] is not None else 'not measurable (noise)'}×** "
+        f"({cost['ratio_with_setup']}× for {cost['frames'][0]} frames with the "
+        "one-off templates).",
+        "",
+    ]
+    return lines
+
+
+QUALITY_KEYS = ("quality", "quality_proxy")
+"""The section's quality measurements: the small random model's, and the trained proxy's."""
+
+
+def _model_words(model: str) -> str:
+    """A quality model's name in the report: ``small`` or ``small-trained`` (bench.settings)."""
+    if model.endswith("-trained"):
+        return f"trained proxy ({model}, bench.proxy)"
+    return f"{model} random Dinov2"
+
+
+def _quality_table(q: dict) -> list[str]:
+    """One model's quality runs as Markdown: recall per width and precision at each FP rate."""
+    lines = [
+        f"Quality with the {_model_words(q['model'])}:",
         "",
         "| mode | FP rate | threshold | precision | "
         + " | ".join(f"recall 1/{round(1 / w)}" for w in WIDTHS)
@@ -471,13 +515,6 @@ def markdown(section: dict) -> list[str]:
         "",
         f"Median IoU of the region box with the picture's box when the region is right: "
         f"{'–' if iou is None else f'{iou:.2f}'}.",
-        "",
-        f"Cost ({cost['model']} architecture, {cost['precision']}, every frame; per frame = the wall time "
-        f"difference between {cost['frames'][1]} and {cost['frames'][0]} frames): global "
-        f"{cost['s_per_frame']['global']:.2f} s, regions {cost['s_per_frame']['regions']:.2f} s: "
-        f"**{cost['ratio'] if cost['ratio'] is not None else 'not measurable (noise)'}×** "
-        f"({cost['ratio_with_setup']}× for {cost['frames'][0]} frames with the "
-        "one-off templates).",
         "",
     ]
     return lines

@@ -31,14 +31,15 @@ Sections (``--sections`` picks some):
   ViT-L with injected outlier activations (the int8 bar) and on the small model;
 - ``agreement``: share of frames whose best match equals fp32 every-frame analysis (a small
   random Dinov2, whose features do rank near-duplicate pictures): pipeline runs on the
-  benchmark video, and the default sampling replayed on held-out generated videos
-  (:mod:`bench.agreement`);
+  benchmark video, and the default sampling replayed on held-out generated videos, as that
+  model and as the trained proxy of :mod:`bench.proxy` see them (:mod:`bench.agreement`);
 - ``indexing``: images per second, product path against the plain loop;
 - ``memory``: peak RSS matching the video and its 4× longer version;
 - ``search``: SQLite load time and top-5 latency per frame at growing collection sizes;
 - ``regions``: region mode (``match --regions``, :mod:`bench.regions`) against the global
   mode on pictures filling part of the frame: recall and precision at equal false-positive
-  rates (small model), and the cost per frame as a ratio (the big model).
+  rates (the small model and the trained proxy), and the cost per frame as a ratio (the big
+  model).
 """
 
 from __future__ import annotations

@@ -153,13 +153,15 @@ def test_indexing_memory_and_search(smoke):
 
 def test_regions_quality_and_cost(smoke):
     r = smoke[0]["sections"]["regions"]
-    q = r["quality"]
-    for mode in ("global", "regions"):
-        for rate, at in q[mode]["at_fp"].items():
-            assert float(rate) in (0.05, 0.01) and 0.0 <= at["precision"] <= 1.0
-            assert set(at["recall"]) == {"1/2", "1/3", "1/4", "1/6"}
-            assert at["fp_rate"] <= float(rate) + 1e-9  # the thresholds hold the false-positive rate
-    assert q["regions"]["micro_ap"] >= q["global"]["micro_ap"]
+    # quality as the small random model and as the trained proxy see the video
+    assert (r["quality"]["model"], r["quality_proxy"]["model"]) == ("tiny", "tiny-trained")
+    for q in (r["quality"], r["quality_proxy"]):
+        for mode in ("global", "regions"):
+            for rate, at in q[mode]["at_fp"].items():
+                assert float(rate) in (0.05, 0.01) and 0.0 <= at["precision"] <= 1.0
+                assert set(at["recall"]) == {"1/2", "1/3", "1/4", "1/6"}
+                assert at["fp_rate"] <= float(rate) + 1e-9  # the thresholds hold the false-positive rate
+    assert r["quality"]["regions"]["micro_ap"] >= r["quality"]["global"]["micro_ap"]
     cost = r["cost"]
     assert cost["ratio"] is None or _finite_positive(cost["ratio"])  # None: timing noise (never asserted)
     assert _finite_positive(cost["ratio_with_setup"])
