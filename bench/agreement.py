@@ -1,8 +1,9 @@
 """Sampling by certainty, measured: generated videos, their every-frame results, and replays.
 
 For each generated video (:func:`bench.synthetic.random_plan`) a small Dinov2 (the trained proxy
-of :mod:`bench.proxy`, or the small random one) analyses every frame once, in fp32, through the product's pipeline; the result (best image, best and
-runner-up scores per frame) and the change thumbnails are cached. A sampling setting is then
+of :mod:`bench.proxy`, or the small random one) analyses every frame once, in fp32, through the
+product's pipeline; the result (best image, best and runner-up scores per frame) and the change
+thumbnails are cached. A sampling setting is then
 *replayed*: the product's own :class:`~core.matching.sampling.FramePlanner` decides every
 frame and is told the every-frame result of each frame it analyses, exactly as the pipeline
 tells it. The planner only uses a result ``feedback_lag`` frames after its frame, so the replay
@@ -65,9 +66,20 @@ def calibrated_threshold(best_score: np.ndarray, shows_member: np.ndarray) -> fl
     return float(candidates[int(np.argmin(errors))])
 
 
+def reference_path(plan: syn.VideoPlan, model_folder: Path, cache: Path) -> Path:
+    """Where ``plan``'s every-frame reference by the model in ``model_folder`` is cached: per
+    plan and per model build (its stamp, ``bench-config.json``), so that a model rebuilt from
+    another recipe in the same folder is never paired with the old model's results."""
+    import hashlib
+
+    stamp = model_folder / "bench-config.json"
+    build = hashlib.sha256(stamp.read_bytes() if stamp.exists() else b"").hexdigest()[:8]
+    return cache / "references" / f"ref-{plan.key()}-{model_folder.name}-{build}.npz"
+
+
 def reference(plan: syn.VideoPlan, model_folder: Path, cache: Path, extractor=None) -> Reference:
     """The every-frame reference of ``plan`` (rendered and analysed once, then cached)."""
-    path = cache / "references" / f"ref-{plan.key()}-{model_folder.name}.npz"
+    path = reference_path(plan, model_folder, cache)
     video = syn.render_video(plan, cache / "videos")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -80,3 +80,20 @@ def test_uniform_sampling_holds_every_nth_frames_answer():
     # held answers: 7 7 7 7 7 7 9 9 9 9; frames 4 and 5 (showing a member) disagree
     assert v["agreement_top1"] == pytest.approx(4 / 6)
     assert v["agreement_matched"] == pytest.approx(8 / 10)
+
+
+def test_a_reference_is_cached_per_model_weights(tmp_path):
+    # the every-frame results are kept on disk: a model rebuilt from another recipe (a changed
+    # proxy training) under the same folder must not reuse the old model's results
+    from bench import synthetic as syn
+    from bench.agreement import reference_path
+
+    plan, folder = syn.random_plan(101), tmp_path / "small-trained"
+    folder.mkdir()
+    (folder / "bench-config.json").write_text('{"training": {"steps": 150}}')
+    first = reference_path(plan, folder, tmp_path)
+    assert reference_path(plan, folder, tmp_path) == first
+    assert reference_path(syn.random_plan(102), folder, tmp_path) != first
+    (folder / "bench-config.json").write_text('{"training": {"steps": 300}}')
+    assert reference_path(plan, folder, tmp_path) != first
+    assert first.parent == tmp_path / "references" and first.suffix == ".npz"
