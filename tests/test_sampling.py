@@ -102,6 +102,25 @@ def test_change_measure_forgives_a_shift():
     assert change(ta, change_thumbnail(pattern_image(5))) > 0.15  # another picture
 
 
+def test_change_measure_is_the_same_every_time():
+    # the decisions of a run (and the benchmark's replays) rest on it: OpenCV's phaseCorrelate
+    # with a window argument returned a different shift and response on every call (4.14 and
+    # 5.0), so the same two frames could count as changed or not from one run to the next
+    from core.matching.sampling import _estimated_shift, change, change_thumbnail
+
+    frames = [pattern_image(4), np.roll(pattern_image(4), 9, axis=1), pattern_image(6)]
+    thumbs = [change_thumbnail(f) for f in frames]
+    greys = [np.ascontiguousarray(t[..., 1]) for t in thumbs]
+    for a, ga in zip(thumbs, greys, strict=True):
+        for b, gb in zip(thumbs, greys, strict=True):
+            assert len({change(a, b) for _ in range(25)}) == 1
+            assert len({_estimated_shift(ga, gb) for _ in range(25)}) == 1
+    # and the shift it finds is the camera's: a whole-thumbnail shift of 3 right and 2 down
+    moved = np.roll(greys[0], (2, 3), axis=(0, 1))
+    (dx, dy), response = _estimated_shift(greys[0], moved)
+    assert (round(dx), round(dy)) == (3, 2) and response > 0.3
+
+
 def test_auto_pans_cost_few_passes_but_cuts_are_always_analysed():
     frames = _pan(20, 4) + [pattern_image(50)] * 5
     planner = Sampling.auto(max_interval_s=100).planner()

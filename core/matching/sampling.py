@@ -426,7 +426,7 @@ def _compensated(a: _Thumb, b: _Thumb) -> float:
     ``_UNCOVERED_WEIGHT`` × the share of the view that is new.
     """
     plain = float(np.mean(np.abs(a.colour - b.colour)))
-    (sx, sy), response = cv2.phaseCorrelate(a.grey, b.grey, _WINDOW)
+    (sx, sy), response = _estimated_shift(a.grey, b.grey)
     dx, dy = int(round(sx)), int(round(sy))
     n = _THUMB
     if response < _MIN_RESPONSE or (dx == 0 and dy == 0) or abs(dx) >= n // 2 or abs(dy) >= n // 2:
@@ -438,6 +438,18 @@ def _compensated(a: _Thumb, b: _Thumb) -> float:
     residual = float(np.mean(np.abs(overlap_a - overlap_b)))
     uncovered = 1.0 - (ax1 - ax0) * (ay1 - ay0) / (n * n)
     return min(plain, residual + _UNCOVERED_WEIGHT * uncovered)
+
+
+def _estimated_shift(a: np.ndarray, b: np.ndarray) -> tuple[tuple[float, float], float]:
+    """Phase correlation of two grey thumbnails seen through a Hann window: the shift
+    ``(dx, dy)`` with ``b(x, y) ≈ a(x - dx, y - dy)`` and the peak's strength (OpenCV's
+    response, 1 for a pure shift).
+
+    The window is applied here, not passed to ``cv2.phaseCorrelate``: with a window argument
+    OpenCV (4.14 and 5.0 alike) returned a different shift and response on every call for the
+    same two images, so the same video could get different decisions from one run to the next.
+    """
+    return cv2.phaseCorrelate(a * _WINDOW, b * _WINDOW)
 
 
 def change(a: np.ndarray, b: np.ndarray) -> float:
