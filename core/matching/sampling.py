@@ -78,7 +78,7 @@ DEFAULT_CERTAINTY = {
     "sure_max_interval_s": 20.0,
     "unsure_margin": 0.02,
     "unsure_lead": 0.03,
-    "unsure_change_threshold": 0.06,
+    "unsure_change_threshold": 0.05,
     "unsure_max_interval_s": 2.0,
 }
 DEFAULT_FEEDBACK_LAG = 15  # frames (half a second at 30 fps)
