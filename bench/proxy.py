@@ -86,13 +86,13 @@ def camera_view(picture: np.ndarray, rng: np.random.Generator, other: np.ndarray
     and zoomed, sometimes partly covered, sometimes dissolving into ``other``, with a change of
     exposure and sensor noise."""
     dx, dy = rng.uniform(-0.15, 0.15, 2)
-    frame = syn._view(picture, float(dx), float(dy), float(rng.uniform(0.95, 1.45)), VIEW_SIZE)
+    frame = syn.picture_view(picture, float(dx), float(dy), float(rng.uniform(0.95, 1.45)), VIEW_SIZE)
     frame = frame.astype(np.float32)
     if rng.random() < 0.3:
-        syn._occlude(frame, syn._occluder(rng, VIEW_SIZE), float(rng.uniform(0.1, 0.45)))
+        syn.occlude(frame, syn.make_occluder(rng, VIEW_SIZE), float(rng.uniform(0.1, 0.45)))
     if rng.random() < 0.2:
         a = float(rng.uniform(0.55, 1.0))
-        behind = syn._view(other, 0.0, 0.0, 1.0, VIEW_SIZE) if rng.random() < 0.7 else 0.0
+        behind = syn.picture_view(other, 0.0, 0.0, 1.0, VIEW_SIZE) if rng.random() < 0.7 else 0.0
         frame = a * frame + (1 - a) * behind
     frame *= float(rng.uniform(0.7, 1.15))
     frame += rng.normal(0, float(rng.uniform(0, 6)), frame.shape).astype(np.float32)

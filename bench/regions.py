@@ -136,7 +136,7 @@ def iter_inset_frames(plan: InsetPlan):
             drift = rng.uniform(-0.02, 0.02, 2) * [w, h]  # over the shot
         for j in range(n):
             u = j / max(1, n - 1)
-            frame = syn._view(
+            frame = syn.picture_view(
                 backgrounds[background], pan[0] * (2 * u - 1), pan[1] * (2 * u - 1), 1.15, (w, h)
             )
             frame = frame.astype(np.float32)

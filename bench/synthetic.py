@@ -362,7 +362,7 @@ def _camera(motion: Motion, u: float, rng: np.random.Generator, shake: np.ndarra
     raise ValueError(f"unknown motion {motion!r}")
 
 
-def _view(picture: np.ndarray, dx: float, dy: float, zoom: float, size: tuple[int, int]) -> np.ndarray:
+def picture_view(picture: np.ndarray, dx: float, dy: float, zoom: float, size: tuple[int, int]) -> np.ndarray:
     """The camera's view of ``picture``: 85 % of it at zoom 1, centred at (dx, dy) off-centre."""
     ph, pw = picture.shape[:2]
     w, h = size
@@ -373,7 +373,7 @@ def _view(picture: np.ndarray, dx: float, dy: float, zoom: float, size: tuple[in
     return cv2.warpAffine(picture, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _occluder(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+def make_occluder(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """An unrelated object (a flat colour with a blurred texture) as tall as the view."""
     w, h = size
     base = rng.integers(0, 256, 3).astype(np.float32)
@@ -381,7 +381,7 @@ def _occluder(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     return np.clip(base[None, None, :] + texture[:, :, None], 0, 255)
 
 
-def _occlude(frame: np.ndarray, occluder: np.ndarray, share: float) -> None:
+def occlude(frame: np.ndarray, occluder: np.ndarray, share: float) -> None:
     """Cover ``share`` of the frame's width from the left with the occluder (in place): an object
     that slides in front of the camera and out again."""
     cover = int(round(share * frame.shape[1]))
@@ -403,13 +403,13 @@ def iter_plan_frames(plan: VideoPlan, pictures: Sequence[np.ndarray]) -> Iterato
         shake = walk - np.linspace(0, 1, n)[:, None] * walk[-1:]  # hand-held: wanders and returns
         trans = int(round(shot.transition_s * plan.fps)) if shot.transition != "cut" else 0
         frame = None
-        occluder = _occluder(rng, size) if shot.occlusion > 0 else None
+        occluder = make_occluder(rng, size) if shot.occlusion > 0 else None
         for j in range(n):
             u = j / max(1, n - 1)
             dx, dy, zoom = _camera(shot.motion, u, rng, shake, j)
-            frame = _view(blurred[shot.picture], dx, dy, zoom, size).astype(np.float32)
+            frame = picture_view(blurred[shot.picture], dx, dy, zoom, size).astype(np.float32)
             if occluder is not None:
-                _occlude(frame, occluder, shot.occlusion * math.sin(math.pi * u))
+                occlude(frame, occluder, shot.occlusion * math.sin(math.pi * u))
             truth = shot.picture
             if j < trans:
                 a = (j + 1) / (trans + 1)
