@@ -402,15 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from bench.settings import Settings, model_folder
     from core.matching.sampling import Sampling
 
     cache = args.cache or syn.cache_dir()
-    if args.model == "trained":
-        from bench import proxy
-
-        model = proxy.build_trained(cache / "small-trained")
-    else:
-        model = syn.build_small(cache / "small-random")
+    model = model_folder(Settings(cache=str(cache)), "small-trained" if args.model == "trained" else "small")
     if args.tune:
         tune(references(syn.TUNING_SEEDS, model, cache))
     if args.held_out or not args.tune:

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import synthetic as syn
 from bench.harness import load_extractor, measure, resolved_auto, timed, warm
-from bench.settings import cache_dir, model_folder
+from bench.settings import cache_dir, model_folder, model_kind
 
 WIDTHS = (1 / 2, 1 / 3, 1 / 4, 1 / 6)
 """Widths of the inserted pictures, as shares of the frame's width."""
@@ -274,7 +274,7 @@ def m_regions_quality(settings, arg: dict) -> dict:
             for i, p in enumerate(video.picture.tolist())
         ),
     )
-    model = {"small": settings.small_model, "proxy": settings.proxy_model}[which]
+    model = model_kind(settings, which)
     out: dict = {"frames": video.frame_count, "collection_images": len(paths), "model": model}
     with tempfile.TemporaryDirectory() as tmp:
         index = Index(Path(tmp) / "regions.sqlite")

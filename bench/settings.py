@@ -98,11 +98,16 @@ def cache_dir(settings: Settings) -> Path:
     return Path(settings.cache) if settings.cache else syn.cache_dir()
 
 
-def model_folder(settings: Settings, which: str) -> Path:
-    """The model folder for ``big`` / ``small`` / ``proxy`` (this mode's models) or a model kind."""
-    kind = {"big": settings.big_model, "small": settings.small_model, "proxy": settings.proxy_model}.get(
+def model_kind(settings: Settings, which: str) -> str:
+    """This mode's model kind for ``big`` / ``small`` / ``proxy``; any other name is a kind already."""
+    return {"big": settings.big_model, "small": settings.small_model, "proxy": settings.proxy_model}.get(
         which, which
     )
+
+
+def model_folder(settings: Settings, which: str) -> Path:
+    """The model folder for ``big`` / ``small`` / ``proxy`` (this mode's models) or a model kind."""
+    kind = model_kind(settings, which)
     cache = cache_dir(settings)
     if kind == "vitl":
         return syn.build_vitl(cache / "vitl14-random")
