@@ -19,6 +19,7 @@ from core.matching.regions import (
     DEFAULT_REGIONS,
     RegionSearch,
     RegionSettings,
+    _best_places,
     best_matches,
     region_rows,
     view_crop,
@@ -206,6 +207,59 @@ def test_an_image_without_thumbnail_is_skipped_with_a_warning(indexed, extractor
     ids, scores, _ = search.search(search.prepare([inset_frame(image_folder.arrays[1])]), np.zeros((1, 48)))
     assert ids.tolist() == [-1] and np.isnan(scores).all()
     assert "no readable thumbnail" in caplog.text
+
+
+def _one_hot_search(score_rows: list[np.ndarray]) -> tuple:
+    """A 4×4 frame whose tokens are one-hot, and size-1 templates whose token is a row of
+    scores: template n's score at grid position p is ``score_rows[n][p]`` (no model)."""
+    import torch
+
+    unit = torch.eye(16).reshape(16, 4, 4)[None]  # 1×d×R×C, token of position 4r+c = e_(4r+c)
+    templates = [{1: torch.tensor(row, dtype=torch.float32).reshape(16, 1, 1)} for row in score_rows]
+    return unit, templates
+
+
+def _background(seed: int, low: float, high: float) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(low, high, 16)
+
+
+PICTURE_AT = 9  # grid position (2, 1): where the picture is
+
+
+def test_among_many_candidates_the_picture_is_the_template_that_stands_out_where_it_is():
+    """Two bland templates score highest all over the background (the highest peak is theirs),
+    a third has one sharp peak on the background (it stands out most from its own positions),
+    and the picture's template scores only moderately at its place, but there no other template
+    comes near it: with many candidates that place is one of the two looked at."""
+    picture = _background(1, 0.0, 0.4)
+    picture[PICTURE_AT] = 0.6
+    bland = [np.full(16, 0.9) for _ in range(2)]
+    for row in bland:
+        row[PICTURE_AT] = 0.2  # the picture hides the background they match
+    sharp = np.full(16, 0.3)
+    sharp[3] = 0.6
+    others = [_background(10 + i, 0.25, 0.35) for i in range(15)]
+    unit, templates = _one_hot_search([picture, *bland, sharp, *others])  # 19 candidates
+
+    places = _best_places(unit, templates, [1], contrast=True)
+
+    assert (1, 2, 1) in places
+    assert len(places) == 2 and places[0] in {(1, r, c) for r in range(4) for c in range(4)} - {(1, 2, 1)}
+
+
+def test_among_few_candidates_the_picture_is_the_template_that_stands_out_from_its_positions():
+    """With three candidates a z-score across templates says little; the picture's template,
+    whose own scores peak at its place, is looked at there."""
+    picture = _background(2, 0.0, 0.2)
+    picture[PICTURE_AT] = 0.6
+    bland = np.full(16, 0.9)
+    bland[PICTURE_AT] = 0.2
+    similar = _background(3, 0.45, 0.55)
+    similar[PICTURE_AT] = 0.55
+    unit, templates = _one_hot_search([picture, bland, similar])
+
+    assert (1, 2, 1) in _best_places(unit, templates, [1], contrast=True)
+    assert (1, 2, 1) not in _best_places(unit, templates, [1], contrast=False)  # the bland one's peak
 
 
 def test_the_template_cache_is_bounded(indexed, extractor, image_folder):
