@@ -14,7 +14,7 @@ false-positive rate; :func:`measure_cost` times both modes on the ViT-L architec
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -247,10 +247,16 @@ def _owners(index, paths: list[Path], owners: list[int]) -> dict[int, int]:
     return out
 
 
+PLAN_OVERRIDES = ("seed", "distractors")
+"""What a quality measurement may change in the mode's plan (``python -m bench.regions``)."""
+
+
 def m_regions_quality(settings, arg: dict) -> dict:
     """Global and region runs of the region video with the small model (``arg["model"]``:
     ``small``, the random one, or ``proxy``, the trained stand-in of :mod:`bench.proxy`): recall
-    per width and precision at equal false-positive rates, and micro AP (core.matching.truth)."""
+    per width and precision at equal false-positive rates, and micro AP (core.matching.truth).
+    ``arg["seed"]`` places the shots anew, ``arg["distractors"]`` sets how many collection images
+    are never shown (:data:`PLAN_OVERRIDES`)."""
     import tempfile
 
     from core.matching.indexing import index_images
@@ -261,7 +267,7 @@ def m_regions_quality(settings, arg: dict) -> dict:
     from core.matching.truth import GroundTruth, TruthFrame, evaluate_run
     from db import Index
 
-    plan = inset_plan_for(settings)
+    plan = replace(inset_plan_for(settings), **{k: int(arg[k]) for k in PLAN_OVERRIDES if k in arg})
     cache = cache_dir(settings)
     video = render_inset_video(plan, cache / "videos")
     paths, owners = write_inset_collection(plan, cache / f"collection-regions-{plan.key()}")
@@ -275,7 +281,12 @@ def m_regions_quality(settings, arg: dict) -> dict:
         ),
     )
     model = model_kind(settings, which)
-    out: dict = {"frames": video.frame_count, "collection_images": len(paths), "model": model}
+    out: dict = {
+        "frames": video.frame_count,
+        "collection_images": len(paths),
+        "model": model,
+        "plan_seed": plan.seed,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         index = Index(Path(tmp) / "regions.sqlite")
         index_images(index, "regions", paths, fx)
@@ -518,3 +529,40 @@ def _quality_table(q: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.regions``: the quality measurement alone, on the region video as the
+    benchmark makes it or placed anew (``--seed``), with more images never shown
+    (``--distractors``); prints the table the benchmark report shows."""
+    import argparse
+    import sys
+
+    from bench.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m bench.regions", description=main.__doc__.split(";")[0])
+    parser.add_argument("--model", choices=("proxy", "random"), default="proxy")
+    parser.add_argument("--seed", type=int, default=None, help="place the shots anew (the benchmark's: 23)")
+    parser.add_argument("--distractors", type=int, default=None, help="collection images never shown")
+    parser.add_argument("--smoke", action="store_true", help="the smoke run's tiny model and video")
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the measurement here")
+    args = parser.parse_args(argv)
+    settings = Settings.for_mode("smoke" if args.smoke else "full")
+    if args.cache:
+        settings = replace(settings, cache=str(args.cache))
+    arg = {"model": "proxy" if args.model == "proxy" else "small"}
+    arg |= {k: getattr(args, k) for k in PLAN_OVERRIDES if getattr(args, k) is not None}
+    q = m_regions_quality(settings, arg)
+    if args.json:
+        args.json.write_text(json.dumps(q, indent=1))
+    sys.stdout.write(
+        f"Region video seed {q['plan_seed']}, {q['frames']} frames, {q['collection_images']} images.\n\n"
+        + "\n".join(_quality_table(q))
+        + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

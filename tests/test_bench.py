@@ -24,7 +24,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-results")
     settings = replace(Settings.for_mode("smoke"), cache=str(cache))
     results = run(settings, SECTIONS, out, log=lambda msg: None)
-    return results, out
+    return results, out, cache
 
 
 def _finite_positive(x) -> bool:
@@ -32,7 +32,7 @@ def _finite_positive(x) -> bool:
 
 
 def test_every_section_is_reported_and_written(smoke):
-    results, out = smoke
+    results, out, _ = smoke
     assert set(results["sections"]) == set(SECTIONS)
     assert json.loads((out / "latest.json").read_text())["settings"]["mode"] == "smoke"
     md = (out / "latest.md").read_text()
@@ -166,6 +166,24 @@ def test_regions_quality_and_cost(smoke):
     assert cost["ratio"] is None or _finite_positive(cost["ratio"])  # None: timing noise (never asserted)
     assert _finite_positive(cost["ratio_with_setup"])
     assert cost["frames"][1] == 2 * cost["frames"][0]
+
+
+def test_region_quality_alone_on_a_video_placed_anew_with_more_distractors(smoke, tmp_path, capsys):
+    from bench.regions import main as regions_main
+    from bench.regions import smoke_inset_plan
+
+    plan = smoke_inset_plan()
+    out = tmp_path / "q.json"
+    args = ["--smoke", "--model", "random", "--seed", "5", "--distractors", "6", "--cache", str(smoke[2])]
+    assert regions_main([*args, "--json", str(out)]) == 0
+
+    q = json.loads(out.read_text())
+    assert q["plan_seed"] == 5 != plan.seed
+    assert q["collection_images"] == plan.pictures + 6 != plan.pictures + plan.distractors
+    assert q["model"] == "tiny"
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"Region video seed 5, {q['frames']} frames, {plan.pictures + 6} images.")
+    assert "| regions | 5% (measured" in printed and "Quality with the tiny random Dinov2" in printed
 
 
 def test_targets_are_listed_with_verdicts(smoke):
