@@ -20,6 +20,7 @@ from core.matching.regions import (
     RegionSearch,
     RegionSettings,
     _best_places,
+    _distinct,
     best_matches,
     region_rows,
     view_crop,
@@ -260,6 +261,18 @@ def test_among_few_candidates_the_picture_is_the_template_that_stands_out_from_i
 
     assert (1, 2, 1) in _best_places(unit, templates, [1], contrast=True)
     assert (1, 2, 1) not in _best_places(unit, templates, [1], contrast=False)  # the bland one's peak
+
+
+def test_places_that_mostly_overlap_are_cut_out_once():
+    """Two places covering mostly the same patches would be two crops of one picture: the first
+    (the highest peak) is kept. Windows are (size, row, col) in patches."""
+    # 3×3 windows one column apart: 6 shared patches of 12 covered, IoU 0.5
+    assert _distinct([(3, 0, 0), (3, 0, 1)]) == [(3, 0, 0)]
+    # two columns apart: 3 of 15, IoU 0.2; and a window inside a far larger one: 9 of 36, 0.25
+    assert _distinct([(3, 0, 0), (3, 0, 2)]) == [(3, 0, 0), (3, 0, 2)]
+    assert _distinct([(6, 0, 0), (3, 1, 1)]) == [(6, 0, 0), (3, 1, 1)]
+    assert _distinct([(4, 2, 2), (4, 2, 2)]) == [(4, 2, 2)]
+    assert _distinct([]) == []
 
 
 def test_the_template_cache_is_bounded(indexed, extractor, image_folder):

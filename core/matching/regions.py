@@ -13,7 +13,7 @@ hardly moves it. Region mode looks for each image inside the frame, in two steps
    kept: the highest peak, and the place that stands out most: where one candidate's template
    beats the other candidates' by the widest margin (with fewer than 16 candidates, where a
    template's own scores peak highest above the rest of the frame). Large pictures win the
-   first, small ones often only the second.
+   first, small ones often only the second; two places that mostly overlap are one.
 2. **Which, and how well** (the usual embedding): each place is cut out of the frame, resized
    to the model's input and embedded like a collection image; the best match in the whole
    collection of either is the frame's region, with the box in frame pixels. Its score is the
@@ -71,8 +71,8 @@ class RegionSettings:
             most this many, otherwise the frame's own best matches this many.
         dims: tokens are compared in this many principal directions of the templates' tokens
             (a ViT-L's 1024 would make the search cost as much as the model).
-        contrast: also embed the place that stands out most (see :func:`_contrast`): two
-            crops a frame instead of one, far more small pictures.
+        contrast: also embed the place that stands out most (see :func:`_contrast`): up to
+            two crops a frame instead of one, far more small pictures.
     """
 
     short_side: int = 336
@@ -116,6 +116,8 @@ class RegionSettings:
 
 DEFAULT_REGIONS = RegionSettings()
 SIZE_STEP = 1.25
+SAME_PLACE_IOU = 0.5
+"""Two places whose windows overlap this much (IoU) are one crop (:func:`_distinct`)."""
 CONTRAST_ACROSS_TEMPLATES_FROM = 16
 """Candidates from which a place's contrast is measured across templates, not positions
 (:func:`_contrast`). On bench's region video, the place found at 1/4 of the frame's width, with
@@ -414,8 +416,25 @@ def _best_places(
             if value > best[name][0]:
                 _, r, c = np.unravel_index(j, score.shape)
                 best[name] = (value, (k, int(r), int(c)))
-    places = [where for _, where in best.values() if where is not None]
-    return list(dict.fromkeys(places))  # in order, without repeats
+    return _distinct([where for _, where in best.values() if where is not None])
+
+
+def _distinct(places: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The places in order, without one whose window (size, row, col) overlaps an earlier one's
+    by :data:`SAME_PLACE_IOU` or more: the same picture, not worth a second crop."""
+    kept: list[tuple[int, int, int]] = []
+    for k, r, c in places:
+        if all(_window_iou((k, r, c), other) < SAME_PLACE_IOU for other in kept):
+            kept.append((k, r, c))
+    return kept
+
+
+def _window_iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """IoU of two square windows of patches, each (size, row, col)."""
+    rows = max(0, min(a[1] + a[0], b[1] + b[0]) - max(a[1], b[1]))
+    cols = max(0, min(a[2] + a[0], b[2] + b[0]) - max(a[2], b[2]))
+    inter = rows * cols
+    return inter / (a[0] * a[0] + b[0] * b[0] - inter)
 
 
 def _contrast(scores: torch.Tensor) -> torch.Tensor:
