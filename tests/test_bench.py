@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from bench.regions import PLACED_ANEW
 from bench.run import SECTIONS, run
 from bench.settings import Settings
 
@@ -153,9 +154,12 @@ def test_indexing_memory_and_search(smoke):
 
 def test_regions_quality_and_cost(smoke):
     r = smoke[0]["sections"]["regions"]
-    # quality as the small random model and as the trained proxy see the video
-    assert (r["quality"]["model"], r["quality_proxy"]["model"]) == ("tiny", "tiny-trained")
-    for q in (r["quality"], r["quality_proxy"]):
+    # quality as the small random model and as the trained proxy see the video, and the proxy on
+    # the video placed anew
+    models = [r[key]["model"] for key in ("quality", "quality_proxy", "quality_proxy_anew")]
+    assert models == ["tiny", "tiny-trained", "tiny-trained"]
+    assert r["quality_proxy"]["plan_seed"] != r["quality_proxy_anew"]["plan_seed"] == PLACED_ANEW
+    for q in (r["quality"], r["quality_proxy"], r["quality_proxy_anew"]):
         for mode in ("global", "regions"):
             for rate, at in q[mode]["at_fp"].items():
                 assert float(rate) in (0.05, 0.01) and 0.0 <= at["precision"] <= 1.0
@@ -201,6 +205,7 @@ def test_targets_are_listed_with_verdicts(smoke):
     ):
         assert key in names
     assert all(t["met"] in (True, False) for t in targets)
+    assert f"region recall at 1/4 width (tiny-trained, seed {PLACED_ANEW})" in names
 
 
 def test_scale(smoke):
