@@ -512,13 +512,20 @@ def _model_words(q: dict) -> str:
     words = (
         f"trained proxy ({model}, bench.proxy)" if model.endswith("-trained") else f"{model} random Dinov2"
     )
-    seed = q.get("plan_seed", InsetPlan().seed)
-    return words if seed == InsetPlan().seed else f"{words}, on the video placed anew (seed {seed})"
+    seed = _other_seed(q)
+    return words if seed is None else f"{words}, on the video placed anew (seed {seed})"
 
 
 def _target_words(q: dict) -> str:
+    seed = _other_seed(q)
+    return q["model"] if seed is None else f"{q['model']}, seed {seed}"
+
+
+def _other_seed(q: dict) -> int | None:
+    """The seed of a quality measurement's video where it is not the benchmark's own (older
+    results have none: theirs)."""
     seed = q.get("plan_seed", InsetPlan().seed)
-    return q["model"] if seed == InsetPlan().seed else f"{q['model']}, seed {seed}"
+    return None if seed == InsetPlan().seed else seed
 
 
 def _quality_table(q: dict) -> list[str]:
