@@ -397,7 +397,7 @@ def _best_places(
     """(size, row, col) of the best template matches: the highest mean patch cosine (one
     convolution per size), and with ``contrast`` also the place that stands out most (see
     :func:`_contrast`). Large pictures win the first, small ones often only the second; one
-    place when both agree."""
+    place when the two mostly overlap (:func:`_distinct`)."""
     _, _, rows, cols = unit.shape
     best = {"raw": (-np.inf, None), "z": (-np.inf, None)}
     for k in sizes:
