@@ -572,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the measurement here")
     args = parser.parse_args(argv)
+    for name in PLAN_OVERRIDES:
+        if (getattr(args, name) or 0) < 0:
+            parser.error(f"--{name} must be 0 or more, got {getattr(args, name)}")
     settings = Settings.for_mode("smoke" if args.smoke else "full")
     if args.cache:
         settings = replace(settings, cache=str(args.cache))

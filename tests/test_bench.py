@@ -190,6 +190,16 @@ def test_region_quality_alone_on_a_video_placed_anew_with_more_distractors(smoke
     assert "| regions | 5% (measured" in printed and "Quality with the tiny random Dinov2" in printed
 
 
+@pytest.mark.parametrize("option", ["--seed", "--distractors"])
+def test_region_quality_alone_refuses_a_negative_count(option, capsys):
+    from bench.regions import main as regions_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        regions_main(["--smoke", option, "-3"])
+    assert exit_info.value.code == 2
+    assert f"{option} must be 0 or more, got -3" in capsys.readouterr().err
+
+
 def test_targets_are_listed_with_verdicts(smoke):
     targets = smoke[0]["targets"]
     names = " ".join(t["target"] for t in targets)
