@@ -566,7 +566,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.regions", description=main.__doc__.split(";")[0])
     parser.add_argument("--model", choices=("proxy", "random"), default="proxy")
-    parser.add_argument("--seed", type=int, default=None, help="place the shots anew (the benchmark's: 23)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help=f"place the shots anew (the benchmark's: {InsetPlan().seed})"
+    )
     parser.add_argument("--distractors", type=int, default=None, help="collection images never shown")
     parser.add_argument("--smoke", action="store_true", help="the smoke run's tiny model and video")
     parser.add_argument("--cache", type=Path, default=None)
