@@ -245,7 +245,7 @@ def test_among_many_candidates_the_picture_is_the_template_that_stands_out_where
     places = _best_places(unit, templates, [1], contrast=True)
 
     assert (1, 2, 1) in places
-    assert len(places) == 2 and places[0] in {(1, r, c) for r in range(4) for c in range(4)} - {(1, 2, 1)}
+    assert len(places) == 2 and places[0] != (1, 2, 1)  # the highest peak is a bland one's, elsewhere
 
 
 def test_among_few_candidates_the_picture_is_the_template_that_stands_out_from_its_positions():
