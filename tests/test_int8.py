@@ -153,6 +153,25 @@ def test_int8_keeps_the_cls_direction_on_outlier_activations(pair):
     )
 
 
+def test_int8_runs_region_modes_early_blocks_in_openvino_at_any_frame_size(pair):
+    """Region mode's early tokens (a whole frame of any size through the first blocks) run in
+    OpenVINO beside the int8 model, not in PyTorch, and agree with the fp32 model's."""
+    from core.model.preprocess import preprocess_images
+
+    fp32, int8 = pair
+    for size in ((100, 180), (140, 140)):  # two shapes: one compiled model serves both
+        pixels = preprocess_images(
+            [pattern_image(s, size) for s in (3, 4)], fp32.preprocessing.full_frame(112)
+        )
+        got, want = int8.early_patches(pixels, 2), fp32.early_patches(pixels, 2)
+        assert got.shape == want.shape and got.dtype == torch.float32
+        cos = torch.nn.functional.cosine_similarity(
+            got.reshape(-1, got.shape[-1]), want.reshape(-1, want.shape[-1])
+        )
+        assert cos.min() > 0.999  # smoothed, int8 weights: 0.9999 measured
+    assert set(int8.model.early_blocks_compiled) == {2}  # OpenVINO computed them, for 2 blocks
+
+
 def test_int8_model_is_built_once_then_read_from_the_cache(pair, outlier_model_dir, int8_cache):
     import time
 

@@ -166,14 +166,16 @@ class FeatureExtractor:
         """
         b, _, h, w = pixel_values.shape
         rows, cols = h // self.patch_size, w // self.patch_size
-        model = getattr(self.model, "float_model", self.model)  # int8: the float model it came from
-        dtype = next(model.parameters()).dtype
-        x = pixel_values.to(self.device, non_blocking=True).to(dtype)
-        layers = model.encoder.layer
-        with self._autocast():
-            hidden = model.embeddings(x)
-            for block in layers[: max(1, min(int(blocks), len(layers)))]:
-                hidden = block(hidden, None)
+        in_openvino = getattr(self.model, "early_tokens", None)  # int8: beside the int8 model
+        if in_openvino is not None:
+            hidden = in_openvino(pixel_values, int(blocks))
+        else:
+            dtype = next(self.model.parameters()).dtype
+            x = pixel_values.to(self.device, non_blocking=True).to(dtype)
+            from core.model.early import EarlyBlocks
+
+            with self._autocast():
+                hidden = EarlyBlocks(self.model, blocks)(x)
         return hidden[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu()
 
     def _final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
