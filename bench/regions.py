@@ -47,6 +47,10 @@ class InsetPlan:
     noise: float = 2.5
     seed: int = 23
 
+    @property
+    def frame_count(self) -> int:
+        return (len(WIDTHS) + 1) * self.shots_per_width * self.frames_per_shot
+
     def key(self) -> str:
         import hashlib
 
@@ -390,6 +394,11 @@ def _cost_collection(index, fx, plan: InsetPlan) -> None:
 
 
 MEASUREMENTS = {"regions_quality": m_regions_quality, "regions_cost": m_regions_cost}
+COST_FRAMES_FACTOR = 3
+"""The cost runs take this many times the speed section's every-frame count (n and 2n frames):
+with 16 and 32 frames the whole frame's cost per frame moved by up to 20 % between runs of the
+same code (0.29–0.35 s, ViT-L int8), since the difference of two short runs carries each one's
+start-up noise."""
 
 
 def section_regions(settings, log) -> dict:
@@ -404,7 +413,7 @@ def section_regions(settings, log) -> dict:
         f"regions: quality, global and region runs (trained proxy, the video placed anew: seed {PLACED_ANEW})"
     )
     out["quality_proxy_anew"] = measure(settings, "regions_quality", {"model": "proxy", "seed": PLACED_ANEW})
-    n = settings.every_frames
+    n = min(COST_FRAMES_FACTOR * settings.every_frames, inset_plan_for(settings).frame_count // 2)
     precision = resolved_auto()
     walls = {}
     for frames in (n, 2 * n):  # the modes alternate, so a change in the machine's load hits both

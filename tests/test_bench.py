@@ -169,7 +169,7 @@ def test_regions_quality_and_cost(smoke):
     cost = r["cost"]
     assert cost["ratio"] is None or _finite_positive(cost["ratio"])  # None: timing noise (never asserted)
     assert _finite_positive(cost["ratio_with_setup"])
-    assert cost["frames"][1] == 2 * cost["frames"][0]
+    assert cost["frames"][1] == 2 * cost["frames"][0] <= r["quality"]["frames"]  # within the video
 
 
 def test_region_quality_alone_on_a_video_placed_anew_with_more_distractors(smoke, tmp_path, capsys):
