@@ -162,7 +162,8 @@ class FeatureExtractor:
 
         Early tokens still describe their own patch more than the whole image, so the same
         content gives similar tokens in a video frame and in a collection image (region mode
-        compares them; see :mod:`core.matching.regions`).
+        compares them; see :mod:`core.matching.regions`). An int8 model computes them in
+        OpenVINO too (:meth:`core.model.int8.OpenVINOBackbone.early_tokens`).
         """
         b, _, h, w = pixel_values.shape
         rows, cols = h // self.patch_size, w // self.patch_size
@@ -170,10 +171,10 @@ class FeatureExtractor:
         if in_openvino is not None:
             hidden = in_openvino(pixel_values, int(blocks))
         else:
-            dtype = next(self.model.parameters()).dtype
-            x = pixel_values.to(self.device, non_blocking=True).to(dtype)
             from core.model.early import EarlyBlocks
 
+            dtype = next(self.model.parameters()).dtype
+            x = pixel_values.to(self.device, non_blocking=True).to(dtype)
             with self._autocast():
                 hidden = EarlyBlocks(self.model, blocks)(x)
         return hidden[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu()
