@@ -69,6 +69,12 @@ DYNAMIC_GROUP = 128
 """Channels per dynamic int8 scale of a token's activations. On the ViT-L stress model (AMD
 EPYC, AVX-512 VNNI, 2 cores, batch 8): groups of 128 → 0.99936 at 3.24 pictures/s; one scale
 per token (1,024) → 0.99914 at 3.18/s; groups of 32 → 0.99941 at 2.61/s."""
+EARLY_IN_OPENVINO_AFTER = 50_000
+"""Tokens region mode's early blocks compute in PyTorch before they move to OpenVINO: about
+where the conversion (6.7 s for ViT-L, once per process) is paid back at 0.12 s saved per frame
+of 1,032 tokens (AMD EPYC, AVX-512 BF16, 2 cores). A region run over a 48-image collection gets
+there after its templates and about 25 frames; ``explain`` of one frame stays in PyTorch (0.45 s
+for ViT-L instead of 7 s)."""
 CALIBRATION_SEEDS = tuple(range(7_000, 7_016))
 VALIDATION_SEEDS = tuple(range(8_000, 8_008))
 _FORMAT = 3  # bump when the recipe changes: cached models of older recipes are rebuilt
@@ -117,6 +123,7 @@ class OpenVINOBackbone(torch.nn.Module):
         self.validation = validation
         self.float_model = float_model
         self.early_blocks_compiled: dict[int, object] = {}  # blocks -> compiled OpenVINO model
+        self._early_tokens_in_torch: dict[int, int] = {}  # blocks -> tokens computed in PyTorch
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False) -> SimpleNamespace:
         if output_hidden_states:
@@ -134,9 +141,23 @@ class OpenVINOBackbone(torch.nn.Module):
 
     def early_tokens(self, pixel_values: torch.Tensor, blocks: int) -> torch.Tensor:
         """All tokens after the first ``blocks`` blocks of the float model, for input of any
-        size (region mode's whole frames), computed by OpenVINO with int8 weights
-        (:func:`_compile_early`, on first use for each number of blocks); float32, on the CPU."""
+        size (region mode's whole frames); float32, on the CPU.
+
+        They are computed in PyTorch until :data:`EARLY_IN_OPENVINO_AFTER` tokens went through
+        those blocks, and from then on by OpenVINO with int8 weights (:func:`_compile_early`):
+        a region run soon pays for the conversion, a single explained frame never does.
+        """
         compiled = self.early_blocks_compiled.get(blocks)
+        if compiled is None and self._early_tokens_in_torch.get(blocks, 0) < EARLY_IN_OPENVINO_AFTER:
+            from core.model.early import EarlyBlocks
+
+            dtype = next(self.float_model.parameters()).dtype
+            with torch.inference_mode():
+                hidden = EarlyBlocks(self.float_model, blocks)(pixel_values.to(dtype)).float()
+            self._early_tokens_in_torch[blocks] = (
+                self._early_tokens_in_torch.get(blocks, 0) + hidden.shape[0] * hidden.shape[1]
+            )
+            return hidden
         if compiled is None:
             compiled = self.early_blocks_compiled[blocks] = _compile_early(
                 self.float_model, blocks, self.preprocessing
@@ -237,7 +258,7 @@ def _compile_early(float_model: torch.nn.Module, blocks: int, preprocessing):
     ViT-L, 3 blocks over a 336×602 frame, AMD EPYC with AVX-512 BF16, 2 cores: 0.18 s a frame,
     against 0.30 s in PyTorch bf16 and 0.25 s in OpenVINO with float weights; tokens within a
     cosine of 0.99999 of PyTorch's (0.9999 on the tiny model with outlier channels, 0.98
-    without the smoothing). Made in about 6 s for ViT-L, once per process.
+    without the smoothing). Made in 6.7 s for ViT-L, once per process.
     """
     import nncf
     import openvino as ov
