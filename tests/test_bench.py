@@ -173,8 +173,8 @@ def test_regions_quality_and_cost(smoke):
 
 
 def test_region_quality_alone_on_a_video_placed_anew_with_more_distractors(smoke, tmp_path, capsys):
+    from bench.inset_video import smoke_inset_plan
     from bench.regions import main as regions_main
-    from bench.regions import smoke_inset_plan
 
     plan = smoke_inset_plan()
     out = tmp_path / "q.json"
