@@ -42,7 +42,8 @@ class InsetPlan:
 
     @property
     def frame_count(self) -> int:
-        return (len(WIDTHS) + 1) * self.shots_per_width * self.frames_per_shot
+        """Frames the rendered video has (:func:`_shots`, ``frames_per_shot`` each)."""
+        return len(_shots(self)) * self.frames_per_shot
 
     def key(self) -> str:
         import hashlib

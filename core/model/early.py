@@ -25,6 +25,14 @@ class EarlyBlocks(torch.nn.Module):
         self.encoder = torch.nn.Module()
         self.encoder.layer = layers[: max(1, min(int(blocks), len(layers)))]
 
+    @classmethod
+    def run(cls, model: torch.nn.Module, pixel_values: torch.Tensor, blocks: int) -> torch.Tensor:
+        """The tokens after ``model``'s first ``blocks`` blocks, the pixels cast to the model's
+        own dtype (float32 pixels into a bf16 model), without autograd."""
+        dtype = next(model.parameters()).dtype
+        with torch.inference_mode():
+            return cls(model, blocks)(pixel_values.to(dtype))
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         hidden = self.embeddings(pixel_values)
         for block in self.encoder.layer:

@@ -173,10 +173,8 @@ class FeatureExtractor:
         else:
             from core.model.early import EarlyBlocks
 
-            dtype = next(self.model.parameters()).dtype
-            x = pixel_values.to(self.device, non_blocking=True).to(dtype)
             with self._autocast():
-                hidden = EarlyBlocks(self.model, blocks)(x)
+                hidden = EarlyBlocks.run(self.model, pixel_values.to(self.device, non_blocking=True), blocks)
         return hidden[:, self._prefix :].float().reshape(b, rows, cols, -1).cpu()
 
     def _final_norm(self, tokens: torch.Tensor) -> torch.Tensor:

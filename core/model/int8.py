@@ -151,9 +151,7 @@ class OpenVINOBackbone(torch.nn.Module):
         if compiled is None and self._early_tokens_in_torch.get(blocks, 0) < EARLY_IN_OPENVINO_AFTER:
             from core.model.early import EarlyBlocks
 
-            dtype = next(self.float_model.parameters()).dtype
-            with torch.inference_mode():
-                hidden = EarlyBlocks(self.float_model, blocks)(pixel_values.to(dtype)).float()
+            hidden = EarlyBlocks.run(self.float_model, pixel_values, blocks).float()
             self._early_tokens_in_torch[blocks] = (
                 self._early_tokens_in_torch.get(blocks, 0) + hidden.shape[0] * hidden.shape[1]
             )
@@ -240,7 +238,7 @@ def _input_size(preprocessing) -> tuple[int, int]:
 
 def _early_model(model: torch.nn.Module) -> torch.nn.Module:
     """The float backbone kept beside the int8 one, for region mode's early blocks
-    (:meth:`OpenVINOBackbone.early_tokens` converts them on first use), in the CPU's fastest
+    (:meth:`OpenVINOBackbone.early_tokens` runs them, and converts them once that pays), in the CPU's fastest
     floating-point precision: bf16 where native, at half the memory of fp32. Converted in place
     (``Module.to``): the caller's fp32 model is not kept beside it."""
     from core.model.precision import dtype_of, float_precision
