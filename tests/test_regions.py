@@ -168,9 +168,37 @@ def test_a_run_with_regions_stores_them_and_relabels_without_the_model(
     monkeypatch.setattr(type(extractor), "forward", lambda *a, **k: pytest.fail("model called"))
     strict = view.relabel(threshold=0.9999)
     assert strict.matched().sum() < view.matched().sum() and strict.regions is view.regions
-    # re-matching (no model) keeps the whole frames only
-    again = rematch(indexed, summary.run_id)
-    assert "regions" not in again.run.params and len(again.regions) == 0
+
+    # re-matching against the same collection (no model) keeps the regions: with other options
+    # it gives what re-labelling gives
+    again = rematch(indexed, summary.run_id, params=params.updated(top_k=1))
+    assert again.run.params["regions"] == FAST.to_dict()
+    assert again.regions.frame_index.tolist() == view.regions.frame_index.tolist()
+    assert again.regions.image_ids.tolist() == view.regions.image_ids.tolist()
+    assert np.array_equal(again.regions.boxes, view.regions.boxes)
+    assert again.matched().tolist() == view.matched().tolist() and again.matched()[:8].all()
+    assert again.best_image.tolist() == view.best_image.tolist()
+    stricter = rematch(indexed, summary.run_id, params=params.updated(threshold=0.9999))
+    assert stricter.matched().tolist() == strict.matched().tolist()
+
+
+def test_a_rematch_against_another_collection_says_that_it_has_no_regions(
+    indexed, extractor, inset_video, image_folder, caplog
+):
+    from core.matching.indexing import index_images
+
+    index_images(indexed, "copy", [image_folder.folder], extractor)
+    params = MatchParams(threshold=TEST_THRESHOLD, top_k=2)
+    summary = match_video(
+        indexed, inset_video, "shots", extractor, sampling=Sampling.every(), params=params, regions=FAST
+    )
+    assert summary.view.matched().any()
+    with caplog.at_level("WARNING", logger="core.matching.runs"):
+        other = rematch(indexed, summary.run_id, collection="copy")
+    # regions found against one collection say nothing about another: that needs the model
+    assert "regions" not in other.run.params and len(other.regions) == 0
+    assert not other.matched().any()  # the whole frames never matched the inset picture
+    assert "--collection copy --regions" in caplog.text
 
 
 def test_inherited_frames_take_their_sources_region(indexed, extractor, inset_video):

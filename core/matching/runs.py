@@ -9,6 +9,7 @@ better of the whole frame's and the region's (:func:`core.matching.regions.best_
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
 
@@ -21,6 +22,8 @@ from core.matching.search import open_search
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
 from db import Collection, FrameRegions, FrameResults, Index, RunRecord, VideoRecord, check_model
+
+logger = logging.getLogger(__name__)
 
 
 class EmptyCollectionError(WebSSLError):
@@ -237,6 +240,10 @@ def rematch(
     """A new run from a stored one, with another collection and/or options, using only cached
     frame embeddings: no video decoding, no model.
 
+    A run made with regions keeps its regions against its own collection (they do not depend on
+    the threshold or top-k). Against another collection it has whole-frame matches only: finding
+    regions there needs the model (``match --regions``), and a warning says so.
+
     Raises:
         CacheMissError: some frame embeddings are no longer cached (run ``match`` again).
         db.ModelMismatchError: the collection is bound to another model than the run's.
@@ -254,8 +261,21 @@ def rematch(
     if coll.image_count == 0:
         raise EmptyCollectionError(f"Collection {coll.name!r} has no images yet.")
     prev = index.load_frame_results(run_id)
-    # the whole frames only: finding regions again needs the model (match --regions)
-    kept = {k: v for k, v in old.params.items() if k != "regions"}
+    regions = None
+    kept = dict(old.params)
+    if old.params.get("regions"):
+        if coll.id == old.collection_id:
+            regions = index.load_frame_regions(run_id)
+        else:
+            del kept["regions"]
+            logger.warning(
+                "Run %d found images in parts of frames (regions); against collection %r this "
+                "re-match has whole-frame matches only. For regions, match the video again: "
+                "match VIDEO --collection %s --regions",
+                run_id,
+                coll.name,
+                coll.name,
+            )
     run_params = {**kept, **new_params.to_dict(), "rematched_from": run_id}
     return store_cached_run(
         index,
@@ -267,6 +287,7 @@ def rematch(
         frame_index=prev.frame_index,
         time_s=prev.time_s,
         source_frame=prev.source_frame,
+        regions=regions,
         cache_note=f"Run {run_id}",
     )
 
@@ -284,6 +305,7 @@ def store_cached_run(
     source_frame: np.ndarray,
     stats: dict | None = None,
     run_id: int | None = None,
+    regions: FrameRegions | None = None,
     cache_note: str = "The run",
 ) -> RunView:
     """Store a run whose analysed frames are all in the frame-embedding cache: no video, no model.
@@ -295,6 +317,8 @@ def store_cached_run(
     Args:
         run_params: the run's stored parameters (``embed_key`` names the cached embeddings).
         run_id: an unfinished run to complete (resumed), instead of a new one.
+        regions: the frames' best regions to store with the results (found before, against
+            this collection).
 
     Raises:
         CacheMissError: some source frames have no cached embedding.
@@ -319,5 +343,7 @@ def store_cached_run(
             video_id=video.id, collection_id=collection.id, model_id=model_id, params=run_params
         )
     index.add_frame_results(run_id, frame_index, time_s, source_frame, out_ids, out_scores)
+    if regions is not None and len(regions):
+        index.add_frame_regions(run_id, regions.frame_index, regions.image_ids, regions.scores, regions.boxes)
     counts = {"computed": 0, "cached": int(len(sources)), "inherited": int(len(frame_index) - len(sources))}
     return finish_run(index, run_id, params, {**counts, **(stats or {})})
