@@ -62,6 +62,27 @@ def test_help_for_every_command():
         assert proc.returncode == 0 and "usage:" in proc.stdout
 
 
+@pytest.mark.parametrize("command", [["runs"], ["collections"]])
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path, command):
+    """``python -m core runs | head -1``: when the reader of the output goes away, the command
+    stops without a traceback, with the shell's exit status for SIGPIPE."""
+    from core.cli.common import EXIT_BROKEN_PIPE
+    from db import Index
+
+    db_path = tmp_path / "index.sqlite"
+    Index(db_path).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", *command, "--db", str(db_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the command writes (its imports take longer)
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == EXIT_BROKEN_PIPE == 141
+
+
 def test_read_commands_do_not_create_a_database(tmp_path, monkeypatch, capsys):
     missing = tmp_path / "typo.sqlite"
     monkeypatch.setenv("WEBSSL_DB", str(missing))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from core import config
@@ -22,6 +23,7 @@ logger = logging.getLogger("core.cli")
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a Unix tool stopped by `| head`
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -185,7 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)  # library warnings become one log line each, not console dumps
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, where a reader that went away is a traceback
+        return code
+    except BrokenPipeError:
+        # the output's reader went away (`runs | head -1`): stop quietly, as Unix tools do, with
+        # what is left to print sent nowhere (Python flushes stdout once more at exit)
+        with suppress(OSError, ValueError):  # stdout without a file (embedded)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
