@@ -5,16 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from conftest import TEST_THRESHOLD
-from core.matching.export import CSV_COLUMNS, csv_text, run_to_dict, write_csv, write_json
+from core.matching.export import (
+    CSV_COLUMNS,
+    REGION_COLUMNS,
+    csv_text,
+    run_to_dict,
+    write_csv,
+    write_json,
+)
 from core.matching.indexing import index_images
 from core.matching.params import MatchParams
 from core.matching.pipeline import match_video
 from core.matching.runs import load_run
 from core.matching.sampling import Sampling
+from db import FrameRegions
 
 
 @pytest.fixture
@@ -63,6 +73,39 @@ def test_csv_has_one_row_per_frame_and_rank(view, tmp_path):
     assert first[0]["image"] == "alpha.jpg" and first[0]["matched"] == "1"
     assert float(first[0]["score"]) >= float(first[1]["score"])
     assert csv_text(view) == path.read_bytes().decode()  # CRLF rows, as RFC 4180
+
+
+def test_csv_of_a_region_run_has_each_frames_region(view):
+    """A frame matched by its region shows which image matched where, not only the whole
+    frame's matches (which may all be below the threshold)."""
+    res = view.results
+    beta = next(i for i, p in view.image_paths.items() if p.endswith("beta.png"))
+    assert res.image_ids[0, 0] != beta
+    regions = FrameRegions(
+        frame_index=res.frame_index[:2].copy(),
+        image_ids=np.array([beta, beta]),
+        scores=np.array([1.0, -0.5], np.float32),  # frame 0: the region wins; frame 1: it loses
+        boxes=np.array([[10, 20, 110, 95.5], [0, 0, 5, 5]], np.float32),
+    )
+    with_regions = replace(view, regions=regions)
+    assert with_regions.best_image[0] == beta
+    rows = list(csv.DictReader(io.StringIO(csv_text(with_regions))))
+    assert tuple(rows[0]) == CSV_COLUMNS + REGION_COLUMNS
+    first = [r for r in rows if r["frame_index"] == str(res.frame_index[0])]
+    assert [(r["kind"], r["rank"]) for r in first] == [
+        ("frame", "1"),
+        ("frame", "2"),
+        ("frame", "3"),
+        ("region", "1"),
+    ]
+    region = first[-1]
+    assert region["image"] == "beta.png" and float(region["score"]) == 1.0 and region["matched"] == "1"
+    assert [region[c] for c in ("x0", "y0", "x1", "y1")] == ["10.00", "20.00", "110.00", "95.50"]
+    assert {first[0][c] for c in ("x0", "y0", "x1", "y1")} == {""}
+    assert [r["kind"] for r in rows if r["frame_index"] == str(res.frame_index[1])][-1] == "region"
+    assert len(rows) == len(res) * 3 + 2  # frames without a region have no region row
+    # a run without regions keeps its columns
+    assert next(csv.reader(io.StringIO(csv_text(view)))) == list(CSV_COLUMNS)
 
 
 def test_relabelled_export_uses_the_new_threshold(view):

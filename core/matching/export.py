@@ -33,6 +33,9 @@ CSV_COLUMNS = (
     "path",
     "score",
 )
+REGION_COLUMNS = ("kind", "x0", "y0", "x1", "y1")
+"""Added to a region run's CSV: ``frame`` rows are the whole frame's matches by rank, a
+``region`` row is the frame's best region with its box (left, top, right, bottom, frame pixels)."""
 
 
 def _num(x: float, digits: int = 6) -> float | None:
@@ -143,7 +146,8 @@ def write_json(view: RunView, path: str | os.PathLike) -> Path:
 
 
 def csv_text(view: RunView) -> str:
-    """The run as CSV: one row per frame and rank (a frame with no results gets one empty row)."""
+    """The run as CSV: one row per frame and rank (a frame with no results gets one empty row);
+    a region run also has a row per frame with a region (:data:`REGION_COLUMNS`)."""
     buf = io.StringIO()
     write_csv_to(view, buf)
     return buf.getvalue()
@@ -163,25 +167,29 @@ def csv_text_cell(text: object) -> str:
 def write_csv_to(view: RunView, fh) -> None:
     res = view.results
     matched = view.matched()
+    regions = view.has_regions
+    region_ids, region_scores, region_boxes = view.region_arrays()
+    no_box = ["frame", "", "", "", ""] if regions else []
     writer = csv.writer(fh, lineterminator="\r\n")  # RFC 4180: a name with CR or LF is quoted
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + REGION_COLUMNS if regions else CSV_COLUMNS)
+
+    def match(rank: int, iid: int, score: float) -> list:
+        name, path = view.image_name(iid), view.image_paths.get(iid, "")
+        return [rank, csv_text_cell(name), csv_text_cell(path), f"{score:.6f}"]
+
     for row in range(len(res)):
         fi, src = int(res.frame_index[row]), int(res.source_frame[row])
         base = [view.run.id, fi, f"{res.time_s[row]:.4f}", src, int(src != fi), int(matched[row])]
         ranks = np.flatnonzero(res.image_ids[row] >= 0) if res.k else np.zeros(0, np.int64)
         if not len(ranks):
-            writer.writerow([*base, "", "", "", ""])
+            writer.writerow([*base, "", "", "", "", *no_box])
         for rank in ranks:
-            iid = int(res.image_ids[row, rank])
             writer.writerow(
-                [
-                    *base,
-                    rank + 1,
-                    csv_text_cell(view.image_name(iid)),
-                    csv_text_cell(view.image_paths.get(iid, "")),
-                    f"{res.scores[row, rank]:.6f}",
-                ]
+                [*base, *match(rank + 1, int(res.image_ids[row, rank]), res.scores[row, rank]), *no_box]
             )
+        if regions and region_ids[row] >= 0:
+            box = [f"{x:.2f}" for x in region_boxes[row]]
+            writer.writerow([*base, *match(1, int(region_ids[row]), region_scores[row]), "region", *box])
 
 
 def write_csv(view: RunView, path: str | os.PathLike) -> Path:
@@ -215,7 +223,7 @@ class ExportFormat:
 
 EXPORT_FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat("json", "JSON", ".json", "application/json", json_text, "the whole run (see README)"),
-    ExportFormat("csv", "CSV", ".csv", "text/csv", csv_text, "one row per frame and rank"),
+    ExportFormat("csv", "CSV", ".csv", "text/csv", csv_text, "one row per frame and rank (and region)"),
     ExportFormat(
         "edl", "EDL", ".edl", "text/plain", edl_text, "CMX 3600 edit decision list, an event per segment"
     ),

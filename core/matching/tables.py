@@ -75,8 +75,9 @@ def frames_table(view: RunView) -> pd.DataFrame:
 
 
 def matches_table(view: RunView) -> pd.DataFrame:
-    """One row per frame and rank (the top-k, best first, ``rank`` 1..k), as in the CSV export;
-    frames without matches have no rows."""
+    """One row per frame and rank (the whole frame's top-k, best first, ``rank`` 1..k), as the
+    CSV export's ``frame`` rows; frames without matches have no rows. A region run's regions are
+    in :attr:`RunView.regions`, and :func:`frames_table` has each frame's best of both."""
     import pandas as pd
 
     res = view.results
