@@ -72,21 +72,32 @@ def image_labels(view: RunView, image_ids: np.ndarray | None = None) -> dict[int
 
 @dataclass(frozen=True, slots=True)
 class FrameMatch:
+    """One image the inspector lists for a frame: its best region's (``kind`` "region") or one of
+    the whole frame's top-k (``kind`` "frame", ``rank`` 1..k); ``best``: the frame's best match."""
+
     image_id: int
     name: str
     score: float
     rank: int
+    kind: str = "frame"
+    best: bool = False
 
 
 def frame_matches(view: RunView, row: int) -> list[FrameMatch]:
-    """The top-k images of one recorded frame, best first."""
+    """The images of one recorded frame: its region first (region runs), then the whole frame's
+    top-k, best first."""
     res = view.results
-    if not res.k:
-        return []
+    wins = bool(view.region_wins[row])
     out = []
+    region = view.region_of(row)
+    if region is not None:
+        out.append(FrameMatch(region[0], view.image_name(region[0]), region[1], 1, "region", wins))
+    if not res.k:
+        return out
     for rank, (image_id, score) in enumerate(zip(res.image_ids[row], res.scores[row], strict=True), start=1):
         if image_id >= 0 and np.isfinite(score):
-            out.append(FrameMatch(int(image_id), view.image_name(int(image_id)), float(score), rank))
+            name = view.image_name(int(image_id))
+            out.append(FrameMatch(int(image_id), name, float(score), rank, "frame", rank == 1 and not wins))
     return out
 
 

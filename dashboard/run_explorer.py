@@ -279,15 +279,17 @@ def _inspector(view: RunView, row: int) -> None:
         with right:
             matches = frame_matches(with_paths(view, res.image_ids[row]), row)
             verdict = "matched" if matched[row] else "no match (below threshold)"
-            st.markdown(f"**Top {len(matches)} images** · {verdict}")
+            top = sum(m.kind == "frame" for m in matches)
+            region = " and its region" if len(matches) > top else ""
+            st.markdown(f"**Top {top} images**{region} · {verdict}")
             thumbs = get_thumbnails([m.image_id for m in matches])
             cols = st.columns(max(1, min(5, len(matches))))
             for n, m in enumerate(matches):
                 with cols[n % len(cols)]:
                     # a square from the stored thumbnail (an empty one where it is missing or unreadable)
                     st.image(square_preview(thumbs.get(m.image_id)), width="stretch")
-                    name = f"#{m.rank} {md_escape(m.name)}"
-                    if m.rank == 1 and matched[row]:
+                    name = f"{'region' if m.kind == 'region' else f'#{m.rank}'} {md_escape(m.name)}"
+                    if m.best and matched[row]:
                         name = f"**{name}** :material/check_circle:"
                     swatch = f'<span style="color:{image_colour(m.image_id)}">&#9632;</span>'
                     st.caption(f"{swatch} {name}  \n**{m.score:.3f}**", unsafe_allow_html=True)

@@ -934,6 +934,11 @@ def test_match_with_regions_from_the_launcher(filled_db, shots_video):
 
     with Index(default_db_path()) as index:
         assert "regions" in index.get_run(1).params and len(index.load_frame_regions(1)) == 8
+    # the inspector lists the frame's region beside the whole frame's top images
+    at.run()
+    assert any("images** and its region ·" in m for m in texts(at.markdown)), texts(at.markdown)
+    cards = [c.value for c in at.caption if c.value.startswith("<span") and "&#9632;" in c.value]
+    assert "region " in cards[0].split("</span>")[1] and "#1 " in cards[1], cards
 
 
 # -- video library ----------------------------------------------------------------------------------

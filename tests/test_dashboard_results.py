@@ -93,6 +93,52 @@ def test_segment_list_and_frame_matches(index, image_folder, shots_video, extrac
     assert "40 frames with results" in run_summary(view) and "every frame" in run_summary(view)
 
 
+def test_the_inspector_lists_a_frames_region_and_marks_its_best_match(
+    index, image_folder, shots_video, extractor
+):
+    """A frame matched by its region: the list starts with the region's image, marked as the
+    match, not the whole frame's first (below the threshold)."""
+    import dataclasses
+
+    from conftest import TEST_THRESHOLD
+    from core.matching.indexing import index_images
+    from core.matching.params import MatchParams
+    from core.matching.pipeline import match_video
+    from core.matching.runs import load_run
+    from core.matching.sampling import Sampling
+    from dashboard.results import frame_matches
+    from db import FrameRegions
+
+    index_images(index, "c", [image_folder.folder], extractor)
+    summary = match_video(
+        index,
+        shots_video.path,
+        "c",
+        extractor,
+        sampling=Sampling.every(),
+        params=MatchParams(threshold=TEST_THRESHOLD, top_k=2),
+    )
+    view = load_run(index, summary.run_id)
+    res = view.results
+    gamma = next(i for i, p in view.image_paths.items() if p.endswith("gamma.jpg"))
+    assert res.image_ids[0, 0] != gamma
+    regions = FrameRegions(
+        res.frame_index[:2].copy(),
+        np.array([gamma, gamma]),
+        np.array([1.0, -1.0], np.float32),  # frame 0: the region wins; frame 1: the whole frame
+        np.zeros((2, 4), np.float32),
+    )
+    with_regions = dataclasses.replace(view, regions=regions)
+    top = frame_matches(with_regions, 0)
+    assert [(m.kind, m.rank) for m in top] == [("region", 1), ("frame", 1), ("frame", 2)]
+    assert top[0].name == "gamma.jpg" and top[0].score == 1.0
+    assert [m.best for m in top] == [True, False, False]
+    second = frame_matches(with_regions, 1)
+    assert [(m.kind, m.best) for m in second] == [("region", False), ("frame", True), ("frame", False)]
+    assert [(m.kind, m.best) for m in frame_matches(with_regions, 2)] == [("frame", True), ("frame", False)]
+    assert [m.best for m in frame_matches(view, 0)] == [True, False]
+
+
 def test_segment_list_sends_each_preview_once(index, image_folder, shots_video, extractor):
     """A styled table sent every cell twice and a preview once per row (1.3 MB for 211 segments):
     the list sends each image's preview once, however many segments it has."""

@@ -23,6 +23,7 @@ from core.matching.regions import (
     _distinct,
     best_matches,
     region_rows,
+    region_wins,
     view_crop,
 )
 from core.matching.runs import load_run, rematch
@@ -88,6 +89,9 @@ def test_a_region_counts_where_it_beats_the_whole_frame():
     assert ids.tolist() == [-1, 5, 6, 5] and np.isnan(boxes[0]).all()
     # without regions: the whole frame's best, unchanged
     assert best_matches(res)[0].tolist() == [7, 7, -1, 8]
+    # where the region is the frame's best match
+    assert region_wins(res, regions).tolist() == [False, True, True, False]
+    assert region_wins(res).tolist() == [False] * 4
 
 
 def test_the_region_search_finds_a_picture_in_part_of_the_frame(search, image_folder, indexed):

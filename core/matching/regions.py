@@ -145,19 +145,31 @@ def region_rows(
     return ids, scores, boxes
 
 
-def best_matches(results: FrameResults, regions: FrameRegions | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per recorded frame, its best image and score: the whole frame's best match, or its best
-    region's where that scores higher (both are cosines of the same embeddings, so one threshold
-    applies to either). -1 and NaN where a frame has neither."""
+def _whole_frame_best(results: FrameResults) -> tuple[np.ndarray, np.ndarray]:
     n = len(results)
     if results.k:
-        image, score = results.image_ids[:, 0].copy(), results.scores[:, 0].astype(np.float32)
-    else:
-        image, score = np.full(n, -1, np.int64), np.full(n, np.nan, np.float32)
+        return results.image_ids[:, 0].copy(), results.scores[:, 0].astype(np.float32)
+    return np.full(n, -1, np.int64), np.full(n, np.nan, np.float32)
+
+
+def region_wins(results: FrameResults, regions: FrameRegions | None = None) -> np.ndarray:
+    """Per recorded frame: its best region is its best match, scoring higher than the whole
+    frame's best (both are cosines of the same embeddings, so one threshold applies to either)."""
+    if regions is None or not len(regions):
+        return np.zeros(len(results), bool)
+    _, score = _whole_frame_best(results)
+    r_image, r_score, _ = region_rows(results, regions)
+    return (r_image >= 0) & (np.isnan(score) | (np.nan_to_num(r_score, nan=-np.inf) > score))
+
+
+def best_matches(results: FrameResults, regions: FrameRegions | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per recorded frame, its best image and score: the whole frame's best match, or its best
+    region's where that wins (:func:`region_wins`). -1 and NaN where a frame has neither."""
+    image, score = _whole_frame_best(results)
     if regions is None or not len(regions):
         return image, score
     r_image, r_score, _ = region_rows(results, regions)
-    better = (r_image >= 0) & (np.isnan(score) | (np.nan_to_num(r_score, nan=-np.inf) > score))
+    better = region_wins(results, regions)
     image[better], score[better] = r_image[better], r_score[better]
     return image, score
 

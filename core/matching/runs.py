@@ -17,7 +17,7 @@ import numpy as np
 
 from core.errors import WebSSLError
 from core.matching.params import MatchParams
-from core.matching.regions import best_matches, region_rows
+from core.matching.regions import best_matches, region_rows, region_wins
 from core.matching.search import open_search
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
@@ -52,10 +52,12 @@ class RunView:
     # computed once per view: pages, exports and renders ask for them per frame
     _best: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
     _region_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _region_wins: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_best", best_matches(self.results, self.regions))
         object.__setattr__(self, "_region_rows", region_rows(self.results, self.regions))
+        object.__setattr__(self, "_region_wins", region_wins(self.results, self.regions))
 
     @property
     def best_image(self) -> np.ndarray:
@@ -66,6 +68,11 @@ class RunView:
     def best_score(self) -> np.ndarray:
         """Per recorded frame: the score of :attr:`best_image` (NaN: none)."""
         return self._best[1]
+
+    @property
+    def region_wins(self) -> np.ndarray:
+        """Per recorded frame: :attr:`best_image` is its region's, not the whole frame's."""
+        return self._region_wins
 
     @property
     def has_regions(self) -> bool:
