@@ -181,7 +181,8 @@ def score_matrix(
     """The scores of the ``top_n`` images (by peak score) per frame.
 
     Returns:
-        ``(ids (n,), matrix (n, frames))``; NaN where an image is not among a frame's top-k.
+        ``(ids (n,), matrix (n, frames))``; NaN where an image is not among a frame's top-k. An
+        image scored twice in a frame (a region run's region) keeps its higher score.
     """
     ids_all = np.asarray(image_ids, np.int64)
     sc_all = np.asarray(scores, np.float64)
@@ -195,7 +196,7 @@ def score_matrix(
     hit = valid & (sorted_top[pos] == ids_all)
     frames, ranks = np.nonzero(hit)
     matrix = np.full((len(top), len(ids_all)), np.nan, np.float32)
-    matrix[order[pos[frames, ranks]], frames] = sc_all[frames, ranks]
+    np.fmax.at(matrix, (order[pos[frames, ranks]], frames), sc_all[frames, ranks].astype(np.float32))
     return top, matrix
 
 

@@ -310,13 +310,13 @@ def _tabs(view: RunView, frame: int) -> None:
             top = run_top_images(view, HEATMAP_IMAGES)
             heat_labels = image_labels(with_paths(view, top), top)
             st.plotly_chart(
-                charts.heatmap_figure(res.time_s, res.image_ids, res.scores, heat_labels, top=top),
+                charts.heatmap_figure(res.time_s, *view.scored_images(), heat_labels, top=top),
                 key=keys.run_heatmap(run_id),
                 config=CONFIG,
             )
             st.caption(
                 f"Each row is one of the {HEATMAP_IMAGES} images with the highest peak score; empty where it "
-                "was not in a frame's top-k."
+                "was not in a frame's top-k (nor its region, in a run made with regions)."
             )
     if hist_tab.open:
         with hist_tab:

@@ -255,7 +255,7 @@ def collections_changed() -> None:
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _top_images(run_id: int, finished: str | None, frames: int, top_n: int, _view: RunView) -> np.ndarray:
-    return charts.top_images(_view.results.image_ids, _view.results.scores, top_n=top_n)
+    return charts.top_images(*_view.scored_images(), top_n=top_n)
 
 
 def run_top_images(view: RunView, top_n: int) -> np.ndarray:

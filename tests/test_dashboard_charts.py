@@ -89,6 +89,16 @@ def test_score_matrix_and_heatmap():
     assert empty_top.size == 0 and empty.shape == (0, 4)
 
 
+def test_score_matrix_keeps_an_images_best_score_of_a_frame():
+    """A region run scores an image twice in a frame (in the top-k and as its region): the cell
+    holds the higher score, in whichever column it came."""
+    ids = np.array([[1, 2, 2], [1, 2, 1], [2, 1, -1]])
+    scores = np.array([[0.9, 0.5, 0.7], [0.8, 0.4, 0.3], [0.6, 0.2, np.nan]], np.float32)
+    top, matrix = charts.score_matrix(ids, scores, top_n=2)
+    assert top.tolist() == [1, 2]
+    np.testing.assert_allclose(matrix, [[0.9, 0.8, 0.2], [0.7, 0.4, 0.6]], rtol=1e-6)
+
+
 def test_heatmap_bins_long_runs_keeping_the_peak():
     n = 10_000
     ids = np.ones((n, 1), np.int64)

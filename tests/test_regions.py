@@ -24,6 +24,7 @@ from core.matching.regions import (
     best_matches,
     region_rows,
     region_wins,
+    scored_images,
     view_crop,
 )
 from core.matching.runs import load_run, rematch
@@ -89,6 +90,11 @@ def test_a_region_counts_where_it_beats_the_whole_frame():
     assert ids.tolist() == [-1, 5, 6, 5] and np.isnan(boxes[0]).all()
     # without regions: the whole frame's best, unchanged
     assert best_matches(res)[0].tolist() == [7, 7, -1, 8]
+    # every image a frame scored: its top-k, and its region as one more column
+    view_ids, view_scores = scored_images(res, regions)
+    assert view_ids.tolist() == [[7, -1], [7, 5], [-1, 6], [8, 5]]
+    np.testing.assert_allclose(view_scores[:, 1], [np.nan, 0.8, 0.7, 0.55], rtol=1e-6)
+    assert scored_images(res)[0].tolist() == [[7], [7], [-1], [8]]
     # where the region is the frame's best match
     assert region_wins(res, regions).tolist() == [False, True, True, False]
     assert region_wins(res).tolist() == [False] * 4

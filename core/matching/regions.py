@@ -145,6 +145,21 @@ def region_rows(
     return ids, scores, boxes
 
 
+def scored_images(
+    results: FrameResults, regions: FrameRegions | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every image each recorded frame scored: the whole frame's top-k and, with regions, the
+    frame's region as one more column (-1 and NaN where a frame has none). An image can appear
+    twice in a row (in the top-k and as the region)."""
+    if regions is None or not len(regions):
+        return results.image_ids, results.scores
+    r_image, r_score, _ = region_rows(results, regions)
+    return (
+        np.column_stack([results.image_ids, r_image]),
+        np.column_stack([results.scores.astype(np.float32), r_score]),
+    )
+
+
 def _whole_frame_best(results: FrameResults) -> tuple[np.ndarray, np.ndarray]:
     n = len(results)
     if results.k:

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.errors import WebSSLError
 from core.matching.params import MatchParams
-from core.matching.regions import best_matches, region_rows, region_wins
+from core.matching.regions import best_matches, region_rows, region_wins, scored_images
 from core.matching.search import open_search
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
@@ -68,6 +68,11 @@ class RunView:
     def best_score(self) -> np.ndarray:
         """Per recorded frame: the score of :attr:`best_image` (NaN: none)."""
         return self._best[1]
+
+    def scored_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per recorded frame, every image it scored (N×k ids and scores, or N×(k+1) with its
+        region): see :func:`core.matching.regions.scored_images`."""
+        return scored_images(self.results, self.regions)
 
     @property
     def region_wins(self) -> np.ndarray:
