@@ -69,6 +69,22 @@ def test_explain_against_another_image_and_refusals(region_run, extractor, index
         explain_frame(extractor, region_run, 0, indexed.get_thumbnails, image_id=10_000)
 
 
+def test_explaining_another_image_gives_its_best_score_of_the_frame(region_run, extractor, indexed):
+    """An image that is a frame's region but not its best match: its score is the region's where
+    that beats its whole-frame score."""
+    from dataclasses import replace
+
+    res = region_run.results
+    other, whole, best = int(res.image_ids[0, 1]), float(res.scores[0, 1]), float(res.scores[0, 0])
+    between = (whole + best) / 2  # beats the image's whole-frame score, not the frame's best
+    n = len(region_run.regions)
+    regions = replace(region_run.regions, image_ids=np.full(n, other), scores=np.full(n, between, np.float32))
+    view = replace(region_run, regions=regions)
+    assert not view.region_wins[0] and view.best_image[0] == res.image_ids[0, 0]
+    e = explain_frame(extractor, view, 0, indexed.get_thumbnails, image_id=other)
+    assert e.score == pytest.approx(between) and e.box is not None and not e.matched
+
+
 def test_draw_outline_marks_the_top_of_the_map():
     heat = np.zeros((4, 4), np.float32)
     heat[1:3, 1:3] = 1.0

@@ -114,11 +114,9 @@ def explain_frame(
     box = region[2] if region is not None and region[0] == image else None
     if image == best:
         score = float(view.best_score[row])
-    else:
-        scores = {
-            int(i): float(s) for i, s in zip(res.image_ids[row], res.scores[row], strict=True) if i >= 0
-        }
-        score = scores.get(image, float("nan"))
+    else:  # its best score of the frame: in the top-k or as the region
+        ids, scores = (a[row] for a in view.scored_images())
+        score = float(np.nanmax(scores[ids == image])) if (ids == image).any() else float("nan")
     return Explanation(
         frame=rgb,
         frame_index=frame_no,
