@@ -509,8 +509,8 @@ class MatchRun:
         return self.stats["matched"]
 
     def image_names(self) -> dict[int, str]:
-        """``image id -> file name`` of every image in the run's results."""
-        return self.view.image_names(self.view.results.image_ids)
+        """``image id -> file name`` of every image in the run's results (and regions)."""
+        return self.view.image_names(self.view.scored_images()[0])
 
     def relabel(
         self,

@@ -195,6 +195,25 @@ def test_match_returns_the_run_with_its_tables(matched, shots_video):
     assert f"{len(run.segments)} segments" in repr(run)
 
 
+def test_image_names_of_a_run_include_its_regions_images(matched):
+    from dataclasses import replace
+
+    from core.api import MatchRun
+    from db import FrameRegions
+
+    names = matched.image_names()
+    absent = max(matched.view.image_paths) + 1  # an image found in a region only, in no top-k
+    view = matched.view.with_paths({absent: "/elsewhere/extra.png"})
+    region = FrameRegions(
+        view.results.frame_index[:1].copy(),
+        np.array([absent]),
+        np.array([0.1], np.float32),
+        np.zeros((1, 4), np.float32),
+    )
+    with_region = MatchRun(replace(view, regions=region))
+    assert with_region.image_names() == {**names, absent: "extra.png"}
+
+
 def test_match_options_override_single_defaults(db_path, extractor, image_folder, shots_video):
     webssl.index_folder(image_folder.folder, "shots", db=db_path, model=extractor)
     run = webssl.match(
