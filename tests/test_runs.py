@@ -26,6 +26,26 @@ def test_relabel_from_stored_scores(indexed, extractor, shots_video):
     )
 
 
+def test_views_of_the_same_results_share_their_best_matches(indexed, extractor, shots_video):
+    """Re-labelling or adding paths (every rerun of the Match page) does not recompute each
+    frame's best match and region (80 ms for a 2-hour region run); other results or regions do."""
+    from dataclasses import replace
+
+    from db import FrameRegions
+
+    s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    view = load_run(indexed, s.run_id)
+    again = view.relabel(threshold=0.5).with_paths({10**9: "/elsewhere/x.png"})
+    assert again.best_image is view.best_image and again.region_wins is view.region_wins
+    res = view.results
+    region = FrameRegions(
+        res.frame_index[:1].copy(), np.array([7]), np.array([2.0], np.float32), np.zeros((1, 4), np.float32)
+    )
+    other = replace(view, regions=region)
+    assert other.best_image is not view.best_image and other.best_image[0] == 7 and other.region_wins[0]
+    assert replace(other, regions=view.regions).best_image.tolist() == view.best_image.tolist()
+
+
 def test_rematch_uses_only_the_cache(indexed, extractor, shots_video, image_folder):
     s = match_video(indexed, shots_video.path, "shots", extractor, sampling=Sampling.auto(), params=PARAMS)
     index_images(indexed, "two", image_folder.paths[:2], extractor)

@@ -160,33 +160,42 @@ def scored_images(
     )
 
 
-def _whole_frame_best(results: FrameResults) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True, slots=True, eq=False)
+class FrameBests:
+    """Per recorded frame: its best match and its best region (see :func:`frame_bests`)."""
+
+    image: np.ndarray  # int64 (N,): the best image, -1 where none
+    score: np.ndarray  # float32 (N,): its score, NaN where none
+    region_wins: np.ndarray  # bool (N,): the best match is the region's
+    region_image: np.ndarray  # int64 (N,): the region's image, -1 where none
+    region_score: np.ndarray  # float32 (N,)
+    region_box: np.ndarray  # float32 (N, 4): left, top, right, bottom in frame pixels
+
+
+def frame_bests(results: FrameResults, regions: FrameRegions | None = None) -> FrameBests:
+    """Each frame's best match: the whole frame's best, or its best region's where that scores
+    higher (both are cosines of the same embeddings, so one threshold applies to either)."""
     n = len(results)
     if results.k:
-        return results.image_ids[:, 0].copy(), results.scores[:, 0].astype(np.float32)
-    return np.full(n, -1, np.int64), np.full(n, np.nan, np.float32)
+        image, score = results.image_ids[:, 0].copy(), results.scores[:, 0].astype(np.float32)
+    else:
+        image, score = np.full(n, -1, np.int64), np.full(n, np.nan, np.float32)
+    r_image, r_score, r_box = region_rows(results, regions)
+    wins = (r_image >= 0) & (np.isnan(score) | (np.nan_to_num(r_score, nan=-np.inf) > score))
+    image[wins], score[wins] = r_image[wins], r_score[wins]
+    return FrameBests(image, score, wins, r_image, r_score, r_box)
 
 
 def region_wins(results: FrameResults, regions: FrameRegions | None = None) -> np.ndarray:
-    """Per recorded frame: its best region is its best match, scoring higher than the whole
-    frame's best (both are cosines of the same embeddings, so one threshold applies to either)."""
-    if regions is None or not len(regions):
-        return np.zeros(len(results), bool)
-    _, score = _whole_frame_best(results)
-    r_image, r_score, _ = region_rows(results, regions)
-    return (r_image >= 0) & (np.isnan(score) | (np.nan_to_num(r_score, nan=-np.inf) > score))
+    """Per recorded frame: its best region is its best match (:func:`frame_bests`)."""
+    return frame_bests(results, regions).region_wins
 
 
 def best_matches(results: FrameResults, regions: FrameRegions | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per recorded frame, its best image and score: the whole frame's best match, or its best
-    region's where that wins (:func:`region_wins`). -1 and NaN where a frame has neither."""
-    image, score = _whole_frame_best(results)
-    if regions is None or not len(regions):
-        return image, score
-    r_image, r_score, _ = region_rows(results, regions)
-    better = region_wins(results, regions)
-    image[better], score[better] = r_image[better], r_score[better]
-    return image, score
+    """Per recorded frame, its best image and score (:func:`frame_bests`): -1 and NaN where a
+    frame has neither a whole-frame match nor a region."""
+    bests = frame_bests(results, regions)
+    return bests.image, bests.score
 
 
 # -- the search (model) ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.errors import WebSSLError
 from core.matching.params import MatchParams
-from core.matching.regions import best_matches, region_rows, region_wins, scored_images
+from core.matching.regions import FrameBests, best_matches, frame_bests, scored_images
 from core.matching.search import open_search
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
@@ -49,25 +49,32 @@ class RunView:
     image_paths: dict[int, str]
     segments: tuple[Segment, ...] = field(default=())
     regions: FrameRegions = field(default_factory=FrameRegions.empty)
-    # computed once per view: pages, exports and renders ask for them per frame
-    _best: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
-    _region_rows: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
-    _region_wins: np.ndarray = field(init=False, repr=False, compare=False)
+    # each frame's best match and region: computed once per results and regions, and handed on
+    # to the views made from this one with other options or paths (pages ask for them per frame)
+    _bests: tuple[FrameResults, FrameRegions, FrameBests] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_best", best_matches(self.results, self.regions))
-        object.__setattr__(self, "_region_rows", region_rows(self.results, self.regions))
-        object.__setattr__(self, "_region_wins", region_wins(self.results, self.regions))
+        known = self._bests
+        if known is None or known[0] is not self.results or known[1] is not self.regions:
+            bests = (self.results, self.regions, frame_bests(self.results, self.regions))
+            object.__setattr__(self, "_bests", bests)
+
+    @property
+    def _frame_bests(self) -> FrameBests:
+        assert self._bests is not None
+        return self._bests[2]
 
     @property
     def best_image(self) -> np.ndarray:
         """Per recorded frame: its best image (the region's where it beats the whole frame), or -1."""
-        return self._best[0]
+        return self._frame_bests.image
 
     @property
     def best_score(self) -> np.ndarray:
         """Per recorded frame: the score of :attr:`best_image` (NaN: none)."""
-        return self._best[1]
+        return self._frame_bests.score
 
     def scored_images(self) -> tuple[np.ndarray, np.ndarray]:
         """Per recorded frame, every image it scored (N×k ids and scores, or N×(k+1) with its
@@ -77,7 +84,7 @@ class RunView:
     @property
     def region_wins(self) -> np.ndarray:
         """Per recorded frame: :attr:`best_image` is its region's, not the whole frame's."""
-        return self._region_wins
+        return self._frame_bests.region_wins
 
     @property
     def has_regions(self) -> bool:
@@ -85,11 +92,12 @@ class RunView:
 
     def region_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per recorded frame: its region's image id (-1: none), score and N×4 box."""
-        return self._region_rows
+        b = self._frame_bests
+        return b.region_image, b.region_score, b.region_box
 
     def region_of(self, row: int) -> tuple[int, float, tuple[float, float, float, float]] | None:
         """The best region of recorded frame ``row``: (image id, score, box in frame pixels), or None."""
-        ids, scores, boxes = self._region_rows
+        ids, scores, boxes = self.region_arrays()
         if ids[row] < 0:
             return None
         return int(ids[row]), float(scores[row]), tuple(float(v) for v in boxes[row])  # type: ignore[return-value]
@@ -138,10 +146,8 @@ class RunView:
         )
         if params == self.params:
             return self
-        segs = segments_of(self.results, params, self.regions)
-        return RunView(
-            self.run, self.video, self.results, params, self.image_paths, tuple(segs), self.regions
-        )
+        segs = segments_of(self.results, params, self.regions, bests=self._frame_bests)
+        return replace(self, params=params, segments=tuple(segs))
 
     def image_name(self, image_id: int) -> str:
         path = self.image_paths.get(int(image_id))
@@ -181,17 +187,22 @@ def nearest_row(frame_index: np.ndarray, frame: int) -> int:
 
 
 def segments_of(
-    results: FrameResults, params: MatchParams, regions: FrameRegions | None = None
+    results: FrameResults,
+    params: MatchParams,
+    regions: FrameRegions | None = None,
+    *,
+    bests: FrameBests | None = None,
 ) -> list[Segment]:
-    """The segments of per-frame results (and regions) under ``params``."""
+    """The segments of per-frame results (and regions) under ``params`` (``bests``: their
+    :func:`~core.matching.regions.frame_bests`, when known)."""
     if not len(results) or not results.k:
         return []
-    best_image, best_score = best_matches(results, regions)
+    bests = bests or frame_bests(results, regions)
     return find_segments(
         results.frame_index,
         results.time_s,
-        best_image,
-        best_score,
+        bests.image,
+        bests.score,
         threshold=params.threshold,
         gap_tolerance_s=params.gap_tolerance_s,
         min_duration_s=params.min_duration_s,
