@@ -30,17 +30,15 @@ def test_make_sampling():
         make_sampling("magic")
 
 
-def test_segment_list_and_frame_matches(index, image_folder, shots_video, extractor):
-    import dataclasses
-
+@pytest.fixture
+def top2_view(index, image_folder, shots_video, extractor):
+    """The image folder as collection "c", the shots video matched every frame, top-2."""
     from conftest import TEST_THRESHOLD
     from core.matching.indexing import index_images
     from core.matching.params import MatchParams
     from core.matching.pipeline import match_video
     from core.matching.runs import load_run
     from core.matching.sampling import Sampling
-    from core.visual.colours import image_colour
-    from dashboard.results import frame_matches, image_labels, run_label, run_summary, segment_list_spec
 
     index_images(index, "c", [image_folder.folder], extractor)
     summary = match_video(
@@ -52,6 +50,17 @@ def test_segment_list_and_frame_matches(index, image_folder, shots_video, extrac
         params=MatchParams(threshold=TEST_THRESHOLD, top_k=2),
     )
     view = load_run(index, summary.run_id)
+    return view
+
+
+def test_segment_list_and_frame_matches(index, top2_view):
+    import dataclasses
+
+    from conftest import TEST_THRESHOLD
+    from core.visual.colours import image_colour
+    from dashboard.results import frame_matches, image_labels, run_label, run_summary, segment_list_spec
+
+    view = top2_view
     thumbs = index.get_thumbnails([s.image_id for s in view.segments])
     inside = view.segments[1].start_frame + 1
     spec = segment_list_spec(view, thumbs, inside)
@@ -85,40 +94,23 @@ def test_segment_list_and_frame_matches(index, image_folder, shots_video, extrac
     top = frame_matches(view, 0)
     assert [m.rank for m in top] == [1, 2] and top[0].name == "alpha.jpg" and top[0].score > TEST_THRESHOLD
     assert set(image_labels(view).values()) >= {"alpha.jpg", "beta.png", "gamma.jpg"}
-    label = run_label(index.get_run(summary.run_id))
-    assert label.startswith(f"#{summary.run_id} · shots.mp4 → c · done")
+    label = run_label(index.get_run(view.run.id))
+    assert label.startswith(f"#{view.run.id} · shots.mp4 → c · done")
     # runs with other settings are told apart by their label (issue 10)
     matched = int(view.matched().sum())
     assert f"every frame · threshold {TEST_THRESHOLD:.2f} · {matched}/40 matched" in label
     assert "40 frames with results" in run_summary(view) and "every frame" in run_summary(view)
 
 
-def test_the_inspector_lists_a_frames_region_and_marks_its_best_match(
-    index, image_folder, shots_video, extractor
-):
+def test_the_inspector_lists_a_frames_region_and_marks_its_best_match(top2_view):
     """A frame matched by its region: the list starts with the region's image, marked as the
     match, not the whole frame's first (below the threshold)."""
     import dataclasses
 
-    from conftest import TEST_THRESHOLD
-    from core.matching.indexing import index_images
-    from core.matching.params import MatchParams
-    from core.matching.pipeline import match_video
-    from core.matching.runs import load_run
-    from core.matching.sampling import Sampling
     from dashboard.results import frame_matches
     from db import FrameRegions
 
-    index_images(index, "c", [image_folder.folder], extractor)
-    summary = match_video(
-        index,
-        shots_video.path,
-        "c",
-        extractor,
-        sampling=Sampling.every(),
-        params=MatchParams(threshold=TEST_THRESHOLD, top_k=2),
-    )
-    view = load_run(index, summary.run_id)
+    view = top2_view
     res = view.results
     gamma = next(i for i, p in view.image_paths.items() if p.endswith("gamma.jpg"))
     assert res.image_ids[0, 0] != gamma
