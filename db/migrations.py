@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from .errors import SchemaTooNewError
 from .sqlite import Database
 
@@ -342,6 +344,44 @@ def _image_collection_index(db: Database) -> None:
     db.execute("CREATE INDEX images_collection ON images (collection_id)")
 
 
+def _run_region_chunks(db: Database) -> None:
+    """Each batch of a run's regions also as one row of arrays (little-endian BLOBs), as results
+    are (:func:`_run_result_chunks`): a 2-hour region run's 216,000 rows took 0.45 s to read. The
+    per-frame table stays, for SQL. Existing runs get one chunk each, made from their rows."""
+    db.executescript(
+        """
+        CREATE TABLE run_region_chunks (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            frames INTEGER NOT NULL,
+            frame_index BLOB NOT NULL,
+            image_ids BLOB NOT NULL,
+            scores BLOB NOT NULL,
+            boxes BLOB NOT NULL
+        );
+        CREATE INDEX run_region_chunks_run ON run_region_chunks (run_id, id);
+        """
+    )
+    from .records import FrameRegions
+    from .runs import region_chunk_row
+
+    for (run_id,) in db.execute("SELECT DISTINCT run_id FROM run_regions").fetchall():
+        rows = db.execute(
+            "SELECT frame_index, image_id, score, x0, y0, x1, y1 FROM run_regions "
+            "WHERE run_id = ? ORDER BY frame_index",
+            (run_id,),
+        ).fetchall()
+        table = np.array([tuple(r) for r in rows], np.float64)
+        regions = FrameRegions(
+            table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3:]
+        )
+        db.execute(
+            "INSERT INTO run_region_chunks (run_id, frames, frame_index, image_ids, scores, boxes) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, *region_chunk_row(regions)),
+        )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -352,6 +392,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _run_regions,
     _vector_indexes,
     _image_collection_index,
+    _run_region_chunks,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -236,6 +236,13 @@ class Runs(Store):
         keep = (ids >= 0) & np.isfinite(values)
         with self.transaction() as conn:
             self._check_run(run_id)
+            if keep.any():
+                chunk = FrameRegions(indices[keep], ids[keep], values[keep], corners[keep])
+                conn.execute(
+                    "INSERT INTO run_region_chunks (run_id, frames, frame_index, image_ids, scores, boxes) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (int(run_id), *region_chunk_row(chunk)),
+                )
             conn.executemany(
                 "INSERT OR REPLACE INTO run_regions (run_id, frame_index, image_id, score, x0, y0, x1, y1) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -252,22 +259,29 @@ class Runs(Store):
             )
 
     def load_frame_regions(self, run_id: int) -> FrameRegions:
-        """The run's per-frame regions as arrays, in one query (see FrameRegions); empty for a
-        run made without regions."""
+        """The run's per-frame regions as arrays, from its region chunks in one query (see
+        FrameRegions); a frame written twice keeps its last region. Empty for a run made
+        without regions."""
         self._check_run(run_id)
-        frames, ids, scores, x0, y0, x1, y1 = self._columns(
-            "SELECT frame_index, image_id, score, x0, y0, x1, y1 FROM run_regions "
-            "WHERE run_id = ? ORDER BY frame_index",
+        frames, index_b, ids_b, scores_b, boxes_b = self._columns(
+            "SELECT frames, frame_index, image_ids, scores, boxes FROM run_region_chunks "
+            "WHERE run_id = ? ORDER BY id",
             (int(run_id),),
-            7,
+            5,
         )
         if not frames:
             return FrameRegions.empty()
+        index = np.concatenate([np.frombuffer(b, "<i8") for b in index_b])
+        # the last write of each frame wins: unique over the reversed order keeps the last one
+        _, last = np.unique(index[::-1], return_index=True)
+        keep = len(index) - 1 - last  # sorted by frame index, as np.unique sorts
         return FrameRegions(
-            frame_index=np.array(frames, dtype=np.int64),
-            image_ids=np.array(ids, dtype=np.int64),
-            scores=np.array(scores, dtype=np.float32),
-            boxes=np.column_stack([x0, y0, x1, y1]).astype(np.float32),
+            frame_index=index[keep].astype(np.int64),
+            image_ids=np.concatenate([np.frombuffer(b, "<i8") for b in ids_b])[keep].astype(np.int64),
+            scores=np.concatenate([np.frombuffer(b, "<f4") for b in scores_b])[keep].astype(np.float32),
+            boxes=np.concatenate(
+                [np.frombuffer(b, "<f4").reshape(n, 4) for n, b in zip(frames, boxes_b, strict=True)]
+            )[keep].astype(np.float32),
         )
 
     def finish_run(self, run_id: int, *, status: str = "done", stats: dict | None = None) -> None:
@@ -372,6 +386,18 @@ def chunk_row(results: FrameResults) -> tuple:
     )
 
 
+def region_chunk_row(regions: FrameRegions) -> tuple:
+    """``(frames, frame_index, image_ids, scores, boxes)`` for run_region_chunks: little-endian
+    int64 / int64 / float32 / float32 (frames × 4)."""
+    return (
+        len(regions),
+        np.ascontiguousarray(regions.frame_index, "<i8").tobytes(),
+        np.ascontiguousarray(regions.image_ids, "<i8").tobytes(),
+        np.ascontiguousarray(regions.scores, "<f4").tobytes(),
+        np.ascontiguousarray(regions.boxes, "<f4").tobytes(),
+    )
+
+
 def results_from_chunks(frames, ks, index_b, time_b, source_b, ids_b, scores_b) -> FrameResults:
     """Chunks (columns of run_chunks, in write order) → FrameResults sorted by frame; a frame
     written more than once keeps its last result; chunks of a smaller k are padded."""
@@ -438,8 +464,10 @@ def results_from_rows(rows: list[tuple]) -> FrameResults:
 
 def forget_images_in_chunks(conn, collection_id: int, image_ids: Sequence[int] | np.ndarray) -> None:
     """Drop removed images from the result chunks of the collection's runs, as the cascade drops
-    their per-frame matches: the matches behind one move up a rank. In the caller's transaction."""
+    their per-frame matches: the matches behind one move up a rank. Regions of removed images
+    leave the region chunks, as the cascade drops their rows. In the caller's transaction."""
     removed = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+    _forget_images_in_region_chunks(conn, collection_id, removed)
     rows = conn.execute(
         "SELECT c.id, c.frames, c.k, c.image_ids, c.scores FROM run_chunks c JOIN runs r ON r.id = c.run_id "
         "WHERE r.collection_id = ?",
@@ -462,4 +490,32 @@ def forget_images_in_chunks(conn, collection_id: int, image_ids: Sequence[int] |
                 np.ascontiguousarray(scores, "<f4").tobytes(),
                 chunk_id,
             ),
+        )
+
+
+def _forget_images_in_region_chunks(conn, collection_id: int, removed: np.ndarray) -> None:
+    rows = conn.execute(
+        "SELECT c.id, c.frames, c.frame_index, c.image_ids, c.scores, c.boxes FROM run_region_chunks c "
+        "JOIN runs r ON r.id = c.run_id WHERE r.collection_id = ?",
+        (int(collection_id),),
+    ).fetchall()
+    for chunk_id, n, index_b, ids_b, scores_b, boxes_b in rows:
+        ids = np.frombuffer(ids_b, "<i8")
+        kept = ~np.isin(ids, removed)
+        if kept.all():
+            continue
+        if not kept.any():
+            conn.execute("DELETE FROM run_region_chunks WHERE id = ?", (chunk_id,))
+            continue
+        regions = FrameRegions(
+            np.frombuffer(index_b, "<i8")[kept],
+            ids[kept],
+            np.frombuffer(scores_b, "<f4")[kept],
+            np.frombuffer(boxes_b, "<f4").reshape(n, 4)[kept],
+        )
+        _, index, image_ids, scores, boxes = region_chunk_row(regions)
+        conn.execute(
+            "UPDATE run_region_chunks SET frames = ?, frame_index = ?, image_ids = ?, scores = ?, boxes = ? "
+            "WHERE id = ?",
+            (len(regions), index, image_ids, scores, boxes, chunk_id),
         )

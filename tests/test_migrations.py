@@ -25,6 +25,7 @@ TABLES = {
     "segments",
     "run_chunks",
     "run_regions",
+    "run_region_chunks",
     "vector_indexes",
     "vector_changes",
     "sqlite_sequence",  # vector_changes' AUTOINCREMENT: change numbers are never reused
@@ -185,6 +186,39 @@ def test_upgrade_makes_result_chunks_of_old_runs(tmp_path):
     assert res.image_ids.tolist() == [[1, 2], [1, 2], [3, -1]]
     np.testing.assert_allclose(res.scores[:, 0], [0.9, 0.9, 0.7], rtol=1e-6)
     assert np.isnan(res.scores[2, 1])
+
+
+def test_upgrade_makes_region_chunks_of_old_runs(tmp_path):
+    """Regions stored as rows only (before run_region_chunks) load the same after the upgrade."""
+    path = tmp_path / "old.sqlite"
+    old = raw_db(path)
+    migrate(old, target=MIGRATIONS.index(db.migrations._run_region_chunks))
+    old.execute(
+        "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) VALUES ('c', 'm', '{}', 4, 'x')"
+    )
+    for i in (1, 2):
+        old.execute(
+            "INSERT INTO images (collection_id, path, sha256, width, height, added) VALUES (1, ?, ?, 1, 1, 'x')",
+            (f"/{i}.jpg", f"{i}"),
+        )
+    old.execute(
+        "INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height, size_bytes, added) "
+        "VALUES ('/v.mp4', 's', 10, 3, 0.3, 2, 2, 1, 'x')"
+    )
+    for _ in (1, 2):
+        old.execute(
+            "INSERT INTO runs (video_id, collection_id, model_id, status, created) VALUES (1, 1, 'm', 'done', 'x')"
+        )
+    rows = [(1, 2, 2, 0.8, 1, 2, 3, 4), (1, 0, 1, 0.9, 5, 6, 7, 8), (2, 1, 1, 0.7, 0, 0, 9, 9)]
+    old.conn.executemany("INSERT INTO run_regions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    old.conn.commit()
+    old.close()
+    with Index(path) as index:
+        first, second = (index.load_frame_regions(r) for r in (1, 2))
+        assert first.frame_index.tolist() == [0, 2] and first.image_ids.tolist() == [1, 2]
+        np.testing.assert_allclose(first.scores, [0.9, 0.8], rtol=1e-6)
+        assert first.boxes.tolist() == [[5, 6, 7, 8], [1, 2, 3, 4]]
+        assert second.frame_index.tolist() == [1] and second.image_ids.tolist() == [1]
 
 
 def test_upgrade_gives_old_images_their_name_keys(tmp_path):
