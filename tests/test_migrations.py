@@ -154,15 +154,15 @@ def test_migrate_rejects_unknown_target(tmp_path):
         migrate(raw_db(tmp_path / "x.sqlite"), target=SCHEMA_VERSION + 1)
 
 
-def test_upgrade_makes_result_chunks_of_old_runs(tmp_path):
-    """Runs stored as per-frame rows only (before run_chunks) load the same after the upgrade."""
-    path = tmp_path / "old.sqlite"
+def old_database_with_runs(path, before, images: int, runs: int) -> Database:
+    """A database at the schema before migration ``before``, with a collection of ``images``
+    images (ids 1..), a video and ``runs`` done runs of it (ids 1..)."""
     old = raw_db(path)
-    migrate(old, target=MIGRATIONS.index(db.migrations._run_result_chunks))
+    migrate(old, target=MIGRATIONS.index(before))
     old.execute(
         "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) VALUES ('c', 'm', '{}', 4, 'x')"
     )
-    for i in (1, 2, 3):
+    for i in range(1, images + 1):
         old.execute(
             "INSERT INTO images (collection_id, path, sha256, width, height, added) VALUES (1, ?, ?, 1, 1, 'x')",
             (f"/{i}.jpg", f"{i}"),
@@ -171,9 +171,17 @@ def test_upgrade_makes_result_chunks_of_old_runs(tmp_path):
         "INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height, size_bytes, added) "
         "VALUES ('/v.mp4', 's', 10, 3, 0.3, 2, 2, 1, 'x')"
     )
-    old.execute(
-        "INSERT INTO runs (video_id, collection_id, model_id, status, created) VALUES (1, 1, 'm', 'done', 'x')"
-    )
+    for _ in range(runs):
+        old.execute(
+            "INSERT INTO runs (video_id, collection_id, model_id, status, created) VALUES (1, 1, 'm', 'done', 'x')"
+        )
+    return old
+
+
+def test_upgrade_makes_result_chunks_of_old_runs(tmp_path):
+    """Runs stored as per-frame rows only (before run_chunks) load the same after the upgrade."""
+    path = tmp_path / "old.sqlite"
+    old = old_database_with_runs(path, db.migrations._run_result_chunks, images=3, runs=1)
     for frame, source in ((0, 0), (1, 0), (2, 2)):
         old.execute("INSERT INTO run_frames VALUES (1, ?, ?, ?)", (frame, frame / 10, source))
     rows = [(0, 1, 1, 0.9), (0, 2, 2, 0.5), (1, 1, 1, 0.9), (1, 2, 2, 0.5), (2, 1, 3, 0.7)]
@@ -191,24 +199,7 @@ def test_upgrade_makes_result_chunks_of_old_runs(tmp_path):
 def test_upgrade_makes_region_chunks_of_old_runs(tmp_path):
     """Regions stored as rows only (before run_region_chunks) load the same after the upgrade."""
     path = tmp_path / "old.sqlite"
-    old = raw_db(path)
-    migrate(old, target=MIGRATIONS.index(db.migrations._run_region_chunks))
-    old.execute(
-        "INSERT INTO collections (name, model_id, preprocessing, embed_dim, created) VALUES ('c', 'm', '{}', 4, 'x')"
-    )
-    for i in (1, 2):
-        old.execute(
-            "INSERT INTO images (collection_id, path, sha256, width, height, added) VALUES (1, ?, ?, 1, 1, 'x')",
-            (f"/{i}.jpg", f"{i}"),
-        )
-    old.execute(
-        "INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height, size_bytes, added) "
-        "VALUES ('/v.mp4', 's', 10, 3, 0.3, 2, 2, 1, 'x')"
-    )
-    for _ in (1, 2):
-        old.execute(
-            "INSERT INTO runs (video_id, collection_id, model_id, status, created) VALUES (1, 1, 'm', 'done', 'x')"
-        )
+    old = old_database_with_runs(path, db.migrations._run_region_chunks, images=2, runs=2)
     rows = [(1, 2, 2, 0.8, 1, 2, 3, 4), (1, 0, 1, 0.9, 5, 6, 7, 8), (2, 1, 1, 0.7, 0, 0, 9, 9)]
     old.conn.executemany("INSERT INTO run_regions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     old.conn.commit()
