@@ -22,8 +22,8 @@ from core.matching.regions import (
     _best_places,
     _distinct,
     best_matches,
+    frame_bests,
     region_rows,
-    region_wins,
     scored_images,
     view_crop,
 )
@@ -96,8 +96,8 @@ def test_a_region_counts_where_it_beats_the_whole_frame():
     np.testing.assert_allclose(view_scores[:, 1], [np.nan, 0.8, 0.7, 0.55], rtol=1e-6)
     assert scored_images(res)[0].tolist() == [[7], [7], [-1], [8]]
     # where the region is the frame's best match
-    assert region_wins(res, regions).tolist() == [False, True, True, False]
-    assert region_wins(res).tolist() == [False] * 4
+    assert frame_bests(res, regions).region_wins.tolist() == [False, True, True, False]
+    assert frame_bests(res).region_wins.tolist() == [False] * 4
 
 
 def test_the_region_search_finds_a_picture_in_part_of_the_frame(search, image_folder, indexed):

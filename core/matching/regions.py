@@ -186,11 +186,6 @@ def frame_bests(results: FrameResults, regions: FrameRegions | None = None) -> F
     return FrameBests(image, score, wins, r_image, r_score, r_box)
 
 
-def region_wins(results: FrameResults, regions: FrameRegions | None = None) -> np.ndarray:
-    """Per recorded frame: its best region is its best match (:func:`frame_bests`)."""
-    return frame_bests(results, regions).region_wins
-
-
 def best_matches(results: FrameResults, regions: FrameRegions | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per recorded frame, its best image and score (:func:`frame_bests`): -1 and NaN where a
     frame has neither a whole-frame match nor a region."""
