@@ -272,12 +272,15 @@ class Runs(Store):
         if not frames:
             return FrameRegions.empty()
         index = np.concatenate([np.frombuffer(b, "<i8") for b in index_b])
-        # the last write of each frame wins: unique over the reversed order keeps the last one
+        ids = np.concatenate([np.frombuffer(b, "<i8") for b in ids_b])
+        # the last write of each frame wins: unique over the reversed order keeps the last one;
+        # then frames whose last region's image was removed (-1) have none
         _, last = np.unique(index[::-1], return_index=True)
         keep = len(index) - 1 - last  # sorted by frame index, as np.unique sorts
+        keep = keep[ids[keep] >= 0]
         return FrameRegions(
             frame_index=index[keep].astype(np.int64),
-            image_ids=np.concatenate([np.frombuffer(b, "<i8") for b in ids_b])[keep].astype(np.int64),
+            image_ids=ids[keep].astype(np.int64),
             scores=np.concatenate([np.frombuffer(b, "<f4") for b in scores_b])[keep].astype(np.float32),
             boxes=np.concatenate(
                 [np.frombuffer(b, "<f4").reshape(n, 4) for n, b in zip(frames, boxes_b, strict=True)]
@@ -494,28 +497,25 @@ def forget_images_in_chunks(conn, collection_id: int, image_ids: Sequence[int] |
 
 
 def _forget_images_in_region_chunks(conn, collection_id: int, removed: np.ndarray) -> None:
+    """Mark the regions of removed images as none (-1) in the region chunks: the frame keeps its
+    place, so an older write of it cannot come back (see :meth:`Runs.load_frame_regions`)."""
     rows = conn.execute(
-        "SELECT c.id, c.frames, c.frame_index, c.image_ids, c.scores, c.boxes FROM run_region_chunks c "
+        "SELECT c.id, c.image_ids, c.scores FROM run_region_chunks c "
         "JOIN runs r ON r.id = c.run_id WHERE r.collection_id = ?",
         (int(collection_id),),
     ).fetchall()
-    for chunk_id, n, index_b, ids_b, scores_b, boxes_b in rows:
+    for chunk_id, ids_b, scores_b in rows:
         ids = np.frombuffer(ids_b, "<i8")
-        kept = ~np.isin(ids, removed)
-        if kept.all():
+        gone = np.isin(ids, removed)
+        if not gone.any():
             continue
-        if not kept.any():
-            conn.execute("DELETE FROM run_region_chunks WHERE id = ?", (chunk_id,))
-            continue
-        regions = FrameRegions(
-            np.frombuffer(index_b, "<i8")[kept],
-            ids[kept],
-            np.frombuffer(scores_b, "<f4")[kept],
-            np.frombuffer(boxes_b, "<f4").reshape(n, 4)[kept],
-        )
-        _, index, image_ids, scores, boxes = region_chunk_row(regions)
+        ids, scores = ids.copy(), np.frombuffer(scores_b, "<f4").copy()
+        ids[gone], scores[gone] = -1, np.nan
         conn.execute(
-            "UPDATE run_region_chunks SET frames = ?, frame_index = ?, image_ids = ?, scores = ?, boxes = ? "
-            "WHERE id = ?",
-            (len(regions), index, image_ids, scores, boxes, chunk_id),
+            "UPDATE run_region_chunks SET image_ids = ?, scores = ? WHERE id = ?",
+            (
+                np.ascontiguousarray(ids, "<i8").tobytes(),
+                np.ascontiguousarray(scores, "<f4").tobytes(),
+                chunk_id,
+            ),
         )

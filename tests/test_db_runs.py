@@ -128,6 +128,19 @@ def test_regions_of_a_removed_image_leave_the_runs(index, collection, video):
     assert len(index.load_frame_regions(run_id)) == 0 and count_rows(index, "run_regions") == 0
 
 
+def test_a_rewritten_region_of_a_removed_image_does_not_bring_back_the_older_one(index, collection, video):
+    """A resumed run wrote frame 0's region twice (image a, then b); removing b leaves frame 0
+    without a region, as its row is gone, not with the older a."""
+    a, b = index.add_images(collection.id, [new_image(1), new_image(2)])
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
+    index.add_frame_regions(run_id, [0, 1], [a, a], [0.9, 0.8], np.zeros((2, 4), np.float32))
+    index.add_frame_regions(run_id, [0], [b], [0.7], np.zeros((1, 4), np.float32))
+    index.remove_images(collection.id, [b])
+    regions = index.load_frame_regions(run_id)
+    assert regions.frame_index.tolist() == [1] and regions.image_ids.tolist() == [a]
+    assert count_rows(index, "run_regions") == 1
+
+
 def test_segments(index, collection, video):
     a, b = index.add_images(collection.id, [new_image(1), new_image(2)])
     run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
