@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -350,18 +349,22 @@ def test_load_embeddings_is_one_query(index, collection, statements):
     assert len([s for s in statements if "image_embeddings" in s]) == 1
 
 
-def test_load_embeddings_is_fast(index):
+def test_load_embeddings_reads_the_matrix_in_a_few_queries(index, statements):
+    """The bulk path: a few queries whatever the collection's size, not one per image (its speed
+    is measured in bench/, never timed in a test: 100k x 1024 loads in about 0.5 s)."""
     n, dim = 5_000, 1024
     collection = index.create_collection("big", MODEL, "{}", dim)
     vectors = np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32)
     items = [NewImage(f"/p/{i}.jpg", str(i), 1, 1, b"", vectors[i]) for i in range(n)]
     index.add_images(collection.id, items)
-    start = time.perf_counter()
+    statements.clear()
     matrix = index.load_embeddings(collection.id)
-    elapsed = time.perf_counter() - start
-    assert matrix.vectors.shape == (n, dim)
+    assert len(statements) <= 4, statements
+    assert matrix.vectors.shape == (n, dim) and matrix.vectors.dtype == np.float32
+    assert matrix.vectors.flags.c_contiguous and matrix.image_ids.tolist() == sorted(
+        matrix.image_ids.tolist()
+    )
     np.testing.assert_allclose(matrix.vectors[123], unit(vectors[123]), rtol=1e-5)
-    assert elapsed < 0.5  # typically ~15 ms; 100k x 1024 takes ~0.5 s
 
 
 def test_get_embeddings_in_given_order(index, collection):

@@ -184,15 +184,11 @@ def test_int8_moves_region_modes_early_blocks_to_openvino_once_that_pays(pair, m
 
 
 def test_int8_model_is_built_once_then_read_from_the_cache(pair, outlier_model_dir, int8_cache):
-    import time
-
     from core.model.features import FeatureExtractor
 
     assert len(list(int8_cache.glob("*/model.xml"))) == 1
-    t = time.perf_counter()
     again = FeatureExtractor.load(outlier_model_dir, device="cpu", precision="int8")
     assert again.model.validation == pair[1].model.validation  # the stored one, not a new build
-    assert time.perf_counter() - t < 60
     assert len(list(int8_cache.glob("*/model.xml"))) == 1
 
 
