@@ -2,9 +2,9 @@
 
 The dashboard shows collections and runs without PyTorch: importing it costs about 180 MB of
 the server's memory and 1-2 s, and only a model or an exact search needs it (scikit-learn's
-PCA likewise, for the feature maps). Modules of the core write ``from core.lazy import torch``
-and use ``torch`` as usual; the first attribute read imports it (Python's import lock makes
-that safe from several threads).
+PCA likewise, for the feature maps; PyAV for video, which the dashboard's first page does not
+need). Modules of the core write ``from core.lazy import torch`` and use ``torch`` as usual;
+the first attribute read imports it (Python's import lock makes that safe from several threads).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class LazyModule(types.ModuleType):
 torch: Any = LazyModule("torch")
 functional: Any = LazyModule("torch.nn.functional")
 decomposition: Any = LazyModule("sklearn.decomposition")  # with SciPy: about 50 MB
+av: Any = LazyModule("av")  # PyAV with FFmpeg's libraries: the dashboard's Home page needs neither
 
 
 def inference_mode(fn: F) -> F:

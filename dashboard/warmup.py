@@ -29,6 +29,10 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 VIEWS = Path(__file__).resolve().parent / "views"
+LAZY = ("av",)
+"""Modules the core imports on first use (:mod:`core.lazy`) that the pages soon need: the video
+decoder (the Match page's first frame). Not PyTorch: the pages run without it until a model is
+used."""
 
 
 def view_modules(views: Path = VIEWS) -> list[str]:
@@ -69,11 +73,12 @@ def read_ahead() -> None:
 
 def warm_up(modules: list[str] | None = None, *, then: Callable[[], None] | None = None) -> threading.Thread:
     """Start a daemon thread importing ``modules`` (default: :func:`view_modules`, worked out in
-    that thread too: finding submodules imports their packages), then calling ``then``."""
+    that thread too: finding submodules imports their packages, and :data:`LAZY`), then calling
+    ``then``."""
 
     def work() -> None:
         start = time.perf_counter()
-        wanted = view_modules() if modules is None else modules
+        wanted = [*view_modules(), *LAZY] if modules is None else modules
         for name in wanted:
             try:
                 importlib.import_module(name)

@@ -39,7 +39,7 @@ def test_the_newest_finished_run_is_preloaded_for_the_match_page(tmp_path, monke
     view = synthetic_run(Index(db), [0, 0, 1, -1], [0.9, 0.8, 0.7, 0.0])
     run_id = view.run.id
     assert state.preload_newest_run() == run_id
-    monkeypatch.setattr(state, "load_run", lambda *a, **k: pytest.fail("run read again"))
+    monkeypatch.setattr("core.matching.runs.load_run", lambda *a, **k: pytest.fail("run read again"))
     monkeypatch.setattr(core_runs, "load_run", lambda *a, **k: pytest.fail("run read again"))
     opened = state.get_run_view(run_id)  # what the Match page calls: the cached view
     assert opened.run.id == run_id and len(opened.results) == 4
@@ -104,7 +104,7 @@ def test_a_large_collections_search_is_opened_ahead_and_a_small_one_is_not(tmp_p
     index.delete_collection("a-small")
     big = _collection(index, "big", 300)
     with monkeypatch.context() as m:  # no index file yet: opening it would load the matrix exactly
-        m.setattr(state, "open_search", lambda *a, **k: pytest.fail("searched exactly at start-up"))
+        m.setattr(search_module, "open_search", lambda *a, **k: pytest.fail("searched exactly at start-up"))
         assert state.preload_collection_search() is None
     search_module.open_search(index, index.get_collection_by_id(big), maintain=True)  # as `index` leaves it
     walked = []
@@ -113,7 +113,7 @@ def test_a_large_collections_search_is_opened_ahead_and_a_small_one_is_not(tmp_p
         ann.ApproximateSearch, "top_k", lambda self, *a, **k: walked.append(1) or real_top_k(self, *a, **k)
     )
     assert state.preload_collection_search() == big and walked == [1]
-    monkeypatch.setattr(state, "open_search", lambda *a, **k: pytest.fail("opened again"))
+    monkeypatch.setattr("core.matching.search.open_search", lambda *a, **k: pytest.fail("opened again"))
     opened = state.get_collection_search(big)  # what Browse calls: the open index
     assert isinstance(opened, ann.ApproximateSearch) and len(opened) == 300
     state._collection_search.clear()

@@ -42,6 +42,50 @@ def test_the_pages_import_without_pytorch_or_scikit_learn():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_the_home_page_imports_only_what_it_shows(tmp_path):
+    """Home is the server's first page: a new browser waits for its imports (0.2-0.3 s on 2 cores
+    for the video decoder, the run views, search and the model's code, which Home does not use).
+    The warm-up imports them right after it."""
+    import shutil
+    import subprocess
+
+    shutil.copy(VIEWS / "home.py", tmp_path)
+    heavy = (
+        "av",
+        "cv2",
+        "torch",
+        "core.matching.runs",
+        "core.matching.search",
+        "core.model.features",
+        "dashboard.charts",
+    )
+    code = (
+        "import importlib, logging, sys; logging.disable(logging.CRITICAL)\n"
+        "from pathlib import Path\n"
+        "from dashboard.warmup import view_modules\n"
+        f"[importlib.import_module(m) for m in view_modules(Path({str(tmp_path)!r}))]\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "dashboard.state" in view_modules(tmp_path)  # what Home reads through is still there
+
+
+def test_the_warm_up_also_imports_the_video_decoder_the_pages_use():
+    """PyAV is imported on first use (core.lazy), so Home does without it; the warm-up imports it,
+    so the Match page's first frame does not wait for it."""
+    import subprocess
+
+    code = (
+        "import logging, sys; logging.disable(logging.CRITICAL)\n"
+        "from dashboard.warmup import warm_up\n"
+        "warm_up().join(timeout=120)\n"
+        "print('av' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True False"
+
+
 def test_a_lazy_module_imports_on_first_use():
     from core.lazy import LazyModule
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from core.errors import VideoOpenError
+from core.lazy import av
 from core.media.files import NotARegularFileError, file_sha256, open_regular
 from core.media.images import iter_files
 
