@@ -486,14 +486,7 @@ def forget_images_in_chunks(conn, collection_id: int, image_ids: Sequence[int] |
         scores = np.take_along_axis(np.frombuffer(scores_blob, "<f4").reshape(n, k), order, 1).copy()
         dropped = np.take_along_axis(gone, order, 1)
         ids[dropped], scores[dropped] = -1, np.nan
-        conn.execute(
-            "UPDATE run_chunks SET image_ids = ?, scores = ? WHERE id = ?",
-            (
-                np.ascontiguousarray(ids, "<i8").tobytes(),
-                np.ascontiguousarray(scores, "<f4").tobytes(),
-                chunk_id,
-            ),
-        )
+        _update_chunk(conn, "run_chunks", chunk_id, ids, scores)
 
 
 def _forget_images_in_region_chunks(conn, collection_id: int, removed: np.ndarray) -> None:
@@ -511,11 +504,12 @@ def _forget_images_in_region_chunks(conn, collection_id: int, removed: np.ndarra
             continue
         ids, scores = ids.copy(), np.frombuffer(scores_b, "<f4").copy()
         ids[gone], scores[gone] = -1, np.nan
-        conn.execute(
-            "UPDATE run_region_chunks SET image_ids = ?, scores = ? WHERE id = ?",
-            (
-                np.ascontiguousarray(ids, "<i8").tobytes(),
-                np.ascontiguousarray(scores, "<f4").tobytes(),
-                chunk_id,
-            ),
-        )
+        _update_chunk(conn, "run_region_chunks", chunk_id, ids, scores)
+
+
+def _update_chunk(conn, table: str, chunk_id: int, ids: np.ndarray, scores: np.ndarray) -> None:
+    """Write a chunk's image ids and scores back (``table``: run_chunks or run_region_chunks)."""
+    conn.execute(
+        f"UPDATE {table} SET image_ids = ?, scores = ? WHERE id = ?",
+        (np.ascontiguousarray(ids, "<i8").tobytes(), np.ascontiguousarray(scores, "<f4").tobytes(), chunk_id),
+    )

@@ -26,20 +26,25 @@ def test_the_warm_up_imports_them_and_survives_a_missing_one(caplog):
     assert "no_such_module_here" in caplog.text
 
 
+def last_line_of(code: str) -> str:
+    """The last line ``code`` prints, run in a fresh Python (nothing imported before)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_the_pages_import_without_pytorch_or_scikit_learn():
     """The dashboard serves collections and runs without PyTorch in memory (about 180 MB of a
     server's 660 MB with a 2-hour run open): it is imported when a model or an exact search
     first needs it (core.lazy)."""
-    import subprocess
-
     code = (
         "import importlib, logging, sys; logging.disable(logging.CRITICAL)\n"
         "from dashboard.warmup import view_modules\n"
         "[importlib.import_module(m) for m in view_modules()]\n"
         "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert last_line_of(code) == "[]"
 
 
 def test_the_home_page_imports_only_what_it_shows(tmp_path):
@@ -47,7 +52,6 @@ def test_the_home_page_imports_only_what_it_shows(tmp_path):
     for the video decoder, the run views, search and the model's code, which Home does not use).
     The warm-up imports them right after it."""
     import shutil
-    import subprocess
 
     shutil.copy(VIEWS / "home.py", tmp_path)
     heavy = (
@@ -66,24 +70,20 @@ def test_the_home_page_imports_only_what_it_shows(tmp_path):
         f"[importlib.import_module(m) for m in view_modules(Path({str(tmp_path)!r}))]\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert last_line_of(code) == "[]"
     assert "dashboard.state" in view_modules(tmp_path)  # what Home reads through is still there
 
 
 def test_the_warm_up_also_imports_the_video_decoder_the_pages_use():
     """PyAV is imported on first use (core.lazy), so Home does without it; the warm-up imports it,
     so the Match page's first frame does not wait for it."""
-    import subprocess
-
     code = (
         "import logging, sys; logging.disable(logging.CRITICAL)\n"
         "from dashboard.warmup import warm_up\n"
         "warm_up().join(timeout=120)\n"
         "print('av' in sys.modules, 'torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "True False"
+    assert last_line_of(code) == "True False"
 
 
 def test_a_lazy_module_imports_on_first_use():
