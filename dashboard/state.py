@@ -31,6 +31,7 @@ from core import config
 from core.lazy import LazyModule
 from core.model.source import ModelAvailability, model_availability, split_label
 from core.visual.colours import image_rgb
+from dashboard import media
 from dashboard.jobs import JobManager
 from db import Collection, Index, NotFoundError
 
@@ -48,7 +49,6 @@ run_views: Any = LazyModule("core.matching.runs")
 vector_search: Any = LazyModule("core.matching.search")
 model_features: Any = LazyModule("core.model.features")
 charts: Any = LazyModule("dashboard.charts")
-media: Any = LazyModule("dashboard.media")
 
 FOLDER_OPTION = (
     "the Model box of a new collection on the Collections page (type the folder's path), or "

@@ -170,11 +170,12 @@ def write_csv_to(view: RunView, fh) -> None:
     writer = csv.writer(fh, lineterminator="\r\n")  # RFC 4180: a name with CR or LF is quoted
     writer.writerow(CSV_COLUMNS + REGION_COLUMNS if regions else CSV_COLUMNS)
 
-    cells: dict[int, tuple[str, str]] = {}  # an image's name and path cells, made once per image
+    cells = {  # an image's name and path cells, made once per image, not per frame and rank
+        i: (csv_text_cell(name), csv_text_cell(view.image_paths.get(i, "")))
+        for i, name in view.image_names(view.scored_images()[0]).items()
+    }
 
     def match(rank: int, iid: int, score: float) -> list:
-        if iid not in cells:
-            cells[iid] = (csv_text_cell(view.image_name(iid)), csv_text_cell(view.image_paths.get(iid, "")))
         return [rank, *cells[iid], f"{score:.6f}"]
 
     # rows as Python lists, read once: a 2-hour run has 216,000 frames
