@@ -244,3 +244,34 @@ def test_progress_bar_per_stage_and_a_line_for_stages_without_a_count(capsys):
     assert "reading video" in err and "2/2" in err
     assert "Loading collection… · 3 embeddings of c" in err
     assert "matching" in err and "5/10" in err
+
+
+@pytest.mark.parametrize(
+    "verbose, own, libraries",
+    [
+        (0, "WARNING", "WARNING"),
+        (1, "INFO", "WARNING"),
+        (2, "DEBUG", "INFO"),
+        (3, "DEBUG", "DEBUG"),
+    ],
+)
+def test_verbosity_raises_our_logs_before_the_libraries(verbose, own, libraries):
+    """``-vv`` is the project's debug output, not matplotlib's font search or pydot's start-up
+    (which flooded ``visualize -vv``); libraries' debug lines need a third ``-v``."""
+    script = (
+        "import logging\n"
+        "from core.cli.common import configure_logging\n"
+        f"configure_logging({verbose})\n"
+        "for name in ('core.model', 'db.store', 'dashboard.state', 'matplotlib.font_manager', 'pydot'):\n"
+        "    for level in ('DEBUG', 'INFO', 'WARNING'):\n"
+        "        logging.getLogger(name).log(getattr(logging, level), 'mark')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = set(proc.stderr.splitlines())
+    order = ["DEBUG", "INFO", "WARNING"]
+    for name in ("core.model", "db.store", "dashboard.state"):
+        shown = {level for level in order if f"{level} {name}: mark" in lines}
+        assert shown == set(order[order.index(own) :]), (name, proc.stderr)
+    for name in ("matplotlib.font_manager", "pydot"):
+        shown = {level for level in order if f"{level} {name}: mark" in lines}
+        assert shown == set(order[order.index(libraries) :]), (name, proc.stderr)

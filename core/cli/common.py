@@ -160,10 +160,29 @@ def common_options(*, nested: bool = False) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     default_v, default_q = (argparse.SUPPRESS, argparse.SUPPRESS) if nested else (0, False)
     common.add_argument(
-        "-v", "--verbose", action="count", default=default_v, help="more log output (-vv for debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=default_v,
+        help="more log output (-vv for debug, -vvv for the libraries' debug too)",
     )
     common.add_argument("-q", "--quiet", action="store_true", default=default_q, help="no progress bars")
     return common
+
+
+OWN_LOGGERS = ("core", "db", "dashboard", "bench")
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr, one line a record: warnings only by default; ``-v`` adds the project's info,
+    ``-vv`` its debug and the libraries' info, ``-vvv`` the libraries' debug too (matplotlib's font
+    search and the like, which would otherwise bury the project's own lines)."""
+    own = max(logging.DEBUG, logging.WARNING - 10 * verbose)
+    libraries = max(logging.DEBUG, logging.WARNING - 10 * max(verbose - 1, 0))
+    logging.basicConfig(level=libraries, format="%(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(own)
+    logging.captureWarnings(True)  # library warnings become one log line each, not console dumps
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,9 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(getattr(args, "verbose", 0), 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.captureWarnings(True)  # library warnings become one log line each, not console dumps
+    configure_logging(getattr(args, "verbose", 0))
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit, where a reader that went away is a traceback
