@@ -39,6 +39,8 @@ LIBRARY = PageSpec(
     "Videos",
     "Find where images appear across indexed videos",
 )
+LIBRARY_IMAGE_PARAM = "image"
+"""The Video library's address parameter that opens it searching one collection image, by id."""
 EXPLORE = PageSpec(
     "views/explore.py",
     "Explore an image",

@@ -28,6 +28,8 @@ def test_find_before_any_video_is_indexed_says_what_to_do(cli_env, image_folder,
     capsys.readouterr()
     assert main(["find", str(image_folder.paths[0]), "-q"]) == 0
     assert "index-videos FOLDER" in capsys.readouterr().out
+    assert main(["find", "-c", "s", "-q"]) == 0
+    assert "index-videos FOLDER" in capsys.readouterr().out
 
 
 def test_find_refuses_a_query_that_is_not_an_image(cli_env, shots_video, tmp_path, capsys):
@@ -36,3 +38,45 @@ def test_find_refuses_a_query_that_is_not_an_image(cli_env, shots_video, tmp_pat
     bad.write_text("nope")
     assert main(["find", str(bad)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_find_a_collections_images_without_the_model(cli_env, image_folder, shots_video, tmp_path, capsys):
+    """``find --collection C``: the collection's images by their stored embeddings, the ones
+    found listed with a count; ``--name`` picks some; the model is never loaded."""
+    from core.model.features import FeatureExtractor
+
+    assert main(["index", str(image_folder.folder), "-c", "posters", "-q"]) == 0
+    assert main(["index-videos", str(shots_video.path), "-q"]) == 0
+    capsys.readouterr()
+    out_json = tmp_path / "found.json"
+    loads = []
+    original = FeatureExtractor.load
+    FeatureExtractor.load = classmethod(
+        lambda cls, *a, **k: loads.append(a) or original.__func__(cls, *a, **k)
+    )
+    try:
+        assert (
+            main(["find", "-c", "posters", "--threshold", str(TEST_THRESHOLD), "--json", str(out_json)]) == 0
+        )
+        out = capsys.readouterr().out
+        assert main(["find", "-c", "posters", "--name", "DELTA", "--threshold", str(TEST_THRESHOLD)]) == 0
+        only_delta = capsys.readouterr().out
+    finally:
+        FeatureExtractor.load = original
+    assert loads == []
+    assert "alpha.jpg: 1 video(s)" in out and "shots.mp4: 0:00.0–0:01.1" in out
+    assert "delta.png" not in out  # in no video: left out of the list, counted below
+    assert "of 4 images appear in 1 video(s)" in out
+    doc = json.loads(out_json.read_text())
+    assert [d["query"] for d in doc] == ["alpha.jpg", "beta.png", "delta.png", "gamma.jpg"]
+    assert only_delta.strip() == "0 of 1 images appear in 0 video(s)"
+
+
+def test_find_needs_files_or_a_collection(cli_env, image_folder, capsys):
+    assert main(["find"]) == 2
+    assert "--collection NAME" in capsys.readouterr().err
+    assert main(["find", str(image_folder.paths[0]), "--name", "x"]) == 2
+    assert "--name picks images of a --collection" in capsys.readouterr().err
+    assert main(["index", str(image_folder.folder), "-c", "posters", "-q"]) == 0
+    assert main(["find", "-c", "nope"]) == 2
+    assert "No collection named 'nope'" in capsys.readouterr().err

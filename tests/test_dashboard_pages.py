@@ -964,6 +964,52 @@ def test_library_indexes_a_folder_and_finds_an_image(env, image_folder, shots_vi
     assert any("in no indexed video" in m for m in plain(at.markdown))  # delta.png
 
 
+def _image_ids() -> dict[str, int]:
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        coll = index.get_collection("posters")
+        return {r.name: r.id for r in index.list_images(coll.id)}
+
+
+def test_library_finds_a_collections_images_without_uploading_them(stored_run, shots_video, monkeypatch):
+    """Images already in a collection are picked, not uploaded again, and searched by their
+    stored embeddings: the model is not loaded for it."""
+    import dashboard.state as state
+
+    ids = _image_ids()
+    at = open_app("views/library.py")
+    monkeypatch.setattr(state, "load_extractor", lambda *a, **k: pytest.fail("no model needed"))
+    at.slider(key=keys.LIBRARY_THRESHOLD).set_value(TEST_THRESHOLD)
+    at.radio(key=keys.LIBRARY_SOURCE).set_value("Images of a collection").run()
+    assert not at.exception, at.exception
+    at.multiselect(key=keys.LIBRARY_PICKED).set_value([ids["alpha.jpg"], ids["delta.png"]]).run()
+    assert not at.exception, at.exception
+    (table,) = [d.value for d in at.dataframe if "segments" in d.value.columns]
+    assert table["video"].tolist() == [str(shots_video.path)] and table["segments"][0].startswith("0:00.0–")
+    assert any("delta.png**: in no indexed video" in m for m in plain(at.markdown))
+    # the filter narrows the names to pick from, keeping the picks it still lists
+    at.text_input(key=keys.LIBRARY_FILTER).input("alp").run()
+    assert at.multiselect(key=keys.LIBRARY_PICKED).value == [ids["alpha.jpg"]]
+    assert at.multiselect(key=keys.LIBRARY_PICKED).options == ["alpha.jpg"]
+
+
+def test_an_image_opened_in_browse_links_to_its_search_in_the_library(stored_run, shots_video):
+    ids = _image_ids()
+    at = open_app("views/browse.py")
+    [b for b in at.button if b.label == "Open"][0].click().run()
+    (link,) = [e for e in at.get("page_link") if e.proto.label == "Find in the video library"]
+    assert link.proto.page.endswith("library") and f"image={ids['alpha.jpg']}" in link.proto.query_string
+    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    at.query_params[pages.LIBRARY_IMAGE_PARAM] = str(ids["alpha.jpg"])
+    at.run()
+    at.switch_page("views/library.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key=keys.LIBRARY_PICKED).value == [ids["alpha.jpg"]]
+    assert any("alpha.jpg**: in 1 video(s)" in m for m in plain(at.markdown)), plain(at.markdown)
+
+
 def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeypatch):
     monkeypatch.setenv("WEBSSL_ALLOWED_DIRS", str(tmp_path / "allowed"))
     at = open_app("views/library.py")

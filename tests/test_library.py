@@ -7,7 +7,7 @@ import pytest
 
 import core.matching.search as search_module
 from conftest import PARAMS, write_video
-from core.matching.library import find_images, index_videos, library_keys
+from core.matching.library import find_collection_images, find_images, index_videos, library_keys
 from core.matching.sampling import Sampling
 from core.progress import Cancelled
 
@@ -77,3 +77,45 @@ def test_an_empty_folder_says_no_videos_were_found(index, extractor, tmp_path):
     (tmp_path / "empty").mkdir()
     report = index_videos(index, [tmp_path / "empty"], extractor)
     assert report.summary().endswith("failed (0.00 h of video): no video files found in the given paths")
+
+
+def test_collection_images_are_found_by_their_stored_embeddings(
+    index, extractor, library, indexed, image_folder, monkeypatch
+):
+    """A collection's images are searched with the embeddings stored when they were indexed:
+    the same answer as their files, without the model (here it fails if it is used)."""
+    queries = [image_folder.arrays[0], image_folder.arrays[3]]
+    by_file = find_images(index, extractor, queries, ["alpha.jpg", "delta.png"], params=PARAMS)
+    shots = index.get_collection("shots")
+    ids = {r.name: r.id for r in index.list_images(shots.id)}
+    monkeypatch.setattr(type(extractor), "forward", lambda *a, **k: pytest.fail("no model pass"))
+    stored = find_collection_images(index, shots, [ids["alpha.jpg"], ids["delta.png"]], params=PARAMS)
+    assert [f.query for f in stored] == ["alpha.jpg", "delta.png"]
+    assert stored[0].appearances and not stored[1].appearances
+    for a, b in zip(stored, by_file, strict=True):
+        assert [x.video.path for x in a.appearances] == [x.video.path for x in b.appearances]
+        for x, y in zip(a.appearances, b.appearances, strict=True):
+            assert [(s.start_frame, s.end_frame) for s in x.segments] == [
+                (s.start_frame, s.end_frame) for s in y.segments
+            ]
+            assert x.peak_score == pytest.approx(y.peak_score, abs=1e-4)
+
+
+def test_collection_images_of_another_model_are_not_compared_with_the_frames(index, library, indexed):
+    """Frames indexed by one model are never compared with another model's embeddings: a
+    collection of another model finds nothing, however similar the numbers."""
+    from dataclasses import replace
+
+    shots = index.get_collection("shots")
+    ids = [r.id for r in index.list_images(shots.id)]
+    found = find_collection_images(index, replace(shots, model_id="someone/else"), ids, params=PARAMS)
+    assert len(found) == len(ids) and all(f.appearances == () for f in found)
+
+
+def test_images_of_another_collection_are_refused(index, library, indexed, collection):
+    from core.errors import InvalidArgumentError
+
+    shots = index.get_collection("shots")
+    ids = [r.id for r in index.list_images(shots.id)]
+    with pytest.raises(InvalidArgumentError, match="not in collection 'posters'"):
+        find_collection_images(index, collection, ids[:1], params=PARAMS)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.cli.common import add_db_option, add_model_options, load_extractor, open_index, progress_bar, shown
 from core.cli.runs import add_sampling_options, relabel_options, sampling_of
+from core.errors import InvalidArgumentError
 
 
 def cmd_index_videos(args: argparse.Namespace) -> int:
@@ -61,36 +62,75 @@ def found_as_json(found) -> list[dict]:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
-    from core.matching.library import find_images, library_keys
     from core.matching.params import MatchParams
-    from core.media.images import load_image
     from core.media.video import format_time
 
     params = MatchParams(threshold=args.threshold, gap_tolerance_s=args.gap, min_duration_s=args.min_duration)
-    images = [load_image(path) for path in args.images]  # a bad query fails before the model loads
+    if bool(args.images) == bool(args.collection):
+        raise InvalidArgumentError("give query image files, or --collection NAME for a collection's images")
+    if args.name and not args.collection:
+        raise InvalidArgumentError("--name picks images of a --collection")
     with open_index(args) as index:
-        fx = load_extractor(args, precision="auto")
-        if not library_keys(index, fx):
-            print(
-                f"no indexed video frames for model {shown(fx.model_id)}: "
-                "python -m core index-videos FOLDER (or match a video) first"
-            )
-            return 0
-        found = find_images(
-            index, fx, [i.rgb for i in images], [Path(p).name for p in args.images], params=params
-        )
+        found = _find_collection(index, args, params) if args.collection else _find_files(index, args, params)
+    if found is None:
+        return 0
     if args.json:
         args.json.write_text(json.dumps(found_as_json(found), indent=2))
-    for f in found:
+    shown_found = [f for f in found if f.appearances] if args.collection else found
+    for f in shown_found:
         print(f"{shown(f.query)}: {len(f.appearances)} video(s)")
         for a in f.appearances:
             spans = ", ".join(
                 f"{format_time(s.start_s)}–{format_time(s.end_s)} ({s.peak_score:.2f})" for s in a.segments
             )
             print(f"  {shown(a.video.path)}: {spans}")
+    if args.collection:
+        videos = {a.video.path for f in found for a in f.appearances}
+        print(f"{len(shown_found)} of {len(found)} images appear in {len(videos)} video(s)")
     if args.json:
         print(f"JSON: {args.json}")
     return 0
+
+
+def _find_files(index, args: argparse.Namespace, params):
+    """``find IMAGE...``: the files embedded by the model (None: no frames to search)."""
+    from core.matching.library import find_images, library_keys
+    from core.media.images import load_image
+
+    images = [load_image(path) for path in args.images]  # a bad query fails before the model loads
+    fx = load_extractor(args, precision="auto")
+    if not library_keys(index, fx):
+        _no_frames(fx.model_id)
+        return None
+    names = [Path(p).name for p in args.images]
+    return find_images(index, fx, [i.rgb for i in images], names, params=params)
+
+
+def _no_frames(model_id: str) -> None:
+    print(
+        f"no indexed video frames for model {shown(model_id)}: "
+        "python -m core index-videos FOLDER (or match a video) first"
+    )
+
+
+def _find_collection(index, args: argparse.Namespace, params):
+    """``find --collection C [--name TEXT]``: the collection's images by their stored
+    embeddings, no model (None: no image to search)."""
+    from core.matching.library import collection_library_keys, find_collection_images
+
+    collection = index.get_collection(args.collection)
+    if not collection_library_keys(index, collection):
+        _no_frames(collection.model_id)
+        return None
+    total = index.count_images(collection.id, args.name)
+    records = index.list_images(collection.id, limit=total, name_filter=args.name)
+    if not records:
+        print(
+            f"no images in {shown(collection.name)}"
+            + (f" whose name contains {args.name!r}" if args.name else "")
+        )
+        return None
+    return find_collection_images(index, collection, [r.id for r in records], params=params)
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -103,8 +143,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add_sampling_options(p)
     p.set_defaults(func=cmd_index_videos)
 
-    p = sub.add_parser("find", parents=[common], help="where images appear across all indexed videos")
-    p.add_argument("images", nargs="+", help="query image files")
+    p = sub.add_parser(
+        "find",
+        parents=[common],
+        help="where images appear across all indexed videos",
+        description="Find where images appear across all indexed videos: image files (embedded by the "
+        "model), or a collection's images by their stored embeddings (no model; --name to pick some).",
+    )
+    p.add_argument("images", nargs="*", help="query image files")
+    p.add_argument(
+        "--collection", "-c", default=None, help="search the images of this collection instead of files"
+    )
+    p.add_argument(
+        "--name", default=None, metavar="TEXT", help="only its images whose file name contains TEXT"
+    )
     relabel_options(p, defaults=True)
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the results as JSON")
     add_db_option(p)

@@ -2,7 +2,8 @@
 
 ``index-videos`` embeds a video's sampled frames into the frame-embedding cache without matching
 them (:func:`index_videos`); every matched video's analysed frames are in that cache too.
-``find`` embeds query images and searches every cached frame of the model (:func:`find_images`):
+``find`` embeds query images and searches every cached frame of the model (:func:`find_images`;
+images of a collection are searched with their stored embeddings, :func:`find_collection_images`):
 
 1. candidates: the frames most similar to each query, across the whole library, through the
    same exact-or-approximate search as collections (:func:`core.matching.search.open_vectors`:
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from core.errors import VideoOpenError
+from core.errors import InvalidArgumentError, VideoOpenError
 from core.matching.frame_embedding import embed_video
 from core.matching.params import MatchParams
 from core.matching.pipeline import register_video
@@ -33,9 +34,10 @@ from core.matching.sampling import Sampling
 from core.matching.search import maintain_vectors, open_vectors
 from core.matching.segments import find_segments
 from core.media.video import iter_video_files, probe_video
-from core.model.features import FeatureExtractor, l2_normalize
+from core.model.features import FeatureExtractor, l2_normalize, sibling_embed_keys
+from core.model.preprocess import Preprocessing
 from core.progress import ProgressCallback, ProgressReporter
-from db import Index, Segment, VideoRecord
+from db import Collection, Index, Segment, VideoRecord
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +189,13 @@ def library_keys(index: Index, extractor: FeatureExtractor) -> list[str]:
     return index.embed_keys_with_frames(extractor.sibling_embed_keys())
 
 
+def collection_library_keys(index: Index, collection: Collection) -> list[str]:
+    """The embedding keys of the cached frames that ``collection``'s images can search: those of
+    its model and preprocessing."""
+    preprocessing = Preprocessing.from_json(collection.preprocessing)
+    return index.embed_keys_with_frames(sibling_embed_keys(collection.model_id, preprocessing))
+
+
 def find_images(
     index: Index,
     extractor: FeatureExtractor,
@@ -200,12 +209,47 @@ def find_images(
     Frames count as showing a query when their cosine similarity reaches ``params.threshold``;
     segments follow ``params.gap_tolerance_s`` and ``params.min_duration_s``.
     """
+    queries = extractor.cls_embeddings(list(images))
+    return find_embeddings(index, library_keys(index, extractor), queries, names, params=params)
+
+
+def find_collection_images(
+    index: Index, collection: Collection, image_ids: Sequence[int], *, params: MatchParams | None = None
+) -> list[Found]:
+    """:func:`find_images` for images of ``collection``, by the embeddings stored when they were
+    indexed: no model pass, and the original files need not exist any more. Only frames cached
+    by the collection's model and preprocessing are searched.
+
+    Raises:
+        InvalidArgumentError: an id is not an image of ``collection``.
+    """
+    records = index.get_images(image_ids)
+    stray = [i for i in image_ids if i not in records or records[i].collection_id != collection.id]
+    if stray:
+        raise InvalidArgumentError(f"image ids {stray} are not in collection {collection.name!r}")
+    names = [records[i].name for i in image_ids]
+    keys = collection_library_keys(index, collection)
+    return find_embeddings(index, keys, index.get_embeddings(image_ids), names, params=params)
+
+
+def find_embeddings(
+    index: Index,
+    keys: Sequence[str],
+    embeddings: np.ndarray,
+    names: Sequence[str],
+    *,
+    params: MatchParams | None = None,
+) -> list[Found]:
+    """Where each query, given by its [CLS] embedding (a row of ``embeddings``), appears among
+    the library's frames cached under ``keys`` (those of the model that made the embeddings)."""
     params = params or MatchParams()
-    queries = l2_normalize(extractor.cls_embeddings(list(images)))
-    keys = library_keys(index, extractor)
+    if len(names) == 0:
+        return []
+    queries = l2_normalize(embeddings)
+    dim = queries.shape[1]
     candidates: list[set[str]] = [set() for _ in range(len(queries))]  # video sha256 per query
     for key in keys:
-        vectors = open_vectors(index, "frames", key, extractor.hidden_size)
+        vectors = open_vectors(index, "frames", key, dim)
         for q, found in enumerate(_candidate_frames(vectors, queries, params)):
             candidates[q] |= set(index.frame_refs(found).video_sha256)
     videos = index.find_videos(sorted(set().union(*candidates))) if candidates else {}
@@ -213,7 +257,7 @@ def find_images(
     for q, shas in enumerate(candidates):
         appearances = []
         for sha in shas:
-            segments = _segments(index, keys, sha, videos[sha], queries[q], q, params)
+            segments = _segments(index, list(keys), sha, videos[sha], queries[q], q, params)
             if segments:
                 appearances.append(Appearance(videos[sha], tuple(segments)))
         appearances.sort(key=lambda a: (-a.peak_score, a.video.path))

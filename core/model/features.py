@@ -56,6 +56,13 @@ def embed_key(model_id: str, precision: str, preprocessing: Preprocessing) -> st
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
+def sibling_embed_keys(model_id: str, preprocessing: Preprocessing) -> list[str]:
+    """The cache keys of a model and preprocessing in every precision: embeddings of the same
+    model in another precision are comparable (cosine ≥ 0.99 to fp32), so a search of cached
+    frames (the video library) uses them all."""
+    return [embed_key(model_id, p, preprocessing) for p in PRECISIONS if p != "auto"]
+
+
 def default_batch_size(device: torch.device, precision: str = "fp32") -> int:
     """Images per forward pass: large on a GPU (64 in half precision, 32 in fp32) to fill it;
     8 on a CPU, where larger batches gain nothing and only delay results."""
@@ -112,10 +119,9 @@ class FeatureExtractor:
         return embed_key(self.model_id, self.precision, preprocessing or self.preprocessing)
 
     def sibling_embed_keys(self) -> list[str]:
-        """The cache keys of this model and preprocessing in every precision: embeddings of the
-        same model in another precision are comparable (cosine ≥ 0.99 to fp32), so a search of
-        cached frames (the video library) uses them all."""
-        return [embed_key(self.model_id, p, self.preprocessing) for p in PRECISIONS if p != "auto"]
+        """The cache keys of this model and preprocessing in every precision
+        (:func:`sibling_embed_keys`)."""
+        return sibling_embed_keys(self.model_id, self.preprocessing)
 
     # -- inference -----------------------------------------------------------------------
     def preprocess(

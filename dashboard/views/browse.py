@@ -14,6 +14,7 @@ from core.media.images import decode_image_bytes, load_image
 from core.model.features import l2_normalize
 from dashboard import keys
 from dashboard.media import GRID_PAGE_SIZE, GRID_PAGE_SIZES, human_size, short_name
+from dashboard.pages import LIBRARY, LIBRARY_IMAGE_PARAM
 from dashboard.state import get_collection_search, get_index, get_thumbnails, load_extractor, square_preview
 from dashboard.widgets import IMAGE_TYPES, code_span, md_escape, page_header, pick_collection, show_error
 from db import NotFoundError
@@ -95,6 +96,12 @@ if opened is not None:
                     f"**Path** {code_span(rec.path)}  \n**Size** {rec.width} × {rec.height} px"
                     + (f" · {human_size(size)}" if size else "")
                     + f"  \n**Added** {rec.added.replace('T', ' ')[:19]}  \n**SHA-256** `{rec.sha256[:16]}…`"
+                )
+                st.page_link(
+                    LIBRARY.path,
+                    label="Find in the video library",
+                    icon=LIBRARY.icon,
+                    query_params={LIBRARY_IMAGE_PARAM: str(rec.id)},
                 )
                 k = st.slider("Neighbours", 3, 30, 12, key=keys.NEIGHBOURS_K)
             try:

@@ -6,14 +6,22 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import USER_ERRORS, ImageLoadError
-from core.matching.library import LibraryReport, find_images, index_videos, library_keys
+from core.matching.library import (
+    LibraryReport,
+    collection_library_keys,
+    find_collection_images,
+    find_images,
+    index_videos,
+    library_keys,
+)
 from core.matching.params import DEFAULTS, MatchParams
 from core.media.images import decode_image_bytes
 from core.media.video import format_time
 from dashboard import keys
 from dashboard.jobs import with_index
+from dashboard.pages import LIBRARY_IMAGE_PARAM as QUERY_IMAGE
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
-from dashboard.state import get_index, load_extractor, settings
+from dashboard.state import get_index, get_thumbnails, load_extractor, settings, square_preview
 from dashboard.widgets import (
     IMAGE_TYPES,
     code_span,
@@ -22,10 +30,14 @@ from dashboard.widgets import (
     md_escape,
     outcome_notice,
     page_header,
+    pick_collection,
     show_error,
     show_notice,
     start_job,
 )
+from db import NotFoundError
+
+PICKABLE = 500  # image names listed to pick from, as in Explore's picker
 
 index = get_index()
 page_header(
@@ -97,30 +109,81 @@ with st.expander("Index videos from a folder on the server", expanded=not entrie
     )
 
 st.subheader("Find images in the videos")
-uploads = st.file_uploader(
-    "Query images", type=IMAGE_TYPES, accept_multiple_files=True, key=keys.LIBRARY_QUERIES
+QUERY_SOURCES = ("Upload images", "Images of a collection")
+linked = st.query_params.get(QUERY_IMAGE)
+if linked is not None:  # "Find in the video library" on an image opened in Browse
+    del st.query_params[QUERY_IMAGE]
+    try:
+        rec = index.get_image(int(linked))
+        st.session_state[keys.COLLECTION] = index.get_collection_by_id(rec.collection_id).name
+        st.session_state[keys.LIBRARY_SOURCE] = QUERY_SOURCES[1]
+        st.session_state.pop(keys.LIBRARY_COLLECTION, None)
+        st.session_state[keys.LIBRARY_PICKED] = [rec.id]
+        st.session_state[keys.LIBRARY_FILTER] = ""
+    except (ValueError, NotFoundError):
+        st.warning("The image of that link is not in the database any more.")
+source = st.radio(
+    "Query", QUERY_SOURCES, horizontal=True, key=keys.LIBRARY_SOURCE, label_visibility="collapsed"
 )
 threshold = st.slider("Threshold (cosine)", 0.0, 1.0, DEFAULTS.threshold, 0.01, key=keys.LIBRARY_THRESHOLD)
-if not uploads:
-    st.stop()
+params = MatchParams(threshold=threshold)
+previews: list = []  # a picture per query: RGB array (upload) or JPEG bytes (stored thumbnail)
 try:
-    queries = [decode_image_bytes(f.getvalue(), f.name) for f in uploads]
-    fx = load_extractor()
-    if not library_keys(index, fx):
-        st.info("No video frames are indexed for this model yet: index a folder of videos above.")
-        st.stop()
-    wanted = (tuple(f.file_id for f in uploads), threshold)
+    if source == QUERY_SOURCES[0]:
+        uploads = st.file_uploader(
+            "Query images", type=IMAGE_TYPES, accept_multiple_files=True, key=keys.LIBRARY_QUERIES
+        )
+        if not uploads:
+            st.stop()
+        queries = [decode_image_bytes(f.getvalue(), f.name) for f in uploads]
+        fx = load_extractor()
+        if not library_keys(index, fx):
+            st.info("No video frames are indexed for this model yet: index a folder of videos above.")
+            st.stop()
+        wanted = ("upload", tuple(f.file_id for f in uploads), threshold)
+        previews = [q.rgb for q in queries]
+
+        def search():
+            names = [f.name for f in uploads]
+            return find_images(index, fx, previews, names, params=params)
+    else:
+        coll = pick_collection(index, key=keys.LIBRARY_COLLECTION, require_images=True)
+        if coll is None:
+            st.stop()
+        if not collection_library_keys(index, coll):
+            st.info(
+                f"No video frames are indexed for this collection's model ({code_span(coll.model_id)}) "
+                "yet: index a folder of videos above with that model."
+            )
+            st.stop()
+        name_filter = st.text_input(
+            "Filter by file name", key=keys.LIBRARY_FILTER, placeholder="part of a file name"
+        )
+        records = index.list_images(coll.id, limit=PICKABLE, name_filter=name_filter or None)
+        by_id = {r.id: r for r in records}
+        kept = [i for i in st.session_state.get(keys.LIBRARY_PICKED, []) if i in by_id]
+        st.session_state[keys.LIBRARY_PICKED] = kept
+        picked = st.multiselect(
+            "Images",
+            list(by_id),
+            format_func=lambda i: by_id[i].name,
+            key=keys.LIBRARY_PICKED,
+            placeholder=f"pick images (the first {PICKABLE} names that match the filter are listed)",
+            help="Searched with the embeddings stored when they were indexed: no model pass.",
+        )
+        if not picked:
+            st.stop()
+        wanted = ("collection", coll.id, tuple(picked), threshold)
+        thumbs = get_thumbnails(picked)
+        previews = [square_preview(thumbs.get(i)) for i in picked]
+
+        def search():
+            return find_collection_images(index, coll, picked, params=params)
+
     cached = st.session_state.get(keys.LIBRARY_FOUND)
     if cached is None or cached[0] != wanted:
         with st.spinner("Searching the library…"):
-            found = find_images(
-                index,
-                fx,
-                [q.rgb for q in queries],
-                [f.name for f in uploads],
-                params=MatchParams(threshold=threshold),
-            )
-        st.session_state[keys.LIBRARY_FOUND] = (wanted, found)
+            st.session_state[keys.LIBRARY_FOUND] = (wanted, search())
     found = st.session_state[keys.LIBRARY_FOUND][1]
 except ImageLoadError as err:
     st.error(f"Cannot read this image: {md_escape(err.reason)}. Upload a JPEG, PNG, WebP, … file.")
@@ -129,9 +192,9 @@ except USER_ERRORS as err:
     show_error(err)
     st.stop()
 
-for query, result in zip(queries, found, strict=True):
+for preview, result in zip(previews, found, strict=True):
     pic, table = st.columns([1, 5], gap="medium")
-    pic.image(query.rgb, caption=result.query, width="stretch")
+    pic.image(preview, caption=result.query, width="stretch")
     with table:
         if not result.appearances:
             st.markdown(f"**{md_escape(result.query)}**: in no indexed video at ≥ {threshold:.2f}.")
