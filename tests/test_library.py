@@ -119,3 +119,30 @@ def test_images_of_another_collection_are_refused(index, library, indexed, colle
     ids = [r.id for r in index.list_images(shots.id)]
     with pytest.raises(InvalidArgumentError, match="not in collection 'posters'"):
         find_collection_images(index, collection, ids[:1], params=PARAMS)
+
+
+def test_candidates_are_searched_in_blocks_and_widened_per_query(monkeypatch):
+    """Queries go to the library in blocks; a query whose every candidate reaches the
+    threshold asks again for twice as many, alone, until it gets one below or all frames."""
+    import core.matching.library as library
+    from core.matching.params import MatchParams
+    from core.matching.search import ExactSearch
+
+    monkeypatch.setattr(library, "CANDIDATES", 2)
+    monkeypatch.setattr(library, "QUERY_BLOCK", 2)
+    axes = np.eye(4, dtype=np.float32)
+    # frames 10-16 show axis 0, frame 20 axis 1; nothing shows axes 2 and 3
+    frames = np.vstack([np.repeat(axes[:1], 7, axis=0), axes[1:2], (axes[2] + axes[3])[None] / np.sqrt(2)])
+    keys = np.array([10, 11, 12, 13, 14, 15, 16, 20, 30], np.int64)
+    asked: list[tuple[int, int]] = []
+
+    class Counting(ExactSearch):
+        def top_k(self, queries, k):
+            asked.append((len(queries), k))
+            return super().top_k(queries, k)
+
+    vectors = Counting(keys, frames)
+    found = library._candidate_frames(vectors, axes[[1, 0, 2]], MatchParams(threshold=0.9))
+    assert [sorted(f.tolist()) for f in found] == [[20], list(range(10, 17)), []]
+    # a block of two queries and one of one; then axis 0 alone at 4 and 8 candidates
+    assert asked == [(2, 2), (1, 2), (1, 4), (1, 8)]
