@@ -254,6 +254,7 @@ LIBRARY_INDEX_BUTTON = "library-index-button"
 LIBRARY_QUERIES = "library-queries"
 LIBRARY_THRESHOLD = "library-threshold"
 LIBRARY_FOUND = "library-found"  # (what was searched, threshold) -> the last find's results
+LIBRARY_EMBEDDED = "library-embedded"  # ((upload ids, model), their [CLS] embeddings)
 LIBRARY_SOURCE = "library-source"  # upload images, or images of a collection
 LIBRARY_COLLECTION = "library-collection"
 LIBRARY_FILTER = "library-filter"

@@ -962,6 +962,18 @@ def test_library_indexes_a_folder_and_finds_an_image(env, image_folder, shots_vi
     (table,) = [d.value for d in at.dataframe if "segments" in d.value.columns]
     assert table["video"].tolist() == [str(shots_video.path)] and table["segments"][0].startswith("0:00.0–")
     assert any("in no indexed video" in m for m in plain(at.markdown))  # delta.png
+    # moving the threshold searches again without embedding the queries again
+    from core.model.features import FeatureExtractor
+
+    passes = []
+    original = FeatureExtractor.cls_embeddings
+    FeatureExtractor.cls_embeddings = lambda self, *a, **k: passes.append(1) or original(self, *a, **k)
+    try:
+        at.slider(key=keys.LIBRARY_THRESHOLD).set_value(0.99).run()
+    finally:
+        FeatureExtractor.cls_embeddings = original
+    assert not at.exception and passes == []
+    assert any("delta.png**: in no indexed video at ≥ 0.99" in m for m in plain(at.markdown))
 
 
 def _image_ids() -> dict[str, int]:

@@ -10,7 +10,7 @@ from core.matching.library import (
     LibraryReport,
     collection_library_keys,
     find_collection_images,
-    find_images,
+    find_embeddings,
     index_videos,
     library_keys,
 )
@@ -137,15 +137,23 @@ try:
             st.stop()
         queries = [decode_image_bytes(f.getvalue(), f.name) for f in uploads]
         fx = load_extractor()
-        if not library_keys(index, fx):
+        upload_keys = library_keys(index, fx)
+        if not upload_keys:
             st.info("No video frames are indexed for this model yet: index a folder of videos above.")
             st.stop()
-        wanted = ("upload", tuple(f.file_id for f in uploads), threshold)
+        files = tuple(f.file_id for f in uploads)
+        wanted = ("upload", files, threshold)
         previews = [q.rgb for q in queries]
+        # embedded once per set of uploads: moving the threshold searches again, with no model pass
+        embedded = st.session_state.get(keys.LIBRARY_EMBEDDED)
+        if embedded is None or embedded[0] != (files, fx.model_id):
+            with st.spinner("Embedding the query images…"):
+                embedded = ((files, fx.model_id), fx.cls_embeddings(previews))
+            st.session_state[keys.LIBRARY_EMBEDDED] = embedded
 
         def search():
             names = [f.name for f in uploads]
-            return find_images(index, fx, previews, names, params=params)
+            return find_embeddings(index, upload_keys, embedded[1], names, params=params)
     else:
         coll = pick_collection(index, key=keys.LIBRARY_COLLECTION, require_images=True)
         if coll is None:
