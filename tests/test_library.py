@@ -146,3 +146,27 @@ def test_candidates_are_searched_in_blocks_and_widened_per_query(monkeypatch):
     assert [sorted(f.tolist()) for f in found] == [[20], list(range(10, 17)), []]
     # a block of two queries and one of one; then axis 0 alone at 4 and 8 candidates
     assert asked == [(2, 2), (1, 2), (1, 4), (1, 8)]
+
+
+def test_a_frame_cached_in_two_precisions_counts_once_with_its_best_score(index, video):
+    """Frames of one model cached under two precisions' keys are one library: a frame counts
+    once, with the better of its scores, and segments run across frames from either key."""
+    from core.matching.library import find_embeddings
+    from core.matching.params import MatchParams
+
+    query, other = np.eye(4, dtype=np.float32)[:2]
+    frames = np.arange(0, 250, 25)  # one cached frame a second
+    # fp32 saw the picture in the first five seconds, bf16 in the last five
+    first = np.where((frames < 125)[:, None], query, other)
+    second = np.where((frames >= 125)[:, None], query, other)
+    index.add_frame_embeddings(video.sha256, "key-fp32", frames, frames / 25.0, first)
+    index.add_frame_embeddings(video.sha256, "key-bf16", frames, frames / 25.0, second)
+    (found,) = find_embeddings(
+        index, ["key-fp32", "key-bf16"], query[None], ["q"], params=MatchParams(threshold=0.9)
+    )
+    (appearance,) = found.appearances
+    (segment,) = appearance.segments
+    assert (segment.start_frame, segment.end_frame) == (0, 249) and segment.peak_score == pytest.approx(1.0)
+    (only_fp32,) = find_embeddings(index, ["key-fp32"], query[None], ["q"], params=MatchParams(threshold=0.9))
+    (segment,) = only_fp32.appearances[0].segments
+    assert (segment.start_frame, segment.end_frame) == (0, 124)

@@ -257,12 +257,14 @@ def find_embeddings(
             candidates[q].update(video_of[i] for i in ids.tolist() if i in video_of)
     shas = sorted(set().union(*candidates))
     videos = index.find_videos(shas) if shas else {}
+    asking: dict[str, list[int]] = {sha: [] for sha in shas}  # the queries each video may show
+    for q, found in enumerate(candidates):
+        for sha in found:
+            asking[sha].append(q)
     appearances: list[list[Appearance]] = [[] for _ in range(len(queries))]
     for sha in shas:  # each video's cached frames read once, scored against all its queries
-        asking = [q for q in range(len(queries)) if sha in candidates[q]]
-        for q, segments in zip(
-            asking, _segments(index, keys, videos[sha], queries[asking], asking, params), strict=True
-        ):
+        found = _segments(index, keys, videos[sha], queries, asking[sha], params)
+        for q, segments in zip(asking[sha], found, strict=True):
             if segments:
                 appearances[q].append(Appearance(videos[sha], tuple(segments)))
     return [
@@ -276,6 +278,11 @@ QUERY_BLOCK = 4096
 over them per query (100,000 queries: 9.8 min one by one). Blocks this large also keep the
 C heap from growing: with blocks of 256, 22 MB score blocks alternating with the small arrays
 that stay (each query's hits) fragmented glibc's heap, to 10 GB resident by 100,000 queries."""
+
+
+SCORE_BLOCK = 256
+"""Queries scored at once against one video's cached frames: a frames × queries block of at
+most 108 MB for an hour of every-frame cache (108,000 frames)."""
 
 
 def _candidate_frames(vectors, queries: np.ndarray, params: MatchParams) -> list[np.ndarray]:
@@ -304,43 +311,59 @@ def _segments(
     numbers: Sequence[int],
     params: MatchParams,
 ) -> list[list[Segment]]:
-    """Per query (a row of ``queries``), its segments in one video, from all the video's cached
-    frames scored exactly (a segment's ``image_id`` is the query's number in ``numbers``)."""
+    """Per query of ``numbers`` (rows of ``queries``), its segments in one video, from all the
+    video's cached frames scored exactly (a segment's ``image_id`` is the query's number)."""
     parts = [index.load_frame_embeddings(video.sha256, key) for key in keys]
     frames = np.concatenate([p[0] for p in parts])
     times = np.concatenate([p[1] for p in parts])
-    scores = l2_normalize(np.concatenate([p[2] for p in parts])) @ queries.T  # frames × queries
+    vectors = l2_normalize(np.concatenate([p[2] for p in parts]))
     # a frame cached in several precisions counts once, with its best score for each query
     order = np.argsort(frames, kind="stable")
-    frames, times, scores = frames[order], times[order], scores[order]
+    frames, times = frames[order], times[order]
     starts = np.flatnonzero(np.r_[True, frames[1:] != frames[:-1]])
     frames, times = frames[starts], times[starts]
-    scores = np.maximum.reduceat(scores, starts, axis=0) if len(starts) else scores
     frame_s = 1 / video.fps if video.fps > 0 else 0.0
     out = []
-    for column, number in enumerate(numbers):
-        found = find_segments(
-            frames,
-            times,
-            np.full(len(frames), number, np.int64),
-            np.ascontiguousarray(scores[:, column]),
-            threshold=params.threshold,
-            gap_tolerance_s=params.gap_tolerance_s,
-            min_duration_s=0.0,  # applied below, once a segment reaches its true end
-        )
-        segments = []
-        for seg in found:
-            # the last matched cached frame stands for the frames up to the next cached one
-            after = np.searchsorted(frames, seg.end_frame, side="right")
-            if after < len(frames):
-                end_frame, end_s = int(frames[after]) - 1, float(times[after]) - frame_s
-            else:
-                end_frame, end_s = (
-                    max(seg.end_frame, video.frame_count - 1),
-                    max(seg.end_s, video.duration_s - frame_s),
-                )
-            seg = replace(seg, end_frame=max(seg.end_frame, end_frame), end_s=max(seg.end_s, end_s))
-            if seg.duration_s + 1e-9 >= params.min_duration_s:
-                segments.append(seg)
-        out.append(segments)
+    for start in range(0, len(numbers), SCORE_BLOCK):  # frames × queries, a block of queries at a time
+        block = list(numbers[start : start + SCORE_BLOCK])
+        scores = (vectors @ queries[block].T)[order]
+        scores = np.maximum.reduceat(scores, starts, axis=0) if len(starts) else scores
+        for column, number in enumerate(block):
+            out.append(_query_segments(frames, times, scores[:, column], number, video, frame_s, params))
     return out
+
+
+def _query_segments(
+    frames: np.ndarray,
+    times: np.ndarray,
+    scores: np.ndarray,
+    number: int,
+    video: VideoRecord,
+    frame_s: float,
+    params: MatchParams,
+) -> list[Segment]:
+    """One query's segments from its scores on a video's cached frames (in frame order)."""
+    found = find_segments(
+        frames,
+        times,
+        np.full(len(frames), number, np.int64),
+        np.ascontiguousarray(scores),
+        threshold=params.threshold,
+        gap_tolerance_s=params.gap_tolerance_s,
+        min_duration_s=0.0,  # applied below, once a segment reaches its true end
+    )
+    segments = []
+    for seg in found:
+        # the last matched cached frame stands for the frames up to the next cached one
+        after = np.searchsorted(frames, seg.end_frame, side="right")
+        if after < len(frames):
+            end_frame, end_s = int(frames[after]) - 1, float(times[after]) - frame_s
+        else:
+            end_frame, end_s = (
+                max(seg.end_frame, video.frame_count - 1),
+                max(seg.end_s, video.duration_s - frame_s),
+            )
+        seg = replace(seg, end_frame=max(seg.end_frame, end_frame), end_s=max(seg.end_s, end_s))
+        if seg.duration_s + 1e-9 >= params.min_duration_s:
+            segments.append(seg)
+    return segments
