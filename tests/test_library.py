@@ -199,3 +199,15 @@ def test_an_approximate_library_is_asked_few_enough_queries_at_once(monkeypatch)
     # 2 candidates: blocks of 2 queries (16 proposals); 4 and 8: one query at a time
     assert asked == [(2, 2), (2, 2), (1, 2), (1, 4), (1, 4), (1, 8), (1, 8)]
     assert all(rows == 1 or rows * k * OVERSAMPLE <= 4 * OVERSAMPLE for rows, k in asked)
+
+
+def test_find_reports_progress_per_stage(index, extractor, library, image_folder):
+    """Long finds (a whole collection) show how far the search and the scoring of videos are."""
+    events = []
+    find_images(
+        index, extractor, image_folder.arrays, ["a", "b", "c", "d"], params=PARAMS, progress=events.append
+    )
+    stages = {e.stage: e for e in events}  # the last event of each stage
+    assert list(stages) == ["searching the library", "scoring videos"]
+    assert stages["searching the library"].done == stages["searching the library"].total == 4
+    assert stages["scoring videos"].done == stages["scoring videos"].total >= 1

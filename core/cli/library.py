@@ -103,7 +103,8 @@ def _find_files(index, args: argparse.Namespace, params):
         _no_frames(fx.model_id)
         return None
     names = [Path(p).name for p in args.images]
-    return find_images(index, fx, [i.rgb for i in images], names, params=params)
+    with progress_bar(args) as bar:
+        return find_images(index, fx, [i.rgb for i in images], names, params=params, progress=bar)
 
 
 def _no_frames(model_id: str) -> None:
@@ -130,7 +131,8 @@ def _find_collection(index, args: argparse.Namespace, params):
             + (f" whose name contains {args.name!r}" if args.name else "")
         )
         return None
-    return find_collection_images(index, collection, [r.id for r in records], params=params)
+    with progress_bar(args) as bar:
+        return find_collection_images(index, collection, [r.id for r in records], params=params, progress=bar)
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

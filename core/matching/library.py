@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -204,6 +204,7 @@ def find_images(
     names: Sequence[str],
     *,
     params: MatchParams | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Found]:
     """Where each query image (RGB uint8) appears in the library's videos.
 
@@ -211,11 +212,17 @@ def find_images(
     segments follow ``params.gap_tolerance_s`` and ``params.min_duration_s``.
     """
     queries = extractor.cls_embeddings(list(images))
-    return find_embeddings(index, library_keys(index, extractor), queries, names, params=params)
+    keys = library_keys(index, extractor)
+    return find_embeddings(index, keys, queries, names, params=params, progress=progress)
 
 
 def find_collection_images(
-    index: Index, collection: Collection, image_ids: Sequence[int], *, params: MatchParams | None = None
+    index: Index,
+    collection: Collection,
+    image_ids: Sequence[int],
+    *,
+    params: MatchParams | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Found]:
     """:func:`find_images` for images of ``collection``, by the embeddings stored when they were
     indexed: no model pass, and the original files need not exist any more. Only frames cached
@@ -230,7 +237,8 @@ def find_collection_images(
         raise InvalidArgumentError(f"image ids {stray} are not in collection {collection.name!r}")
     names = [records[i].name for i in image_ids]
     keys = collection_library_keys(index, collection)
-    return find_embeddings(index, keys, index.get_embeddings(image_ids), names, params=params)
+    embeddings = index.get_embeddings(image_ids)
+    return find_embeddings(index, keys, embeddings, names, params=params, progress=progress)
 
 
 def find_embeddings(
@@ -240,17 +248,21 @@ def find_embeddings(
     names: Sequence[str],
     *,
     params: MatchParams | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Found]:
     """Where each query, given by its [CLS] embedding (a row of ``embeddings``), appears among
-    the library's frames cached under ``keys`` (those of the model that made the embeddings)."""
+    the library's frames cached under ``keys`` (those of the model that made the embeddings).
+    ``progress`` hears of two stages: the search (queries) and the scoring of videos."""
     params = params or MatchParams()
     if len(names) == 0:
         return []
     queries = l2_normalize(embeddings)
     keys = list(keys)
+    searched = ProgressReporter("searching the library", "queries", len(queries) * len(keys), progress)
     candidates: list[set[str]] = [set() for _ in range(len(queries))]  # video sha256 per query
     for key in keys:
-        found = _candidate_frames(open_vectors(index, "frames", key, queries.shape[1]), queries, params)
+        vectors = open_vectors(index, "frames", key, queries.shape[1])
+        found = _candidate_frames(vectors, queries, params, lambda n: searched.update(searched.done + n))
         every = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
         refs = index.frame_refs(every)  # frames removed since the search are left out
         video_of = dict(zip(refs.frame_ids.tolist(), refs.video_sha256, strict=True))
@@ -263,11 +275,14 @@ def find_embeddings(
         for sha in found:
             asking[sha].append(q)
     appearances: list[list[Appearance]] = [[] for _ in range(len(queries))]
-    for sha in shas:  # each video's cached frames read once, scored against all its queries
+    scored = ProgressReporter("scoring videos", "videos", len(shas), progress)
+    for number, sha in enumerate(shas):  # each video's cached frames read once, for all its queries
+        scored.update(number)
         found = _segments(index, keys, videos[sha], queries, asking[sha], params)
         for q, segments in zip(asking[sha], found, strict=True):
             if segments:
                 appearances[q].append(Appearance(videos[sha], tuple(segments)))
+    scored.update(len(shas))
     return [
         Found(name, tuple(sorted(found, key=lambda a: (-a.peak_score, a.video.path))))
         for name, found in zip(names, appearances, strict=True)
@@ -290,8 +305,11 @@ SCORE_BLOCK = 256
 most 108 MB for an hour of every-frame cache (108,000 frames)."""
 
 
-def _candidate_frames(vectors, queries: np.ndarray, params: MatchParams) -> list[np.ndarray]:
-    """Per query, the frame ids at or above the threshold among the most similar ones."""
+def _candidate_frames(
+    vectors, queries: np.ndarray, params: MatchParams, searched: Callable[[int], None] = lambda n: None
+) -> list[np.ndarray]:
+    """Per query, the frame ids at or above the threshold among the most similar ones
+    (``searched`` is told how many queries each first-round block settled or sent on)."""
     out = [np.empty(0, np.int64)] * len(queries)
     pending, want = np.arange(len(queries)), CANDIDATES
     while len(pending):
@@ -305,6 +323,8 @@ def _candidate_frames(vectors, queries: np.ndarray, params: MatchParams) -> list
                 out[row] = row_ids[row_hits]
                 if row_hits.all() and want < min(MAX_CANDIDATES, len(vectors)):
                     more.append(row)  # every candidate reached the threshold: ask for more
+            if want == CANDIDATES:
+                searched(len(rows))
         pending, want = np.asarray(more, np.int64), want * 2
     return out
 
