@@ -176,3 +176,19 @@ def test_an_opened_index_file_searches_at_the_configured_depth(index, big):
     assert ann._load(
         index.vector_dir / index.vector_index("images", str(big.id)).file, view=False
     ).expansion_add == (ann.EXPANSION_ADD)  # merging adds with the build's depth too
+
+
+def test_a_large_batch_of_queries_is_searched_in_parts(index, big, monkeypatch):
+    """Every candidate the graph proposes is read from SQLite to be re-scored, so a batch that
+    would propose more than MAX_PROPOSALS is searched in parts, with the same answers."""
+    found = open_search(index, index.get_collection_by_id(big.id), maintain=True)
+    q = near_duplicates(index, big, n=10)
+    whole = found.top_k(q, 5)
+    reads = []
+    plain = ann.fetch_vectors
+    monkeypatch.setattr(ann, "fetch_vectors", lambda i, v, keys: reads.append(len(keys)) or plain(i, v, keys))
+    monkeypatch.setattr(ann, "MAX_PROPOSALS", 3 * 5 * ann.OVERSAMPLE)
+    parts = found.top_k(q, 5)
+    assert len(reads) == 4 and max(reads) <= 3 * 5 * ann.OVERSAMPLE  # 3 + 3 + 3 + 1 queries
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_array_equal(parts[1], whole[1])

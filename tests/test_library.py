@@ -172,35 +172,6 @@ def test_a_frame_cached_in_two_precisions_counts_once_with_its_best_score(index,
     assert (segment.start_frame, segment.end_frame) == (0, 124)
 
 
-def test_an_approximate_library_is_asked_few_enough_queries_at_once(monkeypatch):
-    """Each frame the approximate index proposes is read from SQLite to be re-scored, so a
-    block of queries is cut to keep the proposals of a block within MAX_PROPOSALS."""
-    import core.matching.library as library
-    from core.matching.ann import OVERSAMPLE
-    from core.matching.params import MatchParams
-    from core.matching.search import ExactSearch
-
-    monkeypatch.setattr(library, "CANDIDATES", 2)
-    monkeypatch.setattr(library, "MAX_PROPOSALS", 4 * OVERSAMPLE)
-    exact = ExactSearch(np.arange(8, dtype=np.int64), np.repeat(np.eye(4, dtype=np.float32)[:1], 8, axis=0))
-    asked: list[tuple[int, int]] = []
-
-    class Approximate:  # the same answers, as an index that proposes OVERSAMPLE × k frames
-        def top_k(self, queries, k):
-            asked.append((len(queries), k))
-            return exact.top_k(queries, k)
-
-        def __len__(self):
-            return len(exact)
-
-    queries = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2]]
-    found = library._candidate_frames(Approximate(), queries, MatchParams(threshold=0.9))
-    assert [len(f) for f in found] == [8, 8, 0, 0, 0]
-    # 2 candidates: blocks of 2 queries (16 proposals); 4 and 8: one query at a time
-    assert asked == [(2, 2), (2, 2), (1, 2), (1, 4), (1, 4), (1, 8), (1, 8)]
-    assert all(rows == 1 or rows * k * OVERSAMPLE <= 4 * OVERSAMPLE for rows, k in asked)
-
-
 def test_find_reports_progress_per_stage(index, extractor, library, image_folder):
     """Long finds (a whole collection) show how far the search and the scoring of videos are."""
     events = []

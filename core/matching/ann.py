@@ -51,6 +51,9 @@ EXPANSION_ADD = 256  # "efConstruction": search depth while inserting
 EXPANSION_SEARCH = 1024  # "ef": query search depth (recall@5 on 100k: 0.984 at 512, 0.997)
 STORAGE = "i8"  # vectors in the graph as int8 (distances only rank candidates: scores come from SQLite)
 OVERSAMPLE = 4  # candidates asked of the graph per result wanted (re-scored exactly)
+MAX_PROPOSALS = 1 << 18
+"""Candidates one search may read from SQLite to re-score (1 GiB of 1024-d float32): a batch of
+queries asking for more is searched in parts."""
 CHECK_DEPTH = 16  # search depth of the after-insert check that every vector can be found
 CHECK_K = 4  # ... among how many results (near-identical vectors may come first)
 MERGE_FROM = 10_000
@@ -167,6 +170,10 @@ class ApproximateSearch:
 
     def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries, dtype=np.float32)
+        rows = max(1, MAX_PROPOSALS // max(1, min(k, self._count) * OVERSAMPLE))
+        if len(q) > rows:  # each candidate is read from SQLite: keep a part's reads bounded
+            parts = [self.top_k(q[start : start + rows], k) for start in range(0, len(q), rows)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         want = min(k, self._count)
         keys = np.full((len(q), want), -1, np.int64)
         scores = np.full((len(q), want), np.nan, np.float32)

@@ -27,12 +27,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from core.errors import InvalidArgumentError, VideoOpenError
-from core.matching.ann import OVERSAMPLE
 from core.matching.frame_embedding import embed_video
 from core.matching.params import MatchParams
 from core.matching.pipeline import register_video
 from core.matching.sampling import Sampling
-from core.matching.search import ExactSearch, maintain_vectors, open_vectors
+from core.matching.search import maintain_vectors, open_vectors
 from core.matching.segments import find_segments
 from core.media.video import iter_video_files, probe_video
 from core.model.features import FeatureExtractor, l2_normalize, sibling_embed_keys
@@ -290,14 +289,12 @@ def find_embeddings(
 
 
 QUERY_BLOCK = 4096
-"""Queries searched at once in exact search: a matrix product over the library's frames per
-block, not a pass over them per query (100,000 queries: 9.8 min one by one). Blocks this large
-also keep the C heap from growing: with blocks of 256, 22 MB score blocks alternating with the
-small arrays that stay (each query's hits) fragmented glibc's heap, to 10 GB resident by 100,000
-queries."""
-MAX_PROPOSALS = 1 << 18
-"""Frames the approximate index may propose for one block of queries (each is read from SQLite
-to be re-scored exactly: 1 GiB of 1024-d float32 at most)."""
+"""Queries searched at once: a matrix product over the library's frames per block in exact
+search, not a pass over them per query (100,000 queries: 9.8 min one by one); the approximate
+index splits a block itself to bound its reads (:data:`core.matching.ann.MAX_PROPOSALS`).
+Blocks this large also keep the C heap from growing: with blocks of 256, 22 MB score blocks
+alternating with the small arrays that stay (each query's hits) fragmented glibc's heap, to
+10 GB resident by 100,000 queries."""
 
 
 SCORE_BLOCK = 256
@@ -314,9 +311,8 @@ def _candidate_frames(
     pending, want = np.arange(len(queries)), CANDIDATES
     while len(pending):
         more = []
-        block = _query_block(vectors, want)
-        for start in range(0, len(pending), block):
-            rows = pending[start : start + block]
+        for start in range(0, len(pending), QUERY_BLOCK):
+            rows = pending[start : start + QUERY_BLOCK]
             ids, scores = vectors.top_k(queries[rows], want)
             hits = params.matched(scores)
             for row, row_ids, row_hits in zip(rows.tolist(), ids, hits, strict=True):
@@ -327,15 +323,6 @@ def _candidate_frames(
                 searched(len(rows))
         pending, want = np.asarray(more, np.int64), want * 2
     return out
-
-
-def _query_block(vectors, want: int) -> int:
-    """Queries to search at once for ``want`` candidates each: :data:`QUERY_BLOCK` in exact
-    search; in approximate search, as many as keep the frames proposed within
-    :data:`MAX_PROPOSALS`."""
-    if isinstance(vectors, ExactSearch):
-        return QUERY_BLOCK
-    return max(1, min(QUERY_BLOCK, MAX_PROPOSALS // (want * OVERSAMPLE)))
 
 
 def _segments(
