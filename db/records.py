@@ -271,3 +271,23 @@ class LibraryVideo:
     frames: int  # cached frame embeddings of the video under this key
     complete: bool  # every frame the sampling chose has an embedding
     updated: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchableVideo:
+    """A video whose cached frames ``find`` searches, under one embedding key: frames cached by
+    ``index-videos`` (``indexed``) or by match runs of the video."""
+
+    video: VideoRecord
+    embed_key: str
+    frames: int  # cached frame embeddings of the video under this key
+    indexed: bool  # indexed for the library (python -m core index-videos)
+    complete: bool  # indexed, and every frame its sampling chose has an embedding
+
+    @property
+    def source(self) -> str:
+        """``indexed`` (index-videos indexed it), ``unfinished`` (index-videos began it) or
+        ``matched`` (only match runs cached its frames)."""
+        if not self.indexed:
+            return "matched"
+        return "indexed" if self.complete else "unfinished"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NotFoundError
-from .records import LibraryVideo, VideoRecord
+from .records import LibraryVideo, SearchableVideo, VideoRecord
 from .store import Store, decode_vectors, json_ids, now, record, to_json
 
 _VIDEO_COLUMNS = "id, path, sha256, fps, frame_count, duration_s, width, height, rotation, size_bytes, added"
@@ -158,12 +158,34 @@ class Videos(Store):
         )
 
     def clear_frame_cache(self, video_sha256: str | None = None) -> int:
-        """Drop cached frame embeddings of one video, or of all; returns how many rows."""
+        """Drop cached frame embeddings of one video, or of all, with the library entries that
+        claimed them (so ``index-videos`` indexes those videos again); returns how many frames."""
         with self.transaction() as conn:
             if video_sha256 is None:
+                conn.execute("DELETE FROM library_videos")
                 cursor = conn.execute("DELETE FROM frame_embeddings")
             else:
+                conn.execute("DELETE FROM library_videos WHERE video_sha256 = ?", (video_sha256,))
                 cursor = conn.execute("DELETE FROM frame_embeddings WHERE video_sha256 = ?", (video_sha256,))
+            return cursor.rowcount
+
+    def forget_videos(self, video_sha256s: Sequence[str]) -> int:
+        """Take videos out of the library: their cached frames and library entries go, and the
+        video's own record too unless a run still refers to it (runs keep their results).
+        Returns how many cached frames were dropped."""
+        shas = json.dumps(list(video_sha256s))
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM library_videos WHERE video_sha256 IN (SELECT value FROM json_each(?))", (shas,)
+            )
+            cursor = conn.execute(
+                "DELETE FROM frame_embeddings WHERE video_sha256 IN (SELECT value FROM json_each(?))", (shas,)
+            )
+            conn.execute(
+                "DELETE FROM videos WHERE sha256 IN (SELECT value FROM json_each(?)) "
+                "AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.video_id = videos.id)",
+                (shas,),
+            )
             return cursor.rowcount
 
     # -- the video library ---------------------------------------------------------------------
@@ -205,6 +227,32 @@ class Videos(Store):
                 )
             )
         return out
+
+    def searchable_videos(self, embed_keys: Sequence[str] | None = None) -> list[SearchableVideo]:
+        """Every video with cached frames (of these embedding keys), by path: what ``find``
+        searches, whether ``index-videos`` or a match run cached the frames."""
+        sql = (
+            f"SELECT {', '.join('v.' + c.strip() for c in _VIDEO_COLUMNS.split(','))}, f.embed_key, f.frames, "
+            "l.complete FROM (SELECT video_sha256, embed_key, count(*) AS frames FROM frame_embeddings "
+            "{where} GROUP BY video_sha256, embed_key) f JOIN videos v ON v.sha256 = f.video_sha256 "
+            "LEFT JOIN library_videos l ON l.video_sha256 = f.video_sha256 AND l.embed_key = f.embed_key "
+            "ORDER BY v.path, f.embed_key"
+        )
+        params: list[Any] = []
+        where = ""
+        if embed_keys is not None:
+            where = "WHERE embed_key IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(embed_keys)))
+        return [
+            SearchableVideo(
+                video=record(VideoRecord, row),
+                embed_key=row["embed_key"],
+                frames=int(row["frames"]),
+                indexed=row["complete"] is not None,
+                complete=bool(row["complete"]),
+            )
+            for row in self._rows(sql.replace("{where}", where), params)
+        ]
 
     def library_video(self, video_sha256: str, embed_key: str) -> LibraryVideo | None:
         """The library entry of one video under one embedding key, or None."""

@@ -79,6 +79,65 @@ def test_clear_frame_cache(index):
     assert index.stats().cached_frames == 0
 
 
+def _another_video(index, path="/videos/a.mp4", sha="a" * 64):
+    return index.upsert_video(
+        path=path,
+        sha256=sha,
+        fps=25.0,
+        frame_count=100,
+        duration_s=4.0,
+        width=640,
+        height=360,
+        rotation=0,
+        size_bytes=1000,
+    )
+
+
+def test_searchable_videos_are_every_video_with_cached_frames(index, video):
+    """What ``find`` searches: frames cached by index-videos and by match runs alike."""
+    other = _another_video(index)
+    index.add_frame_embeddings(video.sha256, "k1", [0, 5], [0, 0.2], np.ones((2, 4)))  # a match run's
+    index.mark_library_video(other.sha256, "k1", sampling={"mode": "auto"}, complete=False)
+    index.add_frame_embeddings(other.sha256, "k1", [0, 1, 2], [0, 0.04, 0.08], np.ones((3, 4)))
+    index.mark_library_video(other.sha256, "k1", sampling={"mode": "auto"}, complete=True)
+    index.add_frame_embeddings(other.sha256, "k2", [0], [0], np.ones((1, 4)))
+    _another_video(index, "/videos/never-analysed.mp4", "n" * 64)
+    rows = index.searchable_videos()
+    assert [(r.video.path, r.embed_key, r.frames, r.indexed, r.complete) for r in rows] == [
+        ("/videos/a.mp4", "k1", 3, True, True),
+        ("/videos/a.mp4", "k2", 1, False, False),
+        ("/videos/clip.mp4", "k1", 2, False, False),
+    ]
+    assert [(r.video.path, r.embed_key) for r in index.searchable_videos(["k2"])] == [("/videos/a.mp4", "k2")]
+
+
+def test_forget_videos_drops_their_frames_and_library_entries_and_keeps_their_runs(index, video, collection):
+    other = _another_video(index)
+    for v in (video, other):
+        index.add_frame_embeddings(v.sha256, "k", [0, 1], [0, 0.04], np.ones((2, 4)))
+        index.mark_library_video(v.sha256, "k", sampling={}, complete=True)
+    run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id="m", params={})
+    assert index.forget_videos([video.sha256, other.sha256]) == 4
+    assert index.searchable_videos() == [] and index.list_library_videos() == []
+    assert index.get_run(run_id).video_id == video.id  # a run's video stays, with the run
+    assert index.find_video(video.sha256) is not None
+    assert index.find_video(other.sha256) is None  # nothing refers to it any more
+    assert index.forget_videos(["unknown"]) == 0
+
+
+def test_a_cleared_frame_cache_is_no_longer_counted_as_indexed(index, video):
+    """index-videos skips a video its library entry calls complete: an entry whose frames were
+    cleared would never be indexed again, and find would never see it."""
+    index.add_frame_embeddings(video.sha256, "k", [0, 1], [0, 0.04], np.ones((2, 4)))
+    index.mark_library_video(video.sha256, "k", sampling={}, complete=True)
+    index.clear_frame_cache(video.sha256)
+    assert index.library_video(video.sha256, "k") is None
+    index.add_frame_embeddings(video.sha256, "k", [0], [0], np.ones((1, 4)))
+    index.mark_library_video(video.sha256, "k", sampling={}, complete=True)
+    index.clear_frame_cache()
+    assert index.list_library_videos() == []
+
+
 def test_add_frame_embeddings_checks_lengths(index):
     with pytest.raises(ValueError, match="Expected N frame indices"):
         index.add_frame_embeddings("v1", "k", [0, 1], [0.0], np.ones((2, 4)))
