@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -43,3 +44,44 @@ def test_index_skips_special_files_with_a_reason(cli_env, image_folder, tmp_path
     )
     assert main(["index", str(image_folder.folder), "-c", "c", "-q"]) == 0  # the FIFO in a folder is skipped
     assert "3 added" in capsys.readouterr().out
+
+
+def test_a_collection_is_renamed_and_deleted_from_the_command_line(
+    cli_env, image_folder, monkeypatch, capsys
+):
+    main(["index", str(image_folder.folder), "-c", "p", "-q"])
+    capsys.readouterr()
+    assert main(["collections", "--rename", "p", "posters"]) == 0
+    assert "renamed p to posters" in capsys.readouterr().out
+    assert main(["collections", "--rename", "p", "x"]) == 2
+    assert "No collection named 'p'" in capsys.readouterr().err
+    # deleting asks first: with no terminal to ask on, --yes is needed and nothing goes
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["collections", "--delete", "posters"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    assert main(["collections", "--delete", "posters"]) == 1
+    out = capsys.readouterr().out
+    assert "Delete collection posters (4 images, 0 runs)?" in out and "nothing deleted" in out
+    assert main(["collections", "--json"]) == 0
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)] == ["posters"]
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
+    assert main(["collections", "--delete", "posters"]) == 0
+    assert "deleted collection posters: 4 images, 0 runs" in capsys.readouterr().out
+    assert main(["collections", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_collections_takes_one_action_at_a_time(cli_env, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["collections", "--rename", "a", "b", "--delete", "c"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """Standard input that is a terminal, with the user's answers."""
+
+    def isatty(self) -> bool:
+        return True

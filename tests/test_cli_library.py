@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 
 from conftest import TEST_THRESHOLD
 from core.cli import main
@@ -80,3 +82,49 @@ def test_find_needs_files_or_a_collection(cli_env, image_folder, capsys):
     assert main(["index", str(image_folder.folder), "-c", "posters", "-q"]) == 0
     assert main(["find", "-c", "nope"]) == 2
     assert "No collection named 'nope'" in capsys.readouterr().err
+
+
+def test_videos_lists_what_find_searches_and_removes_videos_from_it(
+    cli_env, image_folder, shots_video, tmp_path, monkeypatch, capsys
+):
+    """Frames cached by index-videos and by match runs are both searched: ``videos`` lists both,
+    and ``videos --remove`` takes a video out (its cached frames; its runs stay)."""
+    import shutil
+
+    copy = tmp_path / "copy.mp4"
+    shutil.copy(shots_video.path, copy)
+    with open(copy, "ab") as f:  # other content: another video
+        f.write(b"\0")
+    assert main(["index", str(image_folder.folder), "-c", "s", "-q"]) == 0
+    assert main(["match", str(copy), "-c", "s", "--every-frame", "-q"]) == 0
+    assert main(["index-videos", str(shots_video.path), "-q"]) == 0
+    analysed = int(re.search(r"shots.mp4: 40 frames, (\d+) analysed", capsys.readouterr().out)[1])
+    assert main(["videos"]) == 0
+    out = capsys.readouterr().out
+    assert "copy.mp4" in out and "matched" in out and "shots.mp4" in out and "indexed" in out
+    assert "2 video(s), 0:08.0 of video" in out
+    assert main(["videos", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(v["path"], v["source"], v["frames"]) for v in listed] == [
+        (str(copy), "matched", 40),
+        (str(shots_video.path), "indexed", analysed),
+    ]
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["videos", "--remove", str(shots_video.path)]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert main(["videos", "--remove", str(tmp_path / "nope.mp4"), "--yes"]) == 2
+    assert "not in the library" in capsys.readouterr().err
+    vid = listed[1]["id"]
+    assert main(["videos", "--remove", str(vid), "--yes"]) == 0  # by id, as listed
+    assert f"removed 1 video(s) from the library ({analysed} cached frames)" in capsys.readouterr().out
+    assert main(["find", str(image_folder.paths[0]), "--threshold", str(TEST_THRESHOLD), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "copy.mp4" in out and "shots.mp4" not in out
+    # a file that is gone: --missing finds it; the run stays
+    copy.unlink()
+    assert main(["videos", "--missing", "--yes"]) == 0
+    assert "removed 1 video(s)" in capsys.readouterr().out
+    assert main(["videos"]) == 0
+    assert "no videos in the library yet" in capsys.readouterr().out
+    assert main(["runs"]) == 0
+    assert "copy.mp4" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from conftest import TEST_THRESHOLD
@@ -156,3 +157,22 @@ def test_a_batch_exports_every_format_per_run(cli_env, image_folder, shots_video
     assert main([*args, "--max-frames", "8", "--vtt", str(folder), "--edl", str(folder)]) == 0
     written = sorted(p.name for p in folder.iterdir())
     assert written == ["shots.run1.edl", "shots.run1.vtt"], written
+
+
+def test_runs_are_deleted_from_the_command_line(cli_env, monkeypatch, capsys):
+    from conftest import synthetic_run
+    from db import Index
+
+    with Index(cli_env) as index:
+        first = synthetic_run(index, [0, 0, 1], [0.9, 0.9, 0.8]).run.id
+        second = index.create_run(video_id=1, collection_id=1, model_id="m", params={})
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal to ask on
+    assert main(["runs", "--delete", str(first)]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert main(["runs", "--delete", str(first), "99", "--yes"]) == 2  # all or nothing
+    assert "No run with id 99" in capsys.readouterr().err
+    assert main(["runs", "--delete", str(first), "--yes"]) == 0
+    assert f"deleted run {first} (talk.mp4 against posters)" in capsys.readouterr().out
+    assert main(["runs"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{second:>5}  " in listed and f"{first:>5}  " not in listed

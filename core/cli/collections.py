@@ -6,8 +6,11 @@ import argparse
 import json
 
 from core.cli.common import (
+    EXIT_DECLINED,
     add_db_option,
     add_model_options,
+    add_yes_option,
+    confirmed,
     model_options,
     open_index,
     progress_bar,
@@ -32,6 +35,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
+    if args.rename:
+        return _rename(args, *args.rename)
+    if args.delete:
+        return _delete(args, args.delete)
     with open_index(args) as index:
         rows = index.list_collections()
     if args.json:
@@ -60,6 +67,25 @@ def cmd_collections(args: argparse.Namespace) -> int:
         print(
             f"{shown(c.name):<{width}}  {c.image_count:>7} images  {c.failure_count:>4} failed  {shown(c.model_id)}"
         )
+    return 0
+
+
+def _rename(args: argparse.Namespace, old: str, new: str) -> int:
+    with open_index(args, write=True) as index:
+        renamed = index.rename_collection(old, new)
+    print(f"renamed {shown(old)} to {shown(renamed.name)}")
+    return 0
+
+
+def _delete(args: argparse.Namespace, name: str) -> int:
+    with open_index(args, write=True) as index:
+        coll = index.get_collection(name)
+        runs = len(index.list_runs(collection_id=coll.id))
+        what = f"{coll.image_count} images, {runs} runs"
+        if not confirmed(args, f"Delete collection {shown(coll.name)} ({what})?"):
+            return EXIT_DECLINED
+        index.delete_collection(coll.name)
+    print(f"deleted collection {shown(coll.name)}: {what}")
     return 0
 
 
@@ -94,9 +120,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add_model_options(p, bound=True)
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("collections", parents=[common], help="list collections")
+    p = sub.add_parser("collections", parents=[common], help="list, rename or delete collections")
     add_db_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--rename", nargs=2, metavar=("OLD", "NEW"), help="rename a collection")
+    action.add_argument("--delete", metavar="NAME", help="delete a collection with its images and match runs")
+    add_yes_option(p)
     p.set_defaults(func=cmd_collections)
 
     p = sub.add_parser(

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from core import config
-from core.errors import USER_ERRORS
+from core.errors import USER_ERRORS, InvalidArgumentError
 from core.progress import ProgressEvent
 
 logger = logging.getLogger("core.cli")
@@ -74,6 +74,31 @@ def shown(text: object) -> str:
     return "".join(
         ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text)
     )
+
+
+EXIT_DECLINED = 1  # the user answered no to a question: nothing was done
+
+
+def add_yes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before deleting (scripts)")
+
+
+def confirmed(args: argparse.Namespace, question: str) -> bool:
+    """Whether to go on with something that deletes stored data: ``--yes``, or the user's yes on
+    a terminal. Without a terminal to ask on, ``--yes`` is required.
+
+    Raises:
+        InvalidArgumentError: no ``--yes`` and standard input is not a terminal.
+    """
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InvalidArgumentError(f"{question} Add --yes to confirm: there is no terminal to ask on.")
+    answer = input(f"{question} [y/N] ")
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("nothing deleted")
+    return False
 
 
 def model_label(args: argparse.Namespace, collection=None) -> str:

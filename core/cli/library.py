@@ -1,4 +1,4 @@
-"""Commands on the video library: ``index-videos``, ``find``."""
+"""Commands on the video library: ``index-videos``, ``find``, ``videos``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from core.cli.common import add_db_option, add_model_options, load_extractor, open_index, progress_bar, shown
+from core.cli.common import (
+    EXIT_DECLINED,
+    add_db_option,
+    add_model_options,
+    add_yes_option,
+    confirmed,
+    load_extractor,
+    open_index,
+    progress_bar,
+    shown,
+)
 from core.cli.runs import add_sampling_options, relabel_options, sampling_of
 from core.errors import InvalidArgumentError
 
@@ -135,6 +145,75 @@ def _find_collection(index, args: argparse.Namespace, params):
         return find_collection_images(index, collection, [r.id for r in records], params=params, progress=bar)
 
 
+def cmd_videos(args: argparse.Namespace) -> int:
+    from core.media.video import format_time
+
+    if args.remove or args.missing:
+        return _remove_videos(args)
+    with open_index(args) as index:
+        entries = index.searchable_videos()
+    if args.json:
+        print(json.dumps([_video_as_json(e) for e in entries], indent=2))
+        return 0
+    if not entries:
+        print("no videos in the library yet: python -m core index-videos FOLDER (or match a video)")
+        return 0
+    keys = {e.embed_key for e in entries}
+    for e in entries:
+        key = f"  {shown(e.embed_key)}" if len(keys) > 1 else ""
+        print(
+            f"{e.video.id:>5}  {format_time(e.video.duration_s):>9}  {e.frames:>7} frames  {e.source:<10}  "
+            f"{shown(e.video.path)}{key}"
+        )
+    videos = {e.video.sha256: e.video for e in entries}
+    hours = sum(v.duration_s for v in videos.values())
+    frames = sum(e.frames for e in entries)
+    print(f"{len(videos)} video(s), {format_time(hours)} of video, {frames} cached frames")
+    return 0
+
+
+def _video_as_json(e) -> dict:
+    v = e.video
+    return {
+        "id": v.id,
+        "path": v.path,
+        "sha256": v.sha256,
+        "duration_s": v.duration_s,
+        "embed_key": e.embed_key,
+        "frames": e.frames,
+        "source": e.source,
+    }
+
+
+def _remove_videos(args: argparse.Namespace) -> int:
+    """``videos --remove VIDEO... / --missing``: all named videos are found, or nothing goes."""
+    with open_index(args, write=True) as index:
+        videos = {e.video.sha256: e.video for e in index.searchable_videos()}
+        by_id = {str(v.id): v for v in videos.values()}
+        by_path = {v.path: v for v in videos.values()}
+        chosen = {}
+        for name in args.remove or []:
+            v = by_id.get(name) or by_path.get(name) or by_path.get(str(Path(name).expanduser().resolve()))
+            if v is None:
+                raise InvalidArgumentError(
+                    f"{name} is not in the library: give an id or path that python -m core videos lists"
+                )
+            chosen[v.sha256] = v
+        if args.missing:
+            chosen.update({v.sha256: v for v in videos.values() if not Path(v.path).exists()})
+        if not chosen:
+            print("no video's file is missing: nothing to remove")
+            return 0
+        listed = ", ".join(shown(Path(v.path).name) for v in chosen.values())
+        if not confirmed(args, f"Remove {len(chosen)} video(s) from the library ({listed})?"):
+            return EXIT_DECLINED
+        frames = index.forget_videos(list(chosen))
+    print(f"removed {len(chosen)} video(s) from the library ({frames} cached frames); their match runs stay")
+    for v in chosen.values():
+        print(f"  {shown(v.path)}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "index-videos", parents=[common], help="index videos for search by image (no collection, no matching)"
@@ -164,3 +243,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     add_db_option(p)
     add_model_options(p)
     p.set_defaults(func=cmd_find)
+
+    p = sub.add_parser(
+        "videos",
+        parents=[common],
+        help="list the videos find searches, or remove some from the library",
+        description="The videos find searches: those indexed with index-videos and those matched "
+        "(their analysed frames are cached). --remove takes videos out of the library: their cached "
+        "frames go, their match runs stay; the files are not touched.",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--remove", nargs="+", metavar="VIDEO", help="videos to remove, by id or path as listed")
+    p.add_argument("--missing", action="store_true", help="remove the videos whose files are gone")
+    add_yes_option(p)
+    add_db_option(p)
+    p.set_defaults(func=cmd_videos)

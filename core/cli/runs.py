@@ -8,8 +8,11 @@ from pathlib import Path
 
 from core import config
 from core.cli.common import (
+    EXIT_DECLINED,
     add_db_option,
     add_model_options,
+    add_yes_option,
+    confirmed,
     load_extractor,
     model_label,
     model_options,
@@ -141,6 +144,8 @@ def _match_batch(args: argparse.Namespace, index, coll, fx, sampling, params, re
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    if args.delete:
+        return _delete_runs(args, args.delete)
     with open_index(args) as index:
         runs = index.list_runs(limit=args.limit)
     if not runs:
@@ -153,6 +158,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"threshold {r.params.get('threshold')}  {stats.get('matched', '?')} matched / "
             f"{stats.get('recorded', '?')} frames"
         )
+    return 0
+
+
+def _delete_runs(args: argparse.Namespace, run_ids: list[int]) -> int:
+    with open_index(args, write=True) as index:
+        runs = [index.get_run(run_id) for run_id in dict.fromkeys(run_ids)]  # all known, or none goes
+        names = [
+            f"run {r.id} ({shown(Path(r.video_path).name)} against {shown(r.collection_name or '?')})"
+            for r in runs
+        ]
+        question = (
+            f"Delete {names[0]}?" if len(names) == 1 else f"Delete {len(names)} runs ({', '.join(names)})?"
+        )
+        if not confirmed(args, question):
+            return EXIT_DECLINED
+        for r in runs:
+            index.delete_run(r.id)
+    for name in names:
+        print(f"deleted {name}")
     return 0
 
 
@@ -287,9 +311,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _export_options(p)
     p.set_defaults(func=cmd_match)
 
-    p = sub.add_parser("runs", parents=[common], help="list stored match runs")
+    p = sub.add_parser("runs", parents=[common], help="list or delete stored match runs")
     add_db_option(p)
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument(
+        "--delete", type=int, nargs="+", metavar="RUN", help="delete runs with their results (by id)"
+    )
+    add_yes_option(p)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser(
