@@ -259,3 +259,6 @@ LIBRARY_SOURCE = "library-source"  # upload images, or images of a collection
 LIBRARY_COLLECTION = "library-collection"
 LIBRARY_FILTER = "library-filter"
 LIBRARY_PICKED = "library-picked"
+LIBRARY_REMOVE = "library-remove"  # videos picked to take out of the library
+LIBRARY_REMOVE_BUTTON = "library-remove-button"
+LIBRARY_NOTICE = "library"

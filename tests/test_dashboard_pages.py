@@ -1022,6 +1022,29 @@ def test_an_image_opened_in_browse_links_to_its_search_in_the_library(stored_run
     assert any("alpha.jpg**: in 1 video(s)" in m for m in plain(at.markdown)), plain(at.markdown)
 
 
+def test_library_lists_matched_videos_and_removes_videos_from_it(stored_run, shots_video):
+    """A matched video's cached frames are searched too: the page counts and lists it, and a
+    video removed from the library is no longer searched (its run stays)."""
+    at = open_app("views/library.py")
+    assert at.metric[0].label == "Videos" and at.metric[0].value == "1"
+    (table,) = [d.value for d in at.dataframe if "source" in d.value.columns]
+    assert table["video"].tolist() == [str(shots_video.path)] and table["source"].tolist() == ["matched"]
+    at.multiselect(key=keys.LIBRARY_REMOVE).set_value([str(shots_video.path)]).run()
+    at.button(key=keys.LIBRARY_REMOVE_BUTTON).click().run()
+    assert not at.exception, at.exception
+    assert any("Removed 1 video(s) from the library" in s for s in texts(at.success)), texts(at.success)
+    assert at.metric[0].value == "0"
+    at.slider(key=keys.LIBRARY_THRESHOLD).set_value(TEST_THRESHOLD)
+    at.radio(key=keys.LIBRARY_SOURCE).set_value("Images of a collection").run()
+    assert not at.exception, at.exception
+    assert any("No video frames are indexed for this collection's model" in i for i in texts(at.info))
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        assert len(index.list_runs()) == 1
+
+
 def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeypatch):
     monkeypatch.setenv("WEBSSL_ALLOWED_DIRS", str(tmp_path / "allowed"))
     at = open_app("views/library.py")

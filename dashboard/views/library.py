@@ -31,6 +31,7 @@ from dashboard.widgets import (
     outcome_notice,
     page_header,
     pick_collection,
+    set_notice,
     show_error,
     show_notice,
     start_job,
@@ -54,26 +55,66 @@ if snap is not None:
     st.session_state.pop(keys.LIBRARY_FOUND, None)
 show_notice(keys.LIBRARY_JOB)
 
-entries = index.list_library_videos()
-hours = sum(e.video.duration_s for e in entries) / 3600
+
+def _remove(paths: dict[str, str]) -> None:
+    """Take the videos picked in LIBRARY_REMOVE (path -> sha256) out of the library."""
+    picked = [paths[p] for p in st.session_state.get(keys.LIBRARY_REMOVE, []) if p in paths]
+    if not picked:
+        return
+    try:
+        frames = get_index().forget_videos(picked)
+    except USER_ERRORS as err:
+        set_notice(keys.LIBRARY_NOTICE, "error", md_escape(err))
+        return
+    st.session_state[keys.LIBRARY_REMOVE] = []
+    st.session_state.pop(keys.LIBRARY_FOUND, None)
+    set_notice(
+        keys.LIBRARY_NOTICE,
+        "success",
+        f"Removed {len(picked)} video(s) from the library ({frames:,} cached frames); their match runs stay.",
+    )
+
+
+entries = index.searchable_videos()  # what find searches: indexed and matched videos alike
+videos = {e.video.path: e.video.sha256 for e in entries}
+hours = sum({e.video.sha256: e.video.duration_s for e in entries}.values()) / 3600
 left, mid, right = st.columns(3)
-count_metric(left, "Indexed videos", len({e.video.sha256 for e in entries}))
+count_metric(left, "Videos", len(videos))
 mid.metric("Hours of video", f"{hours:,.1f}")
-count_metric(right, "Cached frames (all videos)", index.stats().cached_frames)
+count_metric(right, "Cached frames (all videos)", sum(e.frames for e in entries))
+show_notice(keys.LIBRARY_NOTICE, once=True)
 if entries:
-    with st.expander("Indexed videos"):
+    with st.expander("Videos searched"):
         st.dataframe(
             [
                 {
                     "video": e.video.path,
                     "duration": format_time(e.video.duration_s),
                     "frames analysed": e.frames,
-                    "complete": e.complete,
+                    "source": e.source,
                 }
                 for e in entries
             ],
             hide_index=True,
             width="stretch",
+        )
+        st.caption(
+            "Source: **indexed** by index-videos (**unfinished** if it was stopped), or **matched**: "
+            "the frames a match run analysed."
+        )
+        st.multiselect(
+            "Remove from the library",
+            list(videos),
+            key=keys.LIBRARY_REMOVE,
+            help="Their cached frames are deleted, so find no longer searches them; their match runs "
+            "stay and the files are not touched.",
+        )
+        st.button(
+            "Remove",
+            on_click=_remove,
+            args=(videos,),
+            disabled=not st.session_state.get(keys.LIBRARY_REMOVE),
+            key=keys.LIBRARY_REMOVE_BUTTON,
         )
 
 with st.expander("Index videos from a folder on the server", expanded=not entries):
