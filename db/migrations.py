@@ -382,6 +382,37 @@ def _run_region_chunks(db: Database) -> None:
         )
 
 
+def _frame_counts(db: Database) -> None:
+    """Cached frames counted per video and embedding key, kept by triggers in the same
+    transaction as the frames: the video library listed its videos, and Home its total, by
+    walking every cached frame's key (0.7–1.0 s from a cold cache at 200,000 frames, 100 hours).
+    Upserts of a cached frame are updates, so only real inserts count."""
+    db.executescript(
+        """
+        CREATE TABLE frame_counts (
+            video_sha256 TEXT NOT NULL,
+            embed_key TEXT NOT NULL,
+            frames INTEGER NOT NULL,
+            PRIMARY KEY (video_sha256, embed_key)
+        ) WITHOUT ROWID;
+        INSERT INTO frame_counts (video_sha256, embed_key, frames)
+            SELECT video_sha256, embed_key, count(*) FROM frame_embeddings GROUP BY video_sha256, embed_key;
+        CREATE TRIGGER frame_counted AFTER INSERT ON frame_embeddings
+        BEGIN
+            INSERT INTO frame_counts (video_sha256, embed_key, frames) VALUES (NEW.video_sha256, NEW.embed_key, 1)
+            ON CONFLICT (video_sha256, embed_key) DO UPDATE SET frames = frames + 1;
+        END;
+        CREATE TRIGGER frame_uncounted AFTER DELETE ON frame_embeddings
+        BEGIN
+            UPDATE frame_counts SET frames = frames - 1
+            WHERE video_sha256 = OLD.video_sha256 AND embed_key = OLD.embed_key;
+            DELETE FROM frame_counts
+            WHERE video_sha256 = OLD.video_sha256 AND embed_key = OLD.embed_key AND frames <= 0;
+        END;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -393,6 +424,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _vector_indexes,
     _image_collection_index,
     _run_region_chunks,
+    _frame_counts,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

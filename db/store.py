@@ -230,7 +230,7 @@ class Store:
                 (SELECT count(*) FROM images) AS images,
                 (SELECT count(*) FROM videos) AS videos,
                 (SELECT count(*) FROM runs) AS runs,
-                (SELECT count(*) FROM frame_embeddings) AS cached_frames
+                (SELECT coalesce(sum(frames), 0) FROM frame_counts) AS cached_frames
             """
         )
         assert row is not None

@@ -196,8 +196,8 @@ class Videos(Store):
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO library_videos (video_sha256, embed_key, sampling, frames, complete, updated) "
-                "VALUES (?, ?, ?, (SELECT count(*) FROM frame_embeddings WHERE video_sha256 = ? "
-                "AND embed_key = ?), ?, ?) ON CONFLICT (video_sha256, embed_key) DO UPDATE SET "
+                "VALUES (?, ?, ?, coalesce((SELECT frames FROM frame_counts WHERE video_sha256 = ? "
+                "AND embed_key = ?), 0), ?, ?) ON CONFLICT (video_sha256, embed_key) DO UPDATE SET "
                 "sampling = excluded.sampling, frames = excluded.frames, complete = excluded.complete, "
                 "updated = excluded.updated",
                 (video_sha256, embed_key, to_json(sampling), video_sha256, embed_key, int(complete), now()),
@@ -233,8 +233,8 @@ class Videos(Store):
         searches, whether ``index-videos`` or a match run cached the frames."""
         sql = (
             f"SELECT {', '.join('v.' + c.strip() for c in _VIDEO_COLUMNS.split(','))}, f.embed_key, f.frames, "
-            "l.complete FROM (SELECT video_sha256, embed_key, count(*) AS frames FROM frame_embeddings "
-            "{where} GROUP BY video_sha256, embed_key) f JOIN videos v ON v.sha256 = f.video_sha256 "
+            "l.complete FROM (SELECT video_sha256, embed_key, frames FROM frame_counts {where}) f "
+            "JOIN videos v ON v.sha256 = f.video_sha256 "
             "LEFT JOIN library_videos l ON l.video_sha256 = f.video_sha256 AND l.embed_key = f.embed_key "
             "ORDER BY v.path, f.embed_key"
         )

@@ -141,3 +141,31 @@ def test_a_cleared_frame_cache_is_no_longer_counted_as_indexed(index, video):
 def test_add_frame_embeddings_checks_lengths(index):
     with pytest.raises(ValueError, match="Expected N frame indices"):
         index.add_frame_embeddings("v1", "k", [0, 1], [0.0], np.ones((2, 4)))
+
+
+def test_frame_counts_follow_every_change_of_the_cache(index, video, statements):
+    """The library lists videos from a per-video count kept by the database itself, so neither the
+    list nor the total walks every cached frame (200,000 for 100 hours)."""
+    other = _another_video(index)
+    index.add_frame_embeddings(video.sha256, "k", [0, 1, 2], [0, 0.04, 0.08], np.ones((3, 4)))
+    index.add_frame_embeddings(video.sha256, "k", [2, 3], [0.08, 0.12], np.ones((2, 4)))  # 2 is replaced
+    index.add_frame_embeddings(video.sha256, "k2", [0], [0], np.ones((1, 4)))
+    index.add_frame_embeddings(other.sha256, "k", [0, 1], [0, 0.04], np.ones((2, 4)))
+
+    def listed():
+        return {(r.video.path, r.embed_key): r.frames for r in index.searchable_videos()}
+
+    assert listed() == {
+        ("/videos/clip.mp4", "k"): 4,
+        ("/videos/clip.mp4", "k2"): 1,
+        ("/videos/a.mp4", "k"): 2,
+    }
+    assert index.stats().cached_frames == 7
+    statements.clear()
+    index.searchable_videos()
+    index.stats()
+    assert not [s for s in statements if "frame_embeddings" in s], statements
+    index.clear_frame_cache(other.sha256)
+    assert listed() == {("/videos/clip.mp4", "k"): 4, ("/videos/clip.mp4", "k2"): 1}
+    index.forget_videos([video.sha256])
+    assert listed() == {} and index.stats().cached_frames == 0

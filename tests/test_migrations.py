@@ -30,6 +30,7 @@ TABLES = {
     "vector_changes",
     "sqlite_sequence",  # vector_changes' AUTOINCREMENT: change numbers are never reused
     "library_videos",
+    "frame_counts",
 }
 
 
@@ -253,3 +254,22 @@ def test_vector_indexes_migration_keeps_cached_frames_and_gives_them_ids(tmp_pat
         np.testing.assert_array_equal(vectors, np.stack([vector + 3, vector + 7]))
         ids = [row["id"] for row in index.db.execute("SELECT id FROM frame_embeddings ORDER BY id")]
         assert len(set(ids)) == 2
+
+
+def test_frame_counts_migration_counts_the_frames_cached_before_it(tmp_path):
+    """The per-video count of cached frames (what the library lists) starts from the frames
+    already cached, and stays right as frames are added, replaced and removed after."""
+    path = tmp_path / "old.sqlite"
+    old = raw_db(path)
+    migrate(old, target=MIGRATIONS.index(db.migrations._frame_counts))
+    for sha, frame in (("a", 0), ("a", 5), ("b", 0)):
+        old.execute(
+            "INSERT INTO frame_embeddings (video_sha256, embed_key, frame_index, time_s, dim, vector) "
+            "VALUES (?, 'key', ?, 0, 4, ?)",
+            (sha, frame, np.zeros(4, "<f4").tobytes()),
+        )
+    old.close()
+    with Index(path) as index:
+        counts = dict(index.db.execute("SELECT video_sha256, frames FROM frame_counts").fetchall())
+        assert counts == {"a": 2, "b": 1}
+        assert index.stats().cached_frames == 3
