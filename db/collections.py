@@ -380,6 +380,22 @@ class Collections(Store):
         with self.transaction() as conn:
             return _delete_images(conn, int(collection_id), image_ids)
 
+    def move_images(self, collection_id: int, moves: Sequence[tuple[int, str]]) -> None:
+        """Give images of the collection new paths, as ``(image id, path)``: their files moved.
+        Ids, embeddings, thumbnails and the runs' matches stay; a failure recorded at a new path
+        goes (the file there is indexed now)."""
+        cid = int(collection_id)
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE images SET path = ?, name_key = ? WHERE id = ? AND collection_id = ?",
+                [(fspath(path), name_key(fspath(path)), int(image_id), cid) for image_id, path in moves],
+            )
+            conn.execute(
+                "DELETE FROM index_failures WHERE collection_id = ? "
+                "AND path IN (SELECT value FROM json_each(?))",
+                (cid, json.dumps([fspath(path) for _, path in moves])),
+            )
+
     def prune_missing(self, collection_id: int, exists: Callable[[str], bool] = os.path.exists) -> list[str]:
         """Remove the images whose file no longer exists; returns their paths."""
         ids, paths = self._columns(

@@ -321,6 +321,21 @@ def test_prune_missing(index, collection, tmp_path):
     assert index.count_images(collection.id) == 0
 
 
+def test_move_images_keeps_everything_but_the_path(index, collection):
+    ids = index.add_images(collection.id, [new_image(1), new_image(2)])
+    index.add_failures(collection.id, [("/archive/IMG_0001.JPG", "was broken")])
+    index.move_images(collection.id, [(ids[0], "/archive/IMG_0001.JPG")])
+    rec = index.get_image(ids[0])
+    assert (rec.path, rec.name, rec.sha256) == ("/archive/IMG_0001.JPG", "IMG_0001.JPG", f"{1:064x}")
+    assert [r.id for r in index.list_images(collection.id, name_filter="img_0001")] == [ids[0]]
+    assert index.get_thumbnails([ids[0]]) == {ids[0]: b"\xff\xd8jpeg-1"}
+    assert len(index.load_embeddings(collection.id).image_ids) == 2
+    assert index.list_failures(collection.id) == []  # the file there is indexed now
+    other = index.create_collection("other", MODEL, PREPROCESSING, DIM)
+    index.move_images(other.id, [(ids[1], "/elsewhere.jpg")])  # not its image: nothing changes
+    assert index.get_image(ids[1]).path == "/photos/img_0002.jpg"
+
+
 # -- embeddings -------------------------------------------------------------------------------------
 
 
