@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,43 @@ def test_identical_files_are_stored_once(index, extractor, image_folder):
     assert len(report.added) == 4
     assert report.duplicates and report.duplicates[0][0] == str(copy.resolve())
     assert index.get_collection("c").image_count == 4
+
+
+def test_a_moved_folder_keeps_its_images_and_their_matches(
+    index, extractor, image_folder, tmp_path, monkeypatch
+):
+    """Files moved elsewhere are the same images: indexing them where they are now updates their
+    paths (ids, embeddings, thumbnails and runs' matches stay) with no model pass and no decoding,
+    so pruning the old place loses nothing."""
+    index_images(index, "c", [image_folder.folder], extractor)
+    coll = index.get_collection("c")
+    ids = {Path(r.path).name: r.id for r in index.list_images(coll.id, limit=10)}
+    moved = tmp_path / "archive" / "images"
+    moved.parent.mkdir()
+    image_folder.folder.rename(moved)
+    (moved / "copy-of-alpha.jpg").write_bytes((moved / "alpha.jpg").read_bytes())  # a copy: a duplicate
+    monkeypatch.setattr(extractor, "cls_embeddings", lambda *a, **k: pytest.fail("no model pass"))
+    import core.matching.indexing as indexing
+
+    monkeypatch.setattr(indexing, "decode_image_bytes", lambda *a, **k: pytest.fail("no decoding"))
+    report = index_images(index, "c", [moved], extractor)
+    assert not report.added and not report.failed
+    old = {Path(p).name: p for p in map(str, image_folder.paths)}
+    assert sorted(report.moved) == sorted(
+        (str((moved / name).resolve()), str(Path(old[Path(name).name]).resolve()))
+        for name in ("alpha.jpg", "beta.png", "sub/gamma.jpg", "delta.png")
+    )
+    assert report.duplicates == (
+        (str((moved / "copy-of-alpha.jpg").resolve()), str((moved / "alpha.jpg").resolve())),
+    )
+    assert "4 moved" in report.summary()
+    after = {Path(r.path).name: (r.id, r.path) for r in index.list_images(coll.id, limit=10)}
+    assert {name: i for name, (i, _) in after.items()} == ids
+    assert all(path.startswith(str(moved.resolve())) for _, path in after.values())
+    assert index.prune_missing(coll.id) == []
+    assert len(index.load_embeddings(coll.id).image_ids) == 4
+    again = index_images(index, "c", [moved], extractor)
+    assert len(again.already_indexed) == 4 and not again.moved and len(again.duplicates) == 1
 
 
 def test_changed_file_replaces_its_old_content(index, extractor, image_folder):

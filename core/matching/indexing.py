@@ -1,13 +1,15 @@
 """Indexing image files into a collection: incremental, batched, resumable.
 
-Only new content is embedded (by SHA-256); identical files are stored once per collection;
-each batch is written in one transaction, so a killed run loses at most the batch in flight
+Only new content is embedded (by SHA-256); identical files are stored once per collection; a
+file whose content is stored under a path that no longer exists was moved, and the image takes
+its new path (nothing is decoded or embedded again, and its matches stay); each batch is written in one transaction, so a killed run loses at most the batch in flight
 and the next run resumes where it stopped. Bad files are recorded with their reason and
 indexing continues with the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -20,7 +22,13 @@ import numpy as np
 from core.errors import ImageLoadError
 from core.matching.search import maintain_vectors
 from core.media.files import file_sha256
-from core.media.images import LoadedImage, iter_image_files, load_image, make_thumbnail
+from core.media.images import (
+    LoadedImage,
+    decode_image_bytes,
+    iter_image_files,
+    make_thumbnail,
+    read_image_file,
+)
 from core.model.features import FeatureExtractor
 from core.prefetch import background
 from core.progress import ProgressCallback, ProgressReporter, announce
@@ -37,6 +45,7 @@ class IndexReport:
     added: tuple[str, ...] = ()
     already_indexed: tuple[str, ...] = ()
     duplicates: tuple[tuple[str, str], ...] = ()  # (path, path of the identical file already stored)
+    moved: tuple[tuple[str, str], ...] = ()  # (path, the path it was stored under, now gone)
     failed: tuple[tuple[str, str], ...] = ()  # (path, reason)
     elapsed_s: float = 0.0
 
@@ -47,20 +56,21 @@ class IndexReport:
     def summary(self) -> str:
         counts = (
             f"{self.collection}: {len(self.added)} added, {len(self.already_indexed) + len(self.duplicates)} "
-            f"already indexed, {len(self.failed)} failed"
+            f"already indexed, {f'{len(self.moved)} moved, ' if self.moved else ''}{len(self.failed)} failed"
         )
-        seen = self.added or self.already_indexed or self.duplicates or self.failed
+        seen = self.added or self.already_indexed or self.duplicates or self.moved or self.failed
         return counts if seen else f"{counts}: no image files found in the given paths"
 
 
 @dataclass(slots=True)
 class _Item:
     path: str
-    kind: str  # "new" | "known" | "duplicate" | "failed"
+    kind: str  # "new" | "known" | "duplicate" | "moved" | "failed"
     image: LoadedImage | None = None
     thumbnail: bytes = b""
     reason: str = ""
     replaces: tuple[int, ...] = ()  # image ids of this path's earlier content, to remove
+    moves: int = -1  # "moved": the image id that takes this path
 
 
 @dataclass(slots=True)
@@ -68,6 +78,7 @@ class _Tally:
     added: list[str] = field(default_factory=list)
     known: list[str] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -109,7 +120,7 @@ def index_images(
     announce(progress, "finding images")
     files = [_canonical(p) for p in found]
     known_paths = index.known_paths(coll.id)
-    hash_to_path = {sha: path for path, rows in known_paths.items() for _, sha in rows}
+    stored = {sha: (path, image_id) for path, rows in known_paths.items() for image_id, sha in rows}
     reporter = ProgressReporter("indexing", "images", len(files), progress, cancel)
     batch_size = batch_size or extractor.batch_size
     tally = _Tally()
@@ -125,17 +136,26 @@ def index_images(
                     if len(stale) < len(rows):  # unchanged (a stale row left by an old crash goes)
                         yield _Item(path, "known", replaces=stale)
                         continue
-                image = load_image(path)
+                data = read_image_file(path)
+                sha = hashlib.sha256(data).hexdigest()
+                stale = tuple(image_id for image_id, _ in rows)  # the file's earlier content
+                if sha in stored and stored[sha][0] != path:
+                    original, image_id = stored[sha]
+                    if os.path.exists(original):
+                        yield _Item(path, "duplicate", reason=original, replaces=stale)
+                    else:  # moved: the image takes this path; a second copy is its duplicate
+                        stored[sha] = (path, image_id)
+                        yield _Item(path, "moved", reason=original, replaces=stale, moves=image_id)
+                    continue
+                if sha in seen:
+                    yield _Item(path, "duplicate", reason=seen[sha], replaces=stale)
+                    continue
+                image = decode_image_bytes(data, path, sha256=sha)
             except ImageLoadError as err:
                 yield _Item(path, "failed", reason=err.reason)
                 continue
             except OSError as err:
                 yield _Item(path, "failed", reason=err.strerror or str(err))
-                continue
-            stale = tuple(image_id for image_id, _ in rows)  # the file's earlier content
-            original = hash_to_path.get(image.sha256) or seen.get(image.sha256)
-            if original is not None and original != path:
-                yield _Item(path, "duplicate", reason=original, replaces=stale)
                 continue
             seen[image.sha256] = path
             yield _Item(path, "new", image=image, thumbnail=make_thumbnail(image.rgb), replaces=stale)
@@ -168,9 +188,12 @@ def index_images(
                     failures.append((it.path, bad))
             results = index.insert_images(coll.id, records)
             inserted = {rec.path: added.inserted for rec, added in zip(records, results, strict=True)}
-        stale = [old for it in pending if it.kind in ("known", "duplicate") for old in it.replaces]
+        stale = [old for it in pending if it.kind in ("known", "duplicate", "moved") for old in it.replaces]
         if stale:
             index.remove_images(coll.id, stale)
+        moved = [(it.moves, it.path) for it in pending if it.kind == "moved"]
+        if moved:
+            index.move_images(coll.id, moved)
         if failures:
             index.add_failures(coll.id, failures)
         for it in pending:
@@ -180,6 +203,9 @@ def index_images(
                 tally.known.append(it.path)
             elif it.kind == "duplicate":
                 tally.duplicates.append((it.path, it.reason))
+            elif it.kind == "moved":
+                tally.moved.append((it.path, it.reason))
+                logger.info("moved: %s (was %s)", it.path, it.reason)
             else:
                 tally.failed.append((it.path, it.reason))
                 logger.info("not indexed: %s: %s", it.path, it.reason)
@@ -204,6 +230,7 @@ def index_images(
         added=tuple(tally.added),
         already_indexed=tuple(tally.known),
         duplicates=tuple(tally.duplicates),
+        moved=tuple(tally.moved),
         failed=tuple(tally.failed),
         elapsed_s=reporter.elapsed_s,
     )

@@ -119,8 +119,19 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
             too large, or of an unsupported pixel format. ``err.reason`` says which.
     """
     name = os.fspath(path)
+    return decode_image_bytes(read_image_file(name), name=name)
+
+
+def read_image_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an image file, for :func:`decode_image_bytes` (indexing hashes them first and
+    decodes only content it has not stored).
+
+    Raises:
+        ImageLoadError: If the file is missing, unreadable or not a regular file.
+    """
+    name = os.fspath(path)
     try:
-        data = read_regular(name)
+        return read_regular(name)
     except FileNotFoundError as err:
         raise ImageLoadError(name, "file not found") from err
     except IsADirectoryError as err:
@@ -134,15 +145,17 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise ImageLoadError(name, reason) from err
     except OSError as err:
         raise ImageLoadError(name, f"cannot read file ({err.strerror or err})") from err
-    return decode_image_bytes(data, name=name)
 
 
-def decode_image_bytes(data: bytes | bytearray | memoryview, name: str = "<upload>") -> LoadedImage:
+def decode_image_bytes(
+    data: bytes | bytearray | memoryview, name: str = "<upload>", *, sha256: str | None = None
+) -> LoadedImage:
     """Decode an image held in memory, e.g. an upload.
 
     Args:
         data: The encoded image (the bytes of a JPEG, PNG, ... file).
         name: Shown in error messages and stored as :attr:`LoadedImage.path`.
+        sha256: the digest of ``data`` where the caller has it already.
 
     Returns:
         The decoded image; ``sha256`` is the digest of ``data``.
@@ -153,7 +166,7 @@ def decode_image_bytes(data: bytes | bytearray | memoryview, name: str = "<uploa
     """
     if len(data) == 0:
         raise ImageLoadError(name, "empty file (0 bytes)")
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     # Pillow warns (a corrupt EXIF block, ...) with multi-line UserWarnings: each becomes one
     # log line naming the file, instead of text on the console.
     with warnings.catch_warnings(record=True) as caught:

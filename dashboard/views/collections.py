@@ -51,8 +51,11 @@ if snap is not None:
         outcome_notice(keys.INDEX_JOB, snap, "")
 show_notice(keys.INDEX_JOB)
 report = st.session_state.get(keys.INDEX_REPORT)
-if report is not None and (report.failed or report.duplicates):
-    with st.expander(f"Last indexing: {len(report.failed)} failed, {len(report.duplicates)} duplicates"):
+if report is not None and (report.failed or report.duplicates or report.moved):
+    with st.expander(
+        f"Last indexing: {len(report.failed)} failed, {len(report.duplicates)} duplicates, "
+        f"{len(report.moved)} moved"
+    ):
         if report.failed:
             st.dataframe(
                 [{"file": p, "reason": r} for p, r in report.failed], hide_index=True, width="stretch"
@@ -63,6 +66,11 @@ if report is not None and (report.failed or report.duplicates):
                 hide_index=True,
                 width="stretch",
             )
+        if report.moved:
+            st.caption(
+                "Moved: the same content, stored under a path that no longer exists; the image takes its new path."
+            )
+            st.dataframe([{"file": p, "was": o} for p, o in report.moved], hide_index=True, width="stretch")
 
 # -- all collections ----------------------------------------------------------------------------
 collections = index.list_collections()
