@@ -43,6 +43,9 @@ INDEX_RECURSIVE = "index-recursive"
 INDEX_FOLDER_BUTTON = "index-folder-button"
 RENAME_TO = "rename-to"
 DELETE_CONFIRM = "delete-confirm"
+PRUNE_FOUND = "prune-found"  # the MissingFiles found by "Prune missing files", waiting for a yes
+PRUNE_CONFIRM = "prune-confirm"
+PRUNE_ALL = "prune-all"  # the second yes when every file of the collection is gone
 
 
 def image_upload(generation: int) -> str:

@@ -396,13 +396,19 @@ class Collections(Store):
                 (cid, json.dumps([fspath(path) for _, path in moves])),
             )
 
-    def prune_missing(self, collection_id: int, exists: Callable[[str], bool] = os.path.exists) -> list[str]:
-        """Remove the images whose file no longer exists; returns their paths."""
+    def missing_images(
+        self, collection_id: int, exists: Callable[[str], bool] = os.path.exists
+    ) -> list[tuple[int, str]]:
+        """``(image id, path)`` of the images whose file no longer exists, by path."""
         ids, paths = self._columns(
             "SELECT id, path FROM images WHERE collection_id = ? ORDER BY path", (int(collection_id),), 2
         )
         # Checking the files happens outside the lock: it can take a while on a slow disk.
-        missing = [(image_id, path) for image_id, path in zip(ids, paths, strict=True) if not exists(path)]
+        return [(image_id, path) for image_id, path in zip(ids, paths, strict=True) if not exists(path)]
+
+    def prune_missing(self, collection_id: int, exists: Callable[[str], bool] = os.path.exists) -> list[str]:
+        """Remove the images whose file no longer exists; returns their paths."""
+        missing = self.missing_images(collection_id, exists)
         self.remove_images(collection_id, [image_id for image_id, _ in missing])
         return [path for _, path in missing]
 

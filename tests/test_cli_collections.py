@@ -9,13 +9,37 @@ import os
 from core.cli import main
 
 
-def test_prune_removes_missing_files(cli_env, image_folder, capsys):
+def test_prune_removes_missing_files(cli_env, image_folder, monkeypatch, capsys):
     main(["index", str(image_folder.folder), "-c", "p", "-q"])
-    image_folder.paths[0].unlink()
+    capsys.readouterr()
     assert main(["prune", "-c", "p"]) == 0
+    assert "all 4 files of p are still there: nothing removed" in capsys.readouterr().out
+    image_folder.paths[0].unlink()
+    assert main(["prune", "-c", "p", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 1 of 4 images" in out and str(image_folder.paths[0].resolve()) in out
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal to ask on
+    assert main(["prune", "-c", "p"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert main(["prune", "-c", "p", "--yes"]) == 0
     assert "removed 1 image" in capsys.readouterr().out
     assert main(["collections", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["images"] == 3
+
+
+def test_prune_refuses_to_empty_a_collection_whose_files_are_all_gone(cli_env, image_folder, capsys):
+    """An unmounted drive looks like every file deleted: pruning it would drop every image and
+    every match of the collection."""
+    main(["index", str(image_folder.folder), "-c", "p", "-q"])
+    capsys.readouterr()
+    image_folder.folder.rename(image_folder.folder.with_name("unmounted"))
+    assert main(["prune", "-c", "p", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 4 files of p exist" in err and "mounted" in err and "--all" in err
+    assert main(["collections", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["images"] == 4
+    assert main(["prune", "-c", "p", "--all", "--yes"]) == 0
+    assert "removed 4 image" in capsys.readouterr().out
 
 
 def test_cli_search(tmp_path, tiny_model_dir, image_folder, monkeypatch, capsys):

@@ -254,12 +254,30 @@ def test_upload_images_and_index_them(env, image_folder):
 
 
 def test_prune_missing_files(filled_db):
+    """Pruning shows what it would remove and removes it on a second click."""
     at = open_app("views/collections.py")
     filled_db.paths[0].unlink()
     at.button_group(key=keys.MANAGE_TAB).set_value("admin").run()
     at.button[[b.label for b in at.button].index("Prune missing files")].click().run()
     assert at.button_group(key=keys.MANAGE_TAB).value == "admin"
+    assert any("1 of 4 files" in s and "alpha.jpg" in s for s in plain(at.warning)), plain(at.warning)
+    assert not at.success
+    at.button(key=keys.PRUNE_CONFIRM).click().run()
     assert any("Removed 1 images" in s and "alpha.jpg" in s for s in plain(at.success))
+
+
+def test_prune_asks_twice_before_emptying_a_collection(filled_db):
+    """Every file gone looks like an unmounted drive: removing them all needs a tick as well."""
+    at = open_app("views/collections.py")
+    for path in filled_db.paths:
+        path.unlink()
+    at.button_group(key=keys.MANAGE_TAB).set_value("admin").run()
+    at.button[[b.label for b in at.button].index("Prune missing files")].click().run()
+    assert any("None of the 4 files" in s and "mounted" in s for s in plain(at.warning)), plain(at.warning)
+    assert at.button(key=keys.PRUNE_CONFIRM).disabled
+    at.checkbox(key=keys.PRUNE_ALL).check().run()
+    at.button(key=keys.PRUNE_CONFIRM).click().run()
+    assert any("Removed 4 images" in s for s in plain(at.success)), plain(at.success)
 
 
 def test_model_that_cannot_load_is_an_error_not_a_traceback(env, tmp_path):

@@ -16,6 +16,7 @@ from core.cli.common import (
     progress_bar,
     shown,
 )
+from core.errors import InvalidArgumentError
 from core.matching.params import DEFAULTS
 
 
@@ -103,10 +104,29 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    from core.matching.indexing import find_missing_files, remove_missing_files
+
     with open_index(args, write=True) as index:
-        coll = index.get_collection(args.collection)
-        removed = index.prune_missing(coll.id)
-    print(f"{shown(coll.name)}: removed {len(removed)} image(s) whose files are gone")
+        missing = find_missing_files(index, index.get_collection(args.collection))
+        name, n, total = shown(missing.collection.name), len(missing.images), missing.collection.image_count
+        if not missing.images:
+            print(f"{shown(missing.summary())}: nothing removed")
+            return 0
+        if missing.everything and not args.all:
+            raise InvalidArgumentError(
+                f"{missing.summary()}. Nothing removed; add --all to remove them anyway."
+            )
+        if args.dry_run:
+            print(f"{name}: would remove {n} of {total} images whose files are gone")
+            for _, path in missing.images:
+                print(f"  {shown(path)}")
+            return 0
+        if not confirmed(
+            args, f"Remove {n} of {total} images of {name} whose files are gone, with their matches?"
+        ):
+            return EXIT_DECLINED
+        removed = remove_missing_files(index, missing)
+    print(f"{name}: removed {len(removed)} image(s) whose files are gone")
     for path in removed:
         print(f"  {shown(path)}")
     return 0
@@ -142,5 +162,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("prune", parents=[common], help="remove images whose files no longer exist")
     p.add_argument("--collection", "-c", required=True)
+    p.add_argument("--dry-run", action="store_true", help="list the images it would remove; remove nothing")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="remove them even when every file is gone (an unmounted drive looks like that)",
+    )
+    add_yes_option(p)
     add_db_option(p)
     p.set_defaults(func=cmd_prune)

@@ -238,6 +238,43 @@ def index_images(
     return report
 
 
+# -- pruning ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MissingFiles:
+    """The images of a collection whose files are gone, found before anything is removed."""
+
+    collection: Collection
+    images: tuple[tuple[int, str], ...]  # (image id, path), by path
+
+    @property
+    def everything(self) -> bool:
+        """Every file of the collection is gone: more likely an unmounted drive or a renamed
+        folder than deleted files, so removing them needs a second yes."""
+        return bool(self.images) and len(self.images) >= self.collection.image_count
+
+    def summary(self) -> str:
+        n, total, name = len(self.images), self.collection.image_count, self.collection.name
+        if not n:
+            return f"all {total} files of {name} are still there"
+        if self.everything:
+            return (
+                f"none of the {total} files of {name} exist any more: is the drive or folder they are "
+                "on mounted (or did it move? index it where it is now: the images take their new paths)"
+            )
+        return f"{n} of {total} files of {name} are gone"
+
+
+def find_missing_files(index: Index, collection: Collection) -> MissingFiles:
+    """The collection's images whose files no longer exist (nothing is removed)."""
+    return MissingFiles(collection, tuple(index.missing_images(collection.id)))
+
+
+def remove_missing_files(index: Index, missing: MissingFiles) -> list[str]:
+    """Remove the images found missing, with their embeddings and matches; returns their paths."""
+    index.remove_images(missing.collection.id, [image_id for image_id, _ in missing.images])
+    return [path for _, path in missing.images]
+
+
 def _embed(
     extractor: FeatureExtractor, images: list[np.ndarray], batch_size: int
 ) -> tuple[list[np.ndarray | None], list[str | None]]:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import api
 from core.errors import USER_ERRORS
-from core.matching.indexing import IndexReport
+from core.matching.indexing import IndexReport, find_missing_files, remove_missing_files
 from dashboard import keys
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
 from dashboard.state import collections_changed, extractor_loader, get_index, load_extractor, settings
@@ -232,26 +232,42 @@ if section == "failures":
         )
 
 
-def _prune(collection_id: int, name: str) -> None:
+def _find_missing(name: str) -> None:
+    """First click: find the images whose files are gone, to show before removing anything."""
     try:
-        removed = get_index().prune_missing(collection_id)
+        index = get_index()
+        missing = find_missing_files(index, index.get_collection(name))
+    except USER_ERRORS as err:
+        set_notice(keys.ADMIN_NOTICE, "error", md_escape(err))
+        return
+    st.session_state.pop(keys.PRUNE_ALL, None)
+    if missing.images:
+        st.session_state[keys.PRUNE_FOUND] = missing
+    else:
+        st.session_state.pop(keys.PRUNE_FOUND, None)
+        set_notice(keys.ADMIN_NOTICE, "success", f"{md_escape(missing.summary())}; nothing removed.")
+
+
+def _prune() -> None:
+    missing = st.session_state.pop(keys.PRUNE_FOUND, None)
+    if missing is None:
+        return
+    try:
+        removed = remove_missing_files(get_index(), missing)
     except USER_ERRORS as err:
         set_notice(keys.ADMIN_NOTICE, "error", md_escape(err))
         return
     collections_changed()
-    if removed:
-        shown = ", ".join(Path(p).name for p in removed[:10]) + (" …" if len(removed) > 10 else "")
-        set_notice(
-            keys.ADMIN_NOTICE,
-            "success",
-            f"Removed {len(removed)} images of **{md_escape(name)}** whose files are gone: {md_escape(shown)}",
-        )
-    else:
-        set_notice(
-            keys.ADMIN_NOTICE,
-            "success",
-            f"All files of **{md_escape(name)}** are still there; nothing removed.",
-        )
+    set_notice(
+        keys.ADMIN_NOTICE,
+        "success",
+        f"Removed {len(removed)} images of **{md_escape(missing.collection.name)}** whose files are gone: "
+        f"{md_escape(_some_names(removed))}",
+    )
+
+
+def _some_names(paths: list[str], shown: int = 10) -> str:
+    return ", ".join(Path(p).name for p in paths[:shown]) + (" …" if len(paths) > shown else "")
 
 
 def _rename(old: str) -> None:
@@ -294,7 +310,26 @@ if section == "admin":
     st.caption(
         "Removes images whose original file was moved or deleted (their embeddings and matches go too)."
     )
-    st.button("Prune missing files", on_click=_prune, args=(coll.id, coll.name), disabled=job_running)
+    st.button("Prune missing files", on_click=_find_missing, args=(coll.name,), disabled=job_running)
+    missing = st.session_state.get(keys.PRUNE_FOUND)
+    if missing is not None and missing.collection.id == coll.id:
+        paths = [path for _, path in missing.images]
+        if missing.everything:
+            sentence = missing.summary()
+            st.warning(f"{md_escape(sentence[:1].upper() + sentence[1:])}.", icon=":material/usb_off:")
+            sure = st.checkbox(
+                f"Remove all {len(paths):,} images anyway, with their matches", key=keys.PRUNE_ALL
+            )
+        else:
+            st.warning(f"{md_escape(missing.summary())}: {md_escape(_some_names(paths))}")
+            sure = True
+        st.button(
+            f"Remove {len(paths):,} images",
+            type="primary",
+            on_click=_prune,
+            disabled=job_running or not sure,
+            key=keys.PRUNE_CONFIRM,
+        )
     st.divider()
     st.markdown("**Rename**")
     st.text_input("New name", key=keys.RENAME_TO, placeholder=coll.name)
