@@ -20,6 +20,7 @@ from .errors import (
     NotAnIndexError,
     NotFoundError,
     ReadOnlyDatabaseError,
+    RunInProgressError,
     SchemaTooNewError,
 )
 from .index import Index
@@ -72,6 +73,7 @@ __all__ = [
     "NewImage",
     "NotFoundError",
     "RUN_STATUSES",
+    "RunInProgressError",
     "RunRecord",
     "SchemaTooNewError",
     "SearchableVideo",

@@ -180,9 +180,11 @@ class Collections(Store):
             return self.get_collection_by_id(collection.id)
 
     def delete_collection(self, name: str) -> None:
-        """Delete a collection with its images, embeddings, failures, runs and their results."""
+        """Delete a collection with its images, embeddings, failures, runs and their results.
+        Raises NotFoundError, or RunInProgressError while one of its runs is being written."""
         with self.transaction() as conn:
             collection = self.get_collection(name)
+            self.check_not_written("r.collection_id = ?", (collection.id,))  # type: ignore[attr-defined]
             # first the approximate index (its record stops the triggers logging every image)
             self.drop_vector_index("images", str(collection.id))  # type: ignore[attr-defined]
             conn.execute("DELETE FROM collections WHERE id = ?", (collection.id,))

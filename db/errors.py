@@ -16,6 +16,10 @@ class NotFoundError(DatabaseError):
     "A collection, image, video or run does not exist"
 
 
+class RunInProgressError(DatabaseError):
+    """A run that a live process is still writing cannot be deleted under it."""
+
+
 class CollectionExistsError(DatabaseError):
     "A collection with that name already exists"
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from .errors import NotFoundError
+from .errors import NotFoundError, RunInProgressError
 from .records import FrameRegions, FrameResults, RunRecord, Segment
 from .store import Store, json_ids, now, plain, record, to_json
 
@@ -367,11 +367,26 @@ class Runs(Store):
         return results_from_chunks(*columns)
 
     def delete_run(self, run_id: int) -> None:
-        """Delete a run with its frame results and segments. Raises NotFoundError."""
+        """Delete a run with its frame results and segments.
+
+        Raises:
+            NotFoundError: no such run.
+            RunInProgressError: a live process is still writing it (its writes would fail).
+        """
         with self.transaction() as conn:
-            cursor = conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
-            if cursor.rowcount == 0:
-                raise NotFoundError(f"No run with id {run_id}")
+            self._check_run(run_id)
+            self.check_not_written("r.id = ?", (int(run_id),))
+            conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),))
+
+    def check_not_written(self, where: str, params: Sequence) -> None:
+        """Raise RunInProgressError if a live process is still writing one of the runs that
+        ``where`` (SQL on ``runs r``) picks: deleting them would fail its writes."""
+        for row in self._rows(_RUN_SELECT + f"WHERE r.status = 'running' AND {where}", params):
+            if _status(row) == "running":
+                raise RunInProgressError(
+                    f"Run {row['id']} is still being written by process {row['pid']} on {row['host']}: "
+                    "stop it (or let it finish) before deleting it."
+                )
 
 
 # -- result chunks: a batch of a run's results as arrays -------------------------------------

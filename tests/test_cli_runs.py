@@ -176,3 +176,5 @@ def test_runs_are_deleted_from_the_command_line(cli_env, monkeypatch, capsys):
     assert main(["runs"]) == 0
     listed = capsys.readouterr().out
     assert f"{second:>5}  " in listed and f"{first:>5}  " not in listed
+    assert main(["runs", "--delete", str(second), "--yes"]) == 2  # its writer (this process) is alive
+    assert f"Run {second} is still being written" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import DIM, MODEL, PREPROCESSING, _segment, count_rows, new_image, vector
-from db import CollectionExistsError, ModelMismatchError, NewImage, NotFoundError
+from db import CollectionExistsError, ModelMismatchError, NewImage, NotFoundError, RunInProgressError
 from db.records import ImageRecord
 
 
@@ -133,6 +133,10 @@ def test_delete_collection_cascades(index, collection, video):
     index.replace_segments(run_id, [_segment(ids[0], 0, 0)])
     other_run = index.create_run(video_id=video.id, collection_id=other.id, model_id=MODEL, params={})
     index.add_frame_results(other_run, [0], [0.0], [0], np.array([other_ids[:1]]), np.array([[0.5]]))
+    # not while one of its runs is still being written (here: by this live process)
+    with pytest.raises(RunInProgressError, match=f"Run {run_id} is still being written"):
+        index.delete_collection("posters")
+    index.finish_run(run_id)
 
     index.delete_collection("posters")
 

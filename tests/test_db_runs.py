@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from conftest import DIM, MODEL, _segment, count_rows, new_image
-from db import NotFoundError
+from db import NotFoundError, RunInProgressError
 
 
 def test_run_round_trip(index, collection, video):
@@ -112,6 +114,7 @@ def test_frame_regions_round_trip(index, collection, video, statements):
         index.add_frame_regions(run_id, [0], [a], [0.5], np.zeros((1, 3)))
     with pytest.raises(NotFoundError):
         index.add_frame_regions(999, [0], [a], [0.5], boxes[:1])
+    index.finish_run(run_id)
     index.delete_run(run_id)
     assert count_rows(index, "run_regions") == 0 and count_rows(index, "run_region_chunks") == 0
 
@@ -185,6 +188,12 @@ def test_delete_run(index, collection, video):
     run_id = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
     index.add_frame_results(run_id, [0], [0.0], [0], np.array([[a]]), np.array([[0.9]]))
     index.replace_segments(run_id, [_segment(a, 0, 0)])
+    # a run still being written is not deleted under its writer (here: this live process)
+    with pytest.raises(
+        RunInProgressError, match=f"Run {run_id} is still being written by process {os.getpid()}"
+    ):
+        index.delete_run(run_id)
+    index.finish_run(run_id, status="cancelled")
     index.delete_run(run_id)
     assert index.list_runs() == []
     for table in ("run_frames", "frame_matches", "segments"):
