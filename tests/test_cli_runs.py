@@ -178,3 +178,22 @@ def test_runs_are_deleted_from_the_command_line(cli_env, monkeypatch, capsys):
     assert f"{second:>5}  " in listed and f"{first:>5}  " not in listed
     assert main(["runs", "--delete", str(second), "--yes"]) == 2  # its writer (this process) is alive
     assert f"Run {second} is still being written" in capsys.readouterr().err
+
+
+def test_runs_are_listed_as_json_and_by_collection(cli_env, capsys):
+    from conftest import synthetic_run
+    from db import Index
+
+    with Index(cli_env) as index:
+        run_id = synthetic_run(index, [0, 0, 1], [0.9, 0.9, 0.8]).run.id
+        index.create_collection("other", "m", "{}", 4)
+    assert main(["runs", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["id"] == run_id and listed["collection"] == "posters" and listed["status"] == "done"
+    assert listed["video"] == "/videos/talk.mp4" and listed["threshold"] == 0.5
+    assert main(["runs", "--collection", "other"]) == 0
+    assert "no match runs of other" in capsys.readouterr().out
+    assert main(["runs", "--collection", "posters", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [run_id]
+    assert main(["runs", "--collection", "nope"]) == 2
+    assert "No collection named 'nope'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -147,9 +148,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.delete:
         return _delete_runs(args, args.delete)
     with open_index(args) as index:
-        runs = index.list_runs(limit=args.limit)
+        coll = index.get_collection(args.collection) if args.collection else None
+        runs = index.list_runs(collection_id=coll.id if coll else None, limit=args.limit)
+    if args.json:
+        print(json.dumps([_run_as_json(r) for r in runs], indent=2))
+        return 0
     if not runs:
-        print("no match runs yet: python -m core match VIDEO --collection NAME")
+        if coll is not None:
+            print(f"no match runs of {shown(coll.name)} yet: python -m core match VIDEO --collection NAME")
+        else:
+            print("no match runs yet: python -m core match VIDEO --collection NAME")
         return 0
     for r in runs:
         stats = r.stats or {}
@@ -159,6 +167,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"{stats.get('recorded', '?')} frames"
         )
     return 0
+
+
+def _run_as_json(r) -> dict:
+    return {
+        "id": r.id,
+        "created": r.created,
+        "finished": r.finished,
+        "status": r.status,
+        "collection": r.collection_name,
+        "video": r.video_path,
+        "model": r.model_id,
+        "threshold": r.params.get("threshold"),
+        "stats": r.stats or {},
+    }
 
 
 def _delete_runs(args: argparse.Namespace, run_ids: list[int]) -> int:
@@ -313,7 +335,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("runs", parents=[common], help="list or delete stored match runs")
     add_db_option(p)
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="the newest this many (default: %(default)s)")
+    p.add_argument("--collection", "-c", default=None, help="only the runs against this collection")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
         "--delete", type=int, nargs="+", metavar="RUN", help="delete runs with their results (by id)"
     )
