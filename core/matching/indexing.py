@@ -258,8 +258,8 @@ class MissingFiles:
             return f"all {total} files of {name} are still there"
         if self.everything:
             return (
-                f"none of the {total} files of {name} exist any more: is the drive or folder they are "
-                "on mounted (or did it move? index it where it is now: the images take their new paths)"
+                f"none of the {total} files of {name} exist any more. Is the drive or folder they are on "
+                "mounted? If they moved, index them where they are now: the images take their new paths"
             )
         return f"{n} of {total} files of {name} are gone"
 

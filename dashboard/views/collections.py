@@ -308,7 +308,8 @@ def _delete(name: str) -> None:
 if section == "admin":
     st.markdown("**Prune missing files**")
     st.caption(
-        "Removes images whose original file was moved or deleted (their embeddings and matches go too)."
+        "Removes images whose original file was deleted (their embeddings and matches go too). Files "
+        "that moved: index them where they are now instead; the images take their new paths."
     )
     st.button("Prune missing files", on_click=_find_missing, args=(coll.name,), disabled=job_running)
     missing = st.session_state.get(keys.PRUNE_FOUND)
