@@ -197,3 +197,9 @@ def test_runs_are_listed_as_json_and_by_collection(cli_env, capsys):
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [run_id]
     assert main(["runs", "--collection", "nope"]) == 2
     assert "No collection named 'nope'" in capsys.readouterr().err
+    with Index(cli_env) as index:
+        stopped = index.create_run(video_id=1, collection_id=1, model_id="m", params={"threshold": 0.5})
+        index.finish_run(stopped, status="cancelled", stats={"decoded": 120})
+    assert main(["runs"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{stopped:>5}")][0]
+    assert "cancelled" in line and "unfinished: 120 frames decoded; match the video again" in line

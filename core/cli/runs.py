@@ -160,13 +160,23 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print("no match runs yet: python -m core match VIDEO --collection NAME")
         return 0
     for r in runs:
-        stats = r.stats or {}
         print(
-            f"{r.id:>5}  {r.created}  {r.status:<9}  {shown(r.collection_name or '?')}  {shown(Path(r.video_path).name)}  "
-            f"threshold {r.params.get('threshold')}  {stats.get('matched', '?')} matched / "
-            f"{stats.get('recorded', '?')} frames"
+            f"{r.id:>5}  {r.created}  {r.status:<11}  {shown(r.collection_name or '?')}  "
+            f"{shown(Path(r.video_path).name)}  threshold {r.params.get('threshold')}  {_outcome(r)}"
         )
     return 0
+
+
+def _outcome(r) -> str:
+    """What a run found, or how far an unfinished one got."""
+    stats = r.stats or {}
+    if r.status == "done":
+        return f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
+    if r.status == "running":
+        return "running"
+    frames = stats.get("decoded")
+    so_far = f"{frames} frames decoded; " if frames else ""
+    return f"unfinished: {so_far}match the video again with the same options to resume"
 
 
 def _run_as_json(r) -> dict:

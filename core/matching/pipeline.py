@@ -252,7 +252,7 @@ def match_video(
                 index, replace(info, frame_count=decode.decoded + decode.lost, duration_s=decode.duration_s)
             )
         view = finish_run(index, run_id, params, stats)
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):  # stopped by the user, from the dashboard or with Ctrl-C
         planner.close()
         index.finish_run(run_id, status="cancelled", stats={**counts, "elapsed_s": reporter.elapsed_s})
         raise
