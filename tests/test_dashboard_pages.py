@@ -1047,7 +1047,10 @@ def test_library_lists_matched_videos_and_removes_videos_from_it(stored_run, sho
     assert at.metric[0].label == "Videos" and at.metric[0].value == "1"
     (table,) = [d.value for d in at.dataframe if "source" in d.value.columns]
     assert table["video"].tolist() == [str(shots_video.path)] and table["source"].tolist() == ["matched"]
-    at.multiselect(key=keys.LIBRARY_REMOVE).set_value([str(shots_video.path)]).run()
+    assert at.multiselect(key=keys.LIBRARY_REMOVE).options == [str(shots_video.path)]
+    from core.media.files import file_sha256
+
+    at.multiselect(key=keys.LIBRARY_REMOVE).set_value([file_sha256(shots_video.path)]).run()
     at.button(key=keys.LIBRARY_REMOVE_BUTTON).click().run()
     assert not at.exception, at.exception
     assert any("Removed 1 video(s) from the library" in s for s in texts(at.success)), texts(at.success)

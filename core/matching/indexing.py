@@ -2,9 +2,10 @@
 
 Only new content is embedded (by SHA-256); identical files are stored once per collection; a
 file whose content is stored under a path that no longer exists was moved, and the image takes
-its new path (nothing is decoded or embedded again, and its matches stay); each batch is written in one transaction, so a killed run loses at most the batch in flight
-and the next run resumes where it stopped. Bad files are recorded with their reason and
-indexing continues with the rest.
+its new path (nothing is decoded or embedded again, and its matches stay). Each batch is
+written in one transaction, so a killed run loses at most the batch in flight and the next run
+resumes where it stopped. Bad files are recorded with their reason and indexing continues with
+the rest. Pruning (:func:`find_missing_files`) shows what it would remove before it removes it.
 """
 
 from __future__ import annotations

@@ -56,9 +56,9 @@ if snap is not None:
 show_notice(keys.LIBRARY_JOB)
 
 
-def _remove(paths: dict[str, str]) -> None:
-    """Take the videos picked in LIBRARY_REMOVE (path -> sha256) out of the library."""
-    picked = [paths[p] for p in st.session_state.get(keys.LIBRARY_REMOVE, []) if p in paths]
+def _remove() -> None:
+    """Take the videos picked in LIBRARY_REMOVE (their SHA-256) out of the library."""
+    picked = list(st.session_state.get(keys.LIBRARY_REMOVE, []))
     if not picked:
         return
     try:
@@ -76,7 +76,7 @@ def _remove(paths: dict[str, str]) -> None:
 
 
 entries = index.searchable_videos()  # what find searches: indexed and matched videos alike
-videos = {e.video.path: e.video.sha256 for e in entries}
+videos = {e.video.sha256: e.video.path for e in entries}
 hours = sum({e.video.sha256: e.video.duration_s for e in entries}.values()) / 3600
 left, mid, right = st.columns(3)
 count_metric(left, "Videos", len(videos))
@@ -105,6 +105,7 @@ if entries:
         st.multiselect(
             "Remove from the library",
             list(videos),
+            format_func=videos.get,
             key=keys.LIBRARY_REMOVE,
             help="Their cached frames are deleted, so find no longer searches them; their match runs "
             "stay and the files are not touched.",
@@ -112,7 +113,6 @@ if entries:
         st.button(
             "Remove",
             on_click=_remove,
-            args=(videos,),
             disabled=not st.session_state.get(keys.LIBRARY_REMOVE),
             key=keys.LIBRARY_REMOVE_BUTTON,
         )
