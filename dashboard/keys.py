@@ -43,6 +43,7 @@ INDEX_RECURSIVE = "index-recursive"
 INDEX_FOLDER_BUTTON = "index-folder-button"
 RENAME_TO = "rename-to"
 DELETE_CONFIRM = "delete-confirm"
+BROWSE_REMOVE = "browse-remove"  # remove the opened image from its collection
 PRUNE_FOUND = "prune-found"  # the MissingFiles found by "Prune missing files", waiting for a yes
 PRUNE_CONFIRM = "prune-confirm"
 PRUNE_ALL = "prune-all"  # the second yes when every file of the collection is gone

@@ -109,3 +109,40 @@ class _Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+def test_images_lists_a_collection_and_removes_images_from_it(cli_env, image_folder, monkeypatch, capsys):
+    main(["index", str(image_folder.folder), "-c", "p", "-q"])
+    capsys.readouterr()
+    assert main(["images", "-c", "p"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("alpha.jpg", "beta.png", "gamma.jpg", "delta.png"))
+    assert "4 of 4 images of p" in out
+    assert main(["images", "-c", "p", "--name", "ALP", "--json"]) == 0
+    (alpha,) = json.loads(capsys.readouterr().out)
+    assert alpha["name"] == "alpha.jpg" and alpha["path"] == str(image_folder.paths[0].resolve())
+    assert (alpha["width"], alpha["height"]) == (320, 240) and len(alpha["sha256"]) == 64
+    # all named images are found, or nothing goes
+    assert main(["images", "-c", "p", "--remove", "alpha.jpg", "nope.jpg", "--yes"]) == 2
+    assert "nope.jpg is not an image of p" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["images", "-c", "p", "--remove", "alpha.jpg"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    beta = str(image_folder.paths[1].resolve())
+    assert main(["images", "-c", "p", "--remove", "alpha.jpg", beta, str(alpha["id"]), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 2 image(s) from p" in out and "alpha.jpg" in out and "beta.png" in out
+    assert main(["images", "-c", "p", "--json"]) == 0
+    assert sorted(r["name"] for r in json.loads(capsys.readouterr().out)) == ["delta.png", "gamma.jpg"]
+
+
+def test_an_image_name_in_two_folders_must_be_told_apart(cli_env, image_folder, capsys):
+    from PIL import Image
+
+    from conftest import pattern_image
+
+    Image.fromarray(pattern_image(777)).save(image_folder.folder / "sub" / "alpha.jpg")
+    main(["index", str(image_folder.folder), "-c", "p", "-q"])
+    capsys.readouterr()
+    assert main(["images", "-c", "p", "--remove", "alpha.jpg", "--yes"]) == 2
+    assert "alpha.jpg names 2 images of p: give its id or path" in capsys.readouterr().err

@@ -338,6 +338,24 @@ def widget_places(at: AppTest, prefix: str) -> dict[str, tuple[int, ...]]:
     return places
 
 
+def test_an_opened_image_is_removed_from_its_collection(filled_db):
+    """Curating a collection: a wrong image goes from Browse, with its matches in runs."""
+    at = open_app("views/browse.py")
+    at.text_input(key=keys.BROWSE_FILTER).input("beta").run()
+    [b for b in at.button if b.label == "Open"][0].click().run()
+    at.button(key=keys.BROWSE_REMOVE).click().run()
+    assert not at.exception, at.exception
+    assert any("Removed **beta.png** from **posters**" in s for s in plain(at.success)), plain(at.success)
+    assert "beta.png" not in plain(at.subheader)  # closed
+    at.text_input(key=keys.BROWSE_FILTER).input("").run()
+    assert len([b for b in at.button if b.label == "Open"]) == 3
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        assert index.get_collection("posters").image_count == 3
+
+
 def test_opening_an_image_leaves_the_grid_in_place(filled_db):
     """The opened image's details go in a slot that is there (empty) before: shown above the grid
     only once opened, they moved all 48 grid cards of a page, and the browser built them anew

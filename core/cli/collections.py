@@ -1,9 +1,10 @@
-"""Commands on collections: ``index``, ``collections``, ``search``, ``prune``."""
+"""Commands on collections: ``index``, ``collections``, ``images``, ``search``, ``prune``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from core.cli.common import (
     EXIT_DECLINED,
@@ -18,6 +19,7 @@ from core.cli.common import (
 )
 from core.errors import InvalidArgumentError
 from core.matching.params import DEFAULTS
+from db import NotFoundError
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -90,6 +92,82 @@ def _delete(args: argparse.Namespace, name: str) -> int:
     return 0
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    if args.remove:
+        return _remove_images(args)
+    with open_index(args) as index:
+        coll = index.get_collection(args.collection)
+        records = index.list_images(coll.id, offset=args.offset, limit=args.limit, name_filter=args.name)
+        total = index.count_images(coll.id, args.name) if args.name else coll.image_count
+    if args.json:
+        print(json.dumps([_image_as_json(r) for r in records], indent=2))
+        return 0
+    for r in records:
+        print(f"{r.id:>8}  {r.width:>5}×{r.height:<5}  {shown(r.path)}")
+    which = f" whose names contain {shown(args.name)}" if args.name else ""
+    print(f"{len(records)} of {total} images of {shown(coll.name)}{which} (--offset, --limit for more)")
+    return 0
+
+
+def _image_as_json(r) -> dict:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "path": r.path,
+        "width": r.width,
+        "height": r.height,
+        "sha256": r.sha256,
+        "added": r.added,
+    }
+
+
+def _remove_images(args: argparse.Namespace) -> int:
+    """``images --remove IMAGE...``: all named images are found, or nothing goes."""
+    with open_index(args, write=True) as index:
+        coll = index.get_collection(args.collection)
+        picked = {r.id: r for name in args.remove for r in [_pick_image(index, coll, name)]}
+        names = ", ".join(shown(r.name) for r in picked.values())
+        question = (
+            f"Remove {len(picked)} image(s) from {shown(coll.name)} ({names}), with their matches in runs?"
+        )
+        if not confirmed(args, question):
+            return EXIT_DECLINED
+        index.remove_images(coll.id, list(picked))
+    print(f"removed {len(picked)} image(s) from {shown(coll.name)}; their matches left the runs")
+    for r in picked.values():
+        print(f"  {shown(r.path)}")
+    return 0
+
+
+def _pick_image(index, coll, name: str):
+    """The image of ``coll`` that ``name`` gives: its id, its path, or a file name it alone has.
+
+    Raises:
+        InvalidArgumentError: no image, or more than one, answers to ``name``.
+    """
+    if name.isdigit():
+        try:
+            rec = index.get_image(int(name))
+        except NotFoundError:
+            rec = None
+        if rec is not None and rec.collection_id == coll.id:
+            return rec
+    path = str(Path(name).expanduser().resolve())
+    candidates = index.list_images(coll.id, limit=PICK_LIMIT, name_filter=Path(name).name)
+    found = [r for r in candidates if r.path in (name, path)] or [r for r in candidates if r.name == name]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise InvalidArgumentError(
+            f"{name} is not an image of {coll.name}: give an id, path or file name that "
+            f"python -m core images -c {coll.name} lists"
+        )
+    raise InvalidArgumentError(f"{name} names {len(found)} images of {coll.name}: give its id or path")
+
+
+PICK_LIMIT = 1000  # images with a name like the one given that are compared with it
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from core import api
 
@@ -148,6 +226,22 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     action.add_argument("--delete", metavar="NAME", help="delete a collection with its images and match runs")
     add_yes_option(p)
     p.set_defaults(func=cmd_collections)
+
+    p = sub.add_parser("images", parents=[common], help="list a collection's images, or remove some from it")
+    p.add_argument("--collection", "-c", required=True)
+    p.add_argument("--name", default=None, metavar="TEXT", help="only images whose file name contains TEXT")
+    p.add_argument("--offset", type=int, default=0, help="skip this many (by path)")
+    p.add_argument("--limit", type=int, default=100, help="list at most this many (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--remove",
+        nargs="+",
+        metavar="IMAGE",
+        help="images to remove (id, path or file name), with their embeddings and their matches in runs",
+    )
+    add_yes_option(p)
+    add_db_option(p)
+    p.set_defaults(func=cmd_images)
 
     p = sub.add_parser(
         "search", parents=[common], help="the images of a collection most similar to a query image"

@@ -15,9 +15,25 @@ from core.model.features import l2_normalize
 from dashboard import keys
 from dashboard.media import GRID_PAGE_SIZE, GRID_PAGE_SIZES, human_size, short_name
 from dashboard.pages import LIBRARY, LIBRARY_IMAGE_PARAM
-from dashboard.state import get_collection_search, get_index, get_thumbnails, load_extractor, square_preview
-from dashboard.widgets import IMAGE_TYPES, code_span, md_escape, page_header, pick_collection, show_error
-from db import NotFoundError
+from dashboard.state import (
+    collections_changed,
+    get_collection_search,
+    get_index,
+    get_thumbnails,
+    load_extractor,
+    square_preview,
+)
+from dashboard.widgets import (
+    IMAGE_TYPES,
+    code_span,
+    md_escape,
+    page_header,
+    pick_collection,
+    set_notice,
+    show_error,
+    show_notice,
+)
+from db import Collection, NotFoundError
 
 COLUMNS = 6
 
@@ -33,6 +49,22 @@ if coll is None:
 
 def _open(image_id: int | None) -> None:
     st.session_state[keys.BROWSE_OPEN] = image_id
+
+
+def _remove(image_id: int, name: str, collection: Collection) -> None:
+    """Remove the opened image from its collection (with its matches in runs) and close it."""
+    try:
+        get_index().remove_images(collection.id, [image_id])
+    except USER_ERRORS as err:
+        set_notice(keys.BROWSE_REMOVE, "error", md_escape(err))
+        return
+    collections_changed()
+    st.session_state[keys.BROWSE_OPEN] = None
+    set_notice(
+        keys.BROWSE_REMOVE,
+        "success",
+        f"Removed **{md_escape(name)}** from **{md_escape(collection.name)}**, with its matches in runs.",
+    )
 
 
 def image_grid(
@@ -64,6 +96,7 @@ def image_grid(
 # -- an opened image ----------------------------------------------------------------------------
 # Always the same slot, empty when no image is open: an element put before the grid only when an
 # image opens moved every grid card one place down, and the browser built all 48 anew.
+show_notice(keys.BROWSE_REMOVE, once=True)
 opened_slot = st.container()
 opened = st.session_state.get(keys.BROWSE_OPEN)
 if opened is not None:
@@ -103,6 +136,15 @@ if opened is not None:
                     icon=LIBRARY.icon,
                     query_params={LIBRARY_IMAGE_PARAM: str(rec.id)},
                 )
+                with st.popover("Remove from the collection", icon=":material/delete:"):
+                    st.caption(
+                        f"Removes **{md_escape(rec.name)}** from **{md_escape(coll.name)}**: its embedding, "
+                        "thumbnail and its matches in runs. The file is not touched; indexing its folder "
+                        "again adds it back."
+                    )
+                    st.button(
+                        "Remove", on_click=_remove, args=(rec.id, rec.name, coll), key=keys.BROWSE_REMOVE
+                    )
                 k = st.slider("Neighbours", 3, 30, 12, key=keys.NEIGHBOURS_K)
             try:
                 hits = neighbours(index, get_collection_search(coll.id), rec.id, k)
