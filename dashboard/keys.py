@@ -95,6 +95,7 @@ def source_image(prefix: str) -> str:
 
 # -- Match a video ------------------------------------------------------------------------------
 MATCH_JOB = "match-job"
+MATCH_BATCH_REPORT = "match-batch-report"  # the last batch's BatchReport (a folder matched)
 MATCH_ADMIN_NOTICE = "match-admin"
 RUN = "match-run"
 RUN_TAB = "match-run-tab"  # the open tab under the inspector (only it is drawn); kept across runs

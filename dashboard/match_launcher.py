@@ -12,16 +12,19 @@ import streamlit as st
 
 from core import api
 from core.errors import USER_ERRORS, VideoOpenError
+from core.matching.batch import BatchReport, batch_files, match_batch
 from core.matching.params import DEFAULTS, MatchParams
 from core.matching.regions import DEFAULT_REGIONS
 from core.matching.sampling import DEFAULT_SAMPLING
 from core.media.video import probe_video
 from dashboard import keys
+from dashboard.jobs import with_index, with_model
 from dashboard.results import RATE, SAMPLING_MODES, STRIDE, make_sampling
 from dashboard.state import extractor_loader, settings
 from dashboard.widgets import (
     follow_job,
     keep_values,
+    md_escape,
     outcome_notice,
     pick_collection,
     show_error,
@@ -36,7 +39,14 @@ def follow() -> bool:
     """Take a finished match job's outcome (the new run is selected); True while one runs."""
     snap = follow_job(keys.MATCH_JOB)
     if snap is not None:
-        if snap.status == "done":
+        if snap.status == "done" and isinstance(snap.result, BatchReport):  # a folder
+            report: BatchReport = snap.result
+            st.session_state[keys.MATCH_BATCH_REPORT] = report
+            runs = [item.run_id for item in report.items if item.run_id is not None]
+            if runs:
+                st.session_state[keys.RUN] = runs[-1]
+            outcome_notice(keys.MATCH_JOB, snap, f"Batch finished: {md_escape(report.summary())}.")
+        elif snap.status == "done":
             summary = snap.result.summary  # a core.api.MatchRun
             st.session_state[keys.RUN] = summary.run_id
             outcome_notice(
@@ -49,6 +59,26 @@ def follow() -> bool:
         else:
             outcome_notice(keys.MATCH_JOB, snap, "")
     show_notice(keys.MATCH_JOB)
+    report = st.session_state.get(keys.MATCH_BATCH_REPORT)
+    if report is not None:
+        with st.expander(f"Last batch: {len(report.items)} videos", expanded=True):
+            st.dataframe(
+                [
+                    {
+                        "video": Path(item.path).name,
+                        "status": item.status,
+                        "run": item.run_id,
+                        "frames": item.frames,
+                        "analysed": item.analysed,
+                        "matched": item.matched,
+                        "segments": item.segments,
+                        "reason": item.reason,
+                    }
+                    for item in report.items
+                ],
+                hide_index=True,
+                width="stretch",
+            )
     return keys.MATCH_JOB in st.session_state
 
 
@@ -92,7 +122,13 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
         src_col, opt_col = st.columns([1, 1], gap="large")
         with src_col:
             st.markdown("**Video**")
-            video_path = video_source(keys.MATCH_VIDEO)
+            video_path = video_source(keys.MATCH_VIDEO, folders=True)
+            files = batch_files([video_path]) if video_path is not None and video_path.is_dir() else None
+            if files is not None:
+                st.caption(
+                    f"{len(files)} video files in this folder and below: one run each; videos matched "
+                    "before with these options are skipped, unfinished ones resumed."
+                )
             st.markdown("**Collection**")
             coll = pick_collection(index, key=keys.MATCH_COLLECTION, require_images=True)
         with opt_col:
@@ -157,32 +193,50 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
     if video_path is None:
         st.warning("Choose a video first: upload one or type its path on the server.")
         return
+    if files == []:
+        st.warning(f"No video files in {md_escape(video_path)}: pick a folder with videos in it.")
+        return
     try:
-        info = probe_video(video_path, compute_hash=False)
-        if info.frame_count == 0 and info.duration_s == 0:
-            raise VideoOpenError(str(video_path), "the video has no frames")
-        sampling = make_sampling(mode, stride=stride, fps=fps, max_interval_s=max_interval)
-        params = MatchParams(
-            threshold=threshold, top_k=int(top_k), gap_tolerance_s=gap, min_duration_s=min_duration
-        )
+        if files is None:
+            info = probe_video(video_path, compute_hash=False)
+            if info.frame_count == 0 and info.duration_s == 0:
+                raise VideoOpenError(str(video_path), "the video has no frames")
+        options = {
+            "sampling": make_sampling(mode, stride=stride, fps=fps, max_interval_s=max_interval),
+            "params": MatchParams(
+                threshold=threshold, top_k=int(top_k), gap_tolerance_s=gap, min_duration_s=min_duration
+            ),
+            "max_frames": int(max_frames) or None,
+            "regions": DEFAULT_REGIONS if regions else None,
+        }
     except VideoOpenError as err:
         show_error(err, "Upload another file or check the path.")
         return
     except USER_ERRORS as err:
         show_error(err)
         return
-    start_job(
-        keys.MATCH_JOB,
-        "match",
-        f"Matching {Path(video_path).name} against {coll.name}",
-        api.match,
-        video_path,
-        coll.name,
-        db=str(settings().db_path),  # the job opens its own connection
-        model=extractor_loader(coll.model_id),  # the collection's own, loaded as the job's first stage
-        sampling=sampling,
-        params=params,
-        max_frames=int(max_frames) or None,
-        regions=DEFAULT_REGIONS if regions else None,
-    )
+    load = extractor_loader(coll.model_id)  # the collection's own, loaded as the job's first stage
+    if files is not None:  # a folder: every video in it, one run each (python -m core match FOLDER)
+        st.session_state.pop(keys.MATCH_BATCH_REPORT, None)
+        start_job(
+            keys.MATCH_JOB,
+            "match-batch",
+            f"Matching {len(files)} videos of {video_path.name or video_path} against {coll.name}",
+            with_index(str(settings().db_path), with_model(load, match_batch)),
+            [str(video_path)],
+            coll.name,
+            **options,
+        )
+    else:
+        start_job(
+            keys.MATCH_JOB,
+            "match",
+            f"Matching {Path(video_path).name} against {coll.name}",
+            api.match,
+            video_path,
+            coll.name,
+            db=str(settings().db_path),  # the job opens its own connection
+            model=load,
+            **options,
+        )
     st.rerun()

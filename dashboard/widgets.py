@@ -134,8 +134,9 @@ def pick_collection(
     return coll
 
 
-def video_source(key: str) -> Path | None:
-    """Upload a video or name one on the server; returns its path, or None (with a hint)."""
+def video_source(key: str, *, folders: bool = False) -> Path | None:
+    """Upload a video or name one on the server (``folders``: or a folder of videos); returns its
+    path, or None (with a hint)."""
     how = st.radio(
         "Video",
         ["Upload a file", "Path on the server"],
@@ -149,7 +150,9 @@ def video_source(key: str) -> Path | None:
             return None
         return save_uploaded(upload, "videos")
     text = st.text_input(
-        "Video path on the server", key=keys.source_path(key), placeholder="/data/videos/clip.mp4"
+        "Video or folder path on the server" if folders else "Video path on the server",
+        key=keys.source_path(key),
+        placeholder="/data/videos/clip.mp4" + (" or /data/videos/" if folders else ""),
     ).strip()
     if not text:
         return None
@@ -158,6 +161,8 @@ def video_source(key: str) -> Path | None:
     except ForbiddenPathError as err:
         show_error(err)
         return None
+    if folders and path.is_dir():
+        return path
     if not path.is_file():
         st.error(
             f"No video file at {code_span(path)}: check the path (it is read on the server, not on your computer)."

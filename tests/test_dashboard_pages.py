@@ -410,6 +410,43 @@ def test_match_a_video_in_the_background(filled_db, shots_video):
     assert [segments["images"][i][1] for i in segments["image"]] == ["alpha.jpg", "beta.png", "gamma.jpg"]
 
 
+def test_match_a_folder_of_videos_in_the_background(filled_db, shots_video, tmp_path):
+    """A folder on the server is a batch, as `match FOLDER` is: one run per video, the ones that
+    cannot be read reported, a summary table; a second time, the done ones are skipped."""
+    import shutil
+
+    folder = tmp_path / "tonight"
+    folder.mkdir()
+    shutil.copy(shots_video.path, folder / "a.mp4")
+    shutil.copy(shots_video.path, folder / "b.mp4")
+    with open(folder / "b.mp4", "ab") as f:
+        f.write(b"\0")  # other content: another video
+    (folder / "broken.mp4").write_text("not a video")
+    at = open_app("views/match.py")
+    at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Path on the server").run()
+    at.text_input(key=keys.source_path(keys.MATCH_VIDEO)).input(str(folder))
+    at.selectbox(key=keys.MATCH_SAMPLING).set_value("every")
+    at.slider(key=keys.MATCH_THRESHOLD).set_value(TEST_THRESHOLD)
+    at.run()
+    assert any("3 video files" in c for c in plain(at.caption)), plain(at.caption)
+    at.button(key=keys.MATCH_GO).click().run()
+    assert not at.exception, at.exception
+    wait_for_job(at, keys.MATCH_JOB)
+    assert any("3 videos: 2 matched, 0 done before, 1 failed" in s for s in plain(at.success)), plain(
+        at.success
+    ) + plain(at.error)
+    (table,) = [d.value for d in at.dataframe if "status" in d.value.columns]
+    assert table["video"].tolist() == ["a.mp4", "b.mp4", "broken.mp4"]
+    assert table["status"].tolist() == ["matched", "matched", "failed"]
+    assert table["reason"][2].startswith("not a video")
+    assert at.session_state[keys.RUN] in table["run"].tolist()
+    at.session_state[keys.MATCH_LAUNCHER] = True  # a click on the expander
+    at.run()
+    at.button(key=keys.MATCH_GO).click().run()
+    wait_for_job(at, keys.MATCH_JOB)
+    assert any("2 done before" in s for s in plain(at.success)), plain(at.success)
+
+
 def chart_types(at: AppTest) -> list[str]:
     """The Plotly trace types drawn on the page, one list entry per chart."""
     import json

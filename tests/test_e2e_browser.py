@@ -103,7 +103,7 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
             settle(page)
             page.get_by_text("Path on the server").click()
             settle(page)
-            box = page.get_by_label("Video path on the server")
+            box = page.get_by_label("Video or folder path on the server")
             box.fill(str(video))
             box.press("Enter")
             settle(page)
@@ -153,13 +153,13 @@ def test_dashboard_in_a_real_browser(server, tmp_path):
             assert segments.evaluate("r => r.__mark") == 1, "the list is redrawn, not replaced"
             no_exception(page)
             # the form closed when the run finished, and is not drawn; opened, it has its values
-            expect(page.get_by_label("Video path on the server")).to_have_count(0)
+            expect(page.get_by_label("Video or folder path on the server")).to_have_count(0)
             page.get_by_text("New match run").click()
             settle(page)
-            expect(page.get_by_label("Video path on the server")).to_have_value(str(video))
+            expect(page.get_by_label("Video or folder path on the server")).to_have_value(str(video))
             page.get_by_text("New match run").click()
             settle(page)
-            expect(page.get_by_label("Video path on the server")).to_have_count(0)
+            expect(page.get_by_label("Video or folder path on the server")).to_have_count(0)
             no_exception(page)
             # Streamlit scrolls inside its own container: a tall viewport shows the whole page
             page.set_viewport_size({"width": 1400, "height": 3000})
