@@ -25,6 +25,7 @@ collection's own model, else the default). Errors: :data:`USER_ERRORS` (each say
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -449,17 +450,21 @@ def index_folder(
     iter_image_files(targets)  # a missing path fails before the model loads
     with _opened(db, create=True) as index:
         existing = index.find_collection(collection)
-        fx = _model_for(
-            existing,
-            model,
-            progress,
-            revision=revision,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
+        if not isinstance(model, FeatureExtractor) and not callable(model):
+            model = bound_model(existing, model, revision)  # a different model is refused before any work
+        load = functools.partial(
+            _model_for, existing, model, progress, device=device, precision=precision, batch_size=batch_size
         )
+        # loaded only when there is something to embed: indexing a folder again needs no model
         return index_images(
-            index, collection, targets, fx, batch_size=batch_size, progress=progress, cancel=cancel, **options
+            index,
+            collection,
+            targets,
+            model if isinstance(model, FeatureExtractor) else load,
+            batch_size=batch_size,
+            progress=progress,
+            cancel=cancel,
+            **options,
         )
 
 

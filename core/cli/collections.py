@@ -29,7 +29,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         report = api.index_folder(
             args.paths, args.collection, db=args.db, progress=bar, **model_options(args)
         )
-    print(f"{shown(report.summary())} ({report.elapsed_s:.1f} s, {report.images_per_s:.1f} images/s)")
+    rate = f", {report.images_per_s:.1f} images/s" if report.added else ""
+    print(f"{shown(report.summary())} ({report.elapsed_s:.1f} s{rate})")
     for path, original in report.duplicates:
         print(f"  duplicate: {shown(path)} (same content as {shown(original)})")
     for path, reason in report.failed:

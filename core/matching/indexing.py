@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +102,7 @@ def index_images(
     index: Index,
     collection: str,
     paths: Iterable[str | os.PathLike],
-    extractor: FeatureExtractor,
+    extractor: FeatureExtractor | Callable[[], FeatureExtractor],
     *,
     batch_size: int | None = None,
     recursive: bool = True,
@@ -111,19 +111,23 @@ def index_images(
 ) -> IndexReport:
     """Index image files and folders into ``collection``.
 
+    Args:
+        extractor: the model, or a function that loads it. For an existing collection it is
+            called only once there is new content to embed (a folder indexed again, or moved,
+            needs no model), and the model it gives is checked against the collection's then.
+
     Raises:
         FileNotFoundError: a given path does not exist.
         db.ModelMismatchError: the collection is bound to another model.
         core.progress.Cancelled: ``cancel`` was set; finished batches are kept.
     """
-    coll = ensure_collection(index, collection, extractor)
     found = iter_image_files(paths, recursive=recursive)  # a missing path fails here, before any output
+    coll, model = _model_on_demand(index, collection, extractor)
     announce(progress, "finding images")
     files = [_canonical(p) for p in found]
     known_paths = index.known_paths(coll.id)
     stored = {sha: (path, image_id) for path, rows in known_paths.items() for image_id, sha in rows}
     reporter = ProgressReporter("indexing", "images", len(files), progress, cancel)
-    batch_size = batch_size or extractor.batch_size
     tally = _Tally()
 
     def classify() -> Iterator[_Item]:
@@ -169,7 +173,7 @@ def index_images(
         failures = [(it.path, it.reason) for it in pending if it.kind == "failed"]
         inserted: dict[str, bool] = {}
         if new:
-            vectors, unusable = _embed(extractor, [it.image.rgb for it in new], batch_size)
+            vectors, unusable = _embed(model(), [it.image.rgb for it in new], batch_size)
             records = [
                 NewImage(
                     path=it.path,
@@ -214,10 +218,13 @@ def index_images(
 
     reporter.update(0)
     received = 0
-    for item in background(classify(), maxsize=batch_size * 2, name="image-loader"):
+    queued = 2 * batch_size if batch_size else LOADER_QUEUE
+    for item in background(classify(), maxsize=queued, name="image-loader"):
         pending.append(item)
         received += 1
-        if sum(it.kind == "new" for it in pending) >= batch_size or len(pending) >= 256:
+        if item.kind == "new" and not batch_size:  # the model's own batch size, once it is needed
+            batch_size = model().batch_size
+        if sum(it.kind == "new" for it in pending) >= (batch_size or 1) or len(pending) >= 256:
             reporter.check_cancelled()
             flush()
             reporter.update(received)
@@ -237,6 +244,34 @@ def index_images(
     )
     logger.info("indexed %s in %.1f s", report.summary(), report.elapsed_s)
     return report
+
+
+LOADER_QUEUE = 16
+"""Decoded images waiting for the model when no batch size is given (24-megapixel pictures:
+about 1 GB)."""
+
+
+def _model_on_demand(
+    index: Index, name: str, extractor: FeatureExtractor | Callable[[], FeatureExtractor]
+) -> tuple[Collection, Callable[[], FeatureExtractor]]:
+    """The collection (created with the model if new) and a function giving the model, loaded
+    on its first call and checked against the collection then."""
+    if not callable(extractor):  # a model (or a stand-in for one), not a loader
+        return ensure_collection(index, name, extractor), lambda: extractor
+    existing = index.find_collection(name)
+    if existing is None:
+        loaded = extractor()
+        return ensure_collection(index, name, loaded), lambda: loaded
+    cache: list[FeatureExtractor] = []
+
+    def model() -> FeatureExtractor:
+        if not cache:
+            loaded = extractor()
+            ensure_collection(index, name, loaded)  # db.ModelMismatchError: another model
+            cache.append(loaded)
+        return cache[0]
+
+    return existing, model
 
 
 # -- pruning ----------------------------------------------------------------------------------
