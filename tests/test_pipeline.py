@@ -151,35 +151,19 @@ def test_errors_are_clear_and_store_nothing_wrong(index, indexed, extractor, sho
     assert indexed.list_runs() == []
 
 
-def test_ctrl_c_leaves_a_cancelled_run_not_a_failed_one(indexed, extractor, shots_video):
-    """The user stopped it: `runs` said "failed", as if something had broken."""
-
-    def progress(event):
-        if event.done >= 16:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        match_video(
-            indexed,
-            shots_video.path,
-            "shots",
-            extractor,
-            sampling=Sampling.every(),
-            params=PARAMS,
-            batch_size=8,
-            progress=progress,
-        )
-    assert indexed.list_runs()[0].status == "cancelled"
-
-
-def test_cancel_keeps_a_cancelled_run_and_the_cache(indexed, extractor, shots_video):
+@pytest.mark.parametrize("how", ["cancel", "ctrl-c"])
+def test_a_stopped_run_is_kept_cancelled_with_the_cache(indexed, extractor, shots_video, how):
+    """Stopped from the dashboard (the cancel event) or with Ctrl-C: the run is `cancelled` (a
+    Ctrl-C made it `failed`, as if something had broken) and resumes from the cache."""
     cancel = threading.Event()
 
     def progress(event):
         if event.done >= 16:
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
             cancel.set()
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(KeyboardInterrupt if how == "ctrl-c" else Cancelled):
         match_video(
             indexed,
             shots_video.path,
