@@ -220,19 +220,23 @@ def collection(index):
     return index.create_collection("posters", MODEL, PREPROCESSING, DIM)
 
 
+def add_video(index: Index, path: str = "/videos/clip.mp4", sha256: str = "v" * 64, **fields):
+    """A video record through the db API (10 s at 25 fps, 1920×1080 unless ``fields`` say otherwise)."""
+    record = {
+        "fps": 25.0,
+        "frame_count": 250,
+        "duration_s": 10.0,
+        "width": 1920,
+        "height": 1080,
+        "rotation": 0,
+        "size_bytes": 123456,
+    }
+    return index.upsert_video(path=path, sha256=sha256, **{**record, **fields})
+
+
 @pytest.fixture
 def video(index):
-    return index.upsert_video(
-        path="/videos/clip.mp4",
-        sha256="v" * 64,
-        fps=25.0,
-        frame_count=250,
-        duration_s=10.0,
-        width=1920,
-        height=1080,
-        rotation=0,
-        size_bytes=123456,
-    )
+    return add_video(index)
 
 
 @pytest.fixture

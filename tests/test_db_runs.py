@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DIM, MODEL, _segment, count_rows, new_image
+from conftest import DIM, MODEL, _segment, add_video, count_rows, new_image
 from db import NotFoundError, RunInProgressError
 
 
@@ -161,17 +161,7 @@ def test_segments(index, collection, video):
 
 
 def test_list_runs_newest_first_and_filters(index, collection, video):
-    other_video = index.upsert_video(
-        path="/b.mp4",
-        sha256="b" * 64,
-        fps=30,
-        frame_count=3,
-        duration_s=0.1,
-        width=2,
-        height=2,
-        rotation=0,
-        size_bytes=1,
-    )
+    other_video = add_video(index, "/b.mp4", "b" * 64)
     other = index.create_collection("other", MODEL, "{}", DIM)
     first = index.create_run(video_id=video.id, collection_id=collection.id, model_id=MODEL, params={})
     second = index.create_run(video_id=other_video.id, collection_id=collection.id, model_id=MODEL, params={})

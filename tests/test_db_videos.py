@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import add_video
 from db import NotFoundError
 
 
@@ -80,17 +81,7 @@ def test_clear_frame_cache(index):
 
 
 def _another_video(index, path="/videos/a.mp4", sha="a" * 64):
-    return index.upsert_video(
-        path=path,
-        sha256=sha,
-        fps=25.0,
-        frame_count=100,
-        duration_s=4.0,
-        width=640,
-        height=360,
-        rotation=0,
-        size_bytes=1000,
-    )
+    return add_video(index, path, sha, duration_s=4.0)
 
 
 def test_searchable_videos_are_every_video_with_cached_frames(index, video):
