@@ -255,8 +255,8 @@ class Collections(Store):
                 inserted = image_id is None
                 if inserted:
                     cursor = conn.execute(
-                        "INSERT INTO images (collection_id, path, name_key, sha256, width, height, added) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO images (collection_id, path, name_key, sha256, width, height, added, "
+                        "size_bytes, mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             collection.id,
                             fspath(item.path),
@@ -265,6 +265,8 @@ class Collections(Store):
                             item.width,
                             item.height,
                             added,
+                            item.size_bytes,
+                            item.mtime_ns,
                         ),
                     )
                     image_id = cursor.lastrowid
@@ -381,6 +383,25 @@ class Collections(Store):
         """Remove images (and their embeddings, matches, segments); returns how many."""
         with self.transaction() as conn:
             return _delete_images(conn, int(collection_id), image_ids)
+
+    def file_stamps(self, collection_id: int) -> dict[int, tuple[int, int]]:
+        """``image id -> (file size, modification time in ns)`` as they were when each image's
+        file was last read (images indexed by an older version have none)."""
+        ids, sizes, times = self._columns(
+            "SELECT id, size_bytes, mtime_ns FROM images WHERE collection_id = ? AND mtime_ns IS NOT NULL",
+            (int(collection_id),),
+            3,
+        )
+        return {i: (size, t) for i, size, t in zip(ids, sizes, times, strict=True)}
+
+    def stamp_images(self, collection_id: int, stamps: Sequence[tuple[int, int, int]]) -> None:
+        """Record ``(image id, file size, modification time in ns)``: the file was read again and
+        its content is the same."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE images SET size_bytes = ?, mtime_ns = ? WHERE id = ? AND collection_id = ?",
+                [(int(size), int(t), int(i), int(collection_id)) for i, size, t in stamps],
+            )
 
     def move_images(self, collection_id: int, moves: Sequence[tuple[int, str]]) -> None:
         """Give images of the collection new paths, as ``(image id, path)``: their files moved.

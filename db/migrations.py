@@ -413,6 +413,14 @@ def _frame_counts(db: Database) -> None:
     )
 
 
+def _image_file_stamps(db: Database) -> None:
+    """Each image's file size and modification time when it was last read: indexing a folder again
+    knows an unchanged file without reading it (it hashed every file: hundreds of GB a night for
+    an archive of photos). Images indexed before have none, and are hashed once more."""
+    db.execute("ALTER TABLE images ADD COLUMN size_bytes INTEGER")
+    db.execute("ALTER TABLE images ADD COLUMN mtime_ns INTEGER")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -425,6 +433,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _image_collection_index,
     _run_region_chunks,
     _frame_counts,
+    _image_file_stamps,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

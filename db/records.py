@@ -64,6 +64,8 @@ class NewImage:
     thumbnail: bytes  # a small JPEG
     embedding: np.ndarray  # (embed_dim,), any float dtype; stored L2-normalised as float32
     replaces: tuple[int, ...] = ()  # images of the same file's earlier content, removed with it
+    size_bytes: int | None = None  # the file's size and modification time when it was read
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,38 @@ def test_a_moved_folder_keeps_its_images_and_their_matches(
     assert len(again.already_indexed) == 4 and not again.moved and len(again.duplicates) == 1
 
 
+def test_unchanged_files_are_not_read_again(index, extractor, image_folder, monkeypatch):
+    """Indexing a folder again read every file to hash it: for 100,000 photos of a few MB, hundreds
+    of GB a night. A file whose size and modification time are as stored is known unread; one
+    touched since is hashed once, then known by its new time; one changed is embedded again."""
+    import core.matching.indexing as indexing
+
+    index_images(index, "c", [image_folder.folder], extractor)
+    read = []
+    real_hash, real_read = indexing.file_sha256, indexing.read_image_file
+    monkeypatch.setattr(indexing, "file_sha256", lambda p: read.append(p) or real_hash(p))
+    monkeypatch.setattr(indexing, "read_image_file", lambda p: read.append(p) or real_read(p))
+    again = index_images(index, "c", [image_folder.folder], extractor)
+    assert len(again.already_indexed) == 4 and read == []
+    touched = str(image_folder.paths[0].resolve())
+    stat = os.stat(touched)
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert len(index_images(index, "c", [image_folder.folder], extractor).already_indexed) == 4
+    assert read == [touched]
+    read.clear()
+    assert len(index_images(index, "c", [image_folder.folder], extractor).already_indexed) == 4
+    assert read == []
+    index.db.execute("UPDATE images SET size_bytes = NULL, mtime_ns = NULL")  # indexed by an older version
+    assert len(index_images(index, "c", [image_folder.folder], extractor).already_indexed) == 4
+    assert len(read) == 4
+    read.clear()
+    index_images(index, "c", [image_folder.folder], extractor)
+    assert read == []
+    Image.fromarray(pattern_image(555)).save(image_folder.paths[1])
+    changed = index_images(index, "c", [image_folder.folder], extractor)
+    assert changed.added == (str(image_folder.paths[1].resolve()),)
+
+
 def test_changed_file_replaces_its_old_content(index, extractor, image_folder):
     index_images(index, "c", [image_folder.folder], extractor)
     Image.fromarray(pattern_image(555)).save(image_folder.paths[1])

@@ -71,7 +71,8 @@ class _Item:
     thumbnail: bytes = b""
     reason: str = ""
     replaces: tuple[int, ...] = ()  # image ids of this path's earlier content, to remove
-    moves: int = -1  # "moved": the image id that takes this path
+    moves: int = -1  # "moved": the image id that takes this path; "known": the one it is
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) as read, to store with the image
 
 
 @dataclass(slots=True)
@@ -127,6 +128,7 @@ def index_images(
     files = [_canonical(p) for p in found]
     known_paths = index.known_paths(coll.id)
     stored = {sha: (path, image_id) for path, rows in known_paths.items() for image_id, sha in rows}
+    stamps = index.file_stamps(coll.id)  # unchanged files are known by size and time, unread
     reporter = ProgressReporter("indexing", "images", len(files), progress, cancel)
     tally = _Tally()
 
@@ -135,11 +137,17 @@ def index_images(
         for path in files:
             rows = known_paths.get(path, [])
             try:
+                stamp = _stamp(path)
                 if rows:
+                    same = [image_id for image_id, _ in rows if stamps.get(image_id) == stamp]
+                    if same:  # as it was when last read (a stale row left by an old crash goes)
+                        yield _Item(path, "known", replaces=tuple(i for i, _ in rows if i != same[0]))
+                        continue
                     current = file_sha256(path)
-                    stale = tuple(image_id for image_id, sha in rows if sha != current)
-                    if len(stale) < len(rows):  # unchanged (a stale row left by an old crash goes)
-                        yield _Item(path, "known", replaces=stale)
+                    kept = [image_id for image_id, sha in rows if sha == current]
+                    if kept:  # touched, or indexed by an older version: the same content
+                        stale = tuple(i for i, _ in rows if i != kept[0])
+                        yield _Item(path, "known", replaces=stale, moves=kept[0], stamp=stamp)
                         continue
                 data = read_image_file(path)
                 sha = hashlib.sha256(data).hexdigest()
@@ -150,7 +158,9 @@ def index_images(
                         yield _Item(path, "duplicate", reason=original, replaces=stale)
                     else:  # moved: the image takes this path; a second copy is its duplicate
                         stored[sha] = (path, image_id)
-                        yield _Item(path, "moved", reason=original, replaces=stale, moves=image_id)
+                        yield _Item(
+                            path, "moved", reason=original, replaces=stale, moves=image_id, stamp=stamp
+                        )
                     continue
                 if sha in seen:
                     yield _Item(path, "duplicate", reason=seen[sha], replaces=stale)
@@ -163,7 +173,9 @@ def index_images(
                 yield _Item(path, "failed", reason=err.strerror or str(err))
                 continue
             seen[image.sha256] = path
-            yield _Item(path, "new", image=image, thumbnail=make_thumbnail(image.rgb), replaces=stale)
+            yield _Item(
+                path, "new", image=image, thumbnail=make_thumbnail(image.rgb), replaces=stale, stamp=stamp
+            )
 
     pending: list[_Item] = []
 
@@ -183,6 +195,8 @@ def index_images(
                     thumbnail=it.thumbnail,
                     embedding=vec,
                     replaces=it.replaces,
+                    size_bytes=it.stamp[0] if it.stamp else None,
+                    mtime_ns=it.stamp[1] if it.stamp else None,
                 )
                 for it, vec, bad in zip(new, vectors, unusable, strict=True)
                 if bad is None
@@ -199,6 +213,9 @@ def index_images(
         moved = [(it.moves, it.path) for it in pending if it.kind == "moved"]
         if moved:
             index.move_images(coll.id, moved)
+        restamped = [(it.moves, *it.stamp) for it in pending if it.kind in ("known", "moved") and it.stamp]
+        if restamped:
+            index.stamp_images(coll.id, restamped)
         if failures:
             index.add_failures(coll.id, failures)
         for it in pending:
@@ -244,6 +261,13 @@ def index_images(
     )
     logger.info("indexed %s in %.1f s", report.summary(), report.elapsed_s)
     return report
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """A file's size and modification time: as stored, the file is taken as unchanged (as rsync
+    and make do) and not read."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 LOADER_QUEUE = 16
