@@ -421,6 +421,12 @@ def _image_file_stamps(db: Database) -> None:
     db.execute("ALTER TABLE images ADD COLUMN mtime_ns INTEGER")
 
 
+def _video_file_stamps(db: Database) -> None:
+    """Each video's file modification time when it was last hashed (its size is stored already):
+    a video whose file is as stored keeps its identity without being read whole again."""
+    db.execute("ALTER TABLE videos ADD COLUMN mtime_ns INTEGER")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -434,6 +440,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _run_region_chunks,
     _frame_counts,
     _image_file_stamps,
+    _video_file_stamps,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

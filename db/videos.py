@@ -37,18 +37,21 @@ class Videos(Store):
         height: int,
         rotation: int,
         size_bytes: int,
+        mtime_ns: int | None = None,
     ) -> VideoRecord:
-        """Record a video; one seen before (same sha256) gets its path and metadata updated."""
+        """Record a video; one seen before (same sha256) gets its path and metadata updated.
+        ``mtime_ns``: the file's modification time when it was hashed (see :meth:`find_video_file`)."""
         with self.transaction() as conn:
             conn.execute(
                 """
                 INSERT INTO videos (path, sha256, fps, frame_count, duration_s, width, height,
-                    rotation, size_bytes, added)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    rotation, size_bytes, added, mtime_ns)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (sha256) DO UPDATE SET path = excluded.path, fps = excluded.fps,
                     frame_count = excluded.frame_count, duration_s = excluded.duration_s,
                     width = excluded.width, height = excluded.height,
-                    rotation = excluded.rotation, size_bytes = excluded.size_bytes
+                    rotation = excluded.rotation, size_bytes = excluded.size_bytes,
+                    mtime_ns = excluded.mtime_ns
                 """,
                 (
                     os.fspath(path),
@@ -61,11 +64,22 @@ class Videos(Store):
                     int(rotation),
                     int(size_bytes),
                     now(),
+                    None if mtime_ns is None else int(mtime_ns),
                 ),
             )
             video = self.find_video(sha256)
             assert video is not None
             return video
+
+    def find_video_file(self, path: str, size_bytes: int, mtime_ns: int) -> VideoRecord | None:
+        """The video last hashed at ``path`` when the file had this size and modification time:
+        a file found so is taken as unchanged (as rsync and make judge it), so its identity is
+        known without reading it whole."""
+        row = self._row(
+            f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE path = ? AND size_bytes = ? AND mtime_ns = ?",
+            (os.fspath(path), int(size_bytes), int(mtime_ns)),
+        )
+        return None if row is None else record(VideoRecord, row)
 
     def get_video(self, video_id: int) -> VideoRecord:
         """One video. Raises NotFoundError."""

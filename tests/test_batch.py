@@ -35,6 +35,20 @@ def test_a_batch_run_again_skips_what_is_done(indexed, extractor, videos):
     again = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
     assert [i.status for i in again.items] == ["done before", "failed", "done before"]
     assert [i.run_id for i in again.items] == [i.run_id for i in first.items]
+    import core.media.video as video
+
+    real = video.file_sha256
+    try:  # done videos, unchanged since, are known by path, size and time: not read whole again
+        video.file_sha256 = lambda *a: pytest.fail("a video known unchanged was hashed again")
+        assert [
+            i.status for i in match_batch(indexed, [videos], "shots", extractor, params=PARAMS).items
+        ] == [
+            "done before",
+            "failed",
+            "done before",
+        ]
+    finally:
+        video.file_sha256 = real
     other = match_batch(indexed, [videos], "shots", extractor, params=PARAMS, sampling=Sampling.every())
     assert [i.status for i in other.items] == ["matched", "failed", "matched"]  # other options: new runs
 

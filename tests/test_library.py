@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,26 @@ def test_index_videos_caches_frames_and_skips_what_is_done(index, extractor, lib
     # another sampling indexes again, computing only frames not cached yet
     every = index_videos(index, [shots_video.path], extractor, sampling=Sampling.every())
     assert every.videos[0].computed == shots_video.frame_count - shots.computed
+
+
+def test_videos_indexed_before_are_not_read_again(index, extractor, library, shots_video, monkeypatch):
+    """A nightly index-videos (or match) of a folder read every video whole to hash it, only to
+    find it done: hundreds of GB for a large library. A file whose path, size and modification
+    time are as stored keeps its stored identity; one touched since is hashed again."""
+    import core.media.video as video
+
+    hashed = []
+    real = video.file_sha256
+    monkeypatch.setattr(video, "file_sha256", lambda p, *a: hashed.append(str(p)) or real(p, *a))
+    again = index_videos(index, [shots_video.path], extractor)
+    assert again.videos[0].status == "already indexed" and hashed == []
+    stat = shots_video.path.stat()
+    os.utime(shots_video.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert index_videos(index, [shots_video.path], extractor).videos[0].status == "already indexed"
+    assert hashed == [str(shots_video.path)]
+    hashed.clear()
+    index_videos(index, [shots_video.path], extractor)
+    assert hashed == []
 
 
 def test_cancelled_indexing_is_resumed(index, extractor, shots_video):

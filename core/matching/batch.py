@@ -17,11 +17,17 @@ from dataclasses import dataclass, field
 
 from core.errors import VideoOpenError
 from core.matching.params import MatchParams
-from core.matching.pipeline import check_collection, match_video, register_video, run_parameters
+from core.matching.pipeline import (
+    check_collection,
+    identify_video,
+    match_video,
+    register_video,
+    run_parameters,
+)
 from core.matching.regions import RegionSettings
 from core.matching.runs import RunView
 from core.matching.sampling import Sampling
-from core.media.video import VideoInfo, iter_video_files, probe_video
+from core.media.video import VideoInfo, iter_video_files
 from core.model.features import FeatureExtractor
 from core.progress import ProgressCallback, ProgressReporter
 from db import Collection, Index
@@ -163,7 +169,7 @@ def plan_batch(
     planned = []
     for path in files:
         try:
-            info = probe_video(path)
+            info = identify_video(index, path)
         except VideoOpenError as err:
             planned.append(Planned(path, None, reason=err.reason))
             continue

@@ -29,11 +29,11 @@ import numpy as np
 from core.errors import InvalidArgumentError, VideoOpenError
 from core.matching.frame_embedding import embed_video
 from core.matching.params import MatchParams
-from core.matching.pipeline import register_video
+from core.matching.pipeline import identify_video, register_video
 from core.matching.sampling import Sampling
 from core.matching.search import maintain_vectors, open_vectors
 from core.matching.segments import find_segments
-from core.media.video import iter_video_files, probe_video
+from core.media.video import iter_video_files
 from core.model.features import FeatureExtractor, l2_normalize, sibling_embed_keys
 from core.model.preprocess import Preprocessing
 from core.progress import ProgressCallback, ProgressReporter
@@ -110,7 +110,7 @@ def index_videos(
     for number, path in enumerate(files):
         reporter.check_cancelled()
         try:
-            info = probe_video(path)
+            info = identify_video(index, path)
         except VideoOpenError as err:
             done.append(VideoIndexed(path, "failed", reason=err.reason))
             logger.info("not indexed: %s: %s", path, err.reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -93,7 +94,26 @@ def register_video(index: Index, info: VideoInfo) -> VideoRecord:
         height=info.height,
         rotation=info.rotation,
         size_bytes=info.size_bytes,
+        mtime_ns=info.mtime_ns,
     )
+
+
+def identify_video(
+    index: Index, path: str | os.PathLike, hash_progress: Callable[[int, int], None] | None = None
+) -> VideoInfo:
+    """:func:`probe_video`, without reading the whole file to hash it when it is the one stored at
+    that path, unchanged (same size and modification time): a nightly batch or index-videos of a
+    large library read every video whole only to find it done.
+
+    Raises:
+        VideoOpenError: as :func:`probe_video`.
+    """
+    info = probe_video(path, compute_hash=False)
+    if info.mtime_ns is not None:
+        known = index.find_video_file(os.path.abspath(path), info.size_bytes, info.mtime_ns)
+        if known is not None:
+            return replace(info, sha256=known.sha256)
+    return probe_video(path, hash_progress=hash_progress)  # new or changed: hashed (and opened again: ms)
 
 
 def run_parameters(
@@ -159,7 +179,7 @@ def match_video(
         reading.update(-(-done // mib), Path(video_path).name)
         reading.check_cancelled()
 
-    info = info or probe_video(video_path, hash_progress=hashed)
+    info = info or identify_video(index, video_path, hash_progress=hashed)
     video = register_video(index, info)
     announce(progress, "loading collection", f"{coll.image_count:,} embeddings of {coll.name}")
     searcher = open_search(index, coll, maintain=True)  # exact, or the approximate index of a large one

@@ -45,6 +45,7 @@ class VideoInfo:
     size_bytes: int
     codec: str
     frame_count_exact: bool = True
+    mtime_ns: int | None = None  # the file's modification time before it was hashed
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,7 @@ def probe_video(
         codec = stream.codec_context.name
     finally:
         container.close()
+    stat = Path(path).stat()  # before hashing: a file changed while it is read is hashed again next time
     return VideoInfo(
         path=str(path),
         sha256=file_sha256(path, hash_progress) if compute_hash else "",
@@ -160,9 +162,10 @@ def probe_video(
         width=w,
         height=h,
         rotation=rotation,
-        size_bytes=Path(path).stat().st_size,
+        size_bytes=stat.st_size,
         codec=codec,
         frame_count_exact=exact,
+        mtime_ns=stat.st_mtime_ns,
     )
 
 
