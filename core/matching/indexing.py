@@ -71,7 +71,7 @@ class _Item:
     thumbnail: bytes = b""
     reason: str = ""
     replaces: tuple[int, ...] = ()  # image ids of this path's earlier content, to remove
-    moves: int = -1  # "moved": the image id that takes this path; "known": the one it is
+    image_id: int = -1  # "moved": the stored image that takes this path; "known": the one it is
     stamp: tuple[int, int] | None = None  # (size, mtime_ns) as read, to store with the image
 
 
@@ -147,7 +147,7 @@ def index_images(
                     kept = [image_id for image_id, sha in rows if sha == current]
                     if kept:  # touched, or indexed by an older version: the same content
                         stale = tuple(i for i, _ in rows if i != kept[0])
-                        yield _Item(path, "known", replaces=stale, moves=kept[0], stamp=stamp)
+                        yield _Item(path, "known", replaces=stale, image_id=kept[0], stamp=stamp)
                         continue
                 data = read_image_file(path)
                 sha = hashlib.sha256(data).hexdigest()
@@ -159,7 +159,7 @@ def index_images(
                     else:  # moved: the image takes this path; a second copy is its duplicate
                         stored[sha] = (path, image_id)
                         yield _Item(
-                            path, "moved", reason=original, replaces=stale, moves=image_id, stamp=stamp
+                            path, "moved", reason=original, replaces=stale, image_id=image_id, stamp=stamp
                         )
                     continue
                 if sha in seen:
@@ -210,10 +210,10 @@ def index_images(
         stale = [old for it in pending if it.kind in ("known", "duplicate", "moved") for old in it.replaces]
         if stale:
             index.remove_images(coll.id, stale)
-        moved = [(it.moves, it.path) for it in pending if it.kind == "moved"]
+        moved = [(it.image_id, it.path) for it in pending if it.kind == "moved"]
         if moved:
             index.move_images(coll.id, moved)
-        restamped = [(it.moves, *it.stamp) for it in pending if it.kind in ("known", "moved") and it.stamp]
+        restamped = [(it.image_id, *it.stamp) for it in pending if it.kind in ("known", "moved") and it.stamp]
         if restamped:
             index.stamp_images(coll.id, restamped)
         if failures:
