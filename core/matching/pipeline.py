@@ -108,12 +108,17 @@ def identify_video(
     Raises:
         VideoOpenError: as :func:`probe_video`.
     """
+    try:
+        stat = os.stat(path)
+        known = index.find_video_file(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        known = None  # probe_video says what is wrong with the file
+    if known is None:  # new or changed: hashed
+        return probe_video(path, hash_progress=hash_progress)
     info = probe_video(path, compute_hash=False)
-    if info.mtime_ns is not None:
-        known = index.find_video_file(os.path.abspath(path), info.size_bytes, info.mtime_ns)
-        if known is not None:
-            return replace(info, sha256=known.sha256)
-    return probe_video(path, hash_progress=hash_progress)  # new or changed: hashed (and opened again: ms)
+    if (info.size_bytes, info.mtime_ns) != (stat.st_size, stat.st_mtime_ns):  # changed meanwhile
+        return probe_video(path, hash_progress=hash_progress)
+    return replace(info, sha256=known.sha256)
 
 
 def run_parameters(
