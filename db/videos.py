@@ -20,6 +20,7 @@ from .records import LibraryVideo, SearchableVideo, VideoRecord
 from .store import Store, decode_vectors, json_ids, now, record, to_json
 
 _VIDEO_COLUMNS = "id, path, sha256, fps, frame_count, duration_s, width, height, rotation, size_bytes, added"
+_V_COLUMNS = ", ".join("v." + c.strip() for c in _VIDEO_COLUMNS.split(","))  # joined as ``videos v``
 
 
 class Videos(Store):
@@ -220,7 +221,7 @@ class Videos(Store):
     def list_library_videos(self, embed_keys: Sequence[str] | None = None) -> list[LibraryVideo]:
         """Videos indexed for the library (of these embedding keys), by path."""
         sql = (
-            f"SELECT {', '.join('v.' + c.strip() for c in _VIDEO_COLUMNS.split(','))}, l.embed_key, "
+            f"SELECT {_V_COLUMNS}, l.embed_key, "
             "l.sampling, l.frames, l.complete, l.updated FROM library_videos l "
             "JOIN videos v ON v.sha256 = l.video_sha256"
         )
@@ -245,18 +246,19 @@ class Videos(Store):
     def searchable_videos(self, embed_keys: Sequence[str] | None = None) -> list[SearchableVideo]:
         """Every video with cached frames (of these embedding keys), by path: what ``find``
         searches, whether ``index-videos`` or a match run cached the frames."""
+        where, params = "", []
+        if embed_keys is not None:
+            where, params = (
+                "WHERE embed_key IN (SELECT value FROM json_each(?))",
+                [json.dumps(list(embed_keys))],
+            )
         sql = (
-            f"SELECT {', '.join('v.' + c.strip() for c in _VIDEO_COLUMNS.split(','))}, f.embed_key, f.frames, "
-            "l.complete FROM (SELECT video_sha256, embed_key, frames FROM frame_counts {where}) f "
+            f"SELECT {_V_COLUMNS}, f.embed_key, f.frames, l.complete "
+            f"FROM (SELECT video_sha256, embed_key, frames FROM frame_counts {where}) f "
             "JOIN videos v ON v.sha256 = f.video_sha256 "
             "LEFT JOIN library_videos l ON l.video_sha256 = f.video_sha256 AND l.embed_key = f.embed_key "
             "ORDER BY v.path, f.embed_key"
         )
-        params: list[Any] = []
-        where = ""
-        if embed_keys is not None:
-            where = "WHERE embed_key IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(embed_keys)))
         return [
             SearchableVideo(
                 video=record(VideoRecord, row),
@@ -265,7 +267,7 @@ class Videos(Store):
                 indexed=row["complete"] is not None,
                 complete=bool(row["complete"]),
             )
-            for row in self._rows(sql.replace("{where}", where), params)
+            for row in self._rows(sql, params)
         ]
 
     def library_video(self, video_sha256: str, embed_key: str) -> LibraryVideo | None:
