@@ -166,9 +166,9 @@ def cmd_videos(args: argparse.Namespace) -> int:
             f"{shown(e.video.path)}{key}"
         )
     videos = {e.video.sha256: e.video for e in entries}
-    hours = sum(v.duration_s for v in videos.values())
+    seconds = sum(v.duration_s for v in videos.values())
     frames = sum(e.frames for e in entries)
-    print(f"{len(videos)} video(s), {format_time(hours)} of video, {frames} cached frames")
+    print(f"{len(videos)} video(s), {format_time(seconds)} of video, {frames} cached frames")
     return 0
 
 
