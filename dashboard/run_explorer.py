@@ -102,6 +102,12 @@ def _explore(run_id: int) -> None:
         st.info("This run is still in progress; what is shown is what has been stored so far.")
     elif run.status in ("cancelled", "failed"):
         st.warning(f"This run was {run.status}: it holds results for the frames analysed before that.")
+    elif run.collection_changed:
+        st.info(
+            f"The collection {md_escape(run.collection_name or '')} has changed since this run: images "
+            "added since were not looked for. Match the video again to include them (frames analysed "
+            "before come from the cache)."
+        )
     if len(res) == 0 or res.k == 0:
         st.warning(
             "This run has no frame results to show (it stopped before the first batch). Run the match again."

@@ -20,7 +20,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +149,8 @@ def _run_view(db_path: str, run_id: int, finished: str | None) -> RunView:
 
 
 def get_run_view(run_id: int) -> RunView:
-    """A stored run, loaded once while it is unchanged (runs are read-only once finished).
+    """A stored run, loaded once while it is unchanged (runs are read-only once finished), with its
+    record as it is now (its collection may have been renamed or changed since).
 
     Raises:
         db.NotFoundError: no such run.
@@ -158,7 +159,8 @@ def get_run_view(run_id: int) -> RunView:
     run = index.get_run(run_id)
     if run.status == "running":  # still being written by a job: never cache a partial run
         return run_views.load_run(index, run_id, all_paths=False)
-    return _run_view(str(settings().db_path), int(run_id), run.finished)
+    view = _run_view(str(settings().db_path), int(run_id), run.finished)
+    return view if view.run == run else replace(view, run=run)
 
 
 _READ_AHEAD_ERRORS = (NotFoundError, sqlite3.Error, OSError)

@@ -427,6 +427,39 @@ def _video_file_stamps(db: Database) -> None:
     db.execute("ALTER TABLE videos ADD COLUMN mtime_ns INTEGER")
 
 
+def _collection_versions(db: Database) -> None:
+    """A collection's content version, bumped by triggers (in the same transaction) whenever an
+    image becomes searchable, gets a new embedding or is removed, and the version each run
+    searched: a batch skipped every video matched before even after images were added, so a new
+    poster was never looked for in them. Runs made before are taken to have searched the
+    collection as it is now unless one of its images is as new as the run or newer (removals
+    left no trace)."""
+    db.executescript(
+        """
+        ALTER TABLE collections ADD COLUMN content_version INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN collection_version INTEGER;
+        UPDATE runs SET collection_version = 0
+        WHERE collection_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM images i WHERE i.collection_id = runs.collection_id AND i.added >= runs.created
+        );
+        CREATE TRIGGER collection_image_added AFTER INSERT ON image_embeddings
+        BEGIN
+            UPDATE collections SET content_version = content_version + 1
+            WHERE id = (SELECT collection_id FROM images WHERE id = NEW.image_id);
+        END;
+        CREATE TRIGGER collection_image_changed AFTER UPDATE OF vector ON image_embeddings
+        BEGIN
+            UPDATE collections SET content_version = content_version + 1
+            WHERE id = (SELECT collection_id FROM images WHERE id = NEW.image_id);
+        END;
+        CREATE TRIGGER collection_image_removed AFTER DELETE ON images
+        BEGIN
+            UPDATE collections SET content_version = content_version + 1 WHERE id = OLD.collection_id;
+        END;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -441,6 +474,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _frame_counts,
     _image_file_stamps,
     _video_file_stamps,
+    _collection_versions,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

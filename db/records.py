@@ -139,6 +139,7 @@ class RunRecord:
     finished: str | None
     video_path: str
     heartbeat: str | None = None  # last sign of life of the process writing it
+    collection_changed: bool = False  # its collection gained, lost or re-embedded images since it searched it
 
     @property
     def complete(self) -> bool:

@@ -24,7 +24,8 @@ HOST = socket.gethostname()
 
 _RUN_SELECT = """
 SELECT r.id, r.video_id, r.collection_id, c.name AS collection_name, r.model_id, r.params, r.status,
-    r.stats, r.created, r.finished, v.path AS video_path, r.pid, r.host, r.heartbeat
+    r.stats, r.created, r.finished, v.path AS video_path, r.pid, r.host, r.heartbeat,
+    (c.id IS NOT NULL AND r.collection_version IS NOT c.content_version) AS collection_changed
 FROM runs r
 JOIN videos v ON v.id = r.video_id
 LEFT JOIN collections c ON c.id = r.collection_id
@@ -68,7 +69,12 @@ def _status(row) -> str:
 
 def _run_record(row) -> RunRecord:
     return record(
-        RunRecord, row, params=json.loads(row["params"]), stats=json.loads(row["stats"]), status=_status(row)
+        RunRecord,
+        row,
+        params=json.loads(row["params"]),
+        stats=json.loads(row["stats"]),
+        status=_status(row),
+        collection_changed=bool(row["collection_changed"]),
     )
 
 
@@ -76,24 +82,28 @@ class Runs(Store):
     """Runs, their frame results and segments (part of :class:`db.Index`)."""
 
     def create_run(self, *, video_id: int, collection_id: int | None, model_id: str, params: dict) -> int:
-        """Start a run (status 'running'); returns its id. Raises NotFoundError."""
+        """Start a run (status 'running'); returns its id. The run records the version of its
+        collection's content that it searches (see ``collection_changed``). Raises NotFoundError."""
         with self.transaction() as conn:
             self.get_video(video_id)  # type: ignore[attr-defined]  # from db.videos
             if collection_id is not None:
                 self.get_collection_by_id(collection_id)  # type: ignore[attr-defined]
             stamp = now()
+            collection = None if collection_id is None else int(collection_id)
             cursor = conn.execute(
                 "INSERT INTO runs (video_id, collection_id, model_id, params, status, created, pid, host, "
-                "heartbeat) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                "heartbeat, collection_version) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, "
+                "(SELECT content_version FROM collections WHERE id = ?))",
                 (
                     int(video_id),
-                    None if collection_id is None else int(collection_id),
+                    collection,
                     model_id,
                     to_json(params),
                     stamp,
                     os.getpid(),
                     HOST,
                     stamp,
+                    collection,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -130,10 +140,12 @@ class Runs(Store):
         return None
 
     def restart_run(self, run_id: int) -> None:
-        """Mark an unfinished run as running again, by this process (to resume it)."""
+        """Mark an unfinished run as running again, by this process (to resume it): it searches
+        its collection as it is now."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ? "
+                "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
+                "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
                 "WHERE id = ? AND status != 'done'",
                 (os.getpid(), HOST, now(), int(run_id)),
             )

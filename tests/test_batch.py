@@ -78,3 +78,36 @@ def test_a_batch_in_region_mode_stores_regions_and_is_told_apart(indexed, extrac
     assert [i.status for i in again.items] == ["done before", "failed", "done before"]
     plain = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)  # whole frames only: new runs
     assert [i.status for i in plain.items] == ["matched", "failed", "matched"]
+
+
+def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extractor, videos, tmp_path):
+    """A run done before is skipped only while its collection has the same images: a poster added
+    since (or one removed) would otherwise never be looked for in the videos matched before."""
+    from PIL import Image
+
+    from conftest import pattern_image
+    from core.matching.indexing import index_images
+
+    first = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    extra = tmp_path / "new-posters"
+    extra.mkdir()
+    Image.fromarray(pattern_image(99)).save(extra / "new.png")
+    index_images(indexed, "shots", [extra], extractor)
+    again = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    assert [i.status for i in again.items] == ["matched", "failed", "matched"]
+    new_runs = [i.run_id for i in again.items if i.run_id is not None]
+    assert set(new_runs).isdisjoint(i.run_id for i in first.items)
+    assert all("collection changed since run" in i.reason for i in again.items if i.run_id is not None)
+    steady = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    assert [i.status for i in steady.items] == ["done before", "failed", "done before"]
+    assert [i.run_id for i in steady.items if i.run_id] == new_runs
+    coll = indexed.get_collection("shots")
+    removed = indexed.list_images(coll.id, limit=1)[0]
+    indexed.remove_images(coll.id, [removed.id])  # one image fewer: stale as well
+    assert [i.status for i in match_batch(indexed, [videos], "shots", extractor, params=PARAMS).items] == [
+        "matched",
+        "failed",
+        "matched",
+    ]
+    unchanged = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    assert unchanged.count("done before") == 2

@@ -203,3 +203,20 @@ def test_runs_are_listed_as_json_and_by_collection(cli_env, capsys):
     assert main(["runs"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{stopped:>5}")][0]
     assert "cancelled" in line and "unfinished: 120 frames decoded; match the video again" in line
+
+
+def test_runs_say_when_their_collection_changed_since(cli_env, capsys):
+    from conftest import new_image, synthetic_run
+    from db import Index
+
+    with Index(cli_env) as index:
+        run_id = synthetic_run(index, [0, 0, 1], [0.9, 0.9, 0.8]).run.id
+    assert main(["runs"]) == 0
+    assert "changed since" not in capsys.readouterr().out
+    with Index(cli_env) as index:
+        index.add_images(index.get_collection("posters").id, [new_image(50)])
+    assert main(["runs"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{run_id:>5}")][0]
+    assert "the collection changed since: match again to search its new images" in line
+    assert main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["collection_changed"] is True

@@ -1128,3 +1128,20 @@ def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeyp
     at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
     assert not at.exception and keys.LIBRARY_JOB not in at.session_state
     assert at.error
+
+
+def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
+    """The run stays cached on the page, but a poster indexed since is news to it: the page says
+    its results do not include the collection's new images."""
+    from conftest import new_image
+    from core.config import default_db_path
+    from db import Index
+
+    at = open_app("views/match.py")
+    assert not any("changed since" in i for i in texts(at.info))
+    with Index(default_db_path()) as index:
+        coll = index.get_collection("posters")
+        index.add_images(coll.id, [new_image(9, dim=coll.embed_dim)])
+    at.run()
+    assert not at.exception, at.exception
+    assert any("posters has changed since this run" in i for i in plain(at.info)), plain(at.info)

@@ -191,3 +191,25 @@ def test_delete_run(index, collection, video):
     assert index.count_images(collection.id) == 1
     with pytest.raises(NotFoundError):
         index.delete_run(run_id)
+
+
+def test_a_run_knows_when_its_collection_changed_since_it_searched_it(index, collection, video):
+    """Adding an image or removing one makes every run of the collection out of date; moving a file or renaming the collection does not. A resumed run
+    searches the collection as it is then."""
+    from conftest import new_image
+
+    index.add_images(collection.id, [new_image(1)])
+    run = index.create_run(video_id=video.id, collection_id=collection.id, model_id="m", params={})
+    assert not index.get_run(run).collection_changed
+    image_id = index.list_images(collection.id)[0].id
+    index.move_images(collection.id, [(image_id, "/elsewhere/1.jpg")])
+    index.rename_collection(collection.name, "renamed")
+    assert not index.get_run(run).collection_changed
+    index.add_images(collection.id, [new_image(2)])
+    assert index.get_run(run).collection_changed
+    index.restart_run(run)  # resumed: it searches every frame again, against the images of now
+    assert not index.get_run(run).collection_changed
+    index.remove_images(collection.id, [image_id])
+    assert index.get_run(run).collection_changed
+    other = index.create_run(video_id=video.id, collection_id=collection.id, model_id="m", params={})
+    assert not index.get_run(other).collection_changed

@@ -273,3 +273,23 @@ def test_frame_counts_migration_counts_the_frames_cached_before_it(tmp_path):
         counts = dict(index.db.execute("SELECT video_sha256, frames FROM frame_counts").fetchall())
         assert counts == {"a": 2, "b": 1}
         assert index.stats().cached_frames == 3
+
+
+def test_collection_versions_migration_marks_the_runs_older_than_an_image(tmp_path):
+    """Runs made before the migration count as having searched their collection as it is, unless
+    one of its images was added at or after the run started (that image was never searched)."""
+    path = tmp_path / "old.sqlite"
+    old = old_database_with_runs(path, db.migrations._collection_versions, images=2, runs=3)
+    old.execute("UPDATE images SET added = '2026-01-02T00:00:00+00:00'")
+    old.execute("UPDATE images SET added = '2026-03-01T00:00:00+00:00' WHERE id = 2")
+    for run_id, created in (
+        (1, "2026-02-01T00:00:00+00:00"),
+        (2, "2026-03-01T00:00:00+00:00"),
+        (3, "2026-04-01T00:00:00+00:00"),
+    ):
+        old.execute("UPDATE runs SET created = ? WHERE id = ?", (created, run_id))
+    old.close()
+    with Index(path) as index:
+        assert [index.get_run(r).collection_changed for r in (1, 2, 3)] == [True, True, False]
+        index.remove_images(1, [1])  # after it, the versions count
+        assert index.get_run(3).collection_changed

@@ -171,7 +171,10 @@ def _outcome(r) -> str:
     """What a run found, or how far an unfinished one got."""
     stats = r.stats or {}
     if r.status == "done":
-        return f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
+        found = f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
+        if r.collection_changed:
+            return f"{found}; the collection changed since: match again to search its new images"
+        return found
     if r.status == "running":
         return "running"
     frames = stats.get("decoded")
@@ -190,6 +193,7 @@ def _run_as_json(r) -> dict:
         "model": r.model_id,
         "threshold": r.params.get("threshold"),
         "stats": r.stats or {},
+        "collection_changed": r.collection_changed,
     }
 
 

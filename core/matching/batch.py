@@ -1,7 +1,7 @@
 """Many videos matched against one collection: one run per video, resumable, with a summary.
 
-A video whose run with the same collection, model and options is done already is skipped; an
-unfinished one is resumed (see :func:`core.matching.pipeline.match_video`); a video that cannot
+A video whose run with the same collection, model and options is done already is skipped, unless
+the collection has gained or lost images since (then it is matched again); an unfinished one is resumed (see :func:`core.matching.pipeline.match_video`); a video that cannot
 be read is reported and the batch goes on. On one machine the videos are matched one after the
 other (:func:`match_batch`); on a Ray cluster, workers decode and embed them while this process
 alone writes SQLite (:mod:`core.matching.cluster`).
@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.errors import VideoOpenError
 from core.matching.params import MatchParams
@@ -107,6 +107,14 @@ class Planned:
     info: VideoInfo | None
     done: RunView | None = None
     reason: str = ""
+    superseded: int | None = None  # a run done before, whose collection has changed since
+
+    def matched(self, view: RunView, elapsed_s: float) -> BatchItem:
+        """The item of this video once matched (saying why, when it had been done before)."""
+        item = BatchItem.of_view(self.path, "matched", view, elapsed_s)
+        if self.superseded is None:
+            return item
+        return replace(item, reason=f"the collection changed since run {self.superseded}")
 
     def skipped(self) -> BatchItem | None:
         """The item of a video that needs no work (unreadable, or done before); None otherwise."""
@@ -162,7 +170,8 @@ def plan_batch(
     max_frames: int | None,
     regions: RegionSettings | None = None,
 ) -> list[Planned]:
-    """Probe every video (identity by content hash) and find those matched before."""
+    """Probe every video (identity by content hash) and find those matched before against the
+    collection as it is now."""
     from core.matching.runs import load_run
 
     wanted = run_parameters(extractor, sampling, params, max_frames, regions)
@@ -181,7 +190,10 @@ def plan_batch(
             params=wanted,
             statuses=("done",),
         )
-        planned.append(Planned(path, info, load_run(index, run.id) if run else None))
+        if run is not None and run.collection_changed:
+            planned.append(Planned(path, info, superseded=run.id))
+        else:
+            planned.append(Planned(path, info, load_run(index, run.id) if run else None))
     return planned
 
 
@@ -229,7 +241,7 @@ def match_batch(
                 info=plan.info,
                 regions=regions,
             )
-            item = BatchItem.of_view(plan.path, "matched", summary.view, summary.elapsed_s)
+            item = plan.matched(summary.view, summary.elapsed_s)
         items.append(item)
         batch.reporter.update(number + 1)
     return BatchReport(tuple(items), batch.reporter.elapsed_s)

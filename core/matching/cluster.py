@@ -112,6 +112,7 @@ def match_on_ray(
     coll, reporter = batch.collection, batch.reporter
     wanted = run_parameters(extractor, batch.sampling, batch.params, max_frames)
     items: dict[str, BatchItem] = {}
+    plans = {plan.path: plan for plan in batch.plans}
     jobs = []
     for plan in batch.plans:
         item = plan.skipped()
@@ -141,9 +142,7 @@ def match_on_ray(
                 started = time.perf_counter()
                 view = _store(index, coll, extractor, wanted, batch.params, frames)
                 logger.info("%s: stored in %.1f s", frames.info.path, time.perf_counter() - started)
-                items[frames.info.path] = BatchItem.of_view(
-                    frames.info.path, "matched", view, frames.elapsed_s
-                )
+                items[frames.info.path] = plans[frames.info.path].matched(view, frames.elapsed_s)
                 reporter.update(len(items))
         finally:
             if started_here:
