@@ -218,17 +218,25 @@ class Videos(Store):
                 (video_sha256, embed_key, to_json(sampling), video_sha256, embed_key, int(complete), now()),
             )
 
-    def list_library_videos(self, embed_keys: Sequence[str] | None = None) -> list[LibraryVideo]:
-        """Videos indexed for the library (of these embedding keys), by path."""
+    def list_library_videos(
+        self, embed_keys: Sequence[str] | None = None, *, video_sha256: str | None = None
+    ) -> list[LibraryVideo]:
+        """Videos indexed for the library (of these embedding keys; one video's entries), by path."""
         sql = (
             f"SELECT {_V_COLUMNS}, l.embed_key, "
             "l.sampling, l.frames, l.complete, l.updated FROM library_videos l "
             "JOIN videos v ON v.sha256 = l.video_sha256"
         )
+        where: list[str] = []
         params: list[Any] = []
+        if video_sha256 is not None:
+            where.append("l.video_sha256 = ?")
+            params.append(video_sha256)
         if embed_keys is not None:
-            sql += " WHERE l.embed_key IN (SELECT value FROM json_each(?))"
+            where.append("l.embed_key IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(list(embed_keys)))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         out = []
         for row in self._rows(sql + " ORDER BY v.path, l.embed_key", params):
             out.append(
@@ -272,9 +280,7 @@ class Videos(Store):
 
     def library_video(self, video_sha256: str, embed_key: str) -> LibraryVideo | None:
         """The library entry of one video under one embedding key, or None."""
-        found = [
-            entry for entry in self.list_library_videos([embed_key]) if entry.video.sha256 == video_sha256
-        ]
+        found = self.list_library_videos([embed_key], video_sha256=video_sha256)
         return found[0] if found else None
 
     def find_videos(self, sha256s: Sequence[str]) -> dict[str, VideoRecord]:
