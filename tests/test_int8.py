@@ -26,6 +26,27 @@ def test_the_default_path_never_imports_the_int8_backend(tiny_model_dir):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_building_an_int8_model_writes_nothing_on_stdout(tiny_model_dir, tmp_path):
+    """NNCF logs to its own stdout handler ("INFO:nncf:58 ignored nodes were found…"): in a
+    command's output, a table or JSON that a script reads, that line broke it. Its records go
+    through logging like any library's (shown with -vv, on stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("nncf")
+    code = (
+        "from core.model.loading import load_model;"
+        f"load_model({str(tiny_model_dir)!r}, device='cpu', precision='int8')"
+    )
+    env = {**os.environ, "WEBSSL_INT8_CACHE": str(tmp_path / "int8")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ""
+
+
 # -- the int8 path on a model with DINOv2-like outlier activations --------------------------
 @pytest.fixture(scope="module")
 def outlier_model_dir(tmp_path_factory):

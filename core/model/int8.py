@@ -35,12 +35,14 @@ used, so that the default fp32 / bf16 path never depends on them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -258,7 +260,6 @@ def _compile_early(float_model: torch.nn.Module, blocks: int, preprocessing):
     cosine of 0.99999 of PyTorch's (0.9999 on the tiny model with outlier channels, 0.98
     without the smoothing). Made in 6.7 s for ViT-L, once per process.
     """
-    import nncf
     import openvino as ov
 
     from core.model.early import EarlyBlocks
@@ -268,11 +269,7 @@ def _compile_early(float_model: torch.nn.Module, blocks: int, preprocessing):
     with torch.inference_mode():
         ov_model = ov.convert_model(early, example_input=torch.zeros(1, 3, *_input_size(preprocessing)))
     ov_model.reshape([-1, 3, -1, -1])
-    ov_model = nncf.compress_weights(
-        ov_model,
-        mode=nncf.CompressWeightsMode.INT8_SYM,
-        ignored_scope=nncf.IgnoredScope(patterns=list(KEEP_FLOAT), validate=False),
-    )
+    ov_model = _compress_weights(ov_model, list(KEEP_FLOAT))
     compiled = ov.Core().compile_model(ov_model, "CPU", _compile_config())
     logger.info("region mode's first %d blocks in OpenVINO in %.1f s", blocks, time.perf_counter() - start)
     return compiled
@@ -296,7 +293,6 @@ def _pictures(seeds, preprocessing) -> torch.Tensor:
 
 
 def _quantize(model: torch.nn.Module, preprocessing, size: tuple[int, int]):
-    import nncf
     import openvino as ov
 
     smoothed = smooth(model, _pictures(CALIBRATION_SEEDS, preprocessing))
@@ -304,11 +300,26 @@ def _quantize(model: torch.nn.Module, preprocessing, size: tuple[int, int]):
         ov_model = ov.convert_model(FinalTokens(smoothed).eval(), example_input=torch.zeros(1, 3, *size))
     del smoothed
     ov_model.reshape([-1, 3, *size])
-    return nncf.compress_weights(
-        ov_model,
-        mode=nncf.CompressWeightsMode.INT8_SYM,
-        ignored_scope=nncf.IgnoredScope(patterns=_keep_patterns(model), validate=False),
-    )
+    return _compress_weights(ov_model, _keep_patterns(model))
+
+
+def _compress_weights(ov_model, keep_float: list[str]):
+    """NNCF's symmetric int8 weights, but for the layers ``keep_float`` names, with NNCF's output
+    kept off stdout: it logs through a handler of its own on stdout and draws its progress bar
+    there, and "INFO:nncf:58 ignored nodes were found…" broke a command's table or JSON. Its
+    records go through logging like any library's (shown with ``-vv``), its bar to stderr."""
+    import nncf
+    from nncf.common.logging.logger import nncf_logger
+
+    nncf_logger.handlers.clear()
+    nncf_logger.propagate = True
+    nncf_logger.setLevel(logging.NOTSET)
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.compress_weights(
+            ov_model,
+            mode=nncf.CompressWeightsMode.INT8_SYM,
+            ignored_scope=nncf.IgnoredScope(patterns=keep_float, validate=False),
+        )
 
 
 def _smoothed_pairs(layer: torch.nn.Module) -> list[tuple[torch.nn.Module, list[torch.nn.Linear]]]:
