@@ -45,6 +45,7 @@ from core.matching.runs import EmptyCollectionError, RunView
 from core.matching.sampling import DEFAULT_SAMPLING, Sampling
 from core.media.demo import DemoMedia, write_demo_media
 from core.model.features import FeatureExtractor
+from core.model.on_demand import ModelOnDemand
 from core.model.preprocess import FULL_SHORT_SIDE
 from core.model.source import CLI_FOLDER_OPTION
 from core.progress import ProgressCallback, announce
@@ -72,6 +73,7 @@ __all__ = [
     "IndexReport",
     "MatchParams",
     "MatchRun",
+    "ModelOnDemand",
     "RenderResult",
     "Sampling",
     "SearchHit",
@@ -86,6 +88,7 @@ __all__ = [
     "load_run",
     "maps_figure",
     "match",
+    "model_on_demand",
     "open_index",
     "read_image",
     "render_layer_video",
@@ -135,16 +138,50 @@ def load_model(
     Raises:
         ModelLoadError: the weights cannot be had; the message says why and what to do.
     """
-    fx = FeatureExtractor.load(
+    return model_on_demand(
+        model,
+        revision=revision,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        folder_option=folder_option,
+    ).get()
+
+
+def model_on_demand(
+    model: str | os.PathLike | None = None,
+    *,
+    revision: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    folder_option: str = CLI_FOLDER_OPTION,
+) -> ModelOnDemand:
+    """A model read from its config files now and loaded when its weights are first needed
+    (arguments as :func:`load_model`). ``index_videos`` and ``match_batch`` take one: when every
+    video is done already, the weights are never loaded.
+
+    Raises:
+        ModelLoadError: the model cannot be had (found now, before any work) or the options are
+        invalid.
+    """
+    from core.model.loading import describe_model
+
+    setup = describe_model(
         model if model is not None else config.default_model_id(),
         revision=revision,
         device=device or config.default_device(),
         precision=precision or config.default_precision(),
         folder_option=folder_option,
     )
-    if batch_size:
-        fx.batch_size = batch_size
-    return fx
+
+    def load() -> FeatureExtractor:
+        fx = FeatureExtractor.load(setup=setup, folder_option=folder_option)
+        if batch_size:
+            fx.batch_size = batch_size
+        return fx
+
+    return ModelOnDemand(setup, load)
 
 
 def bound_model(

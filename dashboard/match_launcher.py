@@ -20,7 +20,7 @@ from core.media.video import probe_video
 from dashboard import keys
 from dashboard.jobs import with_index, with_model
 from dashboard.results import RATE, SAMPLING_MODES, STRIDE, make_sampling
-from dashboard.state import extractor_loader, settings
+from dashboard.state import extractor_loader, on_demand_loader, settings
 from dashboard.widgets import (
     follow_job,
     keep_values,
@@ -215,14 +215,15 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
     except USER_ERRORS as err:
         show_error(err)
         return
-    load = extractor_loader(coll.model_id)  # the collection's own, loaded as the job's first stage
     if files is not None:  # a folder: every video in it, one run each (python -m core match FOLDER)
         st.session_state.pop(keys.MATCH_BATCH_REPORT, None)
+        # the collection's own model, loaded only if a video is left to match
+        on_demand = on_demand_loader(coll.model_id)
         start_job(
             keys.MATCH_JOB,
             "match-batch",
             f"Matching {len(files)} videos of {video_path.name or video_path} against {coll.name}",
-            with_index(str(settings().db_path), with_model(load, match_batch)),
+            with_index(str(settings().db_path), with_model(on_demand, match_batch)),
             [str(video_path)],
             coll.name,
             **options,
@@ -236,7 +237,7 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
             video_path,
             coll.name,
             db=str(settings().db_path),  # the job opens its own connection
-            model=load,
+            model=extractor_loader(coll.model_id),  # the collection's own, loaded as the job's first stage
             **options,
         )
     st.rerun()

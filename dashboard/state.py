@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from core.matching.runs import RunView
     from core.matching.search import VectorSearch
     from core.model.features import FeatureExtractor
+    from core.model.on_demand import ModelOnDemand
+    from core.model.setup import ModelSetup
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ logger = logging.getLogger(__name__)
 run_views: Any = LazyModule("core.matching.runs")
 vector_search: Any = LazyModule("core.matching.search")
 model_features: Any = LazyModule("core.model.features")
+model_loading: Any = LazyModule("core.model.loading")
+model_on_demand: Any = LazyModule("core.model.on_demand")
 charts: Any = LazyModule("dashboard.charts")
 
 FOLDER_OPTION = (
@@ -134,6 +138,28 @@ def extractor_loader(model_id: str | None = None) -> Callable[[], FeatureExtract
     s = settings()
     model, revision = split_label(model_id or s.model_id)
     return functools.partial(_load_extractor, model, revision, s.device, s.precision)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _describe_model(model: str, revision: str | None, device: str, precision: str) -> ModelSetup:
+    return model_loading.describe_model(
+        model, revision=revision, device=device, precision=precision, folder_option=FOLDER_OPTION
+    )
+
+
+def on_demand_loader(model_id: str | None = None) -> Callable[[], ModelOnDemand]:
+    """:func:`extractor_loader` for a job whose videos may all be done already (index videos,
+    match a folder): the settings are read now; in the job, the model is described from its
+    config files, and its weights are loaded (once per process) only when a video is left to embed."""
+    s = settings()
+    model, revision = split_label(model_id or s.model_id)
+
+    def on_demand() -> ModelOnDemand:
+        setup = _describe_model(model, revision, s.device, s.precision)
+        load = functools.partial(_load_extractor, model, revision, s.device, s.precision)
+        return model_on_demand.ModelOnDemand(setup, load)
+
+    return on_demand
 
 
 def model_status(model_id: str) -> ModelAvailability:

@@ -50,6 +50,20 @@ def test_load_model_says_what_is_wrong(model, message, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match=message):
         webssl.load_model(model)
+    with pytest.raises(ModelLoadError, match=message):  # at once, not when the weights are needed
+        webssl.model_on_demand(model)
+
+
+def test_a_model_on_demand_is_loaded_once_when_first_needed(tiny_model_dir):
+    model = webssl.model_on_demand(tiny_model_dir, device="cpu", precision="fp32", batch_size=3)
+    assert not model.loaded and model.setup.model_id == str(tiny_model_dir.resolve())
+    stages = []
+    fx = model.get(lambda event: stages.append(event.stage))
+    assert model.loaded and fx.batch_size == 3 and model.get() is fx and stages == ["loading model"]
+    assert (
+        model.setup == fx.setup
+        and fx.embed_key() == webssl.load_model(tiny_model_dir, device="cpu").embed_key()
+    )
 
 
 # -- images -----------------------------------------------------------------------------------------

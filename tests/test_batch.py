@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import PARAMS, shot_frames, write_video
@@ -111,3 +112,26 @@ def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extr
     ]
     unchanged = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
     assert unchanged.count("done before") == 2
+
+
+def test_a_batch_done_before_does_not_load_the_model(indexed, extractor, videos, tmp_path):
+    """Matching a folder again whose videos are all done needs the model's setup only; a new video
+    loads the weights once, and a setup whose precision the loaded model does not confirm (auto's
+    int8 falling back) is planned again with the loaded model's keys."""
+    from dataclasses import replace
+
+    from core.model.on_demand import ModelOnDemand
+
+    first = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    never = ModelOnDemand(extractor.setup, lambda: pytest.fail("the model was loaded with nothing to match"))
+    again = match_batch(indexed, [videos], "shots", never, params=PARAMS)
+    assert [i.status for i in again.items] == ["done before", "failed", "done before"]
+    fallback = ModelOnDemand(replace(extractor.setup, precision="int8"), lambda: extractor)
+    planned_again = match_batch(indexed, [videos], "shots", fallback, params=PARAMS)
+    assert [i.status for i in planned_again.items] == ["done before", "failed", "done before"]
+    assert [i.run_id for i in planned_again.items] == [i.run_id for i in first.items]
+    write_video(videos / "new.mp4", shot_frames([np.full((240, 320, 3), 60, np.uint8)], [(0, 6)]), fps=10)
+    loads = []
+    model = ModelOnDemand(extractor.setup, lambda: loads.append(1) or extractor)
+    report = match_batch(indexed, [videos], "shots", model, params=PARAMS)
+    assert report.count("matched") == 1 and report.count("done before") == 2 and loads == [1]

@@ -6,6 +6,8 @@ import io
 import json
 import re
 
+import pytest
+
 from conftest import TEST_THRESHOLD
 from core.cli import main
 
@@ -128,3 +130,13 @@ def test_videos_lists_what_find_searches_and_removes_videos_from_it(
     assert "no videos in the library yet" in capsys.readouterr().out
     assert main(["runs"]) == 0
     assert "copy.mp4" in capsys.readouterr().out
+
+
+def test_index_videos_again_reads_no_weights(cli_env, shots_video, capsys, monkeypatch):
+    import core.model.loading as loading
+
+    assert main(["index-videos", str(shots_video.path), "-q"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(loading, "apply_precision", lambda *a, **k: pytest.fail("weights loaded"))
+    assert main(["index-videos", str(shots_video.path), "-q"]) == 0
+    assert "0 indexed, 1 already indexed, 0 failed" in capsys.readouterr().out

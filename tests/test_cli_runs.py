@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from conftest import TEST_THRESHOLD
 from core.cli import main
 
@@ -128,7 +130,11 @@ def test_match_a_folder_of_videos_is_a_batch_with_a_summary(
     assert "broken.mp4" in lines[2] and "failed" in lines[2]
     assert "3 videos: 2 matched, 0 done before, 1 failed" in out
     assert sorted(p.name for p in exports.iterdir()) == ["one.run2.json", "shots.run1.json"]
-    assert main(args) == 0  # again: nothing to do
+    import core.model.loading as loading
+
+    with pytest.MonkeyPatch.context() as patch:  # again: nothing to do, and no weights to read for it
+        patch.setattr(loading, "apply_precision", lambda *a, **k: pytest.fail("weights loaded"))
+        assert main(args) == 0
     assert "0 matched, 2 done before, 1 failed" in capsys.readouterr().out
     assert main([*args, "--csv", str(tmp_path / "x.csv")]) == 2
     assert "name folders" in capsys.readouterr().err

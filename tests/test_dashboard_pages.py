@@ -1015,6 +1015,26 @@ def test_match_with_regions_from_the_launcher(filled_db, shots_video):
 
 
 # -- video library ----------------------------------------------------------------------------------
+def test_library_indexing_again_loads_no_model(env, shots_video, monkeypatch):
+    """A folder indexed before is found done from the model's config files: the job does not
+    load the weights (8 s and 2.8 GB for ViT-L in int8) to find that out."""
+    import dashboard.state as state
+
+    at = open_app("views/library.py")
+    at.text_input(key=keys.LIBRARY_FOLDER).input(str(shots_video.path.parent)).run()
+    at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
+    wait_for_job(at, keys.LIBRARY_JOB)
+    assert any("Indexing finished: 1 indexed" in s for s in texts(at.success)), texts(at.error)
+    loads = []
+    monkeypatch.setattr(state, "_load_extractor", lambda *a: loads.append(a) or pytest.fail("model loaded"))
+    at.button(key=keys.LIBRARY_INDEX_BUTTON).click().run()
+    wait_for_job(at, keys.LIBRARY_JOB)
+    assert any("0 indexed, 1 already indexed" in s for s in texts(at.success)), texts(at.success) + texts(
+        at.error
+    )
+    assert loads == []
+
+
 def test_library_indexes_a_folder_and_finds_an_image(env, image_folder, shots_video):
     at = open_app("views/library.py")
     at.text_input(key=keys.LIBRARY_FOLDER).input(str(shots_video.path.parent)).run()

@@ -13,12 +13,12 @@ from core.model.loading import load_model
 
 def test_local_folder_loads_through_from_pretrained(tiny_model_dir):
     loaded = load_model(tiny_model_dir, device="cpu")
-    assert loaded.source.is_local
-    assert loaded.source.model_id == str(tiny_model_dir.resolve())
-    assert loaded.hidden_size == 48 and loaded.num_layers == 3 and loaded.patch_size == 14
-    assert loaded.precision == "fp32"
+    assert loaded.setup.source.is_local
+    assert loaded.setup.source.model_id == str(tiny_model_dir.resolve())
+    assert loaded.setup.hidden_size == 48 and loaded.setup.num_layers == 3 and loaded.setup.patch_size == 14
+    assert loaded.setup.precision == "fp32"
     assert not loaded.model.training
-    assert loaded.preprocessing.shortest_edge == 256
+    assert loaded.setup.preprocessing.shortest_edge == 256
 
 
 def test_missing_folder_says_so(tmp_path):
@@ -80,7 +80,7 @@ def test_missing_preprocessor_config_falls_back_to_dinov2_defaults(tmp_path, tin
 
     Dinov2Model.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "m")
     loaded = load_model(tmp_path / "m", device="cpu")
-    assert loaded.preprocessing.crop_hw == (224, 224)
+    assert loaded.setup.preprocessing.crop_hw == (224, 224)
     assert "defaults" in caplog.text
 
 
@@ -96,7 +96,7 @@ def test_registers_model_loads(tmp_path):
     )
     Dinov2WithRegistersModel(cfg).save_pretrained(tmp_path / "reg")
     loaded = load_model(tmp_path / "reg", device="cpu")
-    assert loaded.num_register_tokens == 4
+    assert loaded.setup.num_register_tokens == 4
 
 
 def test_processor_config_is_read_not_hard_coded(tmp_path, tiny_model_dir):
@@ -110,5 +110,25 @@ def test_processor_config_is_read_not_hard_coded(tmp_path, tiny_model_dir):
     cfg["size"] = {"shortest_edge": 210}
     cfg_path.write_text(json.dumps(cfg))
     loaded = load_model(folder, device="cpu")
-    assert loaded.preprocessing.crop_hw == (196, 196)
-    assert loaded.preprocessing.shortest_edge == 210
+    assert loaded.setup.preprocessing.crop_hw == (196, 196)
+    assert loaded.setup.preprocessing.shortest_edge == 210
+
+
+def test_a_model_is_described_from_its_config_files_without_its_weights(tmp_path, tiny_model_dir):
+    """What a model is (cache keys, shapes, preprocessing) comes from its config files: a folder
+    without weights is described, and fails only when the weights are loaded."""
+    from core.model.loading import describe_model
+
+    folder = tmp_path / "config-only"
+    folder.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        (folder / name).write_text((tiny_model_dir / name).read_text())
+    setup = describe_model(folder, device="cpu", precision="fp32")
+    loaded = load_model(tiny_model_dir, device="cpu", precision="fp32").setup
+    assert (setup.hidden_size, setup.num_layers, setup.patch_size) == (48, 3, 14)
+    assert setup.preprocessing == loaded.preprocessing and setup.precision == "fp32"
+    assert setup.embed_key() != loaded.embed_key()  # another folder: another model
+    with pytest.raises(ModelLoadError, match="Cannot load model"):
+        load_model(setup=setup)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        describe_model(tmp_path / "nope", device="cpu")

@@ -126,10 +126,16 @@ def model_options(args: argparse.Namespace) -> dict:
 
 def load_extractor(args: argparse.Namespace, model: str | None = None, precision: str | None = None):
     """Load the model (``model``: a label from :func:`model_label`; default: ``--model`` or the default)."""
+    return extractor_on_demand(args, model, precision).get()
+
+
+def extractor_on_demand(args: argparse.Namespace, model: str | None = None, precision: str | None = None):
+    """The model as :func:`load_extractor` names it, loaded when its weights are first needed
+    (:func:`core.api.model_on_demand`)."""
     from core import api
 
     options = model_options(args)
-    return api.load_model(
+    return api.model_on_demand(
         model or model_label(args),
         device=options["device"],
         precision=options["precision"] or precision,

@@ -12,6 +12,7 @@ from core.cli.common import (
     add_model_options,
     add_yes_option,
     confirmed,
+    extractor_on_demand,
     load_extractor,
     open_index,
     progress_bar,
@@ -25,10 +26,10 @@ def cmd_index_videos(args: argparse.Namespace) -> int:
     from core.matching.library import index_videos
 
     with open_index(args, create=True) as index:
-        fx = load_extractor(args, precision="auto")
+        model = extractor_on_demand(args, precision="auto")  # loaded only if a video is left to index
         with progress_bar(args) as bar:
             report = index_videos(
-                index, args.paths, fx, sampling=sampling_of(args), batch_size=args.batch_size, progress=bar
+                index, args.paths, model, sampling=sampling_of(args), batch_size=args.batch_size, progress=bar
             )
     print(f"videos: {report.summary()}; {report.elapsed_s:.1f} s")
     for v in report.videos:

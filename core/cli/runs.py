@@ -14,7 +14,7 @@ from core.cli.common import (
     add_model_options,
     add_yes_option,
     confirmed,
-    load_extractor,
+    extractor_on_demand,
     model_label,
     model_options,
     open_index,
@@ -60,8 +60,9 @@ def cmd_match(args: argparse.Namespace) -> int:
     if len(args.videos) > 1 or Path(args.videos[0]).is_dir() or args.ray is not None:
         with open_index(args, write=True) as index:
             coll = index.get_collection(args.collection)  # fail before loading the model
-            fx = load_extractor(args, model_label(args, coll), precision=config.MATCH_PRECISION)
-            return _match_batch(args, index, coll, fx, sampling, params, regions)
+            # loaded only if a video is left to match
+            model = extractor_on_demand(args, model_label(args, coll), precision=config.MATCH_PRECISION)
+            return _match_batch(args, index, coll, model, sampling, params, regions)
     with progress_bar(args) as bar:
         summary = api.match(
             args.videos[0],
@@ -96,7 +97,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
-def _match_batch(args: argparse.Namespace, index, coll, fx, sampling, params, regions) -> int:
+def _match_batch(args: argparse.Namespace, index, coll, model, sampling, params, regions) -> int:
     """Several videos (or a folder): one run each, then a summary table; ``--ray`` on a cluster."""
     from core.matching.batch import match_batch
     from core.matching.runs import load_run
@@ -116,14 +117,16 @@ def _match_batch(args: argparse.Namespace, index, coll, fx, sampling, params, re
                 index,
                 args.videos,
                 coll.name,
-                fx,
+                model,
                 address=args.ray or None,
                 workers=args.workers,
                 progress=bar,
                 **options,
             )
         else:
-            report = match_batch(index, args.videos, coll.name, fx, progress=bar, regions=regions, **options)
+            report = match_batch(
+                index, args.videos, coll.name, model, progress=bar, regions=regions, **options
+            )
     width = max(len(shown(Path(item.path).name)) for item in report.items) if report.items else 5
     print(
         f"{'video':<{width}}  {'status':<11}  {'run':>5}  {'frames':>7}  {'analysed':>8}  {'matched':>7}  {'segments':>8}  {'s':>7}"

@@ -29,6 +29,8 @@ from core.matching.runs import RunView
 from core.matching.sampling import Sampling
 from core.media.video import VideoInfo, iter_video_files
 from core.model.features import FeatureExtractor
+from core.model.on_demand import ModelOnDemand
+from core.model.setup import ModelSetup
 from core.progress import ProgressCallback, ProgressReporter
 from db import Collection, Index
 
@@ -108,6 +110,7 @@ class Planned:
     done: RunView | None = None
     reason: str = ""
     superseded: int | None = None  # a run done before, whose collection has changed since
+    video_id: int | None = None  # its record in the database
 
     def matched(self, view: RunView, elapsed_s: float) -> BatchItem:
         """The item of this video once matched (saying why, when it had been done before)."""
@@ -141,7 +144,7 @@ def start_batch(
     index: Index,
     paths: Iterable[str | os.PathLike],
     collection: str,
-    extractor: FeatureExtractor,
+    model: ModelOnDemand,
     sampling: Sampling | None,
     params: MatchParams | None,
     max_frames: int | None,
@@ -149,51 +152,63 @@ def start_batch(
     cancel: threading.Event | None,
     regions: RegionSettings | None = None,
 ) -> Batch:
-    """Check the collection, list and probe the videos, find those matched before."""
+    """Check the collection, list and probe the videos, find those matched before, and load the
+    model when a video is left to match (a batch done before never loads it)."""
     sampling = sampling or Sampling.auto()
     params = params or MatchParams()
     files = batch_files(paths)
-    coll = check_collection(index, collection, extractor)
+    planned_with = model.setup
+    coll = check_collection(index, collection, planned_with)
     reporter = ProgressReporter("matching videos", "videos", len(files), progress, cancel)
     reporter.update(0)
-    plans = plan_batch(index, files, coll, extractor, sampling, params, max_frames, regions)
+    probed = [_probe(index, path) for path in files]
+    plans = _find_done(index, probed, coll, planned_with, sampling, params, max_frames, regions)
+    if not model.loaded and any(plan.skipped() is None for plan in plans):
+        model.get(progress)
+        if model.setup != planned_with:  # an int8 that auto chose failed its check here: other keys
+            plans = _find_done(index, probed, coll, model.setup, sampling, params, max_frames, regions)
     return Batch(sampling, params, files, coll, plans, reporter)
 
 
-def plan_batch(
+def _probe(index: Index, path: str) -> Planned:
+    """A video of the batch identified (by content hash, or by its unchanged file), or failed."""
+    try:
+        info = identify_video(index, path)
+    except VideoOpenError as err:
+        return Planned(path, None, reason=err.reason)
+    return Planned(path, info, video_id=register_video(index, info).id)
+
+
+def _find_done(
     index: Index,
-    files: list[str],
+    probed: list[Planned],
     coll: Collection,
-    extractor: FeatureExtractor,
+    setup: ModelSetup,
     sampling: Sampling,
     params: MatchParams,
     max_frames: int | None,
-    regions: RegionSettings | None = None,
+    regions: RegionSettings | None,
 ) -> list[Planned]:
-    """Probe every video (identity by content hash) and find those matched before against the
-    collection as it is now."""
+    """The probed videos with their runs done before against the collection as it is now."""
     from core.matching.runs import load_run
 
-    wanted = run_parameters(extractor, sampling, params, max_frames, regions)
+    wanted = run_parameters(setup, sampling, params, max_frames, regions)
     planned = []
-    for path in files:
-        try:
-            info = identify_video(index, path)
-        except VideoOpenError as err:
-            planned.append(Planned(path, None, reason=err.reason))
+    for plan in probed:
+        if plan.video_id is None:
+            planned.append(plan)
             continue
-        video = register_video(index, info)
         run = index.find_run(
-            video_id=video.id,
+            video_id=plan.video_id,
             collection_id=coll.id,
-            model_id=extractor.model_id,
+            model_id=setup.model_id,
             params=wanted,
             statuses=("done",),
         )
         if run is not None and run.collection_changed:
-            planned.append(Planned(path, info, superseded=run.id))
+            planned.append(replace(plan, superseded=run.id))
         else:
-            planned.append(Planned(path, info, load_run(index, run.id) if run else None))
+            planned.append(replace(plan, done=load_run(index, run.id) if run else None))
     return planned
 
 
@@ -201,7 +216,7 @@ def match_batch(
     index: Index,
     paths: Iterable[str | os.PathLike],
     collection: str,
-    extractor: FeatureExtractor,
+    extractor: FeatureExtractor | ModelOnDemand,
     *,
     sampling: Sampling | None = None,
     params: MatchParams | None = None,
@@ -213,6 +228,7 @@ def match_batch(
 ) -> BatchReport:
     """Match every video of ``paths`` (files and folders) against ``collection``, one after the other
     (``regions``: each also in region mode, see :func:`core.matching.pipeline.match_video`).
+    ``extractor`` may be a :class:`ModelOnDemand`: a batch whose videos are all done never loads it.
 
     Raises:
         FileNotFoundError: a given path does not exist.
@@ -220,8 +236,9 @@ def match_batch(
             (before any video is read).
         core.progress.Cancelled: ``cancel`` was set; finished videos and batches are kept.
     """
+    model = ModelOnDemand.of(extractor)
     batch = start_batch(
-        index, paths, collection, extractor, sampling, params, max_frames, progress, cancel, regions
+        index, paths, collection, model, sampling, params, max_frames, progress, cancel, regions
     )
     items = []
     for number, plan in enumerate(batch.plans):
@@ -232,7 +249,7 @@ def match_batch(
                 index,
                 plan.path,
                 batch.collection.name,
-                extractor,
+                model.get(progress),
                 sampling=batch.sampling,
                 params=batch.params,
                 batch_size=batch_size,

@@ -31,6 +31,8 @@ from core.matching.pipeline import register_video, run_parameters
 from core.matching.runs import store_cached_run
 from core.matching.sampling import Sampling
 from core.model.features import FeatureExtractor
+from core.model.on_demand import ModelOnDemand
+from core.model.setup import ModelSetup
 from core.progress import ProgressCallback
 from db import Index
 
@@ -84,7 +86,7 @@ def match_on_ray(
     index: Index,
     paths: Iterable[str | os.PathLike],
     collection: str,
-    extractor: FeatureExtractor,
+    extractor: FeatureExtractor | ModelOnDemand,
     *,
     address: str | None = None,
     workers: int | None = None,
@@ -108,9 +110,10 @@ def match_on_ray(
         FileNotFoundError, db.NotFoundError, db.ModelMismatchError, EmptyCollectionError.
     """
     ray = import_ray()
-    batch = start_batch(index, paths, collection, extractor, sampling, params, max_frames, progress, cancel)
-    coll, reporter = batch.collection, batch.reporter
-    wanted = run_parameters(extractor, batch.sampling, batch.params, max_frames)
+    model = ModelOnDemand.of(extractor)  # the driver loads it only when a video is left to match
+    batch = start_batch(index, paths, collection, model, sampling, params, max_frames, progress, cancel)
+    coll, reporter, setup = batch.collection, batch.reporter, model.setup
+    wanted = run_parameters(setup, batch.sampling, batch.params, max_frames)
     items: dict[str, BatchItem] = {}
     plans = {plan.path: plan for plan in batch.plans}
     jobs = []
@@ -120,7 +123,7 @@ def match_on_ray(
             items[plan.path] = item
         else:
             assert plan.info is not None
-            cached = sorted(index.cached_frame_indices(plan.info.sha256, extractor.embed_key()))
+            cached = sorted(index.cached_frame_indices(plan.info.sha256, setup.embed_key()))
             jobs.append((plan.path, plan.info, batch.sampling.to_dict(), cached, max_frames))
     reporter.update(len(items))
     count = 0
@@ -132,7 +135,7 @@ def match_on_ray(
             actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
             pool = ray.util.ActorPool(
                 [
-                    actor.remote(extractor.model_id, "cpu", extractor.precision, batch_size, cpus_per_worker)
+                    actor.remote(setup.model_id, "cpu", setup.precision, batch_size, cpus_per_worker)
                     for _ in range(count)
                 ]
             )
@@ -140,7 +143,7 @@ def match_on_ray(
             for frames in pool.map_unordered(lambda a, job: a.embed.remote(*job), jobs):
                 reporter.check_cancelled()
                 started = time.perf_counter()
-                view = _store(index, coll, extractor, wanted, batch.params, frames)
+                view = _store(index, coll, setup, wanted, batch.params, frames)
                 logger.info("%s: stored in %.1f s", frames.info.path, time.perf_counter() - started)
                 items[frames.info.path] = plans[frames.info.path].matched(view, frames.elapsed_s)
                 reporter.update(len(items))
@@ -164,9 +167,7 @@ def _start(ray, address: str | None) -> bool:
     return True
 
 
-def _store(
-    index: Index, coll, extractor: FeatureExtractor, wanted: dict, params: MatchParams, frames: EmbeddedFrames
-):
+def _store(index: Index, coll, setup: ModelSetup, wanted: dict, params: MatchParams, frames: EmbeddedFrames):
     """The driver's part: cache a video's embeddings and store its run (the single writer)."""
     video = register_video(index, frames.info)
     key = frames.embed_key
@@ -185,7 +186,7 @@ def _store(
             frames.vectors[start:end],
         )
     resumable = index.find_resumable_run(
-        video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=wanted
+        video_id=video.id, collection_id=coll.id, model_id=setup.model_id, params=wanted
     )
     if resumable is not None:
         index.restart_run(resumable.id)
@@ -202,7 +203,7 @@ def _store(
         index,
         video=video,
         collection=coll,
-        model_id=extractor.model_id,
+        model_id=setup.model_id,
         run_params=wanted,
         params=params,
         frame_index=frames.frame_index,

@@ -34,10 +34,12 @@ from core.matching.sampling import Sampling
 from core.matching.search import maintain_vectors, open_vectors
 from core.matching.segments import find_segments
 from core.media.video import iter_video_files
-from core.model.features import FeatureExtractor, l2_normalize, sibling_embed_keys
+from core.model.features import FeatureExtractor, l2_normalize
+from core.model.on_demand import ModelOnDemand
 from core.model.preprocess import Preprocessing
+from core.model.setup import sibling_embed_keys
 from core.progress import ProgressCallback, ProgressReporter
-from db import Collection, Index, Segment, VideoRecord
+from db import Collection, Index, LibraryVideo, Segment, VideoRecord
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class LibraryReport:
 def index_videos(
     index: Index,
     paths: Iterable[str | os.PathLike],
-    extractor: FeatureExtractor,
+    extractor: FeatureExtractor | ModelOnDemand,
     *,
     sampling: Sampling | None = None,
     batch_size: int | None = None,
@@ -94,19 +96,26 @@ def index_videos(
     """Embed the sampled frames of videos (files and folders) into the frame-embedding cache.
 
     Resumable: frames already cached are not computed again, and a video indexed completely
-    with the same sampling is skipped without decoding. One video that cannot be read is
-    reported and the others go on.
+    with the same sampling is skipped without decoding (a :class:`ModelOnDemand` is loaded only
+    when a video is left to index). One video that cannot be read is reported and the others go on.
 
     Raises:
         FileNotFoundError: a given path does not exist.
         core.progress.Cancelled: ``cancel`` was set; finished batches are kept.
     """
+    model = ModelOnDemand.of(extractor)
     sampling = sampling or Sampling.auto()
     files = [str(p) for p in iter_video_files(paths)]
-    embed_key = extractor.embed_key()
     reporter = ProgressReporter("indexing videos", "videos", len(files), progress, cancel)
     done: list[VideoIndexed] = []
     reporter.update(0)
+
+    def indexed_before(sha256: str) -> LibraryVideo | None:
+        entry = index.library_video(sha256, model.setup.embed_key())
+        return (
+            entry if entry is not None and entry.complete and entry.sampling == sampling.to_dict() else None
+        )
+
     for number, path in enumerate(files):
         reporter.check_cancelled()
         try:
@@ -116,17 +125,28 @@ def index_videos(
             logger.info("not indexed: %s: %s", path, err.reason)
             continue
         register_video(index, info)
-        entry = index.library_video(info.sha256, embed_key)
-        if entry is not None and entry.complete and entry.sampling == sampling.to_dict():
+        entry = indexed_before(info.sha256)
+        if entry is None and not model.loaded:  # loaded now, its precision is confirmed: asked again
+            model.get(progress)
+            entry = indexed_before(info.sha256)
+        if entry is not None:
             done.append(
                 VideoIndexed(path, "already indexed", analysed=entry.frames, duration_s=info.duration_s)
             )
             reporter.update(number + 1)
             continue
+        extractor = model.get(progress)
+        embed_key = extractor.embed_key()
         cached = index.cached_frame_indices(info.sha256, embed_key)
 
-        def sink(frames: np.ndarray, times: np.ndarray, vectors: np.ndarray, sha: str = info.sha256) -> None:
-            index.add_frame_embeddings(sha, embed_key, frames, times, vectors)
+        def sink(
+            frames: np.ndarray,
+            times: np.ndarray,
+            vectors: np.ndarray,
+            sha: str = info.sha256,
+            key: str = embed_key,
+        ) -> None:
+            index.add_frame_embeddings(sha, key, frames, times, vectors)
 
         index.mark_library_video(info.sha256, embed_key, sampling=sampling.to_dict(), complete=False)
         frames = embed_video(
@@ -154,7 +174,8 @@ def index_videos(
         )
         reporter.update(number + 1)
     # the library's approximate index: built once it is large, then changes merged now and then
-    maintain_vectors(index, "frames", embed_key, extractor.hidden_size, progress=progress)
+    setup = model.setup
+    maintain_vectors(index, "frames", setup.embed_key(), setup.hidden_size, progress=progress)
     return LibraryReport(tuple(done), reporter.elapsed_s)
 
 

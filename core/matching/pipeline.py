@@ -26,6 +26,7 @@ from core.matching.search import VectorSearch, open_search
 from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.frames import COMPUTE, FrameBatch, frame_batches
+from core.model.setup import ModelSetup
 from core.prefetch import background
 from core.progress import Cancelled, ProgressCallback, ProgressReporter, announce
 from db import Collection, Index, VideoRecord, check_model
@@ -67,14 +68,14 @@ class RunSummary:
         return self.video.duration_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def check_collection(index: Index, collection: str, extractor: FeatureExtractor) -> Collection:
-    """The collection, checked against the extractor's model and for images.
+def check_collection(index: Index, collection: str, setup: ModelSetup) -> Collection:
+    """The collection, checked against the model (its setup is enough) and for images.
 
     Raises:
         db.NotFoundError, db.ModelMismatchError, EmptyCollectionError.
     """
     coll = index.get_collection(collection)
-    check_model(coll, extractor.model_id, extractor.preprocessing.to_json(), extractor.hidden_size)
+    check_model(coll, setup.model_id, setup.preprocessing.to_json(), setup.hidden_size)
     if coll.image_count == 0:
         raise EmptyCollectionError(
             f"Collection {coll.name!r} has no images yet: index some first (python -m core index PATH "
@@ -122,7 +123,7 @@ def identify_video(
 
 
 def run_parameters(
-    extractor: FeatureExtractor,
+    setup: ModelSetup,
     sampling: Sampling,
     params: MatchParams,
     max_frames: int | None,
@@ -133,9 +134,9 @@ def run_parameters(
     return {
         **params.to_dict(),
         "sampling": sampling.to_dict(),
-        "embed_key": extractor.embed_key(),
-        "preprocessing": extractor.preprocessing.to_json(),
-        "precision": extractor.precision,
+        "embed_key": setup.embed_key(),
+        "preprocessing": setup.preprocessing.to_json(),
+        "precision": setup.precision,
         "max_frames": max_frames,
         **({"regions": regions.to_dict()} if regions else {}),
     }
@@ -173,7 +174,7 @@ def match_video(
     sampling = sampling or Sampling.auto()
     params = params or MatchParams()
     batch_size = batch_size or extractor.batch_size
-    coll = check_collection(index, collection, extractor)
+    coll = check_collection(index, collection, extractor.setup)
     # what happens before the first frame is told too: hashing a long video takes seconds (the
     # first event comes once the video has opened: a file that is no video gets its error alone)
     reading = ProgressReporter("reading video", "MB", None, progress, cancel)
@@ -193,7 +194,7 @@ def match_video(
     # region mode needs every analysed frame's pixels: the cache of whole-frame embeddings is
     # written, not read
     cached = set() if finder else index.cached_frame_indices(info.sha256, embed_key)
-    run_params = run_parameters(extractor, sampling, params, max_frames, regions)
+    run_params = run_parameters(extractor.setup, sampling, params, max_frames, regions)
     resumable = index.find_resumable_run(
         video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
     )

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -19,8 +18,8 @@ import numpy as np
 
 from core.lazy import inference_mode, torch
 from core.model.loading import LoadedModel, load_model
-from core.model.precision import PRECISIONS
 from core.model.preprocess import Preprocessing, preprocess_images
+from core.model.setup import ModelSetup
 from core.model.source import CLI_FOLDER_OPTION
 
 logger = logging.getLogger(__name__)
@@ -50,19 +49,6 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
     return x / np.maximum(norm, eps)
 
 
-def embed_key(model_id: str, precision: str, preprocessing: Preprocessing) -> str:
-    """The cache key of frame embeddings made with this model, precision and preprocessing."""
-    raw = f"{model_id}|{precision}|{preprocessing.key}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:24]
-
-
-def sibling_embed_keys(model_id: str, preprocessing: Preprocessing) -> list[str]:
-    """The cache keys of a model and preprocessing in every precision: embeddings of the same
-    model in another precision are comparable (cosine ≥ 0.99 to fp32), so a search of cached
-    frames (the video library) uses them all."""
-    return [embed_key(model_id, p, preprocessing) for p in PRECISIONS if p != "auto"]
-
-
 def default_batch_size(device: torch.device, precision: str = "fp32") -> int:
     """Images per forward pass: large on a GPU (64 in half precision, 32 in fp32) to fill it;
     8 on a CPU, where larger batches gain nothing and only delay results."""
@@ -75,16 +61,18 @@ class FeatureExtractor:
     """A loaded backbone plus its preprocessing: images or frames in, features out."""
 
     def __init__(self, loaded: LoadedModel) -> None:
+        setup = loaded.setup
         self.loaded = loaded
+        self.setup: ModelSetup = setup  # its precision is the one the model runs in
         self.model = loaded.model
-        self.device = loaded.device
-        self.precision = loaded.precision
-        self.preprocessing: Preprocessing = loaded.preprocessing
-        self.hidden_size = loaded.hidden_size
-        self.num_layers = loaded.num_layers
-        self.patch_size = loaded.patch_size
-        self.batch_size = default_batch_size(loaded.device, loaded.precision)
-        self._prefix = 1 + loaded.num_register_tokens  # CLS + registers precede the patch tokens
+        self.device = setup.device
+        self.precision = setup.precision
+        self.preprocessing: Preprocessing = setup.preprocessing
+        self.hidden_size = setup.hidden_size
+        self.num_layers = setup.num_layers
+        self.patch_size = setup.patch_size
+        self.batch_size = default_batch_size(setup.device, setup.precision)
+        self._prefix = 1 + setup.num_register_tokens  # CLS + registers precede the patch tokens
         self._cls_path = _has_cls_only_path(loaded.model)
 
     @classmethod
@@ -96,11 +84,17 @@ class FeatureExtractor:
         device: str = "auto",
         precision: str = "fp32",
         folder_option: str = CLI_FOLDER_OPTION,
+        setup: ModelSetup | None = None,
     ) -> FeatureExtractor:
         """Load a model (see :func:`core.model.loading.load_model`) and wrap it."""
         return cls(
             load_model(
-                model, revision=revision, device=device, precision=precision, folder_option=folder_option
+                model,
+                revision=revision,
+                device=device,
+                precision=precision,
+                folder_option=folder_option,
+                setup=setup,
             )
         )
 
@@ -108,20 +102,20 @@ class FeatureExtractor:
     @property
     def model_id(self) -> str:
         """What a collection is bound to: the Hub id (with revision) or the folder's path."""
-        return self.loaded.source.label
+        return self.setup.model_id
 
     @property
     def input_dtype(self) -> torch.dtype:
-        return self.loaded.dtype
+        return self.setup.dtype
 
     def embed_key(self, preprocessing: Preprocessing | None = None) -> str:
         """Cache key of frame embeddings: model, revision, precision and preprocessing."""
-        return embed_key(self.model_id, self.precision, preprocessing or self.preprocessing)
+        return self.setup.embed_key(preprocessing)
 
     def sibling_embed_keys(self) -> list[str]:
         """The cache keys of this model and preprocessing in every precision
-        (:func:`sibling_embed_keys`)."""
-        return sibling_embed_keys(self.model_id, self.preprocessing)
+        (:func:`core.model.setup.sibling_embed_keys`)."""
+        return self.setup.sibling_embed_keys()
 
     # -- inference -----------------------------------------------------------------------
     def preprocess(

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlparse
 
 from core.errors import ModelLoadError
 from core.lazy import torch
 from core.model.heap import keep_activation_memory
-from core.model.precision import apply_precision, dtype_of, resolve_precision
+from core.model.precision import apply_precision, resolve_precision
 from core.model.preprocess import Preprocessing
+from core.model.setup import ModelSetup
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -27,21 +28,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A backbone ready for inference, with the facts callers need about it."""
+    """A backbone ready for inference, with its setup (whose precision is the one it runs in)."""
 
     model: torch.nn.Module
-    source: ModelSource
-    device: torch.device
-    precision: str  # fp32 | bf16 | fp16 | int8 (resolved, never "auto")
-    preprocessing: Preprocessing
-    hidden_size: int
-    num_layers: int
-    patch_size: int
-    num_register_tokens: int
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return dtype_of(self.precision)
+    setup: ModelSetup
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -104,31 +94,23 @@ def _explain(source: ModelSource, err: BaseException, folder_option: str) -> str
     return f"Cannot load model {source.label!r}: {why}. {how_to_fix(source.model_id, folder_option)}"
 
 
-def load_model(
+def describe_model(
     model: str | os.PathLike | None = None,
     *,
     revision: str | None = None,
     device: str | torch.device = "auto",
     precision: str = "fp32",
     folder_option: str = CLI_FOLDER_OPTION,
-) -> LoadedModel:
-    """Load a DINOv2-family backbone and its preprocessing settings.
+) -> ModelSetup:
+    """What a DINOv2-family model is, from its config files only: no weights are read.
 
-    Args:
-        model: Hub id (``facebook/webssl-dino300m-full2b-224``) or a local folder.
-        revision: Hub branch, tag or commit (ignored for folders).
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        precision: ``fp32`` (default), ``bf16``, ``fp16``, ``int8`` or ``auto``.
-        folder_option: how the caller's user passes a local model folder (the error
-            messages' fix says it: a CLI flag, or the dashboard's way).
-
-    Returns:
-        The model in eval mode on ``device``.
+    Args: as :func:`load_model`.
 
     Raises:
-        ModelLoadError: the weights are unavailable, not DINOv2-family, or the options are invalid.
+        ModelLoadError: the model cannot be had (not on this machine and no network, not
+            DINOv2-family) or the options are invalid; the message says what to do.
     """
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    from transformers import AutoConfig, AutoImageProcessor
 
     from core.model.linear import linear_kernel  # its layer class needs PyTorch at import
 
@@ -141,19 +123,17 @@ def load_model(
             keep_activation_memory()
         except ValueError as err:
             raise ModelLoadError(str(err)) from err
-    kwargs: dict = {"trust_remote_code": False}
-    if not source.is_local:
-        kwargs["revision"] = source.revision
-        if not offline():
-            # Try the local cache first; only go online when needed, and fail fast without network.
-            try:
-                AutoConfig.from_pretrained(source.model_id, local_files_only=True, **kwargs)
-            except (OSError, ValueError):
-                if not _hub_reachable():
-                    raise ModelLoadError(
-                        f"Cannot load model {source.label!r}: it is not in the local cache and "
-                        f"huggingface.co cannot be reached (no network?). {how_to_fix(source.model_id, folder_option)}"
-                    ) from None
+    kwargs = _hub_options(source)
+    if not source.is_local and not offline():
+        # Try the local cache first; only go online when needed, and fail fast without network.
+        try:
+            AutoConfig.from_pretrained(source.model_id, local_files_only=True, **kwargs)
+        except (OSError, ValueError):
+            if not _hub_reachable():
+                raise ModelLoadError(
+                    f"Cannot load model {source.label!r}: it is not in the local cache and "
+                    f"huggingface.co cannot be reached (no network?). {how_to_fix(source.model_id, folder_option)}"
+                ) from None
     try:
         config = AutoConfig.from_pretrained(source.model_id, **kwargs)
     except (OSError, ValueError, KeyError) as err:
@@ -163,13 +143,6 @@ def load_model(
             f"Model {source.label!r} is a {config.model_type!r} model; this tool needs a DINOv2-family "
             f"backbone ({', '.join(SUPPORTED_MODEL_TYPES)}), e.g. facebook/webssl-dino300m-full2b-224."
         )
-    try:
-        backbone = AutoModel.from_pretrained(
-            source.model_id, use_safetensors=True, dtype=torch.float32, **kwargs
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelLoadError(_explain(source, err, folder_option)) from err
-    backbone.eval()
     try:
         processor = AutoImageProcessor.from_pretrained(source.model_id, **kwargs)
         prep = Preprocessing.from_processor_dict(processor.to_dict(), patch_size=config.patch_size)
@@ -181,9 +154,7 @@ def load_model(
             str(err).splitlines()[0][:120],
         )
         prep = Preprocessing(patch_size=config.patch_size)
-    backbone, prec = apply_precision(backbone, prec, dev, preprocessing=prep, requested=precision)
-    return LoadedModel(
-        model=backbone,
+    return ModelSetup(
         source=source,
         device=dev,
         precision=prec,
@@ -192,4 +163,57 @@ def load_model(
         num_layers=int(config.num_hidden_layers),
         patch_size=int(config.patch_size),
         num_register_tokens=int(getattr(config, "num_register_tokens", 0) or 0),
+        requested=precision,
     )
+
+
+def _hub_options(source: ModelSource) -> dict:
+    """``from_pretrained`` options: never remote code; a Hub model's revision."""
+    return {"trust_remote_code": False} | ({} if source.is_local else {"revision": source.revision})
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    *,
+    revision: str | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    folder_option: str = CLI_FOLDER_OPTION,
+    setup: ModelSetup | None = None,
+) -> LoadedModel:
+    """Load a DINOv2-family backbone and its preprocessing settings.
+
+    Args:
+        model: Hub id (``facebook/webssl-dino300m-full2b-224``) or a local folder.
+        revision: Hub branch, tag or commit (ignored for folders).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        precision: ``fp32`` (default), ``bf16``, ``fp16``, ``int8`` or ``auto``.
+        folder_option: how the caller's user passes a local model folder (the error
+            messages' fix says it: a CLI flag, or the dashboard's way).
+        setup: the model as :func:`describe_model` found it (then ``model``, ``revision``,
+            ``device`` and ``precision`` are not read).
+
+    Returns:
+        The model in eval mode on ``device``.
+
+    Raises:
+        ModelLoadError: the weights are unavailable, not DINOv2-family, or the options are invalid.
+    """
+    from transformers import AutoModel
+
+    if setup is None:
+        setup = describe_model(
+            model, revision=revision, device=device, precision=precision, folder_option=folder_option
+        )
+    source = setup.source
+    try:
+        backbone = AutoModel.from_pretrained(
+            source.model_id, use_safetensors=True, dtype=torch.float32, **_hub_options(source)
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelLoadError(_explain(source, err, folder_option)) from err
+    backbone.eval()
+    backbone, prec = apply_precision(
+        backbone, setup.precision, setup.device, preprocessing=setup.preprocessing, requested=setup.requested
+    )
+    return LoadedModel(model=backbone, setup=replace(setup, precision=prec))

@@ -18,10 +18,17 @@ from core.matching.params import DEFAULTS, MatchParams
 from core.media.images import decode_image_bytes
 from core.media.video import format_time
 from dashboard import keys
-from dashboard.jobs import with_index
+from dashboard.jobs import with_index, with_model
 from dashboard.pages import LIBRARY_IMAGE_PARAM as QUERY_IMAGE
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
-from dashboard.state import get_index, get_thumbnails, load_extractor, settings, square_preview
+from dashboard.state import (
+    get_index,
+    get_thumbnails,
+    load_extractor,
+    on_demand_loader,
+    settings,
+    square_preview,
+)
 from dashboard.widgets import (
     IMAGE_TYPES,
     code_span,
@@ -130,14 +137,13 @@ with st.expander("Index videos from a folder on the server", expanded=not entrie
                     f"Type the path of a folder or video on the server{' that exists' if folder else ''}."
                 )
             else:
-                fx = load_extractor()
                 start_job(
                     keys.LIBRARY_JOB,
                     "index-videos",
                     f"Indexing videos of {path.name or path}",
-                    with_index(str(settings().db_path), index_videos),
+                    # the model loads in the job, and only if a video is left to index
+                    with_index(str(settings().db_path), with_model(on_demand_loader(), index_videos)),
                     [str(path)],
-                    fx,
                 )
                 st.rerun()
         except ForbiddenPathError as err:
