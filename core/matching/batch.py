@@ -32,7 +32,7 @@ from core.model.features import FeatureExtractor
 from core.model.on_demand import ModelOnDemand
 from core.model.setup import ModelSetup
 from core.progress import ProgressCallback, ProgressReporter
-from db import Collection, Index
+from db import Collection, Index, RunRecord
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +54,19 @@ class BatchItem:
     reason: str = ""
 
     @classmethod
-    def of_view(cls, path: str, status: str, view: RunView, elapsed_s: float) -> BatchItem:
-        stats = view.stats
+    def of_run(cls, path: str, status: str, run: RunRecord, duration_s: float, elapsed_s: float) -> BatchItem:
+        """The item of a finished run, from its record's work counts (its results are not read)."""
+        stats = run.stats
         return cls(
             path=path,
             status=status,
-            run_id=view.run.id,
-            frames=len(view.results),
+            run_id=run.id,
+            frames=int(stats.get("recorded", 0)),
             analysed=int(stats.get("computed", 0)) + int(stats.get("cached", 0)),
             computed=int(stats.get("computed", 0)),
             matched=int(stats.get("matched", 0)),
             segments=int(stats.get("segments", 0)),
-            duration_s=view.video.duration_s,
+            duration_s=duration_s,
             elapsed_s=elapsed_s,
         )
 
@@ -107,14 +108,14 @@ class Planned:
 
     path: str
     info: VideoInfo | None
-    done: RunView | None = None
+    done: RunRecord | None = None  # its run done before (the record only: a batch reads no results)
     reason: str = ""
     superseded: int | None = None  # a run done before, whose collection has changed since
     video_id: int | None = None  # its record in the database
 
     def matched(self, view: RunView, elapsed_s: float) -> BatchItem:
         """The item of this video once matched (saying why, when it had been done before)."""
-        item = BatchItem.of_view(self.path, "matched", view, elapsed_s)
+        item = BatchItem.of_run(self.path, "matched", view.run, view.video.duration_s, elapsed_s)
         if self.superseded is None:
             return item
         return replace(item, reason=f"the collection changed since run {self.superseded}")
@@ -124,7 +125,7 @@ class Planned:
         if self.info is None:
             return BatchItem(self.path, "failed", reason=self.reason)
         if self.done is not None:
-            return BatchItem.of_view(self.path, "done before", self.done, 0.0)
+            return BatchItem.of_run(self.path, "done before", self.done, self.info.duration_s, 0.0)
         return None
 
 
@@ -190,8 +191,6 @@ def _find_done(
     regions: RegionSettings | None,
 ) -> list[Planned]:
     """The probed videos with their runs done before against the collection as it is now."""
-    from core.matching.runs import load_run
-
     wanted = run_parameters(setup, sampling, params, max_frames, regions)
     planned = []
     for plan in probed:
@@ -208,7 +207,7 @@ def _find_done(
         if run is not None and run.collection_changed:
             planned.append(replace(plan, superseded=run.id))
         else:
-            planned.append(replace(plan, done=load_run(index, run.id) if run else None))
+            planned.append(replace(plan, done=run))
     return planned
 
 
