@@ -223,6 +223,6 @@ def test_runs_say_when_their_collection_changed_since(cli_env, capsys):
         index.add_images(index.get_collection("posters").id, [new_image(50)])
     assert main(["runs"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{run_id:>5}")][0]
-    assert "the collection changed since: match again to search its new images" in line
+    assert f"the collection changed since: rematch {run_id} searches it as it is now (no model)" in line
     assert main(["runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["collection_changed"] is True

@@ -61,6 +61,21 @@ def test_rematch_uses_only_the_cache(indexed, extractor, shots_video, image_fold
         rematch(indexed, s.run_id)
 
 
+def test_rematch_brings_a_run_up_to_date_with_its_changed_collection(
+    index, extractor, shots_video, image_folder
+):
+    """A run made before an image was indexed never looked for it; ``rematch`` of the run (what
+    ``runs`` suggests) searches the collection as it is now, from the cached frames only."""
+    index_images(index, "shots", image_folder.paths[:2], extractor)
+    s = match_video(index, shots_video.path, "shots", extractor, sampling=Sampling.every(), params=PARAMS)
+    assert {s.view.image_name(seg.image_id) for seg in s.view.segments} == {"alpha.jpg", "beta.png"}
+    index_images(index, "shots", image_folder.paths[2:3], extractor)  # gamma, shown from frame 28
+    assert index.get_run(s.run_id).collection_changed
+    new = rematch(index, s.run_id)
+    assert {new.image_name(seg.image_id) for seg in new.segments} == {"alpha.jpg", "beta.png", "gamma.jpg"}
+    assert not new.run.collection_changed and new.run.collection_name == "shots"
+
+
 def test_rematch_refuses_a_collection_with_other_preprocessing(indexed, extractor, shots_video):
     """One compatibility rule: re-matching compares preprocessing too, not only the model id."""
     from dataclasses import replace

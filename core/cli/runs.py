@@ -176,7 +176,9 @@ def _outcome(r) -> str:
     if r.status == "done":
         found = f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
         if r.collection_changed:
-            return f"{found}; the collection changed since: match again to search its new images"
+            return (
+                f"{found}; the collection changed since: rematch {r.id} searches it as it is now (no model)"
+            )
         return found
     if r.status == "running":
         return "running"
