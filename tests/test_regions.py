@@ -211,6 +211,31 @@ def test_a_rematch_against_another_collection_says_that_it_has_no_regions(
     assert "--collection copy --regions" in caplog.text
 
 
+def test_a_rematch_after_the_collection_changed_says_its_regions_predate_it(
+    indexed, extractor, inset_video, tmp_path, caplog
+):
+    from PIL import Image
+
+    from conftest import pattern_image
+    from core.matching.indexing import index_images
+
+    params = MatchParams(threshold=TEST_THRESHOLD, top_k=2)
+    summary = match_video(
+        indexed, inset_video, "shots", extractor, sampling=Sampling.every_nth(4), params=params, regions=FAST
+    )
+    with caplog.at_level("WARNING", logger="core.matching.runs"):
+        rematch(indexed, summary.run_id)
+    assert "before collection" not in caplog.text  # unchanged: its regions are current
+    Image.fromarray(pattern_image(77)).save(tmp_path / "new.png")
+    index_images(indexed, "shots", [tmp_path / "new.png"], extractor)
+    with caplog.at_level("WARNING", logger="core.matching.runs"):
+        again = rematch(indexed, summary.run_id)
+    assert again.run.params["regions"] == FAST.to_dict() and len(again.regions) > 0
+    assert (
+        "before collection 'shots' changed" in caplog.text and "--collection shots --regions" in caplog.text
+    )
+
+
 def test_inherited_frames_take_their_sources_region(indexed, extractor, inset_video):
     summary = match_video(
         indexed,

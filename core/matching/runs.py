@@ -289,6 +289,15 @@ def rematch(
     if old.params.get("regions"):
         if coll.id == old.collection_id:
             regions = index.load_frame_regions(run_id)
+            if old.collection_changed:
+                logger.warning(
+                    "Run %d searched parts of frames (regions) before collection %r changed: this "
+                    "re-match keeps those regions, and looks for images added since in whole frames "
+                    "only. For their regions, match the video again: match VIDEO --collection %s --regions",
+                    run_id,
+                    coll.name,
+                    coll.name,
+                )
         else:
             del kept["regions"]
             logger.warning(
