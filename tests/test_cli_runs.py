@@ -151,11 +151,6 @@ def test_match_on_ray_without_ray_says_how_to_install_it(
     assert "webssl-lens[cluster]" in capsys.readouterr().err
 
 
-def test_regions_on_ray_is_refused_before_any_work(cli_env, shots_video, capsys):
-    assert main(["match", str(shots_video.path), "-c", "shots", "--ray", "--regions", "-q"]) == 2
-    assert "--regions does not run on Ray yet" in capsys.readouterr().err
-
-
 def test_a_batch_exports_every_format_per_run(cli_env, image_folder, shots_video, tmp_path, capsys):
     assert main(["index", str(image_folder.folder), "-c", "shots", "-q"]) == 0
     folder = tmp_path / "out"

@@ -54,8 +54,6 @@ def cmd_match(args: argparse.Namespace) -> int:
     sampling = sampling_of(args)
     regions = None
     if args.regions:
-        if args.ray is not None:
-            raise WebSSLError("--regions does not run on Ray yet: leave out one of --regions and --ray")
         from core.matching.regions import DEFAULT_REGIONS as regions
     if len(args.videos) > 1 or Path(args.videos[0]).is_dir() or args.ray is not None:
         with open_index(args, write=True) as index:
@@ -121,6 +119,7 @@ def _match_batch(args: argparse.Namespace, index, coll, model, sampling, params,
                 address=args.ray or None,
                 workers=args.workers,
                 progress=bar,
+                regions=regions,
                 **options,
             )
         else:

@@ -3,7 +3,7 @@
 A video whose run with the same collection, model and options is done already is skipped, unless
 the collection has gained or lost images since (then it is matched again); an unfinished one is resumed (see :func:`core.matching.pipeline.match_video`); a video that cannot
 be read is reported and the batch goes on. On one machine the videos are matched one after the
-other (:func:`match_batch`); on a Ray cluster, workers decode and embed them while this process
+other (:func:`match_batch`); on a Ray cluster, workers analyse them while this process
 alone writes SQLite (:mod:`core.matching.cluster`).
 """
 

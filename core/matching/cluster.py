@@ -1,13 +1,16 @@
-"""A batch of videos on a Ray cluster: workers decode and embed, this process alone writes SQLite.
+"""A batch of videos on a Ray cluster: workers decode, embed and search, this process alone writes
+SQLite.
 
-Each worker is a Ray actor that loads the model once and turns a video into its sampled,
-embedded frames (:func:`core.matching.frame_embedding.embed_video`: the same sampling, batching
-and preprocessing as on one machine). The driver (this process) probes the videos, skips those
-matched before, sends the others out, and for each result as it comes back caches the frame
-embeddings, searches them against the collection and stores the run
-(:func:`core.matching.runs.store_cached_run`): SQLite has one writer, so nothing needs a
-network file system or a database server, and a killed batch resumes like a local one (frames
-cached before are not embedded again).
+Each worker is a Ray actor that loads the model once, receives the collection's embeddings (and,
+in region mode, its thumbnails) once, and analyses videos with the loop a run on one machine uses
+(:func:`core.matching.analysis.analyse_frames`): the same sampling, by certainty too (the planner
+hears every analysed frame's scores), the same batching, preprocessing and region search. The
+driver (this process) probes the videos, skips those matched before, sends the others out with
+their cached frames, and for each video as it comes back caches the computed embeddings and stores
+the run and its results: SQLite has one writer, so nothing needs a network file system or a
+database server, and a killed batch resumes like a local one (frames cached before are not
+embedded again). Workers search the collection exactly, in memory (4 KB an image at d = 1024:
+400 MB for 100,000 images, shared by the workers of a node).
 
 Ray is optional (``pip install 'webssl-lens[cluster]'``); it is imported only here, when a batch
 asks for it. ``address=None`` starts a local Ray instance on this machine's cores; ``"auto"``
@@ -21,20 +24,26 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from core.errors import WebSSLError
+from core.matching.analysis import Analysis, analyse_frames
 from core.matching.batch import BatchItem, BatchReport, start_batch
-from core.matching.frame_embedding import EmbeddedFrames
 from core.matching.params import MatchParams
-from core.matching.pipeline import register_video, run_parameters
-from core.matching.runs import store_cached_run
+from core.matching.pipeline import finish_analysis, register_video, run_parameters, start_run
+from core.matching.regions import RegionSearch, RegionSettings
+from core.matching.runs import RunView
 from core.matching.sampling import Sampling
+from core.matching.search import ExactSearch
+from core.media.video import VideoInfo
 from core.model.features import FeatureExtractor
 from core.model.on_demand import ModelOnDemand
 from core.model.setup import ModelSetup
 from core.progress import ProgressCallback
-from db import Index
+from db import EmbeddingMatrix, Index
 
 logger = logging.getLogger(__name__)
 
@@ -56,29 +65,146 @@ def import_ray():
     return ray
 
 
-class _Worker:
-    """A Ray actor: loads the model once, then embeds videos."""
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One video for a worker: what to analyse and how, with its cached frames."""
 
-    def __init__(self, model: str, device: str, precision: str, batch_size: int | None, threads: int) -> None:
+    path: str
+    info: VideoInfo
+    sampling: dict
+    params: dict
+    max_frames: int | None
+    cached_frames: np.ndarray  # int64 (M,): analysed before, embeddings cached
+    cached_vectors: np.ndarray  # float32 (M, D)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Analysed:
+    """A worker's analysis of one video: every recorded frame's results (and regions), the
+    embeddings it computed, and what it did."""
+
+    info: VideoInfo
+    embed_key: str
+    frames: np.ndarray  # int64 (N,)
+    times: np.ndarray  # float64 (N,)
+    sources: np.ndarray  # int64 (N,)
+    image_ids: np.ndarray  # int64 (N, k)
+    scores: np.ndarray  # float32 (N, k)
+    regions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None  # frames, ids, scores, boxes
+    computed_frames: np.ndarray  # int64 (M,)
+    computed_times: np.ndarray  # float64 (M,)
+    vectors: np.ndarray  # float32 (M, D)
+    analysis: Analysis
+
+
+class _MemorySink:
+    """A worker's :class:`core.matching.analysis.FrameSink`: batches kept for the driver."""
+
+    def __init__(self, cached_frames: np.ndarray, cached_vectors: np.ndarray) -> None:
+        self._cached = {int(f): v for f, v in zip(cached_frames, cached_vectors, strict=True)}
+        self.computed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.rows: list[tuple[np.ndarray, ...]] = []
+        self.region_rows: list[tuple[np.ndarray, ...]] = []
+
+    def cached_vectors(self, frames: np.ndarray) -> np.ndarray:
+        return np.stack([self._cached[int(f)] for f in frames])
+
+    def embedded(self, frames: np.ndarray, times: np.ndarray, vectors: np.ndarray) -> None:
+        self.computed.append((frames, times, vectors))
+
+    def results(self, frames, times, sources, image_ids, scores) -> None:
+        self.rows.append((frames, times, sources, image_ids, scores))
+
+    def regions(self, frames, image_ids, scores, boxes) -> None:
+        self.region_rows.append((frames, image_ids, scores, boxes))
+
+
+def _joined(parts: list[tuple[np.ndarray, ...]], empty: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True)) if parts else empty
+
+
+class _Worker:
+    """A Ray actor: loads the model and the collection's search once, then analyses videos."""
+
+    def __init__(
+        self,
+        model: str,
+        device: str,
+        precision: str,
+        batch_size: int | None,
+        threads: int,
+        collection: EmbeddingMatrix,
+        thumbnails: dict[int, bytes] | None,
+        regions: dict | None,
+    ) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.extractor = FeatureExtractor.load(model, device=device, precision=precision)
         if batch_size:
             self.extractor.batch_size = batch_size
+        self.searcher = ExactSearch.of(collection)
+        self.thumbnails = thumbnails or {}
+        self.regions = RegionSettings.from_dict(regions) if regions else None
 
-    def embed(
-        self, path: str, info, sampling: dict, cached: list[int], max_frames: int | None
-    ) -> EmbeddedFrames:
-        from core.matching.frame_embedding import embed_video
-
-        return embed_video(
-            path,
-            self.extractor,
-            sampling=Sampling.from_dict(sampling),
-            info=info,
-            cached=set(cached),
-            max_frames=max_frames,
+    def analyse(self, job: _Job) -> _Analysed:
+        fx, params = self.extractor, MatchParams.from_dict(job.params)
+        finder = None
+        if self.regions is not None:
+            thumbs = self.thumbnails
+            finder = RegionSearch(
+                fx, self.searcher, lambda ids: {i: thumbs[i] for i in ids if i in thumbs}, self.regions
+            )
+        sink = _MemorySink(job.cached_frames, job.cached_vectors)
+        analysis = analyse_frames(
+            job.path,
+            fx,
+            self.searcher,
+            Sampling.from_dict(job.sampling).planner(fx.preprocessing, threshold=params.threshold),
+            params,
+            sink,
+            cached={int(f) for f in job.cached_frames},
+            finder=finder,
+            max_frames=job.max_frames,
+        )
+        k, dim = params.top_k, fx.hidden_size
+        frames, times, sources, ids, scores = _joined(
+            sink.rows,
+            (
+                np.zeros(0, np.int64),
+                np.zeros(0),
+                np.zeros(0, np.int64),
+                np.zeros((0, k), np.int64),
+                np.zeros((0, k), np.float32),
+            ),
+        )
+        c_frames, c_times, vectors = _joined(
+            sink.computed, (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, dim), np.float32))
+        )
+        regions = None
+        if finder is not None:
+            regions = _joined(
+                sink.region_rows,
+                (
+                    np.zeros(0, np.int64),
+                    np.zeros(0, np.int64),
+                    np.zeros(0, np.float32),
+                    np.zeros((0, 4), np.float32),
+                ),
+            )
+        return _Analysed(
+            job.info,
+            fx.embed_key(),
+            frames,
+            times,
+            sources,
+            ids,
+            scores,
+            regions,
+            c_frames,
+            c_times,
+            vectors,
+            analysis,
         )
 
 
@@ -97,8 +223,10 @@ def match_on_ray(
     max_frames: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    regions: RegionSettings | None = None,
 ) -> BatchReport:
-    """:func:`core.matching.batch.match_batch` with the embedding done by Ray workers.
+    """:func:`core.matching.batch.match_batch` with the analysis done by Ray workers (``regions``:
+    region mode too).
 
     Args:
         address: the Ray cluster (None: a local instance on this machine's cores).
@@ -111,9 +239,11 @@ def match_on_ray(
     """
     ray = import_ray()
     model = ModelOnDemand.of(extractor)  # the driver loads it only when a video is left to match
-    batch = start_batch(index, paths, collection, model, sampling, params, max_frames, progress, cancel)
+    batch = start_batch(
+        index, paths, collection, model, sampling, params, max_frames, progress, cancel, regions
+    )
     coll, reporter, setup = batch.collection, batch.reporter, model.setup
-    wanted = run_parameters(setup, batch.sampling, batch.params, max_frames)
+    wanted = run_parameters(setup, batch.sampling, batch.params, max_frames, regions)
     items: dict[str, BatchItem] = {}
     plans = {plan.path: plan for plan in batch.plans}
     jobs = []
@@ -123,8 +253,23 @@ def match_on_ray(
             items[plan.path] = item
         else:
             assert plan.info is not None
-            cached = sorted(index.cached_frame_indices(plan.info.sha256, setup.embed_key()))
-            jobs.append((plan.path, plan.info, batch.sampling.to_dict(), cached, max_frames))
+            # region mode needs every analysed frame's pixels: no frame comes from the cache
+            cached_frames, _, cached_vectors = (
+                index.load_frame_embeddings(plan.info.sha256, setup.embed_key())
+                if regions is None
+                else (np.zeros(0, np.int64), None, np.zeros((0, setup.hidden_size), np.float32))
+            )
+            jobs.append(
+                _Job(
+                    plan.path,
+                    plan.info,
+                    batch.sampling.to_dict(),
+                    batch.params.to_dict(),
+                    max_frames,
+                    cached_frames,
+                    cached_vectors,
+                )
+            )
     reporter.update(len(items))
     count = 0
     if jobs:
@@ -133,19 +278,32 @@ def match_on_ray(
             count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_worker)
             count = min(count, len(jobs))
             actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
+            # sent once, shared by the workers of a node
+            matrix = ray.put(index.load_embeddings(coll.id))
+            thumbnails = ray.put(_all_thumbnails(index, coll.id) if regions else None)
+            settings = regions.to_dict() if regions else None
             pool = ray.util.ActorPool(
                 [
-                    actor.remote(setup.model_id, "cpu", setup.precision, batch_size, cpus_per_worker)
+                    actor.remote(
+                        setup.model_id,
+                        "cpu",
+                        setup.precision,
+                        batch_size,
+                        cpus_per_worker,
+                        matrix,
+                        thumbnails,
+                        settings,
+                    )
                     for _ in range(count)
                 ]
             )
             logger.info("%d videos on %d Ray workers", len(jobs), count)
-            for frames in pool.map_unordered(lambda a, job: a.embed.remote(*job), jobs):
+            for done in pool.map_unordered(lambda a, job: a.analyse.remote(job), jobs):
                 reporter.check_cancelled()
                 started = time.perf_counter()
-                view = _store(index, coll, setup, wanted, batch.params, frames)
-                logger.info("%s: stored in %.1f s", frames.info.path, time.perf_counter() - started)
-                items[frames.info.path] = plans[frames.info.path].matched(view, frames.elapsed_s)
+                view = _store(index, coll, setup, wanted, batch.params, done)
+                logger.info("%s: stored in %.1f s", done.info.path, time.perf_counter() - started)
+                items[done.info.path] = plans[done.info.path].matched(view, done.analysis.elapsed_s)
                 reporter.update(len(items))
         finally:
             if started_here:
@@ -167,48 +325,52 @@ def _start(ray, address: str | None) -> bool:
     return True
 
 
-def _store(index: Index, coll, setup: ModelSetup, wanted: dict, params: MatchParams, frames: EmbeddedFrames):
-    """The driver's part: cache a video's embeddings and store its run (the single writer)."""
-    video = register_video(index, frames.info)
-    key = frames.embed_key
-    if key != wanted["embed_key"]:
+def _all_thumbnails(index: Index, collection_id: int) -> dict[int, bytes]:
+    """Every thumbnail of a collection (region mode's workers make their templates from them)."""
+    ids = [int(i) for i in index.load_embeddings(collection_id).image_ids]
+    return index.get_thumbnails(ids)
+
+
+def _store(
+    index: Index, coll, setup: ModelSetup, wanted: dict, params: MatchParams, done: _Analysed
+) -> RunView:
+    """The driver's part: cache a video's computed embeddings, store its run, results and regions
+    (the single writer)."""
+    video = register_video(index, done.info)
+    if done.embed_key != wanted["embed_key"]:
         raise WebSSLError(
-            f"A worker embedded {frames.info.path} with another model setup ({key}, not {wanted['embed_key']}): "
-            "install the same webssl-lens and model on every node."
+            f"A worker analysed {done.info.path} with another model setup ({done.embed_key}, not "
+            f"{wanted['embed_key']}): install the same webssl-lens and model on every node."
         )
-    for start in range(0, len(frames.computed_index), 512):
-        end = start + 512
+    for start in range(0, len(done.computed_frames), _ROWS):
+        end = start + _ROWS
         index.add_frame_embeddings(
             video.sha256,
-            key,
-            frames.computed_index[start:end],
-            frames.computed_time[start:end],
-            frames.vectors[start:end],
+            done.embed_key,
+            done.computed_frames[start:end],
+            done.computed_times[start:end],
+            done.vectors[start:end],
         )
-    resumable = index.find_resumable_run(
-        video_id=video.id, collection_id=coll.id, model_id=setup.model_id, params=wanted
-    )
-    if resumable is not None:
-        index.restart_run(resumable.id)
-    decode = frames.decode
-    stats = {
-        "computed": len(frames.computed_index),
-        "cached": frames.analysed - len(frames.computed_index),
-        "elapsed_s": frames.elapsed_s,
-        "decisions": frames.decisions,
-        "decode": {"frames": decode.decoded, "lost_frames": decode.lost, "ended_early": decode.ended_early},
-        "worker": "ray",
-    }
-    return store_cached_run(
-        index,
-        video=video,
-        collection=coll,
-        model_id=setup.model_id,
-        run_params=wanted,
-        params=params,
-        frame_index=frames.frame_index,
-        time_s=frames.time_s,
-        source_frame=frames.source_frame,
-        stats=stats,
-        run_id=None if resumable is None else resumable.id,
-    )
+    run_id = start_run(index, video, coll, setup.model_id, wanted)
+    for start in range(0, len(done.frames), _ROWS):
+        end = start + _ROWS
+        index.add_frame_results(
+            run_id,
+            done.frames[start:end],
+            done.times[start:end],
+            done.sources[start:end],
+            done.image_ids[start:end],
+            done.scores[start:end],
+        )
+    if done.regions is not None:
+        frames, ids, scores, boxes = done.regions
+        for start in range(0, len(frames), _ROWS):
+            end = start + _ROWS
+            index.add_frame_regions(
+                run_id, frames[start:end], ids[start:end], scores[start:end], boxes[start:end]
+            )
+    return finish_analysis(index, run_id, done.info, params, done.analysis, worker="ray")
+
+
+_ROWS = 4096
+"""Rows a transaction when the driver stores a worker's video."""

@@ -1,5 +1,4 @@
-"""A video's sampled frames embedded, without matching them: the work of ``index-videos`` and of
-a cluster worker (:mod:`core.matching.batch`).
+"""A video's sampled frames embedded, without matching them: the work of ``index-videos``.
 
 Frames are chosen as in a match run (:class:`core.matching.sampling.Sampling`, change-driven by
 default) and decoded, chosen and preprocessed in a background thread while the model runs
@@ -74,7 +73,7 @@ def embed_video(
         info: the video's probe (with its hash), if already known.
         cached: analysed frames whose embeddings are cached already (no model pass).
         sink: receives each batch's computed embeddings as they come (e.g. the frame cache).
-        keep_vectors: also return the computed embeddings (a cluster worker sends them back);
+        keep_vectors: also return the computed embeddings (for a caller that keeps them);
             False keeps memory flat on long videos.
 
     Raises:

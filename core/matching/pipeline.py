@@ -18,23 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from core.matching.analysis import Analysis, analyse_frames
 from core.matching.params import MatchParams
 from core.matching.regions import RegionSearch, RegionSettings
 from core.matching.runs import EmptyCollectionError, RunView, finish_run
-from core.matching.sampling import FramePlanner, Sampling
-from core.matching.search import VectorSearch, open_search
-from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
-from core.model.features import FeatureExtractor, l2_normalize
-from core.model.frames import COMPUTE, FrameBatch, frame_batches
+from core.matching.sampling import Sampling
+from core.matching.search import open_search
+from core.media.video import DecodeReport, VideoInfo, probe_video
+from core.model.features import FeatureExtractor
 from core.model.setup import ModelSetup
-from core.prefetch import background
 from core.progress import Cancelled, ProgressCallback, ProgressReporter, announce
 from db import Collection, Index, VideoRecord, check_model
 
 logger = logging.getLogger(__name__)
-
-# Tags of recorded frames besides COMPUTE: the embedding is cached, or the result is inherited.
-_CACHED, _INHERIT = 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +169,6 @@ def match_video(
     """
     sampling = sampling or Sampling.auto()
     params = params or MatchParams()
-    batch_size = batch_size or extractor.batch_size
     coll = check_collection(index, collection, extractor.setup)
     # what happens before the first frame is told too: hashing a long video takes seconds (the
     # first event comes once the video has opened: a file that is no video gets its error alone)
@@ -194,169 +189,119 @@ def match_video(
     # region mode needs every analysed frame's pixels: the cache of whole-frame embeddings is
     # written, not read
     cached = set() if finder else index.cached_frame_indices(info.sha256, embed_key)
-    run_params = run_parameters(extractor.setup, sampling, params, max_frames, regions)
-    resumable = index.find_resumable_run(
-        video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
+    run_id = start_run(
+        index,
+        video,
+        coll,
+        extractor.model_id,
+        run_parameters(extractor.setup, sampling, params, max_frames, regions),
     )
-    if resumable is not None:  # an interrupted, cancelled or failed run with these options
-        run_id = resumable.id
-        index.restart_run(run_id)
-        logger.info(
-            "resuming run %d (%s); frames analysed before come from the cache", run_id, resumable.status
-        )
-    else:
-        run_id = index.create_run(
-            video_id=video.id, collection_id=coll.id, model_id=extractor.model_id, params=run_params
-        )
     total = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
-    reporter = ProgressReporter("matching", "frames", total or None, progress, cancel)
-    counts = {"computed": 0, "cached": 0, "inherited": 0, "decoded": 0}
-    last: tuple[np.ndarray, np.ndarray] | None = None
-    planner = sampling.planner(extractor.preprocessing, threshold=params.threshold)
-    decode = DecodeReport()
-
-    def classify(frame: Frame) -> tuple[int, int]:
-        decision = planner.decide(frame.index, frame.time_s, frame.rgb)
-        if not decision.analyse:
-            return _INHERIT, decision.source
-        return (_CACHED if frame.index in cached else COMPUTE), frame.index
-
+    analysis = Analysis()
     try:
-        reporter.update(0)
-        producer = frame_batches(
-            str(video_path),
-            extractor.preprocessing,
-            batch_size,
-            classify=classify,
-            select=planner.wants,
+        analyse_frames(
+            video_path,
+            extractor,
+            searcher,
+            sampling.planner(extractor.preprocessing, threshold=params.threshold),
+            params,
+            IndexSink(index, info.sha256, embed_key, run_id),
+            cached=cached,
+            finder=finder,
+            batch_size=batch_size,
             max_frames=max_frames,
-            max_pending=planner.max_pending,  # results reach the planner in time (sampling.py)
-            pin_memory=extractor.device.type == "cuda",
-            report=decode,
-            extra=finder.prepare if finder else None,
+            total=total,
+            progress=progress,
+            cancel=cancel,
+            analysis=analysis,
         )
-        # held in a name so that the except clauses below release the planner before the
-        # decoding thread is stopped (it may wait for a result)
-        batches = background(producer, maxsize=2, name="video-decoder")
-        for batch in batches:
-            reporter.check_cancelled()
-            if len(batch):
-                last = _process_batch(
-                    index,
-                    extractor,
-                    info.sha256,
-                    embed_key,
-                    run_id,
-                    searcher,
-                    params,
-                    batch,
-                    last,
-                    planner,
-                    finder,
-                )
-                counts["computed"] += int((batch.tag == COMPUTE).sum())
-                counts["cached"] += int((batch.tag == _CACHED).sum())
-                counts["inherited"] += int((batch.tag == _INHERIT).sum())
-            counts["decoded"] = batch.decoded
-            reporter.update(batch.decoded)
-        stats = {
-            **counts,
-            "elapsed_s": reporter.elapsed_s,
-            "decisions": dict(planner.reasons),  # why frames were analysed or inherited (Decision)
-            "decode": {
-                "frames": decode.decoded,
-                "lost_frames": decode.lost,
-                "corrupt_packets": decode.corrupt_packets,
-                "duration_s": decode.duration_s,
-                "expected_frames": decode.expected,
-                "ended_early": decode.ended_early,
-            },
-        }
-        if decode.complete and decode.decoded + decode.lost != info.frame_count:
-            # the container's count was an estimate (VFR) or a promise the file does not keep
-            register_video(
-                index, replace(info, frame_count=decode.decoded + decode.lost, duration_s=decode.duration_s)
-            )
-        view = finish_run(index, run_id, params, stats)
+        view = finish_analysis(index, run_id, info, params, analysis)
     except (Cancelled, KeyboardInterrupt):  # stopped by the user, from the dashboard or with Ctrl-C
-        planner.close()
-        index.finish_run(run_id, status="cancelled", stats={**counts, "elapsed_s": reporter.elapsed_s})
+        index.finish_run(run_id, status="cancelled", stats=analysis.counts())
         raise
     except BaseException:
-        planner.close()
-        index.finish_run(run_id, status="failed", stats={**counts, "elapsed_s": reporter.elapsed_s})
+        index.finish_run(run_id, status="failed", stats=analysis.counts())
         raise
     logger.info(
         "run %d: %d frames recorded (%d computed, %d cached, %d inherited) in %.1f s",
         run_id,
         len(view.results),
-        counts["computed"],
-        counts["cached"],
-        counts["inherited"],
-        reporter.elapsed_s,
+        analysis.computed,
+        analysis.cached,
+        analysis.inherited,
+        analysis.elapsed_s,
     )
     return RunSummary(
         view=view,
         video=info,
-        frames_decoded=counts["decoded"],
-        frames_computed=counts["computed"],
-        frames_from_cache=counts["cached"],
-        frames_inherited=counts["inherited"],
-        elapsed_s=reporter.elapsed_s,
-        decode=decode,
+        frames_decoded=analysis.decoded,
+        frames_computed=analysis.computed,
+        frames_from_cache=analysis.cached,
+        frames_inherited=analysis.inherited,
+        elapsed_s=analysis.elapsed_s,
+        decode=analysis.decode,
     )
 
 
-def _process_batch(
+def start_run(index: Index, video: VideoRecord, coll: Collection, model_id: str, run_params: dict) -> int:
+    """The run to write: an unfinished one (interrupted, cancelled or failed) of this video,
+    collection, model and options, resumed (its frames replaced as they come again: the cached
+    ones need no model pass), or a new one."""
+    resumable = index.find_resumable_run(
+        video_id=video.id, collection_id=coll.id, model_id=model_id, params=run_params
+    )
+    if resumable is None:
+        return index.create_run(
+            video_id=video.id, collection_id=coll.id, model_id=model_id, params=run_params
+        )
+    index.restart_run(resumable.id)
+    logger.info(
+        "resuming run %d (%s); frames analysed before come from the cache", resumable.id, resumable.status
+    )
+    return resumable.id
+
+
+def finish_analysis(
     index: Index,
-    extractor: FeatureExtractor,
-    sha: str,
-    embed_key: str,
     run_id: int,
-    searcher: VectorSearch,
+    info: VideoInfo,
     params: MatchParams,
-    batch: FrameBatch,
-    last: tuple[np.ndarray, np.ndarray] | None,
-    planner: FramePlanner,
-    finder: RegionSearch | None = None,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Embed, search and store one batch, report each analysed frame's best and runner-up
-    scores to the planner; returns the last analysed frame's result."""
-    analysed = batch.tag != _INHERIT
-    vectors = np.zeros((int(analysed.sum()), extractor.hidden_size), np.float32)
-    order = np.flatnonzero(analysed)  # positions in the batch, in frame order
-    compute = batch.tag[order] == COMPUTE
-    if compute.any():
-        assert batch.pixels is not None
-        emb = extractor.forward(batch.pixels).cls
-        vectors[compute] = emb
-        pos = order[compute]
-        index.add_frame_embeddings(sha, embed_key, batch.index[pos], batch.time[pos], emb)
-    if (~compute).any():
-        pos = order[~compute]
-        got_idx, _, got_vecs = index.load_frame_embeddings(sha, embed_key, batch.index[pos].tolist())
+    analysis: Analysis,
+    worker: str | None = None,
+) -> RunView:
+    """Mark an analysed run done with its stats (segments made; ``worker``: where it was analysed,
+    when not here), and correct the video's frame count where the file held another than its
+    container said."""
+    decode = analysis.decode
+    if decode.complete and decode.decoded + decode.lost != info.frame_count:
+        # the container's count was an estimate (VFR) or a promise the file does not keep
+        register_video(
+            index, replace(info, frame_count=decode.decoded + decode.lost, duration_s=decode.duration_s)
+        )
+    stats = analysis.stats() | ({"worker": worker} if worker else {})
+    return finish_run(index, run_id, params, stats)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSink:
+    """A run's batches written to SQLite as they come, one transaction each (see
+    :class:`core.matching.analysis.FrameSink`)."""
+
+    index: Index
+    sha256: str
+    embed_key: str
+    run_id: int
+
+    def cached_vectors(self, frames: np.ndarray) -> np.ndarray:
+        got_idx, _, got_vecs = self.index.load_frame_embeddings(self.sha256, self.embed_key, frames.tolist())
         lookup = {int(i): j for j, i in enumerate(got_idx)}
-        vectors[~compute] = got_vecs[[lookup[int(i)] for i in batch.index[pos]]]
-    unit = l2_normalize(vectors)
-    ids, scores = searcher.top_k(unit, params.top_k)
-    for row, frame in zip(scores, batch.index[order], strict=True):
-        planner.observe(int(frame), row[0], row[1] if len(row) > 1 else np.nan)
-    k = params.top_k
-    out_ids = np.full((len(batch), k), -1, np.int64)
-    out_scores = np.full((len(batch), k), np.nan, np.float32)
-    out_ids[order, : ids.shape[1]] = ids
-    out_scores[order, : scores.shape[1]] = scores
-    # inherited frames take the result of their source, the last analysed frame before them
-    source_row = {int(batch.index[p]): p for p in order}
-    for p in np.flatnonzero(~analysed):
-        src = int(batch.source[p])
-        if src in source_row:
-            out_ids[p], out_scores[p] = out_ids[source_row[src]], out_scores[source_row[src]]
-        elif last is not None:
-            out_ids[p], out_scores[p] = last
-    index.add_frame_results(run_id, batch.index, batch.time, batch.source, out_ids, out_scores)
-    if finder is not None:
-        index.add_frame_regions(run_id, batch.index, *finder.for_batch(batch, unit))
-    if len(order):
-        return out_ids[order[-1]].copy(), out_scores[order[-1]].copy()
-    return last
+        return got_vecs[[lookup[int(i)] for i in frames]]
+
+    def embedded(self, frames: np.ndarray, times: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_frame_embeddings(self.sha256, self.embed_key, frames, times, vectors)
+
+    def results(self, frames, times, sources, image_ids, scores) -> None:
+        self.index.add_frame_results(self.run_id, frames, times, sources, image_ids, scores)
+
+    def regions(self, frames, image_ids, scores, boxes) -> None:
+        self.index.add_frame_regions(self.run_id, frames, image_ids, scores, boxes)
