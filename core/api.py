@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,6 +42,7 @@ from core.errors import USER_ERRORS, InvalidArgumentError, WebSSLError
 from core.matching.indexing import IndexReport, index_images
 from core.matching.params import DEFAULTS, MatchParams
 from core.matching.pipeline import RunSummary, match_video
+from core.matching.regions import large_collection_note
 from core.matching.runs import EmptyCollectionError, RunView
 from core.matching.sampling import DEFAULT_SAMPLING, Sampling
 from core.media.demo import DemoMedia, write_demo_media
@@ -99,6 +101,8 @@ __all__ = [
     "search",
     "write_demo_media",
 ]
+
+logger = logging.getLogger(__name__)
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
 """A file, a PIL image or an H×W×3 uint8 RGB array."""
@@ -671,6 +675,9 @@ def match(
     with _opened(db, write=True) as index:
         coll = index.get_collection(collection)  # these fail before the model loads
         probe_video(video, compute_hash=False)
+        regions = options.get("regions")
+        if regions and (note := large_collection_note(coll.image_count, regions)):
+            logger.warning(note)
         fx = _model_for(
             coll,
             model,

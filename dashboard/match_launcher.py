@@ -14,7 +14,7 @@ from core import api
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.batch import BatchReport, batch_files, match_batch
 from core.matching.params import DEFAULTS, MatchParams
-from core.matching.regions import DEFAULT_REGIONS
+from core.matching.regions import DEFAULT_REGIONS, large_collection_note
 from core.matching.sampling import DEFAULT_SAMPLING
 from core.media.video import probe_video
 from dashboard import keys
@@ -187,6 +187,8 @@ def show(index: Index, *, expanded: bool, running: bool) -> None:
                 help="Posters on a wall, picture-in-picture, a photo beside a presenter. Each analysed "
                 "frame costs more (see the README's benchmark); the region box is stored with the run.",
             )
+            if regions and coll is not None and (note := large_collection_note(coll.image_count)):
+                st.warning(note)
         go = st.button("Run match", type="primary", disabled=coll is None or running, key=keys.MATCH_GO)
     if not go or coll is None:
         return

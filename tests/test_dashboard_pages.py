@@ -992,6 +992,25 @@ def test_inspector_shows_where_it_matched(stored_run):
     assert any(c.startswith("Frame 20 at 0:02.0") and "where it fits" in c for c in captions), captions
 
 
+def test_regions_on_a_large_collection_say_what_to_expect(env, extractor):
+    """Ticking regions for a collection larger than region mode's candidates tells the user, before
+    the run, that small pictures are rarely found there (the same note the CLI logs)."""
+    from conftest import new_image
+    from core.config import default_db_path
+    from core.matching.regions import large_collection_note
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        coll = index.create_collection(
+            "big", extractor.model_id, extractor.preprocessing.to_json(), extractor.hidden_size
+        )
+        index.add_images(coll.id, [new_image(i, dim=extractor.hidden_size) for i in range(65)])
+    at = open_app("views/match.py")
+    at.checkbox(key=keys.MATCH_REGIONS).check().run()
+    assert not at.exception, at.exception
+    assert large_collection_note(65) in texts(at.warning), texts(at.warning)
+
+
 def test_match_with_regions_from_the_launcher(filled_db, shots_video):
     at = open_app("views/match.py")
     at.radio(key=keys.source_how(keys.MATCH_VIDEO)).set_value("Path on the server").run()

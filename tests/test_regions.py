@@ -364,3 +364,29 @@ def test_region_mode_runs_on_an_int8_model(tiny_model_dir, indexed, image_folder
     ids, scores, boxes = search.search(search.prepare([frame]), np.zeros((1, int8.hidden_size), np.float32))
     assert indexed.get_image(int(ids[0])).name == "beta.png" and scores[0] >= TEST_THRESHOLD
     assert iou(boxes[0], central_square(INSET)) > 0.5
+
+
+def test_region_mode_on_a_collection_larger_than_its_candidates_says_what_to_expect(
+    indexed, extractor, inset_video, caplog
+):
+    """Region mode looks in each frame for its best images by the whole frame; beyond that many a
+    small picture is rarely among them (README: recall 0.02 at a quarter of the width with 1,012
+    images). A user who ticks it on a large collection is told, before the run's time is spent."""
+    from core.matching.regions import large_collection_note
+
+    assert large_collection_note(64) is None
+    note = large_collection_note(5_000)
+    assert note is not None and "5,000 images" in note and "64 best" in note
+    from core.matching.batch import match_batch
+
+    few = RegionSettings(short_side=224, max_candidates=2)
+    params = MatchParams(threshold=TEST_THRESHOLD)
+    with caplog.at_level("WARNING"):
+        match_batch(indexed, [inset_video, inset_video], "shots", extractor, params=params, regions=few)
+    assert caplog.text.count(large_collection_note(4, few)) == 1  # once for the batch
+    from core import api
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        api.match(inset_video, "shots", db=indexed, model=extractor, params=params, regions=few)
+    assert caplog.text.count(large_collection_note(4, few)) == 1  # and for a single video

@@ -24,7 +24,7 @@ from core.matching.pipeline import (
     register_video,
     run_parameters,
 )
-from core.matching.regions import RegionSettings
+from core.matching.regions import RegionSettings, large_collection_note
 from core.matching.runs import RunView
 from core.matching.sampling import Sampling
 from core.media.video import VideoInfo, iter_video_files
@@ -160,6 +160,8 @@ def start_batch(
     files = batch_files(paths)
     planned_with = model.setup
     coll = check_collection(index, collection, planned_with)
+    if regions and (note := large_collection_note(coll.image_count, regions)):
+        logger.warning(note)
     reporter = ProgressReporter("matching videos", "videos", len(files), progress, cancel)
     reporter.update(0)
     probed = [_probe(index, path) for path in files]

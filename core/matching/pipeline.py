@@ -153,7 +153,9 @@ def match_video(
     regions: RegionSettings | None = None,
     info: VideoInfo | None = None,
 ) -> RunSummary:
-    """Match (sampled) frames of a video against a collection and store the run.
+    """Match (sampled) frames of a video against a collection and store the run (what region mode
+    can find in a large collection, :func:`core.matching.regions.large_collection_note`, is the
+    caller's to tell: a batch tells it once).
 
     An unfinished run (interrupted, cancelled or failed) of the same video, collection, model
     and options is resumed rather than started again: its frames are recomputed from the
