@@ -92,6 +92,17 @@ def test_a_batch_in_region_mode_stores_regions_and_is_told_apart(indexed, extrac
     assert [i.status for i in again.items] == ["done before", "failed", "done before"]
     plain = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)  # whole frames only: new runs
     assert [i.status for i in plain.items] == ["matched", "failed", "matched"]
+    # a new image's regions are in the frames' pixels: region runs are matched again from the video
+    from PIL import Image
+
+    from conftest import pattern_image
+    from core.matching.indexing import index_images
+
+    Image.fromarray(pattern_image(97)).save(videos / "poster.png")
+    index_images(indexed, "shots", [videos / "poster.png"], extractor)
+    changed = match_batch(indexed, [videos], "shots", extractor, params=PARAMS, regions=fast)
+    assert [i.status for i in changed.items] == ["matched", "failed", "matched"]
+    assert all(i.computed > 0 for i in changed.items if i.run_id is not None)
 
 
 def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extractor, videos, tmp_path):
@@ -107,11 +118,27 @@ def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extr
     extra.mkdir()
     Image.fromarray(pattern_image(99)).save(extra / "new.png")
     index_images(indexed, "shots", [extra], extractor)
-    again = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    # searched again from the cached frames: no video is decoded, no model loaded (a batch over an
+    # archive of hour-long videos would decode every hour again for one new poster)
+    import core.matching.analysis as analysis
+    from core.model.on_demand import ModelOnDemand
+
+    never = ModelOnDemand(extractor.setup, lambda: pytest.fail("the model was loaded"))
+    real = analysis.frame_batches
+    analysis.frame_batches = lambda *a, **k: pytest.fail("a video was decoded")
+    try:
+        again = match_batch(indexed, [videos], "shots", never, params=PARAMS)
+    finally:
+        analysis.frame_batches = real
     assert [i.status for i in again.items] == ["matched", "failed", "matched"]
     new_runs = [i.run_id for i in again.items if i.run_id is not None]
     assert set(new_runs).isdisjoint(i.run_id for i in first.items)
     assert all("collection changed since run" in i.reason for i in again.items if i.run_id is not None)
+    for old, new in zip(first.items, again.items, strict=True):
+        if new.run_id is not None:  # the same run as a match now would make, and a batch finds it done
+            assert indexed.get_run(new.run_id).params == indexed.get_run(old.run_id).params
+            assert not indexed.get_run(new.run_id).collection_changed
+            assert new.frames == old.frames and new.computed == 0
     steady = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
     assert [i.status for i in steady.items] == ["done before", "failed", "done before"]
     assert [i.run_id for i in steady.items if i.run_id] == new_runs
@@ -125,6 +152,16 @@ def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extr
     ]
     unchanged = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
     assert unchanged.count("done before") == 2
+    # frames no longer cached: matched again from the video
+    indexed.clear_frame_cache()
+    Image.fromarray(pattern_image(98)).save(extra / "newer.png")
+    index_images(indexed, "shots", [extra], extractor)  # another new poster: changed again
+    decoded = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
+    assert [i.status for i in decoded.items] == ["matched", "failed", "matched"]
+    for item in decoded.items:
+        if item.run_id is not None:
+            assert item.computed > 0 and item.reason.startswith("the collection changed since run")
+            assert "searched again" not in item.reason
 
 
 def test_a_batch_done_before_does_not_load_the_model(indexed, extractor, videos, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -25,7 +26,7 @@ from core.matching.pipeline import (
     run_parameters,
 )
 from core.matching.regions import RegionSettings, large_collection_note
-from core.matching.runs import RunView
+from core.matching.runs import CacheMissError, RunView, search_again
 from core.matching.sampling import Sampling
 from core.media.video import VideoInfo, iter_video_files
 from core.model.features import FeatureExtractor
@@ -118,7 +119,27 @@ class Planned:
         item = BatchItem.of_run(self.path, "matched", view.run, view.video.duration_s, elapsed_s)
         if self.superseded is None:
             return item
-        return replace(item, reason=f"the collection changed since run {self.superseded}")
+        how = ": searched again from its cached frames" if "searched_again_from" in view.run.stats else ""
+        return replace(item, reason=f"the collection changed since run {self.superseded}{how}")
+
+    def needs_model(self, regions: RegionSettings | None) -> bool:
+        """Whether this video will be matched (not skipped, and not only searched again)."""
+        return self.skipped() is None and (self.superseded is None or regions is not None)
+
+    def searched_again(self, index: Index, regions: RegionSettings | None) -> BatchItem | None:
+        """The item of a video whose run was done before its collection changed, searched again
+        from the cached frames (no decoding, no model: seconds, where matching an hour of video
+        again decodes it all); None when it must be matched again: in region mode (new images'
+        regions are in the frames' pixels), or with frames no longer cached."""
+        if self.superseded is None or regions is not None:
+            return None
+        started = time.perf_counter()
+        try:
+            view = search_again(index, self.superseded)
+        except CacheMissError as err:
+            logger.info("%s: %s", self.path, err)
+            return None
+        return self.matched(view, time.perf_counter() - started)
 
     def skipped(self) -> BatchItem | None:
         """The item of a video that needs no work (unreadable, or done before); None otherwise."""
@@ -166,7 +187,7 @@ def start_batch(
     reporter.update(0)
     probed = [_probe(index, path) for path in files]
     plans = _find_done(index, probed, coll, planned_with, sampling, params, max_frames, regions)
-    if not model.loaded and any(plan.skipped() is None for plan in plans):
+    if not model.loaded and any(plan.needs_model(regions) for plan in plans):
         model.get(progress)
         if model.setup != planned_with:  # an int8 that auto chose failed its check here: other keys
             plans = _find_done(index, probed, coll, model.setup, sampling, params, max_frames, regions)
@@ -244,7 +265,7 @@ def match_batch(
     items = []
     for number, plan in enumerate(batch.plans):
         batch.reporter.check_cancelled()
-        item = plan.skipped()
+        item = plan.skipped() or plan.searched_again(index, regions)
         if item is None:
             summary = match_video(
                 index,

@@ -248,7 +248,7 @@ def match_on_ray(
     plans = {plan.path: plan for plan in batch.plans}
     jobs = []
     for plan in batch.plans:
-        item = plan.skipped()
+        item = plan.skipped() or plan.searched_again(index, regions)
         if item is not None:
             items[plan.path] = item
         else:

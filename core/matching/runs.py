@@ -324,6 +324,35 @@ def rematch(
     )
 
 
+def search_again(index: Index, run_id: int) -> RunView:
+    """A done run searched again against its collection as it is now, from its cached frames only
+    (no decoding, no model): a new run with the same parameters and recorded frames, so that a
+    batch finds it done. What a batch does with a run whose collection has changed since.
+
+    Raises:
+        CacheMissError: some frame embeddings are no longer cached (match the video again).
+        IncompleteRunError: the run is not done.
+    """
+    old = index.get_run(run_id)
+    if not old.complete or old.collection_id is None:
+        raise IncompleteRunError(f"Run {run_id} is {old.status}: only a done run is searched again.")
+    prev = index.load_frame_results(run_id)
+    kept = {key: old.stats[key] for key in ("decisions", "decode") if key in old.stats}
+    return store_cached_run(
+        index,
+        video=index.get_video(old.video_id),
+        collection=index.get_collection_by_id(old.collection_id),
+        model_id=old.model_id,
+        run_params=old.params,
+        params=MatchParams.from_dict(old.params),
+        frame_index=prev.frame_index,
+        time_s=prev.time_s,
+        source_frame=prev.source_frame,
+        stats={**kept, "searched_again_from": run_id},
+        cache_note=f"Run {run_id}",
+    )
+
+
 def store_cached_run(
     index: Index,
     *,
@@ -343,8 +372,7 @@ def store_cached_run(
     """Store a run whose analysed frames are all in the frame-embedding cache: no video, no model.
 
     Each recorded frame takes the matches of its source frame (itself, or the analysed frame it
-    inherits from). Used by :func:`rematch` and by batches whose frames were embedded elsewhere
-    (:mod:`core.matching.batch`).
+    inherits from). Used by :func:`rematch` and :func:`search_again`.
 
     Args:
         run_params: the run's stored parameters (``embed_key`` names the cached embeddings).
