@@ -98,6 +98,7 @@ MATCH_JOB = "match-job"
 MATCH_BATCH_REPORT = "match-batch-report"  # the last batch's BatchReport (a folder matched)
 MATCH_ADMIN_NOTICE = "match-admin"
 RUN = "match-run"
+RUN_NEXT = "match-run-next"  # a run to show on the next page run (set after the picker is drawn)
 RUN_TAB = "match-run-tab"  # the open tab under the inspector (only it is drawn); kept across runs
 MATCH_VIDEO = "match-video"
 MATCH_COLLECTION = "match-collection"
@@ -201,6 +202,10 @@ def run_render_job(run_id: int) -> str:
 
 def run_delete(run_id: int) -> str:
     return f"delete-run-{run_id}"
+
+
+def run_search_again(run_id: int) -> str:
+    return f"search-again-{run_id}"
 
 
 def run_overlay(run_id: int) -> str:

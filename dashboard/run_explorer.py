@@ -15,7 +15,7 @@ import streamlit as st
 from core import api
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.export import EXPORT_FORMATS
-from core.matching.runs import RunView
+from core.matching.runs import RunView, search_again
 from core.media.video import format_time
 from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
@@ -76,6 +76,8 @@ RUN_TABS = (
 def show(runs: list[RunRecord]) -> None:
     """Pick a run and explore it."""
     by_id = {r.id: r for r in runs}
+    if (chosen := st.session_state.pop(keys.RUN_NEXT, None)) in by_id:
+        st.session_state[keys.RUN] = chosen
     if st.session_state.get(keys.RUN) not in by_id:
         st.session_state[keys.RUN] = runs[0].id
     run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=keys.RUN)
@@ -103,11 +105,7 @@ def _explore(run_id: int) -> None:
     elif run.status in ("cancelled", "failed"):
         st.warning(f"This run was {run.status}: it holds results for the frames analysed before that.")
     elif run.collection_changed:
-        st.info(
-            f"The collection {md_escape(run.collection_name or '')} has changed since this run: images "
-            "added since were not looked for. Match the video again to include them (frames analysed "
-            "before come from the cache)."
-        )
+        _changed_since(run)
     if len(res) == 0 or res.k == 0:
         st.warning(
             "This run has no frame results to show (it stopped before the first batch). Run the match again."
@@ -119,6 +117,36 @@ def _explore(run_id: int) -> None:
         row = _timeline(view)
         _inspector(view, row)
         _tabs(view, int(view.results.frame_index[row]))
+
+
+def _changed_since(run: RunRecord) -> None:
+    """Say that the run's collection changed since it searched it, and offer to search it again
+    from the run's cached frames (a new run: no model, no decoding; a region run needs the video)."""
+    name = md_escape(run.collection_name or "")
+    if run.params.get("regions"):
+        st.info(
+            f"The collection {name} has changed since this run: images added since were not looked for. "
+            "Match the video again, with regions, to include them (frames analysed before come from the cache)."
+        )
+        return
+    st.info(
+        f"The collection {name} has changed since this run: images added since were not looked for. "
+        "Search it again from this run's frames: a new run, in seconds, without the model."
+    )
+    if st.button("Search the collection as it is now", key=keys.run_search_again(run.id)):
+        try:
+            with st.spinner("Searching the run's frames again…"):
+                view = search_again(get_index(), run.id)
+        except USER_ERRORS as err:
+            show_error(err)
+            return
+        st.session_state[keys.RUN_NEXT] = view.run.id
+        set_notice(
+            keys.MATCH_ADMIN_NOTICE,
+            "success",
+            f"Run #{view.run.id}: {name} searched as it is now, from run #{run.id}'s frames.",
+        )
+        st.rerun()  # the whole page: the new run joins the list
 
 
 def _relabelled(base: RunView) -> RunView:

@@ -1171,7 +1171,8 @@ def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeyp
 
 def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
     """The run stays cached on the page, but a poster indexed since is news to it: the page says
-    its results do not include the collection's new images."""
+    its results do not include the collection's new images, and one click searches the collection
+    as it is now from the run's cached frames (a new run, no model, no decoding)."""
     from conftest import new_image
     from core.config import default_db_path
     from db import Index
@@ -1184,3 +1185,12 @@ def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
     at.run()
     assert not at.exception, at.exception
     assert any("posters has changed since this run" in i for i in plain(at.info)), plain(at.info)
+    run_id = stored_run.run_id
+    at.button(key=keys.run_search_again(run_id)).click().run()
+    assert not at.exception, at.exception
+    with Index(default_db_path()) as index:
+        newest = index.list_runs(limit=1)[0]
+    assert newest.id != run_id and not newest.collection_changed
+    assert newest.stats["searched_again_from"] == run_id and at.session_state[keys.RUN] == newest.id
+    assert any(f"from run #{run_id}" in s for s in plain(at.success)), plain(at.success)
+    assert not any("changed since" in i for i in texts(at.info))
