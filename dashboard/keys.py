@@ -98,7 +98,6 @@ MATCH_JOB = "match-job"
 MATCH_BATCH_REPORT = "match-batch-report"  # the last batch's BatchReport (a folder matched)
 MATCH_ADMIN_NOTICE = "match-admin"
 RUN = "match-run"
-RUN_NEXT = "match-run-next"  # a run to show on the next page run (set after the picker is drawn)
 RUN_TAB = "match-run-tab"  # the open tab under the inspector (only it is drawn); kept across runs
 MATCH_VIDEO = "match-video"
 MATCH_COLLECTION = "match-collection"

@@ -15,6 +15,7 @@ from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.batch import BatchReport, batch_files, match_batch
 from core.matching.params import DEFAULTS, MatchParams
 from core.matching.regions import DEFAULT_REGIONS, large_collection_note
+from core.matching.runs import RunView
 from core.matching.sampling import DEFAULT_SAMPLING
 from core.media.video import probe_video
 from dashboard import keys
@@ -46,6 +47,15 @@ def follow() -> bool:
             if runs:
                 st.session_state[keys.RUN] = runs[-1]
             outcome_notice(keys.MATCH_JOB, snap, f"Batch finished: {md_escape(report.summary())}.")
+        elif snap.status == "done" and isinstance(snap.result, RunView):  # a run searched again
+            view: RunView = snap.result
+            st.session_state[keys.RUN] = view.run.id
+            outcome_notice(
+                keys.MATCH_JOB,
+                snap,
+                f"Run #{view.run.id}: {md_escape(view.run.collection_name or '')} searched as it is now, "
+                f"from run #{view.run.stats.get('searched_again_from')}'s frames.",
+            )
         elif snap.status == "done":
             summary = snap.result.summary  # a core.api.MatchRun
             st.session_state[keys.RUN] = summary.run_id

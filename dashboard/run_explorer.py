@@ -21,6 +21,7 @@ from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
 from dashboard import charts, keys, run_evaluation, timeline_data
 from dashboard.clicks import chosen_frame
+from dashboard.jobs import with_index
 from dashboard.results import (
     frame_matches,
     image_labels,
@@ -76,8 +77,6 @@ RUN_TABS = (
 def show(runs: list[RunRecord]) -> None:
     """Pick a run and explore it."""
     by_id = {r.id: r for r in runs}
-    if (chosen := st.session_state.pop(keys.RUN_NEXT, None)) in by_id:
-        st.session_state[keys.RUN] = chosen
     if st.session_state.get(keys.RUN) not in by_id:
         st.session_state[keys.RUN] = runs[0].id
     run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=keys.RUN)
@@ -133,20 +132,16 @@ def _changed_since(run: RunRecord) -> None:
         f"The collection {name} has changed since this run: images added since were not looked for. "
         "Search it again from this run's frames: a new run, in seconds, without the model."
     )
-    if st.button("Search the collection as it is now", key=keys.run_search_again(run.id)):
-        try:
-            with st.spinner("Searching the run's frames again…"):
-                view = search_again(get_index(), run.id)
-        except USER_ERRORS as err:
-            show_error(err)
-            return
-        st.session_state[keys.RUN_NEXT] = view.run.id
-        set_notice(
-            keys.MATCH_ADMIN_NOTICE,
-            "success",
-            f"Run #{view.run.id}: {name} searched as it is now, from run #{run.id}'s frames.",
+    busy = keys.MATCH_JOB in st.session_state
+    if st.button("Search the collection as it is now", key=keys.run_search_again(run.id), disabled=busy):
+        start_job(
+            keys.MATCH_JOB,
+            "search-again",
+            f"Searching {run.collection_name} again for run #{run.id}",
+            with_index(str(settings().db_path), search_again),
+            run.id,
         )
-        st.rerun()  # the whole page: the new run joins the list
+        st.rerun()  # the whole page: its job slot follows the search
 
 
 def _relabelled(base: RunView) -> RunView:

@@ -1188,6 +1188,7 @@ def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
     run_id = stored_run.run_id
     at.button(key=keys.run_search_again(run_id)).click().run()
     assert not at.exception, at.exception
+    wait_for_job(at, keys.MATCH_JOB)  # a job: an every-frame 2-hour run has 216,000 frames to search
     with Index(default_db_path()) as index:
         newest = index.list_runs(limit=1)[0]
     assert newest.id != run_id and not newest.collection_changed

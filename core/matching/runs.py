@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,6 +22,7 @@ from core.matching.regions import FrameBests, best_matches, frame_bests, scored_
 from core.matching.search import open_search
 from core.matching.segments import Segment, find_segments
 from core.model.features import l2_normalize
+from core.progress import ProgressCallback, ProgressReporter
 from db import Collection, FrameRegions, FrameResults, Index, RunRecord, VideoRecord, check_model
 
 logger = logging.getLogger(__name__)
@@ -324,7 +326,13 @@ def rematch(
     )
 
 
-def search_again(index: Index, run_id: int) -> RunView:
+def search_again(
+    index: Index,
+    run_id: int,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> RunView:
     """A done run searched again against its collection as it is now, from its cached frames only
     (no decoding, no model): a new run with the same parameters and recorded frames, so that a
     batch finds it done. What a batch does with a run whose collection has changed since.
@@ -332,6 +340,7 @@ def search_again(index: Index, run_id: int) -> RunView:
     Raises:
         CacheMissError: some frame embeddings are no longer cached (match the video again).
         IncompleteRunError: the run is not done.
+        core.progress.Cancelled: ``cancel`` was set (nothing is stored).
     """
     old = index.get_run(run_id)
     if not old.complete or old.collection_id is None:
@@ -350,6 +359,8 @@ def search_again(index: Index, run_id: int) -> RunView:
         source_frame=prev.source_frame,
         stats={**kept, "searched_again_from": run_id},
         cache_note=f"Run {run_id}",
+        progress=progress,
+        cancel=cancel,
     )
 
 
@@ -368,6 +379,8 @@ def store_cached_run(
     run_id: int | None = None,
     regions: FrameRegions | None = None,
     cache_note: str = "The run",
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunView:
     """Store a run whose analysed frames are all in the frame-embedding cache: no video, no model.
 
@@ -382,6 +395,7 @@ def store_cached_run(
 
     Raises:
         CacheMissError: some source frames have no cached embedding.
+        core.progress.Cancelled: ``cancel`` was set while searching (nothing is stored).
     """
     sources = np.unique(source_frame)
     got_idx, _, vecs = index.load_frame_embeddings(video.sha256, run_params["embed_key"], sources.tolist())
@@ -390,8 +404,8 @@ def store_cached_run(
             f"{cache_note}: {len(sources) - len(got_idx)} frame embeddings are no longer cached; "
             "match the video again instead."
         )
-    searcher = open_search(index, collection, maintain=not index.readonly)
-    ids, scores = searcher.top_k(l2_normalize(vecs), params.top_k)
+    searcher = open_search(index, collection, maintain=not index.readonly, queries=len(vecs))
+    ids, scores = _search_in_blocks(searcher, l2_normalize(vecs), params.top_k, progress, cancel)
     row_of = np.searchsorted(got_idx, source_frame)
     k = params.top_k
     out_ids = np.full((len(frame_index), k), -1, np.int64)
@@ -407,3 +421,25 @@ def store_cached_run(
         index.add_frame_regions(run_id, regions.frame_index, regions.image_ids, regions.scores, regions.boxes)
     counts = {"computed": 0, "cached": int(len(sources)), "inherited": int(len(frame_index) - len(sources))}
     return finish_run(index, run_id, params, {**counts, **(stats or {})})
+
+
+SEARCH_BLOCK = 2048
+"""Frames searched at once when a stored run is searched again (progress and cancelling between)."""
+
+
+def _search_in_blocks(
+    searcher, unit: np.ndarray, k: int, progress: ProgressCallback | None, cancel: threading.Event | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of every row of ``unit``, told to ``progress`` block by block: an every-frame
+    2-hour run has 216,000 frames to search."""
+    reporter = ProgressReporter("searching frames", "frames", len(unit), progress, cancel)
+    ids, scores = [], []
+    for start in range(0, len(unit), SEARCH_BLOCK):
+        reporter.check_cancelled()
+        got_ids, got_scores = searcher.top_k(unit[start : start + SEARCH_BLOCK], k)
+        ids.append(got_ids)
+        scores.append(got_scores)
+        reporter.update(min(len(unit), start + SEARCH_BLOCK))
+    if not ids:
+        return searcher.top_k(unit, k)
+    return np.concatenate(ids), np.concatenate(scores)
