@@ -266,7 +266,8 @@ def cmd_rematch(args: argparse.Namespace) -> int:
     with open_index(args, write=True) as index:
         old = index.get_run(args.run_id)
         params = MatchParams.from_dict(old.params).updated(threshold=args.threshold, top_k=args.top_k)
-        view = rematch(index, args.run_id, collection=args.collection, params=params)
+        with progress_bar(args) as bar:
+            view = rematch(index, args.run_id, collection=args.collection, params=params, progress=bar)
     print(
         f"run {view.run.id}: re-matched from run {args.run_id} without the model; "
         f"{len(view.segments)} segments"

@@ -261,9 +261,11 @@ def rematch(
     *,
     collection: str | None = None,
     params: MatchParams | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunView:
     """A new run from a stored one, with another collection and/or options, using only cached
-    frame embeddings: no video decoding, no model.
+    frame embeddings: no video decoding, no model (``progress``: the search, frame by frame).
 
     A run made with regions keeps its regions against its own collection (they do not depend on
     the threshold or top-k). Against another collection it has whole-frame matches only: finding
@@ -323,6 +325,8 @@ def rematch(
         source_frame=prev.source_frame,
         regions=regions,
         cache_note=f"Run {run_id}",
+        progress=progress,
+        cancel=cancel,
     )
 
 
