@@ -121,6 +121,7 @@ class VideoRecord:
     rotation: int
     size_bytes: int
     added: str
+    mtime_ns: int | None = None  # when the file was hashed (None: hashed before this was kept)
 
 
 @dataclass(frozen=True, slots=True)

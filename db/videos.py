@@ -19,7 +19,9 @@ from .errors import NotFoundError
 from .records import LibraryVideo, SearchableVideo, VideoRecord
 from .store import Store, decode_vectors, json_ids, now, record, to_json
 
-_VIDEO_COLUMNS = "id, path, sha256, fps, frame_count, duration_s, width, height, rotation, size_bytes, added"
+_VIDEO_COLUMNS = (
+    "id, path, sha256, fps, frame_count, duration_s, width, height, rotation, size_bytes, added, mtime_ns"
+)
 _V_COLUMNS = ", ".join("v." + c.strip() for c in _VIDEO_COLUMNS.split(","))  # joined as ``videos v``
 
 

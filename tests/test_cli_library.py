@@ -140,3 +140,41 @@ def test_index_videos_again_reads_no_weights(cli_env, shots_video, capsys, monke
     monkeypatch.setattr(loading, "apply_precision", lambda *a, **k: pytest.fail("weights loaded"))
     assert main(["index-videos", str(shots_video.path), "-q"]) == 0
     assert "0 indexed, 1 already indexed, 0 failed" in capsys.readouterr().out
+
+
+def test_a_video_replaced_in_place_is_flagged_and_pruned(cli_env, image_folder, tmp_path, capsys):
+    """A re-cut saved over a video's path: ``find`` and ``videos`` say the earlier content's frames
+    no longer fit the file, and ``videos --missing`` takes them out with the files that are gone."""
+    import os
+
+    from conftest import shot_frames, write_video
+
+    path = tmp_path / "v" / "clip.mp4"
+    write_video(path, shot_frames(image_folder.arrays, [(0, 10), (-1, 6)]), fps=10)
+    assert main(["index-videos", str(path), "-q"]) == 0
+    write_video(path, shot_frames(image_folder.arrays, [(-1, 6), (1, 12)]), fps=10)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert main(["index-videos", str(path), "-q"]) == 0
+    capsys.readouterr()
+    out_json = tmp_path / "found.json"
+    args = [
+        "find",
+        str(image_folder.paths[0]),
+        "--threshold",
+        str(TEST_THRESHOLD),
+        "-q",
+        "--json",
+        str(out_json),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "clip.mp4" in out and "note: the file holds other content now" in out
+    assert json.loads(out_json.read_text())[0]["videos"][0]["file"] == "replaced"
+    assert main(["videos"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if "clip.mp4" in x]
+    assert len(lines) == 2 and sum("(replaced:" in x for x in lines) == 1
+    assert main(["videos", "--missing", "--yes"]) == 0
+    assert "removed 1 video(s)" in capsys.readouterr().out
+    assert main(["videos", "--json"]) == 0
+    assert [v["file"] for v in json.loads(capsys.readouterr().out)] == ["ok"]

@@ -1141,7 +1141,17 @@ def test_library_lists_matched_videos_and_removes_videos_from_it(stored_run, sho
     assert at.metric[0].label == "Videos" and at.metric[0].value == "1"
     (table,) = [d.value for d in at.dataframe if "source" in d.value.columns]
     assert table["video"].tolist() == [str(shots_video.path)] and table["source"].tolist() == ["matched"]
+    assert table["file"].tolist() == ["ok"]
     assert at.multiselect(key=keys.LIBRARY_REMOVE).options == [str(shots_video.path)]
+    import os
+
+    stat, original = shots_video.path.stat(), shots_video.path.read_bytes()
+    shots_video.path.write_bytes(original + b"\0")  # the file changed since its frames were cached
+    at.run()
+    (table,) = [d.value for d in at.dataframe if "source" in d.value.columns]
+    assert table["file"].tolist() == ["changed"]
+    shots_video.path.write_bytes(original)
+    os.utime(shots_video.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     from core.media.files import file_sha256
 
     at.multiselect(key=keys.LIBRARY_REMOVE).set_value([file_sha256(shots_video.path)]).run()

@@ -227,3 +227,39 @@ def test_indexing_videos_again_does_not_load_the_model(index, extractor, library
     fallback = ModelOnDemand(replace(extractor.setup, precision="int8"), lambda: extractor)
     assert index_videos(index, [shots_video.path], fallback).videos[0].status == "already indexed"
     assert fallback.loaded and fallback.setup.precision == extractor.precision
+
+
+def test_a_video_file_replaced_since_its_frames_were_cached_is_told_apart(
+    index, extractor, image_folder, tmp_path
+):
+    """A re-cut exported over the same path: ``find`` answered with the earlier content's times
+    under the path of a file that no longer holds them, and nothing said so. Each appearance
+    says whether the file still holds what its frames were cached from (the rule of
+    ``identify_video``: path, size and modification time as stored)."""
+    from conftest import shot_frames
+    from core.matching.library import video_file_state
+
+    path = tmp_path / "v" / "clip.mp4"
+    write_video(path, shot_frames(image_folder.arrays, [(0, 10), (-1, 6)]), fps=10)  # shows alpha
+    index_videos(index, [path], extractor)
+    params = PARAMS
+    alpha = [image_folder.arrays[0]]
+    (before,) = find_images(index, extractor, alpha, ["alpha"], params=params)
+    assert [a.file for a in before.appearances] == ["ok"]
+    old = before.appearances[0].video
+    write_video(path, shot_frames(image_folder.arrays, [(-1, 6), (1, 12)]), fps=10)  # a re-cut: beta
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    (changed,) = find_images(index, extractor, alpha, ["alpha"], params=params)
+    assert [a.file for a in changed.appearances] == ["changed"]  # not indexed since: unknown content
+    index_videos(index, [path], extractor)  # the new content gets its own record
+    (after,) = find_images(index, extractor, alpha, ["alpha"], params=params)
+    assert [(a.video.sha256, a.file) for a in after.appearances] == [(old.sha256, "replaced")]
+    (beta,) = find_images(index, extractor, [image_folder.arrays[1]], ["beta"], params=params)
+    assert [a.file for a in beta.appearances] == ["ok"] and beta.appearances[0].video.sha256 != old.sha256
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))  # touched only: re-indexed, the same
+    index_videos(index, [path], extractor)
+    sha = beta.appearances[0].video.sha256
+    assert video_file_state(index, index.find_videos([sha])[sha]) == "ok"
+    path.unlink()
+    assert video_file_state(index, old) == "missing"

@@ -51,6 +51,7 @@ def found_as_json(found) -> list[dict]:
             "videos": [
                 {
                     "video": a.video.path,
+                    "file": a.file,
                     "duration_s": a.video.duration_s,
                     "peak_score": round(a.peak_score, 6),
                     "segments": [
@@ -73,6 +74,7 @@ def found_as_json(found) -> list[dict]:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
+    from core.matching.library import FILE_STATE_NOTES
     from core.matching.params import MatchParams
     from core.media.video import format_time
 
@@ -95,6 +97,8 @@ def cmd_find(args: argparse.Namespace) -> int:
                 f"{format_time(s.start_s)}–{format_time(s.end_s)} ({s.peak_score:.2f})" for s in a.segments
             )
             print(f"  {shown(a.video.path)}: {spans}")
+            if a.file != "ok":
+                print(f"    note: {FILE_STATE_NOTES[a.file]}")
     if args.collection:
         videos = {a.video.path for f in found for a in f.appearances}
         print(f"{len(shown_found)} of {len(found)} images appear in {len(videos)} video(s)")
@@ -147,14 +151,16 @@ def _find_collection(index, args: argparse.Namespace, params):
 
 
 def cmd_videos(args: argparse.Namespace) -> int:
+    from core.matching.library import FILE_STATE_NOTES, video_file_state
     from core.media.video import format_time
 
     if args.remove or args.missing:
         return _remove_videos(args)
     with open_index(args) as index:
         entries = index.searchable_videos()
+        states = {e.video.sha256: video_file_state(index, e.video) for e in entries}
     if args.json:
-        print(json.dumps([_video_as_json(e) for e in entries], indent=2))
+        print(json.dumps([_video_as_json(e, states[e.video.sha256]) for e in entries], indent=2))
         return 0
     if not entries:
         print("no videos in the library yet: python -m core index-videos FOLDER (or match a video)")
@@ -162,9 +168,11 @@ def cmd_videos(args: argparse.Namespace) -> int:
     keys = {e.embed_key for e in entries}
     for e in entries:
         key = f"  {shown(e.embed_key)}" if len(keys) > 1 else ""
+        state = states[e.video.sha256]
         print(
             f"{e.video.id:>5}  {format_time(e.video.duration_s):>9}  {e.frames:>7} frames  {e.source:<10}  "
             f"{shown(e.video.path)}{key}"
+            + ("" if state == "ok" else f"  ({state}: {FILE_STATE_NOTES[state]})")
         )
     videos = {e.video.sha256: e.video for e in entries}
     seconds = sum(v.duration_s for v in videos.values())
@@ -173,11 +181,12 @@ def cmd_videos(args: argparse.Namespace) -> int:
     return 0
 
 
-def _video_as_json(e) -> dict:
+def _video_as_json(e, state: str) -> dict:
     v = e.video
     return {
         "id": v.id,
         "path": v.path,
+        "file": state,
         "sha256": v.sha256,
         "duration_s": v.duration_s,
         "embed_key": e.embed_key,
@@ -188,6 +197,8 @@ def _video_as_json(e) -> dict:
 
 def _remove_videos(args: argparse.Namespace) -> int:
     """``videos --remove VIDEO... / --missing``: all named videos are found, or nothing goes."""
+    from core.matching.library import video_file_state
+
     with open_index(args, write=True) as index:
         videos = {e.video.sha256: e.video for e in index.searchable_videos()}
         by_id = {str(v.id): v for v in videos.values()}
@@ -200,10 +211,11 @@ def _remove_videos(args: argparse.Namespace) -> int:
                     f"{name} is not in the library: give an id or path that python -m core videos lists"
                 )
             chosen[v.sha256] = v
-        if args.missing:
-            chosen.update({v.sha256: v for v in videos.values() if not Path(v.path).exists()})
+        if args.missing:  # gone, or holding other content indexed since (a re-cut saved over it)
+            gone = ("missing", "replaced")
+            chosen.update({v.sha256: v for v in videos.values() if video_file_state(index, v) in gone})
         if not chosen:
-            print("no video's file is missing: nothing to remove")
+            print("no video's file is missing or replaced: nothing to remove")
             return 0
         listed = ", ".join(shown(Path(v.path).name) for v in chosen.values())
         if not confirmed(args, f"Remove {len(chosen)} video(s) from the library ({listed})?"):
@@ -255,7 +267,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--remove", nargs="+", metavar="VIDEO", help="videos to remove, by id or path as listed")
-    p.add_argument("--missing", action="store_true", help="remove the videos whose files are gone")
+    p.add_argument(
+        "--missing",
+        action="store_true",
+        help="remove the videos whose files are gone, or hold other content indexed since",
+    )
     add_yes_option(p)
     add_db_option(p)
     p.set_defaults(func=cmd_videos)

@@ -7,12 +7,14 @@ import streamlit as st
 
 from core.errors import USER_ERRORS, ImageLoadError
 from core.matching.library import (
+    FILE_STATE_NOTES,
     LibraryReport,
     collection_library_keys,
     find_collection_images,
     find_embeddings,
     index_videos,
     library_keys,
+    video_file_state,
 )
 from core.matching.params import DEFAULTS, MatchParams
 from core.media.images import decode_image_bytes
@@ -99,6 +101,7 @@ if entries:
                     "duration": format_time(e.video.duration_s),
                     "frames analysed": e.frames,
                     "source": e.source,
+                    "file": video_file_state(index, e.video),
                 }
                 for e in entries
             ],
@@ -107,7 +110,9 @@ if entries:
         )
         st.caption(
             "Source: **indexed** by index-videos (**unfinished** if it was stopped), or **matched**: "
-            "the frames a match run analysed."
+            "the frames a match run analysed. File: **ok**, **changed** since its frames were cached "
+            "(index it again to know what it holds), **replaced** by other content (indexed since as "
+            "another video: remove this one) or **missing**."
         )
         st.multiselect(
             "Remove from the library",
@@ -264,6 +269,7 @@ for preview, result in zip(previews, found, strict=True):
                     ),
                     "seen": format_time(a.seconds),
                     "peak": round(a.peak_score, 3),
+                    "file": a.file if a.file == "ok" else f"{a.file}: {FILE_STATE_NOTES[a.file]}",
                 }
                 for a in result.appearances
             ],
