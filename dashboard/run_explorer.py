@@ -16,6 +16,7 @@ from core import api
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.export import EXPORT_FORMATS
 from core.matching.runs import RunView, search_again
+from core.media.files import video_file_state
 from core.media.video import format_time
 from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
@@ -105,6 +106,11 @@ def _explore(run_id: int) -> None:
         st.warning(f"This run was {run.status}: it holds results for the frames analysed before that.")
     elif run.collection_changed:
         _changed_since(run)
+    if video_file_state(video) == "changed":
+        st.warning(
+            "The video file has changed since this run was made (its size or modification time): the "
+            "frames shown may not be the ones it analysed. Match the video again to be sure."
+        )
     if len(res) == 0 or res.k == 0:
         st.warning(
             "This run has no frame results to show (it stopped before the first batch). Run the match again."

@@ -1205,3 +1205,13 @@ def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
     assert newest.stats["searched_again_from"] == run_id and at.session_state[keys.RUN] == newest.id
     assert any(f"from run #{run_id}" in s for s in plain(at.success)), plain(at.success)
     assert not any("changed since" in i for i in texts(at.info))
+
+
+def test_a_run_whose_video_file_changed_says_its_frames_may_not_fit(stored_run, shots_video):
+    at = open_app("views/match.py")
+    assert not any("video file has changed" in w for w in texts(at.warning))
+    original = shots_video.path.read_bytes()
+    shots_video.path.write_bytes(original + b"\0")  # a re-export saved over it
+    at.run()
+    assert not at.exception, at.exception
+    assert any("The video file has changed since this run" in w for w in texts(at.warning)), texts(at.warning)

@@ -237,7 +237,7 @@ def test_a_video_file_replaced_since_its_frames_were_cached_is_told_apart(
     says whether the file still holds what its frames were cached from (the rule of
     ``identify_video``: path, size and modification time as stored)."""
     from conftest import shot_frames
-    from core.matching.library import video_file_state
+    from core.media.files import video_file_state
 
     path = tmp_path / "v" / "clip.mp4"
     write_video(path, shot_frames(image_folder.arrays, [(0, 10), (-1, 6)]), fps=10)  # shows alpha
@@ -260,6 +260,6 @@ def test_a_video_file_replaced_since_its_frames_were_cached_is_told_apart(
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))  # touched only: re-indexed, the same
     index_videos(index, [path], extractor)
     sha = beta.appearances[0].video.sha256
-    assert video_file_state(index, index.find_videos([sha])[sha]) == "ok"
+    assert video_file_state(index.find_videos([sha])[sha], index) == "ok"
     path.unlink()
-    assert video_file_state(index, old) == "missing"
+    assert video_file_state(old, index) == "missing"

@@ -74,8 +74,8 @@ def found_as_json(found) -> list[dict]:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
-    from core.matching.library import FILE_STATE_NOTES
     from core.matching.params import MatchParams
+    from core.media.files import FILE_STATE_NOTES
     from core.media.video import format_time
 
     params = MatchParams(threshold=args.threshold, gap_tolerance_s=args.gap, min_duration_s=args.min_duration)
@@ -151,14 +151,14 @@ def _find_collection(index, args: argparse.Namespace, params):
 
 
 def cmd_videos(args: argparse.Namespace) -> int:
-    from core.matching.library import FILE_STATE_NOTES, video_file_state
+    from core.media.files import FILE_STATE_NOTES, video_file_state
     from core.media.video import format_time
 
     if args.remove or args.missing:
         return _remove_videos(args)
     with open_index(args) as index:
         entries = index.searchable_videos()
-        states = {e.video.sha256: video_file_state(index, e.video) for e in entries}
+        states = {e.video.sha256: video_file_state(e.video, index) for e in entries}
     if args.json:
         print(json.dumps([_video_as_json(e, states[e.video.sha256]) for e in entries], indent=2))
         return 0
@@ -197,7 +197,7 @@ def _video_as_json(e, state: str) -> dict:
 
 def _remove_videos(args: argparse.Namespace) -> int:
     """``videos --remove VIDEO... / --missing``: all named videos are found, or nothing goes."""
-    from core.matching.library import video_file_state
+    from core.media.files import video_file_state
 
     with open_index(args, write=True) as index:
         videos = {e.video.sha256: e.video for e in index.searchable_videos()}
@@ -213,7 +213,7 @@ def _remove_videos(args: argparse.Namespace) -> int:
             chosen[v.sha256] = v
         if args.missing:  # gone, or holding other content indexed since (a re-cut saved over it)
             gone = ("missing", "replaced")
-            chosen.update({v.sha256: v for v in videos.values() if video_file_state(index, v) in gone})
+            chosen.update({v.sha256: v for v in videos.values() if video_file_state(v, index) in gone})
         if not chosen:
             print("no video's file is missing or replaced: nothing to remove")
             return 0

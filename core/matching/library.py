@@ -23,7 +23,6 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from core.matching.pipeline import identify_video, register_video
 from core.matching.sampling import Sampling
 from core.matching.search import maintain_vectors, open_vectors
 from core.matching.segments import find_segments
+from core.media.files import FileState, video_file_state
 from core.media.video import iter_video_files
 from core.model.features import FeatureExtractor, l2_normalize
 from core.model.on_demand import ModelOnDemand
@@ -181,35 +181,6 @@ def index_videos(
 
 
 # -- finding ----------------------------------------------------------------------------------
-FileState = Literal["ok", "changed", "replaced", "missing"]
-
-
-def video_file_state(index: Index, video: VideoRecord) -> FileState:
-    """Whether a video's file still holds the content its cached frames (and runs) were made from,
-    judged as :func:`core.matching.pipeline.identify_video` judges it (path, size and modification
-    time as when the file was hashed): ``ok``; ``changed``, it differs and was not hashed since,
-    so what it holds now is unknown; ``replaced``, it holds other content, indexed since as
-    another video; ``missing``, no file is there."""
-    try:
-        stat = os.stat(video.path)
-    except OSError:
-        return "missing"
-    if video.mtime_ns is None:  # hashed before modification times were kept: the size alone
-        return "ok" if stat.st_size == video.size_bytes else "changed"
-    if (stat.st_size, stat.st_mtime_ns) == (video.size_bytes, video.mtime_ns):
-        return "ok"
-    now = index.find_video_file(video.path, stat.st_size, stat.st_mtime_ns)
-    return "replaced" if now is not None and now.sha256 != video.sha256 else "changed"
-
-
-FILE_STATE_NOTES: dict[str, str] = {
-    "changed": "the file has changed since these frames were cached: index it again to know what it holds",
-    "replaced": "the file holds other content now: these times are of its earlier content",
-    "missing": "the file is gone",
-}
-"""What a user is told of a video whose file is not as its cached frames were made from."""
-
-
 @dataclass(frozen=True, slots=True)
 class Appearance:
     """Where a query image appears in one video: time segments in order (``image_id`` is the
@@ -331,7 +302,7 @@ def find_embeddings(
     for number, sha in enumerate(shas):  # each video's cached frames read once, for all its queries
         scored.update(number)
         found = _segments(index, keys, videos[sha], queries, asking[sha], params)
-        state = video_file_state(index, videos[sha])
+        state = video_file_state(videos[sha], index)
         for q, segments in zip(asking[sha], found, strict=True):
             if segments:
                 appearances[q].append(Appearance(videos[sha], tuple(segments), state))

@@ -12,7 +12,10 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
+
+if TYPE_CHECKING:
+    from db import Index, VideoRecord
 
 MAX_FILE_BYTES = 2 << 30
 """Files larger than this (2 GiB) are not read into memory: no image format needs more."""
@@ -94,3 +97,32 @@ def file_sha256(path: str | os.PathLike[str], on_progress: Callable[[int, int], 
             done += n
             on_progress(done, size)
         return digest.hexdigest()
+
+
+FileState = Literal["ok", "changed", "replaced", "missing"]
+
+
+def video_file_state(video: VideoRecord, index: Index | None = None) -> FileState:
+    """Whether a video's file still holds the content its cached frames and runs were made from,
+    judged as :func:`core.matching.pipeline.identify_video` judges it (path, size and modification time as when the file
+    was hashed): ``ok``; ``changed``, it differs and was not hashed since, so what it holds now is
+    unknown; ``replaced``, it holds other content, hashed since as another video (told apart from
+    ``changed`` only with ``index``); ``missing``, no file is there."""
+    try:
+        stat = os.stat(video.path)
+    except OSError:
+        return "missing"
+    if video.mtime_ns is None:  # hashed before modification times were kept: the size alone
+        return "ok" if stat.st_size == video.size_bytes else "changed"
+    if (stat.st_size, stat.st_mtime_ns) == (video.size_bytes, video.mtime_ns):
+        return "ok"
+    now = None if index is None else index.find_video_file(video.path, stat.st_size, stat.st_mtime_ns)
+    return "replaced" if now is not None and now.sha256 != video.sha256 else "changed"
+
+
+FILE_STATE_NOTES: dict[str, str] = {
+    "changed": "the file has changed since these frames were cached: index it again to know what it holds",
+    "replaced": "the file holds other content now: these times are of its earlier content",
+    "missing": "the file is gone",
+}
+"""What a user is told of a video whose file is not as its cached frames were made from."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from core.errors import VideoOpenError
 from core.matching.runs import RunView
+from core.media.files import video_file_state
 from core.media.video import format_time, iter_frames
 from core.media.writer import VideoWriter
 from core.prefetch import background
@@ -111,7 +112,7 @@ def render_match_video(
             str(path), f"run {run_id}'s video is no longer there (moved or deleted?); match the video again"
         )
     check_render_options(out, source=path)
-    if video.size_bytes and path.stat().st_size != video.size_bytes:
+    if video_file_state(video) != "ok":
         logger.warning("%s changed since run %d was made; the results may not fit its frames", path, run_id)
     if len(res) == 0:
         raise RenderError(f"Run {run_id} has no frame results to render (status: {view.run.status})")

@@ -7,16 +7,15 @@ import streamlit as st
 
 from core.errors import USER_ERRORS, ImageLoadError
 from core.matching.library import (
-    FILE_STATE_NOTES,
     LibraryReport,
     collection_library_keys,
     find_collection_images,
     find_embeddings,
     index_videos,
     library_keys,
-    video_file_state,
 )
 from core.matching.params import DEFAULTS, MatchParams
+from core.media.files import FILE_STATE_NOTES, video_file_state
 from core.media.images import decode_image_bytes
 from core.media.video import format_time
 from dashboard import keys
@@ -101,7 +100,7 @@ if entries:
                     "duration": format_time(e.video.duration_s),
                     "frames analysed": e.frames,
                     "source": e.source,
-                    "file": video_file_state(index, e.video),
+                    "file": video_file_state(e.video, index),
                 }
                 for e in entries
             ],
