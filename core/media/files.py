@@ -1,4 +1,5 @@
-"""Files on disk: opening only regular files, with bounded reads, and their content hashes.
+"""Files on disk: opening only regular files, with bounded reads, their content hashes, and
+whether a video's file still holds the content that was hashed (:func:`video_file_state`).
 
 Devices (``/dev/zero``), FIFOs and sockets are refused before a single byte is read: reading
 them would never end, or block forever. The check runs on the opened descriptor (the open
