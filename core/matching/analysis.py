@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +36,20 @@ from core.progress import ProgressCallback, ProgressReporter
 CACHED, INHERIT = 1, 2
 """Tags of recorded frames besides :data:`~core.model.frames.COMPUTE`: analysed, with an
 embedding already cached; or not analysed (the result of its source frame stands for it)."""
+
+
+def classifier(planner: FramePlanner, cached: Collection[int]) -> Callable[[Frame], tuple[int, int]]:
+    """Each decoded frame's tag and source, as the planner decides (called in the decoding
+    thread): analysed now (COMPUTE), analysed from the cache (CACHED), or inheriting its source's
+    result (INHERIT)."""
+
+    def classify(frame: Frame) -> tuple[int, int]:
+        decision = planner.decide(frame.index, frame.time_s, frame.rgb)
+        if not decision.analyse:
+            return INHERIT, decision.source
+        return (CACHED if frame.index in cached else COMPUTE), frame.index
+
+    return classify
 
 
 class FrameSink(Protocol):
@@ -113,7 +128,7 @@ def analyse_frames(
     params: MatchParams,
     sink: FrameSink,
     *,
-    cached: set[int] | frozenset[int] = frozenset(),
+    cached: Collection[int] = frozenset(),
     finder: RegionSearch | None = None,
     batch_size: int | None = None,
     max_frames: int | None = None,
@@ -138,19 +153,13 @@ def analyse_frames(
     reporter = ProgressReporter("matching", "frames", total or None, progress, cancel)
     last: tuple[np.ndarray, np.ndarray] | None = None
 
-    def classify(frame: Frame) -> tuple[int, int]:
-        decision = planner.decide(frame.index, frame.time_s, frame.rgb)
-        if not decision.analyse:
-            return INHERIT, decision.source
-        return (CACHED if frame.index in cached else COMPUTE), frame.index
-
     try:
         reporter.update(0)
         producer = frame_batches(
             str(video_path),
             extractor.preprocessing,
             batch_size or extractor.batch_size,
-            classify=classify,
+            classify=classifier(planner, cached),
             select=planner.wants,
             max_frames=max_frames,
             max_pending=planner.max_pending,  # results reach the planner in time (sampling.py)

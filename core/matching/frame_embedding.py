@@ -16,16 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.matching.analysis import classifier
 from core.matching.sampling import Sampling
-from core.media.video import DecodeReport, Frame, VideoInfo, probe_video
+from core.media.video import DecodeReport, VideoInfo, probe_video
 from core.model.features import FeatureExtractor
 from core.model.frames import COMPUTE, frame_batches
 from core.prefetch import background
 from core.progress import ProgressCallback, ProgressReporter
-
-CACHED, INHERIT = 1, 2
-"""Tags of recorded frames besides :data:`~core.model.frames.COMPUTE`: analysed, with an
-embedding already cached; or not analysed (the result of its source frame stands for it)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -87,12 +84,6 @@ def embed_video(
     total = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
     reporter = ProgressReporter("embedding frames", "frames", total or None, progress, cancel)
 
-    def classify(frame: Frame) -> tuple[int, int]:
-        decision = planner.decide(frame.index, frame.time_s, frame.rgb)
-        if not decision.analyse:
-            return INHERIT, decision.source
-        return (CACHED if frame.index in cached else COMPUTE), frame.index
-
     recorded: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     computed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     reporter.update(0)
@@ -100,7 +91,7 @@ def embed_video(
         str(path),
         extractor.preprocessing,
         batch_size or extractor.batch_size,
-        classify=classify,
+        classify=classifier(planner, cached),
         select=planner.wants,
         max_frames=max_frames,
         pin_memory=extractor.device.type == "cuda",
