@@ -54,7 +54,7 @@ def follow() -> bool:
                 keys.MATCH_JOB,
                 snap,
                 f"Run #{view.run.id}: {md_escape(view.run.collection_name or '')} searched as it is now, "
-                f"from run #{view.run.stats.get('searched_again_from')}'s frames.",
+                "from the run's cached frames.",
             )
         elif snap.status == "done":
             summary = snap.result.summary  # a core.api.MatchRun

@@ -136,7 +136,7 @@ def _changed_since(run: RunRecord) -> None:
         return
     st.info(
         f"The collection {name} has changed since this run: images added since were not looked for. "
-        "Search it again from this run's frames: a new run, in seconds, without the model."
+        "Search it again from this run's frames: the run is brought up to date, without the model."
     )
     busy = keys.MATCH_JOB in st.session_state
     if st.button("Search the collection as it is now", key=keys.run_search_again(run.id), disabled=busy):

@@ -152,6 +152,25 @@ class Runs(Store):
             if cursor.rowcount == 0:
                 raise NotFoundError(f"No unfinished run with id {run_id}")
 
+    def refresh_run(self, run_id: int) -> None:
+        """Open a done run to be searched again by this process: its results go (frames, matches,
+        segments; its regions stay), and it searches its collection as it is now.
+
+        Raises:
+            NotFoundError: no done run with this id.
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
+                "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
+                "WHERE id = ? AND status = 'done'",
+                (os.getpid(), HOST, now(), int(run_id)),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"No done run with id {run_id}")
+            for table in ("frame_matches", "run_frames", "run_chunks", "segments"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
+
     def _check_run(self, run_id: int) -> None:
         if self._row("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)) is None:
             raise NotFoundError(f"No run with id {run_id}")

@@ -131,17 +131,20 @@ def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extr
     finally:
         analysis.frame_batches = real
     assert [i.status for i in again.items] == ["matched", "failed", "matched"]
-    new_runs = [i.run_id for i in again.items if i.run_id is not None]
-    assert set(new_runs).isdisjoint(i.run_id for i in first.items)
-    assert all("collection changed since run" in i.reason for i in again.items if i.run_id is not None)
+    # the runs themselves are brought up to date: a nightly batch over an archive, with images
+    # added every day, must not pile up a new run per video per night
+    runs = [i.run_id for i in again.items if i.run_id is not None]
+    assert runs == [i.run_id for i in first.items if i.run_id is not None] and len(indexed.list_runs()) == 2
+    assert all("collection changed since the run" in i.reason for i in again.items if i.run_id is not None)
     for old, new in zip(first.items, again.items, strict=True):
-        if new.run_id is not None:  # the same run as a match now would make, and a batch finds it done
-            assert indexed.get_run(new.run_id).params == indexed.get_run(old.run_id).params
-            assert not indexed.get_run(new.run_id).collection_changed
+        if new.run_id is not None:
+            run = indexed.get_run(new.run_id)
+            assert not run.collection_changed and run.status == "done" and run.stats["searched_again"] == 1
             assert new.frames == old.frames and new.computed == 0
+            assert len(indexed.load_frame_results(new.run_id)) == new.frames  # replaced, not added to
     steady = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
     assert [i.status for i in steady.items] == ["done before", "failed", "done before"]
-    assert [i.run_id for i in steady.items if i.run_id] == new_runs
+    assert [i.run_id for i in steady.items if i.run_id] == runs
     coll = indexed.get_collection("shots")
     removed = indexed.list_images(coll.id, limit=1)[0]
     indexed.remove_images(coll.id, [removed.id])  # one image fewer: stale as well

@@ -1182,7 +1182,7 @@ def test_library_refuses_folders_outside_the_allowed_ones(env, tmp_path, monkeyp
 def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
     """The run stays cached on the page, but a poster indexed since is news to it: the page says
     its results do not include the collection's new images, and one click searches the collection
-    as it is now from the run's cached frames (a new run, no model, no decoding)."""
+    as it is now from the run's cached frames (the run brought up to date: no model, no decoding)."""
     from conftest import new_image
     from core.config import default_db_path
     from db import Index
@@ -1200,10 +1200,12 @@ def test_a_run_says_when_its_collection_has_changed_since(stored_run, tmp_path):
     assert not at.exception, at.exception
     wait_for_job(at, keys.MATCH_JOB)  # a job: an every-frame 2-hour run has 216,000 frames to search
     with Index(default_db_path()) as index:
-        newest = index.list_runs(limit=1)[0]
-    assert newest.id != run_id and not newest.collection_changed
-    assert newest.stats["searched_again_from"] == run_id and at.session_state[keys.RUN] == newest.id
-    assert any(f"from run #{run_id}" in s for s in plain(at.success)), plain(at.success)
+        (run,) = index.list_runs()  # brought up to date, not copied
+    assert run.id == run_id and not run.collection_changed and run.stats["searched_again"] == 1
+    assert at.session_state[keys.RUN] == run_id
+    assert any(f"Run #{run_id}: posters searched as it is now" in s for s in plain(at.success)), plain(
+        at.success
+    )
     assert not any("changed since" in i for i in texts(at.info))
 
 

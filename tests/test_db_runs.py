@@ -213,3 +213,25 @@ def test_a_run_knows_when_its_collection_changed_since_it_searched_it(index, col
     assert index.get_run(run).collection_changed
     other = index.create_run(video_id=video.id, collection_id=collection.id, model_id="m", params={})
     assert not index.get_run(other).collection_changed
+
+
+def test_a_done_run_is_refreshed_in_place(index):
+    """``refresh_run`` opens a done run to be searched again: its results and segments go, its
+    regions stay, it is running (by this process) and searches its collection as it is now."""
+    from conftest import new_image, synthetic_run
+    from db import NotFoundError
+
+    view = synthetic_run(index, [0, 0, 1], [0.9, 0.9, 0.8])
+    run_id = view.run.id
+    index.add_frame_regions(
+        run_id, np.array([1]), np.array([view.results.image_ids[0, 0]]), np.array([0.7]), np.zeros((1, 4))
+    )
+    index.add_images(view.run.collection_id, [new_image(7)])
+    assert index.get_run(run_id).collection_changed
+    index.refresh_run(run_id)
+    run = index.get_run(run_id)
+    assert run.status == "running" and not run.collection_changed and run.finished is None
+    assert len(index.load_frame_results(run_id)) == 0 and index.list_segments(run_id) == []
+    assert len(index.load_frame_regions(run_id)) == 1
+    with pytest.raises(NotFoundError, match="No done run"):
+        index.refresh_run(run_id)  # running now: not done

@@ -119,18 +119,21 @@ class Planned:
         item = BatchItem.of_run(self.path, "matched", view.run, view.video.duration_s, elapsed_s)
         if self.superseded is None:
             return item
-        how = ": searched again from its cached frames" if "searched_again_from" in view.run.stats else ""
-        return replace(item, reason=f"the collection changed since run {self.superseded}{how}")
+        if view.run.id == self.superseded:  # brought up to date (search_again)
+            return replace(
+                item, reason="the collection changed since the run: searched again from its cached frames"
+            )
+        return replace(item, reason=f"the collection changed since run {self.superseded}")
 
     def needs_model(self, regions: RegionSettings | None) -> bool:
         """Whether this video will be matched (not skipped, and not only searched again)."""
         return self.skipped() is None and (self.superseded is None or regions is not None)
 
     def searched_again(self, index: Index, regions: RegionSettings | None) -> BatchItem | None:
-        """The item of a video whose run was done before its collection changed, searched again
-        from the cached frames (no decoding, no model: seconds, where matching an hour of video
-        again decodes it all); None when it must be matched again: in region mode (new images'
-        regions are in the frames' pixels), or with frames no longer cached."""
+        """The item of a video whose run was done before its collection changed, the run searched
+        again from its cached frames (no decoding, no model: seconds, where matching an hour of
+        video again decodes it all); None when it must be matched again: in region mode (new
+        images' regions are in the frames' pixels), or with frames no longer cached."""
         if self.superseded is None or regions is not None:
             return None
         started = time.perf_counter()

@@ -337,35 +337,39 @@ def search_again(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> RunView:
-    """A done run searched again against its collection as it is now, from its cached frames only
-    (no decoding, no model): a new run with the same parameters and recorded frames, so that a
-    batch finds it done. What a batch does with a run whose collection has changed since.
+    """A done run brought up to date with its collection as it is now, from its cached frames only
+    (no decoding, no model): the same run, parameters and recorded frames, searched again, so
+    that a batch finds it done. What a batch does with a run whose collection has changed since
+    (a nightly batch over an archive must not leave a new run per video per night).
 
     Raises:
-        CacheMissError: some frame embeddings are no longer cached (match the video again).
+        CacheMissError: some frame embeddings are no longer cached (match the video again); the
+            run is left as it was.
         IncompleteRunError: the run is not done.
-        core.progress.Cancelled: ``cancel`` was set (nothing is stored).
+        core.progress.Cancelled: ``cancel`` was set while searching; the run is left as it was.
     """
     old = index.get_run(run_id)
     if not old.complete or old.collection_id is None:
         raise IncompleteRunError(f"Run {run_id} is {old.status}: only a done run is searched again.")
     prev = index.load_frame_results(run_id)
-    kept = {key: old.stats[key] for key in ("decisions", "decode") if key in old.stats}
-    return store_cached_run(
+    params = MatchParams.from_dict(old.params)
+    ids, scores, analysed = cached_results(
         index,
         video=index.get_video(old.video_id),
         collection=index.get_collection_by_id(old.collection_id),
-        model_id=old.model_id,
-        run_params=old.params,
-        params=MatchParams.from_dict(old.params),
-        frame_index=prev.frame_index,
-        time_s=prev.time_s,
+        embed_key=old.params["embed_key"],
+        params=params,
         source_frame=prev.source_frame,
-        stats={**kept, "searched_again_from": run_id},
         cache_note=f"Run {run_id}",
         progress=progress,
         cancel=cancel,
     )
+    index.refresh_run(run_id)  # its results go, and it searches its collection as it is now
+    index.add_frame_results(run_id, prev.frame_index, prev.time_s, prev.source_frame, ids, scores)
+    kept = {key: old.stats[key] for key in ("decisions", "decode") if key in old.stats}
+    counts = {"computed": 0, "cached": analysed, "inherited": len(prev) - analysed}
+    stats = {**counts, **kept, "searched_again": int(old.stats.get("searched_again", 0)) + 1}
+    return finish_run(index, run_id, params, stats)
 
 
 def store_cached_run(
@@ -380,20 +384,16 @@ def store_cached_run(
     time_s: np.ndarray,
     source_frame: np.ndarray,
     stats: dict | None = None,
-    run_id: int | None = None,
     regions: FrameRegions | None = None,
     cache_note: str = "The run",
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> RunView:
-    """Store a run whose analysed frames are all in the frame-embedding cache: no video, no model.
-
-    Each recorded frame takes the matches of its source frame (itself, or the analysed frame it
-    inherits from). Used by :func:`rematch` and :func:`search_again`.
+    """Store a new run whose analysed frames are all in the frame-embedding cache: no video, no
+    model (:func:`rematch`).
 
     Args:
         run_params: the run's stored parameters (``embed_key`` names the cached embeddings).
-        run_id: an unfinished run to complete (resumed), instead of a new one.
         regions: the frames' best regions to store with the results (found before, against
             this collection).
 
@@ -401,8 +401,48 @@ def store_cached_run(
         CacheMissError: some source frames have no cached embedding.
         core.progress.Cancelled: ``cancel`` was set while searching (nothing is stored).
     """
+    ids, scores, analysed = cached_results(
+        index,
+        video=video,
+        collection=collection,
+        embed_key=run_params["embed_key"],
+        params=params,
+        source_frame=source_frame,
+        cache_note=cache_note,
+        progress=progress,
+        cancel=cancel,
+    )
+    run_id = index.create_run(
+        video_id=video.id, collection_id=collection.id, model_id=model_id, params=run_params
+    )
+    index.add_frame_results(run_id, frame_index, time_s, source_frame, ids, scores)
+    if regions is not None and len(regions):
+        index.add_frame_regions(run_id, regions.frame_index, regions.image_ids, regions.scores, regions.boxes)
+    counts = {"computed": 0, "cached": analysed, "inherited": int(len(frame_index) - analysed)}
+    return finish_run(index, run_id, params, {**counts, **(stats or {})})
+
+
+def cached_results(
+    index: Index,
+    *,
+    video: VideoRecord,
+    collection: Collection,
+    embed_key: str,
+    params: MatchParams,
+    source_frame: np.ndarray,
+    cache_note: str,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each recorded frame's top-k (N×k ids and scores), from its source frame's cached embedding
+    searched against ``collection``, and how many frames were searched (the analysed ones).
+
+    Raises:
+        CacheMissError: some source frames have no cached embedding.
+        core.progress.Cancelled: ``cancel`` was set while searching.
+    """
     sources = np.unique(source_frame)
-    got_idx, _, vecs = index.load_frame_embeddings(video.sha256, run_params["embed_key"], sources.tolist())
+    got_idx, _, vecs = index.load_frame_embeddings(video.sha256, embed_key, sources.tolist())
     if len(got_idx) != len(sources):
         raise CacheMissError(
             f"{cache_note}: {len(sources) - len(got_idx)} frame embeddings are no longer cached; "
@@ -412,19 +452,11 @@ def store_cached_run(
     ids, scores = _search_in_blocks(searcher, l2_normalize(vecs), params.top_k, progress, cancel)
     row_of = np.searchsorted(got_idx, source_frame)
     k = params.top_k
-    out_ids = np.full((len(frame_index), k), -1, np.int64)
-    out_scores = np.full((len(frame_index), k), np.nan, np.float32)
+    out_ids = np.full((len(source_frame), k), -1, np.int64)
+    out_scores = np.full((len(source_frame), k), np.nan, np.float32)
     out_ids[:, : ids.shape[1]] = ids[row_of]
     out_scores[:, : scores.shape[1]] = scores[row_of]
-    if run_id is None:
-        run_id = index.create_run(
-            video_id=video.id, collection_id=collection.id, model_id=model_id, params=run_params
-        )
-    index.add_frame_results(run_id, frame_index, time_s, source_frame, out_ids, out_scores)
-    if regions is not None and len(regions):
-        index.add_frame_regions(run_id, regions.frame_index, regions.image_ids, regions.scores, regions.boxes)
-    counts = {"computed": 0, "cached": int(len(sources)), "inherited": int(len(frame_index) - len(sources))}
-    return finish_run(index, run_id, params, {**counts, **(stats or {})})
+    return out_ids, out_scores, int(len(sources))
 
 
 SEARCH_BLOCK = 2048
