@@ -27,6 +27,8 @@ def cancel_job(job_id: int) -> str:
 
 # -- Collections --------------------------------------------------------------------------------
 INDEX_JOB = "index-job"
+REFRESH_JOB = "refresh-runs-job"  # bringing a changed collection's runs up to date
+REFRESH_RUNS_BUTTON = "refresh-runs"
 INDEX_REPORT = "index-report"
 MANAGE_COLLECTION = "manage-collection"
 MANAGE_TAB = "manage-tab"

@@ -366,9 +366,15 @@ class Runs(Store):
         video_id: int | None = None,
         collection_id: int | None = None,
         limit: int | None = None,
+        changed_only: bool = False,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally of one video and/or one collection."""
+        """Runs, newest first, optionally of one video and/or one collection (``changed_only``: the
+        done ones whose collection has changed since they searched it)."""
         where, params = [], []
+        if changed_only:
+            where.append(
+                "r.status = 'done' AND c.id IS NOT NULL AND r.collection_version IS NOT c.content_version"
+            )
         if video_id is not None:
             where.append("r.video_id = ?")
             params.append(int(video_id))

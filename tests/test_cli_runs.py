@@ -218,6 +218,24 @@ def test_runs_say_when_their_collection_changed_since(cli_env, capsys):
         index.add_images(index.get_collection("posters").id, [new_image(50)])
     assert main(["runs"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{run_id:>5}")][0]
-    assert f"the collection changed since: rematch {run_id} searches it as it is now (no model)" in line
+    assert "the collection changed since: runs --refresh brings it up to date (no model)" in line
     assert main(["runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["collection_changed"] is True
+
+
+def test_runs_refresh_brings_out_of_date_runs_up_to_date(cli_env, image_folder, shots_video, capsys):
+    assert main(["index", str(image_folder.paths[0]), "-c", "shots", "-q"]) == 0
+    assert main(["match", str(shots_video.path), "-c", "shots", "-q"]) == 0
+    assert main(["runs", "--refresh", "-q"]) == 0
+    assert "no run is out of date" in capsys.readouterr().out
+    assert main(["index", str(image_folder.paths[1]), "-c", "shots", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--refresh", "--collection", "shots", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "    1  searched again    shots.mp4" in out and "1 of 1 out-of-date run(s) brought up to date" in out
+    )
+    assert main(["runs"]) == 0
+    assert "changed since" not in capsys.readouterr().out
+    assert main(["runs", "--refresh", "--collection", "nope"]) == 2
+    assert "No collection named 'nope'" in capsys.readouterr().err

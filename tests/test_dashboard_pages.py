@@ -1217,3 +1217,25 @@ def test_a_run_whose_video_file_changed_says_its_frames_may_not_fit(stored_run, 
     at.run()
     assert not at.exception, at.exception
     assert any("The video file has changed since this run" in w for w in texts(at.warning)), texts(at.warning)
+
+
+def test_collections_bring_the_runs_of_a_changed_collection_up_to_date(stored_run):
+    """After new images, the Collections page says how many runs searched the collection before it
+    changed, and one click brings them up to date from their cached frames (a background job)."""
+    from conftest import new_image
+    from core.config import default_db_path
+    from db import Index
+
+    at = open_app("views/collections.py")
+    assert keys.REFRESH_RUNS_BUTTON not in [b.key for b in at.button]
+    with Index(default_db_path()) as index:
+        coll = index.get_collection("posters")
+        index.add_images(coll.id, [new_image(9, dim=coll.embed_dim)])
+    at.run()
+    assert any("1 match run searched posters before it changed" in i for i in plain(at.info)), plain(at.info)
+    at.button(key=keys.REFRESH_RUNS_BUTTON).click().run()
+    wait_for_job(at, keys.REFRESH_JOB)
+    assert any("1 of 1 run brought up to date" in s for s in plain(at.success)), plain(at.success)
+    assert keys.REFRESH_RUNS_BUTTON not in [b.key for b in at.button]
+    with Index(default_db_path()) as index:
+        assert not index.get_run(stored_run.run_id).collection_changed

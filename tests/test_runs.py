@@ -109,3 +109,29 @@ def test_a_view_for_browsing_loads_only_the_paths_it_shows(tmp_path):
     assert light.segments == full.segments
     named = light.with_paths(index.image_paths(light.missing_paths(light.best_image)))
     assert {i: named.image_name(i) for i in best} == {i: full.image_name(i) for i in best}
+
+
+def test_the_runs_of_a_changed_collection_are_brought_up_to_date_without_their_videos(
+    index, extractor, shots_video, image_folder
+):
+    """``runs --refresh``: every done run whose collection changed, searched again from its cached
+    frames, with its video on a drive that is not mounted; a region run is listed, to match again."""
+    from core.matching.regions import RegionSettings
+    from core.matching.runs import refresh_runs
+
+    index_images(index, "shots", image_folder.paths[:2], extractor)
+    plain = match_video(index, shots_video.path, "shots", extractor, params=PARAMS).run_id
+    regions = match_video(
+        index, shots_video.path, "shots", extractor, params=PARAMS, regions=RegionSettings(short_side=224)
+    ).run_id
+    assert refresh_runs(index) == []  # nothing changed
+    index_images(index, "shots", image_folder.paths[2:3], extractor)
+    shots_video.path.rename(shots_video.path.with_suffix(".offline"))
+    assert [r.id for r in index.list_runs(changed_only=True)] == [regions, plain]
+    done = refresh_runs(index, "shots")
+    assert [(d.run_id, d.status) for d in done] == [(regions, "needs the video"), (plain, "searched again")]
+    assert "--regions" in done[0].reason
+    assert not index.get_run(plain).collection_changed and index.get_run(regions).collection_changed
+    view = load_run(index, plain)
+    assert "gamma.jpg" in {view.image_name(s.image_id) for s in view.segments}
+    assert refresh_runs(index, "shots") == [done[0]]  # the region run is still out of date

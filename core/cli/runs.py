@@ -149,6 +149,8 @@ def _match_batch(args: argparse.Namespace, index, coll, model, sampling, params,
 def cmd_runs(args: argparse.Namespace) -> int:
     if args.delete:
         return _delete_runs(args, args.delete)
+    if args.refresh:
+        return _refresh_runs(args)
     with open_index(args) as index:
         coll = index.get_collection(args.collection) if args.collection else None
         runs = index.list_runs(collection_id=coll.id if coll else None, limit=args.limit)
@@ -169,15 +171,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh_runs(args: argparse.Namespace) -> int:
+    """``runs --refresh``: the runs whose collection changed, brought up to date from the cache."""
+    from core.matching.runs import refresh_runs
+
+    with open_index(args, write=True) as index, progress_bar(args) as bar:
+        done = refresh_runs(index, args.collection, progress=bar)
+    if not done:
+        print("no run is out of date: every done run has searched its collection as it is now")
+        return 0
+    for d in done:
+        print(
+            f"{d.run_id:>5}  {d.status:<16}  {shown(Path(d.video_path).name)}"
+            + (f"  {shown(d.reason)}" if d.reason else "")
+        )
+    again = sum(d.status == "searched again" for d in done)
+    print(f"{again} of {len(done)} out-of-date run(s) brought up to date from their cached frames")
+    return 0
+
+
 def _outcome(r) -> str:
     """What a run found, or how far an unfinished one got."""
     stats = r.stats or {}
     if r.status == "done":
         found = f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
         if r.collection_changed:
-            return (
-                f"{found}; the collection changed since: rematch {r.id} searches it as it is now (no model)"
-            )
+            return f"{found}; the collection changed since: runs --refresh brings it up to date (no model)"
         return found
     if r.status == "running":
         return "running"
@@ -352,13 +371,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _export_options(p)
     p.set_defaults(func=cmd_match)
 
-    p = sub.add_parser("runs", parents=[common], help="list or delete stored match runs")
+    p = sub.add_parser("runs", parents=[common], help="list, delete or bring up to date stored match runs")
     add_db_option(p)
     p.add_argument("--limit", type=int, default=20, help="the newest this many (default: %(default)s)")
     p.add_argument("--collection", "-c", default=None, help="only the runs against this collection")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
         "--delete", type=int, nargs="+", metavar="RUN", help="delete runs with their results (by id)"
+    )
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="bring the done runs whose collection changed up to date from their cached frames "
+        "(no model, no video file; with --collection, that collection's only)",
     )
     add_yes_option(p)
     p.set_defaults(func=cmd_runs)

@@ -372,6 +372,61 @@ def search_again(
     return finish_run(index, run_id, params, stats)
 
 
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What :func:`refresh_runs` did with one run."""
+
+    run_id: int
+    video_path: str
+    status: str  # "searched again", "needs the video" (a region run) or "frames not cached"
+    reason: str = ""
+
+
+def refresh_runs(
+    index: Index,
+    collection: str | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Refreshed]:
+    """Every done run (of ``collection``) whose collection has changed since it searched it,
+    brought up to date from its cached frames (:func:`search_again`): no video file is read, so
+    videos on a drive that is not mounted are brought up to date too. A region run needs its
+    video (a new image's regions are in the pixels), as does one whose frames are no longer
+    cached; they are listed with the command that matches them again.
+
+    Raises:
+        db.NotFoundError: no such collection.
+        core.progress.Cancelled: ``cancel`` was set; the runs done before it stay done.
+    """
+    coll_id = index.get_collection(collection).id if collection else None
+    stale = index.list_runs(collection_id=coll_id, changed_only=True)
+    reporter = ProgressReporter("bringing runs up to date", "runs", len(stale), progress, cancel)
+    out = []
+    for number, run in enumerate(stale):
+        reporter.check_cancelled()
+        again = f"match {run.video_path} --collection {run.collection_name}"
+        if run.params.get("regions"):
+            out.append(
+                Refreshed(run.id, run.video_path, "needs the video", f"a region run: {again} --regions")
+            )
+            continue
+        try:
+            search_again(index, run.id, cancel=cancel)
+        except CacheMissError as err:
+            logger.info("%s", err)
+            out.append(
+                Refreshed(
+                    run.id, run.video_path, "frames not cached", f"its frames are no longer cached: {again}"
+                )
+            )
+            continue
+        out.append(Refreshed(run.id, run.video_path, "searched again"))
+        reporter.update(number + 1)
+    reporter.update(len(stale))
+    return out
+
+
 def store_cached_run(
     index: Index,
     *,

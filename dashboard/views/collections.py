@@ -11,6 +11,7 @@ from core import api
 from core.errors import USER_ERRORS
 from core.matching.indexing import IndexReport, find_missing_files, remove_missing_files
 from dashboard import keys
+from dashboard.jobs import with_index
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
 from dashboard.state import collections_changed, extractor_loader, get_index, load_extractor, settings
 from dashboard.widgets import (
@@ -50,6 +51,18 @@ if snap is not None:
     else:
         outcome_notice(keys.INDEX_JOB, snap, "")
 show_notice(keys.INDEX_JOB)
+refreshed = follow_job(keys.REFRESH_JOB)
+if refreshed is not None:
+    done = refreshed.result if refreshed.status == "done" else []
+    again = sum(d.status == "searched again" for d in done)
+    left = [d for d in done if d.status != "searched again"]
+    outcome_notice(
+        keys.REFRESH_JOB,
+        refreshed,
+        f"{again} of {len(done)} run{'s' if len(done) != 1 else ''} brought up to date from their cached frames."
+        + "".join(f" Run #{d.run_id}: {md_escape(d.reason)}." for d in left),
+    )
+show_notice(keys.REFRESH_JOB)
 report = st.session_state.get(keys.INDEX_REPORT)
 if report is not None and (report.failed or report.duplicates or report.moved):
     with st.expander(
@@ -132,6 +145,25 @@ coll = pick_collection(index, key=keys.MANAGE_COLLECTION, label="Collection")
 if coll is None:
     st.stop()
 job_running = keys.INDEX_JOB in st.session_state
+stale = index.list_runs(collection_id=coll.id, changed_only=True)
+if stale and keys.REFRESH_JOB not in st.session_state:
+    n = len(stale)
+    st.info(
+        f"{n} match run{'s' if n != 1 else ''} searched {md_escape(coll.name)} before it changed: "
+        "images added since were not looked for. Bring them up to date from their cached frames "
+        "(no model, no video file needed; a region run needs its video, and is only listed)."
+    )
+    if st.button("Bring the runs up to date", key=keys.REFRESH_RUNS_BUTTON, disabled=job_running):
+        from core.matching.runs import refresh_runs  # on click: the page itself does not need it
+
+        start_job(
+            keys.REFRESH_JOB,
+            "refresh-runs",
+            f"Bringing the runs of {coll.name} up to date",
+            with_index(str(s.db_path), refresh_runs),
+            coll.name,
+        )
+        st.rerun()
 
 # A segmented control keeps its choice across reruns (tabs jump back to the first after an action).
 SECTIONS = {
