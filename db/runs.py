@@ -42,6 +42,18 @@ _SEGMENT_FIELDS = (
 )
 
 
+def _reopen(conn, run_id: int, *, done: bool) -> bool:
+    """Mark a run (a done one, or an unfinished one) as running again, by this process, searching
+    its collection as it is now; False when there is no such run."""
+    cursor = conn.execute(
+        "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
+        "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
+        f"WHERE id = ? AND status {'=' if done else '!='} 'done'",
+        (os.getpid(), HOST, now(), int(run_id)),
+    )
+    return cursor.rowcount > 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -143,13 +155,7 @@ class Runs(Store):
         """Mark an unfinished run as running again, by this process (to resume it): it searches
         its collection as it is now."""
         with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
-                "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
-                "WHERE id = ? AND status != 'done'",
-                (os.getpid(), HOST, now(), int(run_id)),
-            )
-            if cursor.rowcount == 0:
+            if not _reopen(conn, run_id, done=False):
                 raise NotFoundError(f"No unfinished run with id {run_id}")
 
     def refresh_run(self, run_id: int) -> None:
@@ -160,13 +166,7 @@ class Runs(Store):
             NotFoundError: no done run with this id.
         """
         with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
-                "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
-                "WHERE id = ? AND status = 'done'",
-                (os.getpid(), HOST, now(), int(run_id)),
-            )
-            if cursor.rowcount == 0:
+            if not _reopen(conn, run_id, done=True):
                 raise NotFoundError(f"No done run with id {run_id}")
             for table in ("frame_matches", "run_frames", "run_chunks", "segments"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
