@@ -171,6 +171,23 @@ class Runs(Store):
             for table in ("frame_matches", "run_frames", "run_chunks", "segments"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
 
+    def mark_current(self, run_id: int, stats: dict) -> None:
+        """A done run that searching again left unchanged: it now counts as having searched its
+        collection as it is now, and takes ``stats``.
+
+        Raises:
+            NotFoundError: no done run with this id.
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET stats = ?, "
+                "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
+                "WHERE id = ? AND status = 'done'",
+                (to_json(stats), int(run_id)),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"No done run with id {run_id}")
+
     def _check_run(self, run_id: int) -> None:
         if self._row("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)) is None:
             raise NotFoundError(f"No run with id {run_id}")

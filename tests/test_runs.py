@@ -135,3 +135,28 @@ def test_the_runs_of_a_changed_collection_are_brought_up_to_date_without_their_v
     view = load_run(index, plain)
     assert "gamma.jpg" in {view.image_name(s.image_id) for s in view.segments}
     assert refresh_runs(index, "shots") == [done[0]]  # the region run is still out of date
+
+
+def test_a_run_whose_results_the_change_does_not_touch_is_only_marked_current(
+    indexed, extractor, shots_video
+):
+    """Most new pictures are not in most videos: when searching again gives every frame the same
+    top-k, the run's results are not written again (216,000 rows for a 2-hour run), it is only
+    marked as having searched the collection as it is now."""
+    from core.matching.runs import search_again
+    from db import NewImage
+
+    run_id = match_video(indexed, shots_video.path, "shots", extractor, params=PARAMS).run_id
+    before = load_run(indexed, run_id)
+    coll = indexed.get_collection("shots")
+    unlike = -indexed.load_embeddings(coll.id).vectors.mean(axis=0)  # in no frame's top 3
+    indexed.add_images(coll.id, [NewImage("/elsewhere.png", "e" * 64, 8, 8, b"", unlike)])
+    assert indexed.get_run(run_id).collection_changed
+    indexed.add_frame_results = lambda *a, **k: pytest.fail("unchanged results were written again")
+    try:
+        after = search_again(indexed, run_id)
+    finally:
+        del indexed.add_frame_results
+    assert not indexed.get_run(run_id).collection_changed and after.run.stats["searched_again"] == 1
+    np.testing.assert_array_equal(after.results.image_ids, before.results.image_ids)
+    assert after.segments == before.segments

@@ -364,12 +364,26 @@ def search_again(
         progress=progress,
         cancel=cancel,
     )
-    index.refresh_run(run_id)  # its results go, and it searches its collection as it is now
-    index.add_frame_results(run_id, prev.frame_index, prev.time_s, prev.source_frame, ids, scores)
     kept = {key: old.stats[key] for key in ("decisions", "decode") if key in old.stats}
     counts = {"computed": 0, "cached": analysed, "inherited": len(prev) - analysed}
     stats = {**counts, **kept, "searched_again": int(old.stats.get("searched_again", 0)) + 1}
+    if _same_results(prev, ids, scores):  # most new pictures are in no frame's top-k of most videos
+        index.mark_current(run_id, {**old.stats, **stats})
+        return load_run(index, run_id, all_paths=False)
+    index.refresh_run(run_id)  # its results go, and it searches its collection as it is now
+    index.add_frame_results(run_id, prev.frame_index, prev.time_s, prev.source_frame, ids, scores)
     return finish_run(index, run_id, params, stats)
+
+
+def _same_results(prev: FrameResults, ids: np.ndarray, scores: np.ndarray) -> bool:
+    """Whether a run's stored results (``prev``, k columns or fewer) are ``ids`` and ``scores``."""
+    k = ids.shape[1]
+    if prev.k > k:
+        return False
+    pad = k - prev.k
+    old_ids = np.pad(prev.image_ids, ((0, 0), (0, pad)), constant_values=-1)
+    old_scores = np.pad(prev.scores.astype(np.float32), ((0, 0), (0, pad)), constant_values=np.nan)
+    return np.array_equal(old_ids, ids) and np.allclose(old_scores, scores, rtol=0, atol=1e-6, equal_nan=True)
 
 
 @dataclass(frozen=True, slots=True)
