@@ -237,5 +237,14 @@ def test_runs_refresh_brings_out_of_date_runs_up_to_date(cli_env, image_folder, 
     )
     assert main(["runs"]) == 0
     assert "changed since" not in capsys.readouterr().out
+    # changed again, and the video matched again with the same options: the old run is superseded
+    assert main(["index", str(image_folder.paths[2]), "-c", "shots", "-q"]) == 0
+    assert main(["match", str(shots_video.path), "-c", "shots", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    old_line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("    1 ")][0]
+    assert "a newer run of the video has the same options" in old_line
+    assert main(["runs", "--refresh", "-q"]) == 0
+    assert "no run is out of date" in capsys.readouterr().out
     assert main(["runs", "--refresh", "--collection", "nope"]) == 2
     assert "No collection named 'nope'" in capsys.readouterr().err

@@ -160,3 +160,21 @@ def test_a_run_whose_results_the_change_does_not_touch_is_only_marked_current(
     assert not indexed.get_run(run_id).collection_changed and after.run.stats["searched_again"] == 1
     np.testing.assert_array_equal(after.results.image_ids, before.results.image_ids)
     assert after.segments == before.segments
+
+
+def test_an_out_of_date_run_matched_again_since_is_not_listed_as_out_of_date(
+    index, extractor, shots_video, image_folder
+):
+    """A region run out of date needs its video; once the video is matched again with the same
+    options, the old run is superseded by the new one and no longer asks to be brought up to date."""
+    from core.matching.regions import RegionSettings
+    from core.matching.runs import out_of_date_runs, refresh_runs
+
+    regions = RegionSettings(short_side=224)
+    index_images(index, "shots", image_folder.paths[:2], extractor)
+    old = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, regions=regions).run_id
+    index_images(index, "shots", image_folder.paths[2:3], extractor)
+    assert [r.id for r in out_of_date_runs(index)] == [old]
+    new = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, regions=regions).run_id
+    assert new != old and out_of_date_runs(index) == [] and refresh_runs(index) == []
+    assert index.get_run(old).collection_changed  # still there, and still out of date itself

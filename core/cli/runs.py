@@ -151,9 +151,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _delete_runs(args, args.delete)
     if args.refresh:
         return _refresh_runs(args)
+    from core.matching.runs import out_of_date_runs
+
     with open_index(args) as index:
         coll = index.get_collection(args.collection) if args.collection else None
         runs = index.list_runs(collection_id=coll.id if coll else None, limit=args.limit)
+        stale = {r.id for r in out_of_date_runs(index, coll.id if coll else None)}
     if args.json:
         print(json.dumps([_run_as_json(r) for r in runs], indent=2))
         return 0
@@ -166,7 +169,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         print(
             f"{r.id:>5}  {r.created}  {r.status:<11}  {shown(r.collection_name or '?')}  "
-            f"{shown(Path(r.video_path).name)}  threshold {r.params.get('threshold')}  {_outcome(r)}"
+            f"{shown(Path(r.video_path).name)}  threshold {r.params.get('threshold')}  {_outcome(r, r.id in stale)}"
         )
     return 0
 
@@ -190,13 +193,16 @@ def _refresh_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outcome(r) -> str:
-    """What a run found, or how far an unfinished one got."""
+def _outcome(r, out_of_date: bool = False) -> str:
+    """What a run found, or how far an unfinished one got (``out_of_date``: its collection changed
+    since and no newer run of the video has the same options)."""
     stats = r.stats or {}
     if r.status == "done":
         found = f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
-        if r.collection_changed:
+        if out_of_date:
             return f"{found}; the collection changed since: runs --refresh brings it up to date (no model)"
+        if r.collection_changed:
+            return f"{found}; the collection changed since: a newer run of the video has the same options"
         return found
     if r.status == "running":
         return "running"

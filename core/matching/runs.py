@@ -396,6 +396,24 @@ class Refreshed:
     reason: str = ""
 
 
+def out_of_date_runs(index: Index, collection_id: int | None = None) -> list[RunRecord]:
+    """The done runs (of a collection) whose collection has changed since they searched it, but
+    for those superseded: the same video was matched again since, with the same options, against
+    the collection as it is now (the newer run is the answer; the old one stays until deleted)."""
+    out = []
+    for run in index.list_runs(collection_id=collection_id, changed_only=True):
+        newest = index.find_run(
+            video_id=run.video_id,
+            collection_id=int(run.collection_id),
+            model_id=run.model_id,
+            params=run.params,
+            statuses=("done",),
+        )
+        if newest is None or newest.id == run.id or newest.collection_changed:
+            out.append(run)
+    return out
+
+
 def refresh_runs(
     index: Index,
     collection: str | None = None,
@@ -414,7 +432,7 @@ def refresh_runs(
         core.progress.Cancelled: ``cancel`` was set; the runs done before it stay done.
     """
     coll_id = index.get_collection(collection).id if collection else None
-    stale = index.list_runs(collection_id=coll_id, changed_only=True)
+    stale = out_of_date_runs(index, coll_id)
     reporter = ProgressReporter("bringing runs up to date", "runs", len(stale), progress, cancel)
     out = []
     for number, run in enumerate(stale):

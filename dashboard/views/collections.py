@@ -10,6 +10,7 @@ import streamlit as st
 from core import api
 from core.errors import USER_ERRORS
 from core.matching.indexing import IndexReport, find_missing_files, remove_missing_files
+from core.matching.runs import out_of_date_runs, refresh_runs
 from dashboard import keys
 from dashboard.jobs import with_index
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
@@ -145,7 +146,7 @@ coll = pick_collection(index, key=keys.MANAGE_COLLECTION, label="Collection")
 if coll is None:
     st.stop()
 job_running = keys.INDEX_JOB in st.session_state
-stale = index.list_runs(collection_id=coll.id, changed_only=True)
+stale = out_of_date_runs(index, coll.id)
 if stale and keys.REFRESH_JOB not in st.session_state:
     n = len(stale)
     st.info(
@@ -154,8 +155,6 @@ if stale and keys.REFRESH_JOB not in st.session_state:
         "(no model, no video file needed; a region run needs its video, and is only listed)."
     )
     if st.button("Bring the runs up to date", key=keys.REFRESH_RUNS_BUTTON, disabled=job_running):
-        from core.matching.runs import refresh_runs  # on click: the page itself does not need it
-
         start_job(
             keys.REFRESH_JOB,
             "refresh-runs",
