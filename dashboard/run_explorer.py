@@ -125,8 +125,8 @@ def _explore(run_id: int) -> None:
 
 
 def _changed_since(run: RunRecord) -> None:
-    """Say that the run's collection changed since it searched it, and offer to search it again
-    from the run's cached frames (a new run: no model, no decoding; a region run needs the video)."""
+    """Say that the run's collection changed since it searched it, and offer to bring the run up to
+    date from its cached frames (no model, no decoding; a region run needs the video)."""
     name = md_escape(run.collection_name or "")
     if run.params.get("regions"):
         st.info(

@@ -22,10 +22,14 @@ STALE_AFTER_S = 600.0
 """A run on another machine that has given no sign of life for this long counts as interrupted."""
 HOST = socket.gethostname()
 
-_RUN_SELECT = """
+_CHANGED = "(c.id IS NOT NULL AND r.collection_version IS NOT c.content_version)"
+"""Whether a run (``runs r``) searched its collection (``collections c``) as it was before a change."""
+_CURRENT_VERSION = "(SELECT content_version FROM collections WHERE id = runs.collection_id)"
+"""The version of a run's collection as it is now (in an UPDATE of ``runs``)."""
+_RUN_SELECT = f"""
 SELECT r.id, r.video_id, r.collection_id, c.name AS collection_name, r.model_id, r.params, r.status,
     r.stats, r.created, r.finished, v.path AS video_path, r.pid, r.host, r.heartbeat,
-    (c.id IS NOT NULL AND r.collection_version IS NOT c.content_version) AS collection_changed
+    {_CHANGED} AS collection_changed
 FROM runs r
 JOIN videos v ON v.id = r.video_id
 LEFT JOIN collections c ON c.id = r.collection_id
@@ -47,8 +51,7 @@ def _reopen(conn, run_id: int, *, done: bool) -> bool:
     its collection as it is now; False when there is no such run."""
     cursor = conn.execute(
         "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
-        "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
-        f"WHERE id = ? AND status {'=' if done else '!='} 'done'",
+        f"collection_version = {_CURRENT_VERSION} WHERE id = ? AND status {'=' if done else '!='} 'done'",
         (os.getpid(), HOST, now(), int(run_id)),
     )
     return cursor.rowcount > 0
@@ -180,9 +183,7 @@ class Runs(Store):
         """
         with self.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE runs SET stats = ?, "
-                "collection_version = (SELECT content_version FROM collections WHERE id = runs.collection_id) "
-                "WHERE id = ? AND status = 'done'",
+                f"UPDATE runs SET stats = ?, collection_version = {_CURRENT_VERSION} WHERE id = ? AND status = 'done'",
                 (to_json(stats), int(run_id)),
             )
             if cursor.rowcount == 0:
@@ -389,9 +390,7 @@ class Runs(Store):
         done ones whose collection has changed since they searched it)."""
         where, params = [], []
         if changed_only:
-            where.append(
-                "r.status = 'done' AND c.id IS NOT NULL AND r.collection_version IS NOT c.content_version"
-            )
+            where.append(f"r.status = 'done' AND {_CHANGED}")
         if video_id is not None:
             where.append("r.video_id = ?")
             params.append(int(video_id))

@@ -1,8 +1,10 @@
 """Many videos matched against one collection: one run per video, resumable, with a summary.
 
 A video whose run with the same collection, model and options is done already is skipped, unless
-the collection has gained or lost images since (then it is matched again); an unfinished one is resumed (see :func:`core.matching.pipeline.match_video`); a video that cannot
-be read is reported and the batch goes on. On one machine the videos are matched one after the
+the collection has gained or lost images since: then that run is searched again from its cached
+frames (:func:`core.matching.runs.search_again`). An unfinished run is resumed (see
+:func:`core.matching.pipeline.match_video`); a video that cannot be read is reported and the
+batch goes on. On one machine the videos are matched one after the
 other (:func:`match_batch`); on a Ray cluster, workers analyse them while this process
 alone writes SQLite (:mod:`core.matching.cluster`).
 """
