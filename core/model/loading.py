@@ -14,15 +14,14 @@ from urllib.parse import urlparse
 
 from core.errors import ModelLoadError
 from core.lazy import torch
+from core.model.config_files import SUPPORTED_MODEL_TYPES, ModelShape, read_shape, shape_from_config
 from core.model.heap import keep_activation_memory
 from core.model.precision import apply_precision, resolve_precision
-from core.model.preprocess import Preprocessing
 from core.model.setup import ModelSetup
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = ("dinov2", "dinov2_with_registers")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -104,14 +103,15 @@ def describe_model(
 ) -> ModelSetup:
     """What a DINOv2-family model is, from its config files only: no weights are read.
 
+    Files on this machine that state every value are read as JSON
+    (:func:`core.model.config_files.read_shape`); otherwise through ``transformers``.
+
     Args: as :func:`load_model`.
 
     Raises:
         ModelLoadError: the model cannot be had (not on this machine and no network, not
             DINOv2-family) or the options are invalid; the message says what to do.
     """
-    from transformers import AutoConfig, AutoImageProcessor
-
     from core.model.linear import linear_kernel  # its layer class needs PyTorch at import
 
     source = resolve_source(model, revision)
@@ -123,6 +123,41 @@ def describe_model(
             keep_activation_memory()
         except ValueError as err:
             raise ModelLoadError(str(err)) from err
+    shape = read_shape(source) or _read_shape_with_transformers(source, folder_option)
+    return _setup(source, dev, prec, shape, requested=precision)
+
+
+def _setup(
+    source: ModelSource, device: torch.device, precision: str, shape: ModelShape, *, requested: str
+) -> ModelSetup:
+    return ModelSetup(
+        source=source,
+        device=device,
+        precision=precision,
+        preprocessing=shape.preprocessing,
+        hidden_size=shape.hidden_size,
+        num_layers=shape.num_layers,
+        patch_size=shape.patch_size,
+        num_register_tokens=shape.num_register_tokens,
+        requested=requested,
+    )
+
+
+def _shape_of(setup: ModelSetup) -> ModelShape:
+    return ModelShape(
+        preprocessing=setup.preprocessing,
+        hidden_size=setup.hidden_size,
+        num_layers=setup.num_layers,
+        patch_size=setup.patch_size,
+        num_register_tokens=setup.num_register_tokens,
+    )
+
+
+def _read_shape_with_transformers(source: ModelSource, folder_option: str) -> ModelShape:
+    """The model's shape through ``transformers``: the Hub when the files are not cached, class
+    defaults for what the files leave out, and its errors explained."""
+    from transformers import AutoConfig, AutoImageProcessor
+
     kwargs = _hub_options(source)
     if not source.is_local and not offline():
         # Try the local cache first; only go online when needed, and fail fast without network.
@@ -144,8 +179,7 @@ def describe_model(
             f"backbone ({', '.join(SUPPORTED_MODEL_TYPES)}), e.g. facebook/webssl-dino300m-full2b-224."
         )
     try:
-        processor = AutoImageProcessor.from_pretrained(source.model_id, **kwargs)
-        prep = Preprocessing.from_processor_dict(processor.to_dict(), patch_size=config.patch_size)
+        processor = AutoImageProcessor.from_pretrained(source.model_id, **kwargs).to_dict()
     except (OSError, ValueError, KeyError) as err:
         logger.warning(
             "%s has no usable preprocessor_config.json (%s); using DINOv2's defaults "
@@ -153,18 +187,8 @@ def describe_model(
             source.label,
             str(err).splitlines()[0][:120],
         )
-        prep = Preprocessing(patch_size=config.patch_size)
-    return ModelSetup(
-        source=source,
-        device=dev,
-        precision=prec,
-        preprocessing=prep,
-        hidden_size=int(config.hidden_size),
-        num_layers=int(config.num_hidden_layers),
-        patch_size=int(config.patch_size),
-        num_register_tokens=int(getattr(config, "num_register_tokens", 0) or 0),
-        requested=precision,
-    )
+        processor = None
+    return shape_from_config(config, processor)
 
 
 def _hub_options(source: ModelSource) -> dict:
@@ -213,6 +237,12 @@ def load_model(
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelLoadError(_explain(source, err, folder_option)) from err
     backbone.eval()
+    shape = _read_shape_with_transformers(source, folder_option)
+    if shape != _shape_of(setup):  # e.g. a Hub model whose cached config files were out of date
+        logger.warning(
+            "%s: its config files changed since it was described; using them as they are now", source.label
+        )
+        setup = _setup(source, setup.device, setup.precision, shape, requested=setup.requested)
     backbone, prec = apply_precision(
         backbone, setup.precision, setup.device, preprocessing=setup.preprocessing, requested=setup.requested
     )

@@ -77,6 +77,18 @@ def how_to_fix(model_id: str, folder_option: str = CLI_FOLDER_OPTION) -> str:
     )
 
 
+def local_file(source: ModelSource, name: str) -> Path | None:
+    """Where one of a model's files is on this machine: in its folder, or in the Hugging Face
+    cache for its revision (``None``: not there). Looks at files only, never at the network."""
+    if source.is_local:
+        path = Path(source.model_id) / name
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(source.model_id, name, revision=source.revision)
+    return Path(hit) if isinstance(hit, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class ModelAvailability:
     """Whether a model's weights are on this machine, found without loading anything."""
@@ -109,16 +121,13 @@ def model_availability(model: str, folder_option: str = CLI_FOLDER_OPTION) -> Mo
                 how_to_fix(DEFAULT_HUB_ID, folder_option),
             )
         return ModelAvailability(model, True, f"local folder {path}", "")
-    from huggingface_hub import try_to_load_from_cache
-
     found = {
-        name: isinstance(hit := try_to_load_from_cache(source.model_id, name, revision=source.revision), str)
-        and hit
+        name: local_file(source, name)
         for name in ("config.json", "model.safetensors", "model.safetensors.index.json")
     }
     if found["config.json"] and (found["model.safetensors"] or found["model.safetensors.index.json"]):
         return ModelAvailability(
-            model, True, f"in the Hugging Face cache ({Path(found['config.json']).parent})", ""
+            model, True, f"in the Hugging Face cache ({found['config.json'].parent})", ""
         )
     detail = "not in the local Hugging Face cache"
     if not offline():
