@@ -132,3 +132,15 @@ def test_a_model_is_described_from_its_config_files_without_its_weights(tmp_path
         load_model(setup=setup)
     with pytest.raises(ModelLoadError, match="does not exist"):
         describe_model(tmp_path / "nope", device="cpu")
+
+
+def test_a_broken_folder_is_told_how_to_fix_the_folder_not_to_download_it(tmp_path, tiny_model_dir):
+    """`hf download /some/folder` is no fix for a folder: the message says what the folder needs."""
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 48}))  # no model_type
+    with pytest.raises(ModelLoadError) as info:
+        load_model(folder, device="cpu")
+    msg = str(info.value)
+    assert "hf download" not in msg and str(folder) in msg
+    assert "config.json" in msg and "model.safetensors" in msg and "save_pretrained" in msg

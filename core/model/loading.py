@@ -18,7 +18,7 @@ from core.model.config_files import SUPPORTED_MODEL_TYPES, ModelShape, read_shap
 from core.model.heap import keep_activation_memory
 from core.model.precision import apply_precision, resolve_precision
 from core.model.setup import ModelSetup
-from core.model.source import CLI_FOLDER_OPTION, ModelSource, how_to_fix, offline, resolve_source
+from core.model.source import CLI_FOLDER_OPTION, ModelSource, folder_fix, how_to_fix, offline, resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def _explain(source: ModelSource, err: BaseException, folder_option: str) -> str
         why = f"the folder is not a usable model ({str(err).splitlines()[0][:200]})"
     else:
         why = str(err).splitlines()[0][:300]
-    return f"Cannot load model {source.label!r}: {why}. {how_to_fix(source.model_id, folder_option)}"
+    fix = folder_fix(folder_option) if source.is_local else how_to_fix(source.model_id, folder_option)
+    return f"Cannot load model {source.label!r}: {why}. {fix}"
 
 
 def describe_model(

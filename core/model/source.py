@@ -41,10 +41,7 @@ def resolve_source(model: str | os.PathLike | None = None, revision: str | None 
         text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text or path.suffix in {".json"}
     )
     if looks_like_path or path.exists():
-        raise ModelLoadError(
-            f"Model folder {text!r} does not exist (or is not a folder). Pass a folder that holds "
-            "config.json and model.safetensors, e.g. one written by save_pretrained(), or a Hub id."
-        )
+        raise ModelLoadError(f"Model folder {text!r} does not exist (or is not a folder). {folder_fix()}")
     return ModelSource(text, revision, False)
 
 
@@ -68,8 +65,18 @@ CLI_FOLDER_OPTION = "--model /path/to/model"
 """How a command-line user passes a local model folder (see :func:`how_to_fix`)."""
 
 
+def folder_fix(folder_option: str | None = None) -> str:
+    """What a user does about a model folder that is missing or not a usable model
+    (``folder_option``: how the caller's user passes a folder, where it is known)."""
+    how = f" with {folder_option}" if folder_option else ""
+    return (
+        "To fix: pass a folder that holds config.json (of a DINOv2-family model) and model.safetensors, "
+        f"e.g. one written by save_pretrained(){how}, or a Hub id such as {DEFAULT_HUB_ID}."
+    )
+
+
 def how_to_fix(model_id: str, folder_option: str = CLI_FOLDER_OPTION) -> str:
-    """What a user does when a model's weights are missing (``folder_option``: how to pass a folder)."""
+    """What a user does when a Hub model's weights are missing (``folder_option``: how to pass a folder)."""
     return (
         f"To fix: on a machine with internet run `hf download {model_id}` once (it is cached under "
         "~/.cache/huggingface), then set HF_HUB_OFFLINE=1 to use the cache without network; "
