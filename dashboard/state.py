@@ -33,7 +33,7 @@ from core.model.source import ModelAvailability, model_availability, split_label
 from core.visual.colours import image_rgb
 from dashboard import media
 from dashboard.jobs import JobManager
-from db import Collection, Index, NotFoundError
+from db import Collection, Index, NotFoundError, RunRecord
 
 if TYPE_CHECKING:
     from core.matching.runs import RunView
@@ -169,7 +169,7 @@ def model_status(model_id: str) -> ModelAvailability:
 
 # -- cached views --------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _run_view(db_path: str, run_id: int, finished: str | None) -> RunView:
+def _run_view(db_path: str, run_id: int, stored: tuple[str | None, int]) -> RunView:
     # paths of best matches only: a long run's top-k names 100k images (see with_paths)
     return run_views.load_run(_open_index(db_path), run_id, all_paths=False)
 
@@ -185,8 +185,15 @@ def get_run_view(run_id: int) -> RunView:
     run = index.get_run(run_id)
     if run.status == "running":  # still being written by a job: never cache a partial run
         return run_views.load_run(index, run_id, all_paths=False)
-    view = _run_view(str(settings().db_path), int(run_id), run.finished)
+    view = _run_view(str(settings().db_path), int(run_id), _stored(run))
     return view if view.run == run else replace(view, run=run)
+
+
+def _stored(run: RunRecord) -> tuple[str | None, int]:
+    """What a cached run view is keyed by, beside its id: when the run finished and its revision
+    (bumped when its results change in place, in this process or another: searched again,
+    resumed, an image removed from its collection)."""
+    return run.finished, run.revision
 
 
 _READ_AHEAD_ERRORS = (NotFoundError, sqlite3.Error, OSError)
@@ -273,7 +280,7 @@ def preload_grid_previews() -> int:
 
 
 @st.cache_resource(show_spinner="Opening the collection for search…", max_entries=2)
-def _collection_search(db_path: str, collection_id: int, image_count: int) -> VectorSearch:
+def _collection_search(db_path: str, collection_id: int, content_version: int) -> VectorSearch:
     index = _open_index(db_path)
     return vector_search.open_search(index, index.get_collection_by_id(collection_id))
 
@@ -283,24 +290,26 @@ def get_collection_search(collection_id: int) -> VectorSearch:
     sessions until the collection changes."""
     index = get_index()
     coll = index.get_collection_by_id(collection_id)
-    return _collection_search(str(settings().db_path), coll.id, coll.image_count)
+    return _collection_search(str(settings().db_path), coll.id, coll.content_version)
 
 
 def collections_changed() -> None:
-    """Forget cached collection data after images were added, removed or replaced (removed
-    images leave the runs' results too)."""
+    """Let go of the searches opened before images were added, removed or replaced (the next
+    search opens the collection as it is now anyway: the cache is keyed by its content version;
+    runs whose results lost a removed image have a new revision)."""
     _collection_search.clear()
-    _run_view.clear()
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def _top_images(run_id: int, finished: str | None, frames: int, top_n: int, _view: RunView) -> np.ndarray:
+def _top_images(
+    run_id: int, stored: tuple[str | None, int], frames: int, top_n: int, _view: RunView
+) -> np.ndarray:
     return charts.top_images(*_view.scored_images(), top_n=top_n)
 
 
 def run_top_images(view: RunView, top_n: int) -> np.ndarray:
     """The run's ``top_n`` images by peak score (threshold-independent: computed once per run)."""
-    return _top_images(view.run.id, view.run.finished, len(view.results), top_n, view)
+    return _top_images(view.run.id, _stored(view.run), len(view.results), top_n, view)
 
 
 def with_paths(view: RunView, image_ids) -> RunView:
@@ -317,7 +326,7 @@ def video_frame(path: str, frame_index: int, time_s: float) -> np.ndarray:
 
 @st.cache_data(show_spinner="Finding where the image is in the frame…", max_entries=32)
 def _explained_frame(
-    db_path: str, run_id: int, finished: str | None, frame: int, image_id: int
+    db_path: str, run_id: int, stored: tuple[str | None, int], frame: int, image_id: int
 ) -> np.ndarray:
     from core.visual.explain import explain_frame, overlay_frame
 
@@ -339,7 +348,7 @@ def explained_frame(run_id: int, frame: int, image_id: int) -> np.ndarray:
         core.errors.ModelLoadError, InvalidArgumentError, VideoOpenError.
     """
     run = get_index().get_run(run_id)
-    return _explained_frame(str(settings().db_path), int(run_id), run.finished, int(frame), int(image_id))
+    return _explained_frame(str(settings().db_path), int(run_id), _stored(run), int(frame), int(image_id))
 
 
 def get_thumbnails(image_ids) -> dict[int, bytes]:

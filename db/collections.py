@@ -20,7 +20,7 @@ from .runs import forget_images_in_chunks
 from .store import Store, decode_vectors, fspath, json_ids, now, record
 
 _COLLECTION_SELECT = """
-SELECT c.id, c.name, c.model_id, c.preprocessing, c.embed_dim, c.created,
+SELECT c.id, c.name, c.model_id, c.preprocessing, c.embed_dim, c.created, c.content_version,
     (SELECT count(*) FROM images i WHERE i.collection_id = c.id) AS image_count,
     (SELECT count(*) FROM index_failures f WHERE f.collection_id = c.id) AS failure_count
 FROM collections c

@@ -465,6 +465,13 @@ def _collection_versions(db: Database) -> None:
     )
 
 
+def _run_revisions(db: Database) -> None:
+    """Each run's revision, bumped whenever its stored results change in place after they were
+    written (searched again, resumed, an image of its collection removed): a viewer that caches a
+    run by when it finished showed a removed image on, where another process had removed it."""
+    db.execute("ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _collections_and_images,
     _videos_and_frame_cache,
@@ -480,6 +487,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _image_file_stamps,
     _video_file_stamps,
     _collection_versions,
+    _run_revisions,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,6 +33,7 @@ class Collection:
     created: str
     image_count: int
     failure_count: int
+    content_version: int = 0  # bumped whenever its searchable content changes (a cache key, with the id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ class RunRecord:
     video_path: str
     heartbeat: str | None = None  # last sign of life of the process writing it
     collection_changed: bool = False  # its collection gained, lost or re-embedded images since it searched it
+    revision: int = 0  # bumped whenever its stored results change in place (a cache key, with the id)
 
     @property
     def complete(self) -> bool:

@@ -28,7 +28,7 @@ _CURRENT_VERSION = "(SELECT content_version FROM collections WHERE id = runs.col
 """The version of a run's collection as it is now (in an UPDATE of ``runs``)."""
 _RUN_SELECT = f"""
 SELECT r.id, r.video_id, r.collection_id, c.name AS collection_name, r.model_id, r.params, r.status,
-    r.stats, r.created, r.finished, v.path AS video_path, r.pid, r.host, r.heartbeat,
+    r.stats, r.created, r.finished, v.path AS video_path, r.pid, r.host, r.heartbeat, r.revision,
     {_CHANGED} AS collection_changed
 FROM runs r
 JOIN videos v ON v.id = r.video_id
@@ -51,7 +51,7 @@ def _reopen(conn, run_id: int, *, done: bool) -> bool:
     its collection as it is now; False when there is no such run."""
     cursor = conn.execute(
         "UPDATE runs SET status = 'running', finished = NULL, pid = ?, host = ?, heartbeat = ?, "
-        f"collection_version = {_CURRENT_VERSION} WHERE id = ? AND status {'=' if done else '!='} 'done'",
+        f"revision = revision + 1, collection_version = {_CURRENT_VERSION} WHERE id = ? AND status {'=' if done else '!='} 'done'",
         (os.getpid(), HOST, now(), int(run_id)),
     )
     return cursor.rowcount > 0
@@ -536,8 +536,10 @@ def results_from_rows(rows: list[tuple]) -> FrameResults:
 def forget_images_in_chunks(conn, collection_id: int, image_ids: Sequence[int] | np.ndarray) -> None:
     """Drop removed images from the result chunks of the collection's runs, as the cascade drops
     their per-frame matches: the matches behind one move up a rank. Regions of removed images
-    leave the region chunks, as the cascade drops their rows. In the caller's transaction."""
+    leave the region chunks, as the cascade drops their rows. The collection's runs take a new
+    revision. In the caller's transaction."""
     removed = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+    conn.execute("UPDATE runs SET revision = revision + 1 WHERE collection_id = ?", (int(collection_id),))
     _forget_images_in_region_chunks(conn, collection_id, removed)
     rows = conn.execute(
         "SELECT c.id, c.frames, c.k, c.image_ids, c.scores FROM run_chunks c JOIN runs r ON r.id = c.run_id "

@@ -163,3 +163,47 @@ def test_the_first_grid_page_is_made_ahead_for_browse(tmp_path, monkeypatch, cap
     assert state.preload_grid_previews() == 0
     assert "could not make the first grid's previews ahead" in caplog.text
     state.square_preview.clear()
+
+
+def test_a_collection_changed_by_another_process_is_searched_as_it_is_now(tmp_path, monkeypatch):
+    """The CLI may add and remove images while the dashboard runs: Browse's cached search must
+    follow, even where the image count comes out the same."""
+    from dashboard import state
+    from db import Index, NewImage
+
+    db = tmp_path / "changed.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    state._collection_search.clear()
+    coll_id = _collection(Index(db), "c", 20)
+    before = state.get_collection_search(coll_id)
+    cli = Index(db)  # another process, as far as the dashboard's caches know
+    matrix = cli.load_embeddings(coll_id)
+    removed, removed_vector = int(matrix.image_ids[0]), matrix.vectors[:1]
+    cli.remove_images(coll_id, [removed])
+    vector = np.ones(16, np.float32)
+    (added,) = cli.add_images(coll_id, [NewImage("/c/new.jpg", "n" * 64, 1, 1, b"", vector)])  # its id
+    now = state.get_collection_search(coll_id)
+    assert len(now) == len(before) == 20
+    assert int(now.top_k(vector[None], 1)[0][0, 0]) == added
+    assert int(now.top_k(removed_vector, 1)[0][0, 0]) != removed
+    state._collection_search.clear()
+
+
+def test_a_run_whose_results_another_process_changed_is_read_again(tmp_path, monkeypatch):
+    """Removing an image (from the CLI) takes it out of the stored results of its collection's
+    runs: a run the dashboard had open must not go on showing it."""
+    from conftest import synthetic_run
+    from dashboard import state
+    from db import Index
+
+    db = tmp_path / "run.sqlite"
+    monkeypatch.setenv("WEBSSL_DB", str(db))
+    state._run_view.clear()
+    view = synthetic_run(Index(db), [0, 0, 1, 1], [0.9, 0.8, 0.7, 0.6])
+    opened = state.get_run_view(view.run.id)
+    poster = int(opened.results.image_ids[2, 0])
+    Index(db).remove_images(view.run.collection_id, [poster])
+    again = state.get_run_view(view.run.id)
+    assert poster not in set(again.results.image_ids.ravel().tolist())
+    assert again.run.collection_changed
+    state._run_view.clear()

@@ -235,3 +235,31 @@ def test_a_done_run_is_refreshed_in_place(index):
     assert len(index.load_frame_regions(run_id)) == 1
     with pytest.raises(NotFoundError, match="No done run"):
         index.refresh_run(run_id)  # running now: not done
+
+
+def test_a_runs_revision_moves_whenever_its_results_change_in_place(index, collection, video):
+    """A viewer caches a finished run by its id and revision: the revision moves when the run is
+    searched again or resumed, and when an image of its collection is removed (its results lose
+    the image), and not for what leaves its results as they are."""
+    from conftest import new_image
+
+    ids = index.add_images(collection.id, [new_image(1), new_image(2)])
+    run = index.create_run(video_id=video.id, collection_id=collection.id, model_id="m", params={})
+    other_coll = index.create_collection("other", MODEL, "{}", DIM)
+    (other_image,) = index.add_images(other_coll.id, [new_image(3)])
+    other = index.create_run(video_id=video.id, collection_id=other_coll.id, model_id="m", params={})
+    index.finish_run(run)
+    assert index.get_run(run).revision == 0
+    index.add_images(collection.id, [new_image(4)])  # its stored results stay as they are
+    index.mark_current(run, {})
+    index.move_images(collection.id, [(ids[0], "/elsewhere/1.jpg")])
+    assert index.get_run(run).revision == 0
+    index.remove_images(collection.id, [ids[1]])
+    assert index.get_run(run).revision == 1 and index.get_run(other).revision == 0
+    index.refresh_run(run)
+    assert index.get_run(run).revision == 2
+    index.finish_run(run, status="cancelled")
+    index.restart_run(run)
+    assert index.get_run(run).revision == 3
+    index.remove_images(other_coll.id, [other_image])
+    assert index.get_run(run).revision == 3 and index.get_run(other).revision == 1
