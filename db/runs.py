@@ -34,6 +34,8 @@ FROM runs r
 JOIN videos v ON v.id = r.video_id
 LEFT JOIN collections c ON c.id = r.collection_id
 """
+_RESULT_TABLES = ("run_frames", "frame_matches", "run_chunks", "segments", "run_regions", "run_region_chunks")
+"""The tables that hold a run's results, by ``run_id``."""
 _SEGMENT_FIELDS = (
     "image_id",
     "start_frame",
@@ -138,15 +140,23 @@ class Runs(Store):
         )
 
     def find_run(
-        self, *, video_id: int, collection_id: int, model_id: str, params: dict, statuses: Sequence[str]
+        self,
+        *,
+        video_id: int,
+        collection_id: int,
+        model_id: str,
+        params: dict,
+        statuses: Sequence[str],
+        before: int | None = None,
     ) -> RunRecord | None:
         """The newest run of this video against this collection with exactly these parameters
-        whose status is one of ``statuses`` (``done``: a batch skips it), if any."""
+        whose status is one of ``statuses`` (``done``: a batch skips it), if any (``before``: among
+        the runs older than that run)."""
         wanted = json.loads(to_json(params))
         rows = self._rows(
             _RUN_SELECT
-            + "WHERE r.video_id = ? AND r.collection_id = ? AND r.model_id = ? ORDER BY r.id DESC",
-            (int(video_id), int(collection_id), model_id),
+            + "WHERE r.video_id = ? AND r.collection_id = ? AND r.model_id = ? AND r.id < ? ORDER BY r.id DESC",
+            (int(video_id), int(collection_id), model_id, (1 << 62) if before is None else int(before)),
         )
         for row in rows:
             run = _run_record(row)
@@ -188,6 +198,42 @@ class Runs(Store):
             )
             if cursor.rowcount == 0:
                 raise NotFoundError(f"No done run with id {run_id}")
+
+    def take_over_run(self, run_id: int, new_run_id: int) -> None:
+        """Put a new, done run's results in the place of an older run of the same video and
+        collection, in one transaction: the older run's id then holds the new results, options,
+        stats and finish time (with a new revision; it keeps its creation time) and the new run's
+        record goes. A run matched again from the video thereby replaces the one it brings up to
+        date, as one searched again in place does, and links to that run stay valid.
+
+        Raises:
+            NotFoundError: either run is missing, or the new one is not done.
+            RunInProgressError: a live process is still writing the older run.
+            ValueError: the runs are of different videos or collections, or the same run.
+        """
+        old_id, new_id = int(run_id), int(new_run_id)
+        if old_id == new_id:
+            raise ValueError(f"run {old_id} cannot take its own place")
+        with self.transaction() as conn:
+            old = conn.execute("SELECT video_id, collection_id FROM runs WHERE id = ?", (old_id,)).fetchone()
+            new = conn.execute(
+                "SELECT video_id, collection_id FROM runs WHERE id = ? AND status = 'done'", (new_id,)
+            ).fetchone()
+            if old is None or new is None:
+                raise NotFoundError(f"No run {old_id}, or no done run {new_id}")
+            if tuple(old) != tuple(new):
+                raise ValueError(f"runs {old_id} and {new_id} are of different videos or collections")
+            self.check_not_written("r.id = ?", (old_id,))
+            for table in _RESULT_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (old_id,))
+                conn.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (old_id, new_id))
+            conn.execute(
+                "UPDATE runs SET (model_id, params, status, stats, finished, pid, host, heartbeat, "
+                "collection_version) = (SELECT model_id, params, status, stats, finished, pid, host, heartbeat, "
+                "collection_version FROM runs WHERE id = ?), revision = revision + 1 WHERE id = ?",
+                (new_id, old_id),
+            )
+            conn.execute("DELETE FROM runs WHERE id = ?", (new_id,))
 
     def _check_run(self, run_id: int) -> None:
         if self._row("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)) is None:

@@ -263,3 +263,54 @@ def test_a_runs_revision_moves_whenever_its_results_change_in_place(index, colle
     assert index.get_run(run).revision == 3
     index.remove_images(other_coll.id, [other_image])
     assert index.get_run(run).revision == 3 and index.get_run(other).revision == 1
+
+
+def test_a_new_run_takes_an_older_runs_place(index):
+    """A run matched again from the video (region mode, or frames no longer cached) replaces the
+    run it brings up to date: the old id holds the new results, regions and segments."""
+    from conftest import new_image, synthetic_run
+    from db.runs import _RESULT_TABLES
+
+    view = synthetic_run(index, [0, 0, 1], [0.9, 0.9, 0.8])
+    old = view.run
+    index.add_frame_regions(
+        old.id, np.array([1]), np.array([view.results.image_ids[0, 0]]), np.array([0.7]), np.zeros((1, 4))
+    )
+    index.add_images(old.collection_id, [new_image(7)])
+    new = index.create_run(
+        video_id=old.video_id, collection_id=old.collection_id, model_id=old.model_id, params={"n": 2}
+    )
+    ids = np.array([[view.results.image_ids[2, 0]]] * 2)
+    index.add_frame_results(new, [0, 1], [0.0, 0.04], [0, 1], ids, np.array([[0.6], [0.5]]))
+    index.add_frame_regions(new, np.array([0, 1]), ids[:, 0], np.array([0.8, 0.7]), np.ones((2, 4)))
+    index.replace_segments(new, [_segment(int(ids[0, 0]), 0, 1)])
+    with pytest.raises(NotFoundError, match="no done run"):
+        index.take_over_run(old.id, new)  # still running
+    index.finish_run(new, stats={"frames": 2})
+    index.take_over_run(old.id, new)
+    run = index.get_run(old.id)
+    assert run.params == {"n": 2} and run.stats == {"frames": 2} and run.revision == 1
+    assert run.created == old.created and run.status == "done" and not run.collection_changed
+    assert index.load_frame_results(old.id).frame_index.tolist() == [0, 1]
+    assert index.load_frame_regions(old.id).scores.tolist() == pytest.approx([0.8, 0.7])
+    assert [s.image_id for s in index.list_segments(old.id)] == [int(ids[0, 0])]
+    assert [r.id for r in index.list_runs()] == [old.id]
+    for table in _RESULT_TABLES:
+        assert index.db.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?", (new,)).fetchone()[0] == 0
+    with pytest.raises(ValueError, match="its own place"):
+        index.take_over_run(old.id, old.id)
+
+
+def test_every_table_of_a_runs_results_moves_with_it(index):
+    """The list of tables a run's results live in is the schema's: a table added later that
+    refers to runs must be in it, or a run taking another's place would leave rows behind."""
+    from db.runs import _RESULT_TABLES
+
+    tables = {
+        name
+        for name, sql in index.db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+        ).fetchall()
+        if "REFERENCES runs" in (sql or "")
+    }
+    assert tables == set(_RESULT_TABLES)
