@@ -100,9 +100,19 @@ def test_a_batch_in_region_mode_stores_regions_and_is_told_apart(indexed, extrac
 
     Image.fromarray(pattern_image(97)).save(videos / "poster.png")
     index_images(indexed, "shots", [videos / "poster.png"], extractor)
+    runs_before = len(indexed.list_runs())
     changed = match_batch(indexed, [videos], "shots", extractor, params=PARAMS, regions=fast)
     assert [i.status for i in changed.items] == ["matched", "failed", "matched"]
     assert all(i.computed > 0 for i in changed.items if i.run_id is not None)
+    # the new analysis takes the old run's place: a nightly region batch keeps one run per video
+    assert [i.run_id for i in changed.items] == [i.run_id for i in first.items]
+    assert len(indexed.list_runs()) == runs_before
+    for item in changed.items:
+        if item.run_id is not None:
+            run = indexed.get_run(item.run_id)
+            assert run.status == "done" and not run.collection_changed and run.revision == 1
+            assert "matched again from the video" in item.reason
+            assert len(indexed.load_frame_regions(item.run_id)) > 0
 
 
 def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extractor, videos, tmp_path):
@@ -161,10 +171,12 @@ def test_a_batch_matches_again_the_videos_whose_collection_changed(indexed, extr
     index_images(indexed, "shots", [extra], extractor)  # another new poster: changed again
     decoded = match_batch(indexed, [videos], "shots", extractor, params=PARAMS)
     assert [i.status for i in decoded.items] == ["matched", "failed", "matched"]
+    assert [i.run_id for i in decoded.items if i.run_id] == runs and len(indexed.list_runs()) == 2
     for item in decoded.items:
         if item.run_id is not None:
-            assert item.computed > 0 and item.reason.startswith("the collection changed since run")
+            assert item.computed > 0 and "matched again from the video" in item.reason
             assert "searched again" not in item.reason
+            assert not indexed.get_run(item.run_id).collection_changed
 
 
 def test_a_batch_done_before_does_not_load_the_model(indexed, extractor, videos, tmp_path):

@@ -237,14 +237,46 @@ def test_runs_refresh_brings_out_of_date_runs_up_to_date(cli_env, image_folder, 
     )
     assert main(["runs"]) == 0
     assert "changed since" not in capsys.readouterr().out
-    # changed again, and the video matched again with the same options: the old run is superseded
+    # changed again, and the video matched again with the same options: the new results take the
+    # old run's place (a region run, or one whose frames are gone, is brought up to date this way)
     assert main(["index", str(image_folder.paths[2]), "-c", "shots", "-q"]) == 0
-    assert main(["match", str(shots_video.path), "-c", "shots", "-q"]) == 0
     capsys.readouterr()
+    assert main(["match", str(shots_video.path), "-c", "shots", "-q"]) == 0
+    assert capsys.readouterr().out.startswith("run 1:")
     assert main(["runs"]) == 0
-    old_line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("    1 ")][0]
-    assert "a newer run of the video has the same options" in old_line
+    lines = [x for x in capsys.readouterr().out.splitlines() if x[:5].strip().isdigit()]
+    assert len(lines) == 1 and lines[0].startswith("    1 ") and "changed since" not in lines[0]
     assert main(["runs", "--refresh", "-q"]) == 0
     assert "no run is out of date" in capsys.readouterr().out
     assert main(["runs", "--refresh", "--collection", "nope"]) == 2
     assert "No collection named 'nope'" in capsys.readouterr().err
+
+
+def test_runs_refresh_videos_matches_again_the_runs_that_need_their_video(
+    cli_env, image_folder, shots_video, capsys
+):
+    """A region run (and one whose frames are gone) needs its video to be brought up to date:
+    `runs --refresh` says so; `runs --refresh --videos` matches it again with its own options,
+    and the run keeps its id."""
+    from db import Index
+
+    assert main(["index", str(image_folder.paths[0]), "-c", "shots", "-q"]) == 0
+    assert main(["match", str(shots_video.path), "-c", "shots", "--regions", "--threshold", "0.9", "-q"]) == 0
+    assert main(["index", str(image_folder.paths[1]), "-c", "shots", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--refresh", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "needs the video" in out and "runs --refresh --videos" in out
+    assert "0 of 1 out-of-date run(s) brought up to date" in out
+    assert main(["runs", "--videos"]) == 2
+    assert "--videos goes with --refresh" in capsys.readouterr().err
+    assert main(["runs", "--refresh", "--videos", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "    1  matched again" in out and "1 of 1 out-of-date run(s) brought up to date" in out
+    with Index(cli_env) as index:
+        (run,) = index.list_runs()
+        assert run.id == 1 and not run.collection_changed and run.revision == 1
+        assert run.params["threshold"] == 0.9 and run.params["regions"]  # its own options
+        assert len(index.load_frame_regions(1)) > 0
+    assert main(["runs", "--refresh", "--videos", "-q"]) == 0
+    assert "no run is out of date" in capsys.readouterr().out

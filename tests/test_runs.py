@@ -165,16 +165,58 @@ def test_a_run_whose_results_the_change_does_not_touch_is_only_marked_current(
 def test_an_out_of_date_run_matched_again_since_is_not_listed_as_out_of_date(
     index, extractor, shots_video, image_folder
 ):
-    """A region run out of date needs its video; once the video is matched again with the same
-    options, the old run is superseded by the new one and no longer asks to be brought up to date."""
+    """A region run out of date needs its video; matched again with the same options, the new
+    results take the run's place (its id stays, nothing piles up). An older twin made while the
+    run was current is superseded by it and no longer asks to be brought up to date."""
     from core.matching.regions import RegionSettings
     from core.matching.runs import out_of_date_runs, refresh_runs
 
     regions = RegionSettings(short_side=224)
     index_images(index, "shots", image_folder.paths[:2], extractor)
+    twin = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, regions=regions).run_id
     old = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, regions=regions).run_id
+    assert old != twin  # matched again explicitly while current: a run of its own
     index_images(index, "shots", image_folder.paths[2:3], extractor)
-    assert [r.id for r in out_of_date_runs(index)] == [old]
-    new = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, regions=regions).run_id
-    assert new != old and out_of_date_runs(index) == [] and refresh_runs(index) == []
-    assert index.get_run(old).collection_changed  # still there, and still out of date itself
+    assert [r.id for r in out_of_date_runs(index)] == [old, twin]
+    new = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, regions=regions)
+    assert new.run_id == old and index.get_run(old).revision == 1 and not new.view.run.collection_changed
+    assert len(index.load_frame_regions(old)) == len(new.view.regions) > 0
+    assert sorted(r.id for r in index.list_runs()) == sorted([twin, old])
+    assert out_of_date_runs(index) == [] and refresh_runs(index) == []
+    assert index.get_run(twin).collection_changed  # still there, and still out of date itself
+
+
+def test_runs_that_need_their_video_are_matched_again_from_it(
+    tmp_path, index, extractor, shots_video, image_folder
+):
+    """refresh_runs with a matcher: a run whose frames are gone is matched again from its video
+    (the model of its collection, loaded once, in the run's precision), keeping its id; a run
+    whose video cannot be opened says so and stays as it was."""
+    from conftest import shot_frames, write_video
+    from core.matching.pipeline import run_matcher
+    from core.matching.runs import refresh_runs
+
+    index_images(index, "shots", image_folder.paths[:2], extractor)
+    moved = tmp_path / "moved.mp4"
+    write_video(moved, shot_frames(image_folder.arrays, [(1, 6)]), fps=10)
+    sampling = Sampling.every_nth(2)
+    kept = match_video(index, shots_video.path, "shots", extractor, params=PARAMS, sampling=sampling).run_id
+    gone = match_video(index, moved, "shots", extractor, params=PARAMS, max_frames=8).run_id
+    index_images(index, "shots", image_folder.paths[2:3], extractor)
+    index.clear_frame_cache()
+    moved.unlink()
+    loads = []
+
+    def load(model, precision):
+        loads.append((model, precision))
+        return extractor
+
+    done = refresh_runs(index, match_again=run_matcher(index, load))
+    assert {d.run_id: d.status for d in done} == {kept: "matched again", gone: "video unreadable"}
+    assert loads == [(extractor.model_id, extractor.setup.precision)]
+    assert (
+        not index.get_run(kept).collection_changed
+        and index.get_run(kept).params["sampling"] == sampling.to_dict()
+    )
+    assert index.get_run(gone).collection_changed and index.get_run(gone).revision == 0
+    assert sorted(r.id for r in index.list_runs()) == sorted([kept, gone])

@@ -15,13 +15,14 @@ from core.cli.common import (
     add_yes_option,
     confirmed,
     extractor_on_demand,
+    load_extractor,
     model_label,
     model_options,
     open_index,
     progress_bar,
     shown,
 )
-from core.errors import WebSSLError
+from core.errors import InvalidArgumentError, WebSSLError
 from core.matching.export import EXPORT_FORMATS, ExportFormat
 from core.matching.params import DEFAULTS
 from core.matching.sampling import DEFAULT_SAMPLING
@@ -151,6 +152,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _delete_runs(args, args.delete)
     if args.refresh:
         return _refresh_runs(args)
+    if args.videos:
+        raise InvalidArgumentError("--videos goes with --refresh: runs --refresh --videos")
     from core.matching.runs import out_of_date_runs
 
     with open_index(args) as index:
@@ -176,10 +179,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _refresh_runs(args: argparse.Namespace) -> int:
     """``runs --refresh``: the runs whose collection changed, brought up to date from the cache."""
+    from core.matching.pipeline import run_matcher
     from core.matching.runs import refresh_runs
 
     with open_index(args, write=True) as index, progress_bar(args) as bar:
-        done = refresh_runs(index, args.collection, progress=bar)
+        again = None
+        if args.videos:
+            again = run_matcher(
+                index, lambda model, precision: load_extractor(args, model, precision), progress=bar
+            )
+        done = refresh_runs(index, args.collection, match_again=again, progress=bar)
     if not done:
         print("no run is out of date: every done run has searched its collection as it is now")
         return 0
@@ -188,8 +197,12 @@ def _refresh_runs(args: argparse.Namespace) -> int:
             f"{d.run_id:>5}  {d.status:<16}  {shown(Path(d.video_path).name)}"
             + (f"  {shown(d.reason)}" if d.reason else "")
         )
-    again = sum(d.status == "searched again" for d in done)
-    print(f"{again} of {len(done)} out-of-date run(s) brought up to date from their cached frames")
+    searched = sum(d.status == "searched again" for d in done)
+    matched = sum(d.status == "matched again" for d in done)
+    print(
+        f"{searched + matched} of {len(done)} out-of-date run(s) brought up to date: {searched} from their "
+        f"cached frames, {matched} matched again from their videos"
+    )
     return 0
 
 
@@ -390,6 +403,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="bring the done runs whose collection changed up to date from their cached frames "
         "(no model, no video file; with --collection, that collection's only)",
+    )
+    p.add_argument(
+        "--videos",
+        action="store_true",
+        help="with --refresh: also match again from their videos, with their own options, the runs "
+        "that need them (region runs, runs whose frames are no longer cached); loads the model",
     )
     add_yes_option(p)
     p.set_defaults(func=cmd_runs)

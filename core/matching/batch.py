@@ -116,16 +116,17 @@ class Planned:
     superseded: int | None = None  # a run done before, whose collection has changed since
     video_id: int | None = None  # its record in the database
 
-    def matched(self, view: RunView, elapsed_s: float) -> BatchItem:
-        """The item of this video once matched (saying why, when it had been done before)."""
+    def matched(self, view: RunView, elapsed_s: float, *, how: str = "") -> BatchItem:
+        """The item of this video once matched (``how``: how a run done before was brought up to
+        date)."""
         item = BatchItem.of_run(self.path, "matched", view.run, view.video.duration_s, elapsed_s)
-        if self.superseded is None:
-            return item
-        if view.run.id == self.superseded:  # brought up to date (search_again)
-            return replace(
-                item, reason="the collection changed since the run: searched again from its cached frames"
-            )
-        return replace(item, reason=f"the collection changed since run {self.superseded}")
+        return replace(item, reason=f"the collection changed since the run: {how}") if how else item
+
+    def matched_from_video(self, view: RunView, elapsed_s: float) -> BatchItem:
+        """The item of this video once matched from the video (a run done before that it brings
+        up to date keeps its id: see :func:`core.matching.pipeline.finish_analysis`)."""
+        again = self.superseded is not None and view.run.id == self.superseded
+        return self.matched(view, elapsed_s, how="matched again from the video" if again else "")
 
     def needs_model(self, regions: RegionSettings | None) -> bool:
         """Whether this video will be matched (not skipped, and not only searched again)."""
@@ -144,7 +145,7 @@ class Planned:
         except CacheMissError as err:
             logger.info("%s: %s", self.path, err)
             return None
-        return self.matched(view, time.perf_counter() - started)
+        return self.matched(view, time.perf_counter() - started, how="searched again from its cached frames")
 
     def skipped(self) -> BatchItem | None:
         """The item of a video that needs no work (unreadable, or done before); None otherwise."""
@@ -285,7 +286,7 @@ def match_batch(
                 info=plan.info,
                 regions=regions,
             )
-            item = plan.matched(summary.view, summary.elapsed_s)
+            item = plan.matched_from_video(summary.view, summary.elapsed_s)
         items.append(item)
         batch.reporter.update(number + 1)
     return BatchReport(tuple(items), batch.reporter.elapsed_s)

@@ -303,7 +303,8 @@ def match_on_ray(
                 started = time.perf_counter()
                 view = _store(index, coll, setup, wanted, batch.params, done)
                 logger.info("%s: stored in %.1f s", done.info.path, time.perf_counter() - started)
-                items[done.info.path] = plans[done.info.path].matched(view, done.analysis.elapsed_s)
+                plan = plans[done.info.path]
+                items[done.info.path] = plan.matched_from_video(view, done.analysis.elapsed_s)
                 reporter.update(len(items))
         finally:
             if started_here:

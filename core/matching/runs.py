@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from core.errors import WebSSLError
+from core.errors import VideoOpenError, WebSSLError
 from core.matching.params import MatchParams
 from core.matching.regions import FrameBests, best_matches, frame_bests, scored_images
 from core.matching.search import open_search
@@ -375,6 +376,14 @@ def search_again(
     return finish_run(index, run_id, params, stats)
 
 
+def take_place(index: Index, run_id: int, view: RunView) -> RunView:
+    """``view``'s run, just matched again from the video because the collection of the done run
+    ``run_id`` changed, put in that run's place (:meth:`db.Index.take_over_run`): as a run
+    searched again in place, it keeps its id, and runs do not pile up night after night."""
+    index.take_over_run(run_id, view.run.id)
+    return replace(view, run=index.get_run(run_id))
+
+
 def _same_results(prev: FrameResults, ids: np.ndarray, scores: np.ndarray) -> bool:
     """Whether a run's stored results (``prev``, k columns or fewer) are ``ids`` and ``scores``."""
     k = ids.shape[1]
@@ -392,7 +401,8 @@ class Refreshed:
 
     run_id: int
     video_path: str
-    status: str  # "searched again", "needs the video" (a region run) or "frames not cached"
+    status: str  # "searched again", "matched again" (from the video), "needs the video" (a region
+    # run), "frames not cached" or "video unreadable"
     reason: str = ""
 
 
@@ -418,6 +428,7 @@ def refresh_runs(
     index: Index,
     collection: str | None = None,
     *,
+    match_again: Callable[[RunRecord], object] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> list[Refreshed]:
@@ -425,7 +436,9 @@ def refresh_runs(
     brought up to date from its cached frames (:func:`search_again`): no video file is read, so
     videos on a drive that is not mounted are brought up to date too. A region run needs its
     video (a new image's regions are in the pixels), as does one whose frames are no longer
-    cached; they are listed with the command that matches them again.
+    cached: ``match_again`` matches it again from the video (with the run's options, its results
+    taking the run's place: :func:`core.matching.pipeline.match_run_again`); without it, they are
+    listed with the command that matches them again.
 
     Raises:
         db.NotFoundError: no such collection.
@@ -437,26 +450,38 @@ def refresh_runs(
     out = []
     for number, run in enumerate(stale):
         reporter.check_cancelled()
-        again = f"match {run.video_path} --collection {run.collection_name}"
+        again = f"runs --refresh --videos, or: match {run.video_path} --collection {run.collection_name}"
         if run.params.get("regions"):
-            out.append(
-                Refreshed(run.id, run.video_path, "needs the video", f"a region run: {again} --regions")
-            )
-            continue
-        try:
-            search_again(index, run.id, cancel=cancel)
-        except CacheMissError as err:
-            logger.info("%s", err)
-            out.append(
-                Refreshed(
-                    run.id, run.video_path, "frames not cached", f"its frames are no longer cached: {again}"
+            out.append(_from_video(run, match_again, "needs the video", f"a region run: {again} --regions"))
+        else:
+            try:
+                search_again(index, run.id, cancel=cancel)
+            except CacheMissError as err:
+                logger.info("%s", err)
+                out.append(
+                    _from_video(
+                        run, match_again, "frames not cached", f"its frames are no longer cached: {again}"
+                    )
                 )
-            )
-            continue
-        out.append(Refreshed(run.id, run.video_path, "searched again"))
+            else:
+                out.append(Refreshed(run.id, run.video_path, "searched again"))
         reporter.update(number + 1)
     reporter.update(len(stale))
     return out
+
+
+def _from_video(
+    run: RunRecord, match_again: Callable[[RunRecord], object] | None, status: str, reason: str
+) -> Refreshed:
+    """A run that only its video brings up to date: matched again (when ``match_again`` is
+    given), or left with ``status`` and ``reason``."""
+    if match_again is None:
+        return Refreshed(run.id, run.video_path, status, reason)
+    try:
+        match_again(run)
+    except VideoOpenError as err:
+        return Refreshed(run.id, run.video_path, "video unreadable", err.reason)
+    return Refreshed(run.id, run.video_path, "matched again")
 
 
 def store_cached_run(
