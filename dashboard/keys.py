@@ -29,6 +29,7 @@ def cancel_job(job_id: int) -> str:
 INDEX_JOB = "index-job"
 REFRESH_JOB = "refresh-runs-job"  # bringing a changed collection's runs up to date
 REFRESH_RUNS_BUTTON = "refresh-runs"
+REFRESH_VIDEOS = "refresh-runs-videos"  # the checkbox: also match again the runs that need their video
 INDEX_REPORT = "index-report"
 MANAGE_COLLECTION = "manage-collection"
 MANAGE_TAB = "manage-tab"
@@ -207,6 +208,10 @@ def run_delete(run_id: int) -> str:
 
 def run_search_again(run_id: int) -> str:
     return f"search-again-{run_id}"
+
+
+def run_match_again(run_id: int) -> str:
+    return f"match-again-{run_id}"
 
 
 def run_overlay(run_id: int) -> str:

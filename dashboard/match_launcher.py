@@ -14,6 +14,7 @@ from core import api
 from core.errors import USER_ERRORS, VideoOpenError
 from core.matching.batch import BatchReport, batch_files, match_batch
 from core.matching.params import DEFAULTS, MatchParams
+from core.matching.pipeline import RunSummary
 from core.matching.regions import DEFAULT_REGIONS, large_collection_note
 from core.matching.runs import RunView
 from core.matching.sampling import DEFAULT_SAMPLING
@@ -57,7 +58,8 @@ def follow() -> bool:
                 "from the run's cached frames.",
             )
         elif snap.status == "done":
-            summary = snap.result.summary  # a core.api.MatchRun
+            # a core.api.MatchRun, or a run matched again (core.matching.refresh.match_run_again)
+            summary = snap.result if isinstance(snap.result, RunSummary) else snap.result.summary
             st.session_state[keys.RUN] = summary.run_id
             outcome_notice(
                 keys.MATCH_JOB,

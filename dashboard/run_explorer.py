@@ -7,6 +7,7 @@ rendered video) is drawn from that one view, so they always agree.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from core.visual.colours import image_colour, image_rgb
 from core.visual.explain import draw_box
 from dashboard import charts, keys, run_evaluation, timeline_data
 from dashboard.clicks import chosen_frame
-from dashboard.jobs import with_index
+from dashboard.jobs import with_index, with_model
 from dashboard.results import (
     frame_matches,
     image_labels,
@@ -37,6 +38,7 @@ from dashboard.state import (
     get_index,
     get_run_view,
     get_thumbnails,
+    model_loader,
     previews,
     run_top_images,
     settings,
@@ -128,17 +130,31 @@ def _changed_since(run: RunRecord) -> None:
     """Say that the run's collection changed since it searched it, and offer to bring the run up to
     date from its cached frames (no model, no decoding; a region run needs the video)."""
     name = md_escape(run.collection_name or "")
+    busy = keys.MATCH_JOB in st.session_state
     if run.params.get("regions"):
         st.info(
             f"The collection {name} has changed since this run: images added since were not looked for. "
-            "Match the video again, with regions, to include them (frames analysed before come from the cache)."
+            "A region run needs its video to include them: it is matched again with this run's options, "
+            "and the new results take this run's place."
         )
+        if st.button("Match the video again", key=keys.run_match_again(run.id), disabled=busy):
+            from core.matching.refresh import match_run_again, run_precision  # the model's modules: on use
+
+            model = get_index().get_collection_by_id(run.collection_id).model_id
+            load = functools.partial(model_loader(), model, run_precision(run))  # in the job
+            start_job(
+                keys.MATCH_JOB,
+                "match-again",
+                f"Matching {Path(run.video_path).name} again for run #{run.id}",
+                with_index(str(settings().db_path), with_model(load, match_run_again)),
+                run,
+            )
+            st.rerun()  # the whole page: its job slot follows the match
         return
     st.info(
         f"The collection {name} has changed since this run: images added since were not looked for. "
         "Search it again from this run's frames: the run is brought up to date, without the model."
     )
-    busy = keys.MATCH_JOB in st.session_state
     if st.button("Search the collection as it is now", key=keys.run_search_again(run.id), disabled=busy):
         start_job(
             keys.MATCH_JOB,

@@ -140,6 +140,19 @@ def extractor_loader(model_id: str | None = None) -> Callable[[], FeatureExtract
     return functools.partial(_load_extractor, model, revision, s.device, s.precision)
 
 
+def model_loader() -> Callable[[str, str], FeatureExtractor]:
+    """``load(model_id, precision)`` for a background job that matches runs again in their own
+    precision (:func:`core.matching.refresh.refresh_runs`): the device is read now; each model
+    is loaded once per process."""
+    device = settings().device
+
+    def load(model_id: str, precision: str) -> FeatureExtractor:
+        model, revision = split_label(model_id)
+        return _load_extractor(model, revision, device, precision)
+
+    return load
+
+
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _describe_model(model: str, revision: str | None, device: str, precision: str) -> ModelSetup:
     return model_loading.describe_model(

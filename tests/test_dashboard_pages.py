@@ -1239,3 +1239,77 @@ def test_collections_bring_the_runs_of_a_changed_collection_up_to_date(stored_ru
     assert keys.REFRESH_RUNS_BUTTON not in [b.key for b in at.button]
     with Index(default_db_path()) as index:
         assert not index.get_run(stored_run.run_id).collection_changed
+
+
+@pytest.fixture
+def region_run(filled_db, shots_video, extractor):
+    """A region run of the shots video against "posters"."""
+    from core.config import default_db_path
+    from core.matching.params import MatchParams
+    from core.matching.pipeline import match_video
+    from core.matching.regions import RegionSettings
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        return match_video(
+            index,
+            shots_video.path,
+            "posters",
+            extractor,
+            params=MatchParams(threshold=TEST_THRESHOLD, top_k=3),
+            regions=RegionSettings(short_side=224),
+            max_frames=12,
+        )
+
+
+def _add_poster() -> None:
+    from conftest import new_image
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        coll = index.get_collection("posters")
+        index.add_images(coll.id, [new_image(9, dim=coll.embed_dim)])
+
+
+def _brought_up_to_date(run_id: int) -> None:
+    from core.config import default_db_path
+    from db import Index
+
+    with Index(default_db_path()) as index:
+        (run,) = index.list_runs()  # its place taken, not a run beside it
+        assert run.id == run_id and not run.collection_changed and run.revision == 1
+        assert run.params["regions"] and run.params["max_frames"] == 12  # its own options
+        assert len(index.load_frame_regions(run_id)) > 0
+
+
+def test_a_region_run_whose_collection_changed_is_matched_again_from_its_video(region_run):
+    """A region run needs its video to look for new images: its view says so (and not that its
+    frames come from the cache: region mode reads pixels), and one click matches the video again
+    with the run's options, the new results taking the run's place."""
+    at = open_app("views/match.py")
+    _add_poster()
+    at.run()
+    assert any("A region run needs its video" in i for i in plain(at.info)), plain(at.info)
+    assert not any("from the cache" in i for i in plain(at.info))
+    at.button(key=keys.run_match_again(region_run.run_id)).click().run()
+    assert not at.exception, at.exception
+    wait_for_job(at, keys.MATCH_JOB)
+    _brought_up_to_date(region_run.run_id)
+    assert at.session_state[keys.RUN] == region_run.run_id
+    assert any(f"Run #{region_run.run_id} finished" in s for s in plain(at.success)), plain(at.success)
+
+
+def test_collections_match_again_the_runs_that_need_their_video_when_asked(region_run):
+    at = open_app("views/collections.py")
+    _add_poster()
+    at.run()
+    at.button(key=keys.REFRESH_RUNS_BUTTON).click().run()
+    wait_for_job(at, keys.REFRESH_JOB)
+    notices = plain(at.success) + plain(at.info) + plain(at.warning)
+    assert any("0 of 1 run brought up to date" in s and "a region run" in s for s in notices), notices
+    at.checkbox(key=keys.REFRESH_VIDEOS).check()
+    at.button(key=keys.REFRESH_RUNS_BUTTON).click().run()
+    wait_for_job(at, keys.REFRESH_JOB)
+    assert any("1 matched again from their videos" in s for s in plain(at.success)), plain(at.success)
+    _brought_up_to_date(region_run.run_id)

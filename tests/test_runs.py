@@ -116,8 +116,8 @@ def test_the_runs_of_a_changed_collection_are_brought_up_to_date_without_their_v
 ):
     """``runs --refresh``: every done run whose collection changed, searched again from its cached
     frames, with its video on a drive that is not mounted; a region run is listed, to match again."""
+    from core.matching.refresh import refresh_runs
     from core.matching.regions import RegionSettings
-    from core.matching.runs import refresh_runs
 
     index_images(index, "shots", image_folder.paths[:2], extractor)
     plain = match_video(index, shots_video.path, "shots", extractor, params=PARAMS).run_id
@@ -168,8 +168,9 @@ def test_an_out_of_date_run_matched_again_since_is_not_listed_as_out_of_date(
     """A region run out of date needs its video; matched again with the same options, the new
     results take the run's place (its id stays, nothing piles up). An older twin made while the
     run was current is superseded by it and no longer asks to be brought up to date."""
+    from core.matching.refresh import refresh_runs
     from core.matching.regions import RegionSettings
-    from core.matching.runs import out_of_date_runs, refresh_runs
+    from core.matching.runs import out_of_date_runs
 
     regions = RegionSettings(short_side=224)
     index_images(index, "shots", image_folder.paths[:2], extractor)
@@ -189,12 +190,11 @@ def test_an_out_of_date_run_matched_again_since_is_not_listed_as_out_of_date(
 def test_runs_that_need_their_video_are_matched_again_from_it(
     tmp_path, index, extractor, shots_video, image_folder
 ):
-    """refresh_runs with a matcher: a run whose frames are gone is matched again from its video
+    """refresh_runs with a model loader: a run whose frames are gone is matched again from its video
     (the model of its collection, loaded once, in the run's precision), keeping its id; a run
     whose video cannot be opened says so and stays as it was."""
     from conftest import shot_frames, write_video
-    from core.matching.pipeline import run_matcher
-    from core.matching.runs import refresh_runs
+    from core.matching.refresh import refresh_runs
 
     index_images(index, "shots", image_folder.paths[:2], extractor)
     moved = tmp_path / "moved.mp4"
@@ -211,7 +211,7 @@ def test_runs_that_need_their_video_are_matched_again_from_it(
         loads.append((model, precision))
         return extractor
 
-    done = refresh_runs(index, match_again=run_matcher(index, load))
+    done = refresh_runs(index, load=load)
     assert {d.run_id: d.status for d in done} == {kept: "matched again", gone: "video unreadable"}
     assert loads == [(extractor.model_id, extractor.setup.precision)]
     assert (

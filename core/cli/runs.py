@@ -179,16 +179,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _refresh_runs(args: argparse.Namespace) -> int:
     """``runs --refresh``: the runs whose collection changed, brought up to date from the cache."""
-    from core.matching.pipeline import run_matcher
-    from core.matching.runs import refresh_runs
+    from core.matching.refresh import refresh_runs
 
+    load = (lambda model, precision: load_extractor(args, model, precision)) if args.videos else None
     with open_index(args, write=True) as index, progress_bar(args) as bar:
-        again = None
-        if args.videos:
-            again = run_matcher(
-                index, lambda model, precision: load_extractor(args, model, precision), progress=bar
-            )
-        done = refresh_runs(index, args.collection, match_again=again, progress=bar)
+        done = refresh_runs(index, args.collection, load=load, progress=bar)
     if not done:
         print("no run is out of date: every done run has searched its collection as it is now")
         return 0

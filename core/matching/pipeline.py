@@ -21,14 +21,14 @@ import numpy as np
 from core.matching.analysis import Analysis, analyse_frames
 from core.matching.params import MatchParams
 from core.matching.regions import RegionSearch, RegionSettings
-from core.matching.runs import EmptyCollectionError, IncompleteRunError, RunView, finish_run, take_place
+from core.matching.runs import EmptyCollectionError, RunView, finish_run, take_place
 from core.matching.sampling import Sampling
 from core.matching.search import open_search
 from core.media.video import DecodeReport, VideoInfo, probe_video
 from core.model.features import FeatureExtractor
 from core.model.setup import ModelSetup
 from core.progress import Cancelled, ProgressCallback, ProgressReporter, announce
-from db import Collection, Index, RunRecord, VideoRecord, check_model
+from db import Collection, Index, VideoRecord, check_model
 
 logger = logging.getLogger(__name__)
 
@@ -243,69 +243,6 @@ def match_video(
         elapsed_s=analysis.elapsed_s,
         decode=analysis.decode,
     )
-
-
-def match_run_again(
-    index: Index,
-    run: RunRecord,
-    extractor: FeatureExtractor,
-    *,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-) -> RunSummary:
-    """Match a done run's video again with the run's own options (sampling, threshold, top-k,
-    segments, frame limit, regions), against its collection as it is now: what brings up to date a
-    region run, or one whose frames are no longer cached, whose collection has changed. With the
-    model in the run's precision (:func:`run_precision`), the new results take the run's place
-    (:func:`finish_analysis`).
-
-    Raises:
-        IncompleteRunError: the run is not done, or has no collection.
-        VideoOpenError: the video file cannot be opened (moved, or on a drive that is not mounted).
-    """
-    if not run.complete or run.collection_name is None:
-        raise IncompleteRunError(f"Run {run.id} is {run.status}: only a done run is matched again.")
-    p = run.params
-    return match_video(
-        index,
-        run.video_path,
-        run.collection_name,
-        extractor,
-        sampling=Sampling.from_dict(p["sampling"]),
-        params=MatchParams.from_dict(p),
-        max_frames=p.get("max_frames"),
-        regions=RegionSettings.from_dict(p["regions"]) if p.get("regions") else None,
-        progress=progress,
-        cancel=cancel,
-    )
-
-
-def run_matcher(
-    index: Index,
-    load: Callable[[str, str], FeatureExtractor],
-    *,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-) -> Callable[[RunRecord], RunSummary]:
-    """What :func:`core.matching.runs.refresh_runs` calls to match a run again from its video: the
-    model of the run's collection, in the run's precision (``load(model_id, precision)``, once per
-    pair), then :func:`match_run_again`."""
-    models: dict[tuple[str, str], FeatureExtractor] = {}
-
-    def again(run: RunRecord) -> RunSummary:
-        if run.collection_id is None:
-            raise IncompleteRunError(f"Run {run.id} has no collection: it cannot be matched again.")
-        key = (index.get_collection_by_id(run.collection_id).model_id, run_precision(run))
-        if key not in models:
-            models[key] = load(*key)
-        return match_run_again(index, run, models[key], progress=progress, cancel=cancel)
-
-    return again
-
-
-def run_precision(run: RunRecord) -> str:
-    """The precision a run's frames were embedded in (what :func:`match_run_again` loads)."""
-    return str(run.params.get("precision", "fp32"))
 
 
 def start_run(index: Index, video: VideoRecord, coll: Collection, model_id: str, run_params: dict) -> int:

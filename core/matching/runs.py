@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from core.errors import VideoOpenError, WebSSLError
+from core.errors import WebSSLError
 from core.matching.params import MatchParams
 from core.matching.regions import FrameBests, best_matches, frame_bests, scored_images
 from core.matching.search import open_search
@@ -395,17 +394,6 @@ def _same_results(prev: FrameResults, ids: np.ndarray, scores: np.ndarray) -> bo
     return np.array_equal(old_ids, ids) and np.allclose(old_scores, scores, rtol=0, atol=1e-6, equal_nan=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Refreshed:
-    """What :func:`refresh_runs` did with one run."""
-
-    run_id: int
-    video_path: str
-    status: str  # "searched again", "matched again" (from the video), "needs the video" (a region
-    # run), "frames not cached" or "video unreadable"
-    reason: str = ""
-
-
 def out_of_date_runs(index: Index, collection_id: int | None = None) -> list[RunRecord]:
     """The done runs (of a collection) whose collection has changed since they searched it, but
     for those superseded: the same video was matched again since, with the same options, against
@@ -422,66 +410,6 @@ def out_of_date_runs(index: Index, collection_id: int | None = None) -> list[Run
         if newest is None or newest.id == run.id or newest.collection_changed:
             out.append(run)
     return out
-
-
-def refresh_runs(
-    index: Index,
-    collection: str | None = None,
-    *,
-    match_again: Callable[[RunRecord], object] | None = None,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-) -> list[Refreshed]:
-    """Every done run (of ``collection``) whose collection has changed since it searched it,
-    brought up to date from its cached frames (:func:`search_again`): no video file is read, so
-    videos on a drive that is not mounted are brought up to date too. A region run needs its
-    video (a new image's regions are in the pixels), as does one whose frames are no longer
-    cached: ``match_again`` matches it again from the video (with the run's options, its results
-    taking the run's place: :func:`core.matching.pipeline.match_run_again`); without it, they are
-    listed with the command that matches them again.
-
-    Raises:
-        db.NotFoundError: no such collection.
-        core.progress.Cancelled: ``cancel`` was set; the runs done before it stay done.
-    """
-    coll_id = index.get_collection(collection).id if collection else None
-    stale = out_of_date_runs(index, coll_id)
-    reporter = ProgressReporter("bringing runs up to date", "runs", len(stale), progress, cancel)
-    out = []
-    for number, run in enumerate(stale):
-        reporter.check_cancelled()
-        again = f"runs --refresh --videos, or: match {run.video_path} --collection {run.collection_name}"
-        if run.params.get("regions"):
-            out.append(_from_video(run, match_again, "needs the video", f"a region run: {again} --regions"))
-        else:
-            try:
-                search_again(index, run.id, cancel=cancel)
-            except CacheMissError as err:
-                logger.info("%s", err)
-                out.append(
-                    _from_video(
-                        run, match_again, "frames not cached", f"its frames are no longer cached: {again}"
-                    )
-                )
-            else:
-                out.append(Refreshed(run.id, run.video_path, "searched again"))
-        reporter.update(number + 1)
-    reporter.update(len(stale))
-    return out
-
-
-def _from_video(
-    run: RunRecord, match_again: Callable[[RunRecord], object] | None, status: str, reason: str
-) -> Refreshed:
-    """A run that only its video brings up to date: matched again (when ``match_again`` is
-    given), or left with ``status`` and ``reason``."""
-    if match_again is None:
-        return Refreshed(run.id, run.video_path, status, reason)
-    try:
-        match_again(run)
-    except VideoOpenError as err:
-        return Refreshed(run.id, run.video_path, "video unreadable", err.reason)
-    return Refreshed(run.id, run.video_path, "matched again")
 
 
 def store_cached_run(

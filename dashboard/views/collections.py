@@ -10,11 +10,19 @@ import streamlit as st
 from core import api
 from core.errors import USER_ERRORS
 from core.matching.indexing import IndexReport, find_missing_files, remove_missing_files
-from core.matching.runs import out_of_date_runs, refresh_runs
+from core.matching.refresh import refresh_runs
+from core.matching.runs import out_of_date_runs
 from dashboard import keys
 from dashboard.jobs import with_index
 from dashboard.server_paths import ForbiddenPathError, resolve_allowed
-from dashboard.state import collections_changed, extractor_loader, get_index, load_extractor, settings
+from dashboard.state import (
+    collections_changed,
+    extractor_loader,
+    get_index,
+    load_extractor,
+    model_loader,
+    settings,
+)
 from dashboard.widgets import (
     IMAGE_TYPES,
     code_span,
@@ -55,12 +63,14 @@ show_notice(keys.INDEX_JOB)
 refreshed = follow_job(keys.REFRESH_JOB)
 if refreshed is not None:
     done = refreshed.result if refreshed.status == "done" else []
-    again = sum(d.status == "searched again" for d in done)
-    left = [d for d in done if d.status != "searched again"]
+    searched = sum(d.status == "searched again" for d in done)
+    matched = sum(d.status == "matched again" for d in done)
+    left = [d for d in done if d.status not in ("searched again", "matched again")]
     outcome_notice(
         keys.REFRESH_JOB,
         refreshed,
-        f"{again} of {len(done)} run{'s' if len(done) != 1 else ''} brought up to date from their cached frames."
+        f"{searched + matched} of {len(done)} run{'s' if len(done) != 1 else ''} brought up to date: "
+        f"{searched} from their cached frames, {matched} matched again from their videos."
         + "".join(f" Run #{d.run_id}: {md_escape(d.reason)}." for d in left),
     )
 show_notice(keys.REFRESH_JOB)
@@ -152,7 +162,13 @@ if stale and keys.REFRESH_JOB not in st.session_state:
     st.info(
         f"{n} match run{'s' if n != 1 else ''} searched {md_escape(coll.name)} before it changed: "
         "images added since were not looked for. Bring them up to date from their cached frames "
-        "(no model, no video file needed; a region run needs its video, and is only listed)."
+        "(no model, no video file needed). A region run, or one whose frames are no longer cached, "
+        "needs its video: it is matched again with its own options only if you tick the box."
+    )
+    videos = st.checkbox(
+        "Also match again from their videos the runs that need them (loads the model)",
+        key=keys.REFRESH_VIDEOS,
+        disabled=job_running,
     )
     if st.button("Bring the runs up to date", key=keys.REFRESH_RUNS_BUTTON, disabled=job_running):
         start_job(
@@ -161,6 +177,7 @@ if stale and keys.REFRESH_JOB not in st.session_state:
             f"Bringing the runs of {coll.name} up to date",
             with_index(str(s.db_path), refresh_runs),
             coll.name,
+            load=model_loader() if videos else None,
         )
         st.rerun()
 
