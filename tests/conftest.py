@@ -39,6 +39,21 @@ def build_tiny_model(folder: Path, *, seed: int = 0, **overrides) -> Path:
     return build_tiny(folder, seed=seed, **overrides)
 
 
+def build_registers_model(folder: Path, registers: int = 4) -> Path:
+    """Save a random-weight Dinov2WithRegistersModel (weights and config only) to ``folder``."""
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    cfg = Dinov2WithRegistersConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_register_tokens=registers,
+    )
+    Dinov2WithRegistersModel(cfg).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-dinov2"))

@@ -83,17 +83,9 @@ def test_the_files_read_as_json_say_what_transformers_reads(tmp_path, tiny_model
 
 
 def test_a_model_with_registers_is_read_with_its_register_count(tmp_path):
-    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+    from conftest import build_registers_model
 
-    cfg = Dinov2WithRegistersConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_register_tokens=2,
-    )
-    folder = tmp_path / "reg"
-    Dinov2WithRegistersModel(cfg).save_pretrained(folder)
+    folder = build_registers_model(tmp_path / "reg", registers=2)
     (folder / "preprocessor_config.json").write_text(
         json.dumps(
             {
@@ -175,6 +167,8 @@ def test_a_hub_model_is_read_from_the_cache_for_its_revision(tmp_path, tiny_mode
 def test_loading_uses_the_files_as_they_are_when_they_changed_after_describing(tiny_model_dir, caplog):
     """A setup read from out-of-date files (a Hub cache updated since) is not trusted blindly."""
     setup = describe_model(tiny_model_dir, device="cpu", precision="fp32")
-    stale = replace(setup, preprocessing=replace(setup.preprocessing, shortest_edge=300))
+    stale = replace(
+        setup, shape=replace(setup.shape, preprocessing=replace(setup.preprocessing, shortest_edge=300))
+    )
     loaded = load_model(setup=stale)
     assert loaded.setup == setup and "changed since it was described" in caplog.text

@@ -85,16 +85,9 @@ def test_missing_preprocessor_config_falls_back_to_dinov2_defaults(tmp_path, tin
 
 
 def test_registers_model_loads(tmp_path):
-    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+    from conftest import build_registers_model
 
-    cfg = Dinov2WithRegistersConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_register_tokens=4,
-    )
-    Dinov2WithRegistersModel(cfg).save_pretrained(tmp_path / "reg")
+    build_registers_model(tmp_path / "reg", registers=4)
     loaded = load_model(tmp_path / "reg", device="cpu")
     assert loaded.setup.num_register_tokens == 4
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.model.preprocess import Preprocessing
+from core.model.setup import ModelShape
 from core.model.source import ModelSource, local_file
 
 logger = logging.getLogger(__name__)
@@ -36,17 +37,6 @@ _PROCESSOR_KEYS: tuple[tuple[str | None, tuple[str, ...]], ...] = (
     ("do_rescale", ("rescale_factor",)),
     ("do_normalize", ("image_mean", "image_std")),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ModelShape:
-    """What a model's config files say: its preprocessing and the shapes of its tokens."""
-
-    preprocessing: Preprocessing
-    hidden_size: int
-    num_layers: int
-    patch_size: int
-    num_register_tokens: int
 
 
 def shape_from_config(config: Any, processor: dict[str, Any] | None) -> ModelShape:

@@ -14,10 +14,10 @@ from urllib.parse import urlparse
 
 from core.errors import ModelLoadError
 from core.lazy import torch
-from core.model.config_files import SUPPORTED_MODEL_TYPES, ModelShape, read_shape, shape_from_config
+from core.model.config_files import SUPPORTED_MODEL_TYPES, read_shape, shape_from_config
 from core.model.heap import keep_activation_memory
 from core.model.precision import apply_precision, resolve_precision
-from core.model.setup import ModelSetup
+from core.model.setup import ModelSetup, ModelShape
 from core.model.source import CLI_FOLDER_OPTION, ModelSource, folder_fix, how_to_fix, offline, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -125,33 +125,7 @@ def describe_model(
         except ValueError as err:
             raise ModelLoadError(str(err)) from err
     shape = read_shape(source) or _read_shape_with_transformers(source, folder_option)
-    return _setup(source, dev, prec, shape, requested=precision)
-
-
-def _setup(
-    source: ModelSource, device: torch.device, precision: str, shape: ModelShape, *, requested: str
-) -> ModelSetup:
-    return ModelSetup(
-        source=source,
-        device=device,
-        precision=precision,
-        preprocessing=shape.preprocessing,
-        hidden_size=shape.hidden_size,
-        num_layers=shape.num_layers,
-        patch_size=shape.patch_size,
-        num_register_tokens=shape.num_register_tokens,
-        requested=requested,
-    )
-
-
-def _shape_of(setup: ModelSetup) -> ModelShape:
-    return ModelShape(
-        preprocessing=setup.preprocessing,
-        hidden_size=setup.hidden_size,
-        num_layers=setup.num_layers,
-        patch_size=setup.patch_size,
-        num_register_tokens=setup.num_register_tokens,
-    )
+    return ModelSetup(source=source, device=dev, precision=prec, shape=shape, requested=precision)
 
 
 def _read_shape_with_transformers(source: ModelSource, folder_option: str) -> ModelShape:
@@ -239,11 +213,11 @@ def load_model(
         raise ModelLoadError(_explain(source, err, folder_option)) from err
     backbone.eval()
     shape = _read_shape_with_transformers(source, folder_option)
-    if shape != _shape_of(setup):  # e.g. a Hub model whose cached config files were out of date
+    if shape != setup.shape:  # e.g. a Hub model whose cached config files were out of date
         logger.warning(
             "%s: its config files changed since it was described; using them as they are now", source.label
         )
-        setup = _setup(source, setup.device, setup.precision, shape, requested=setup.requested)
+        setup = replace(setup, shape=shape)
     backbone, prec = apply_precision(
         backbone, setup.precision, setup.device, preprocessing=setup.preprocessing, requested=setup.requested
     )

@@ -31,6 +31,17 @@ def sibling_embed_keys(model_id: str, preprocessing: Preprocessing) -> list[str]
 
 
 @dataclass(frozen=True, slots=True)
+class ModelShape:
+    """What a model's config files say: its preprocessing and the shapes of its tokens."""
+
+    preprocessing: Preprocessing
+    hidden_size: int
+    num_layers: int
+    patch_size: int
+    num_register_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSetup:
     """A model as its config files and this machine describe it.
 
@@ -44,12 +55,28 @@ class ModelSetup:
     source: ModelSource
     device: torch.device
     precision: str
-    preprocessing: Preprocessing
-    hidden_size: int
-    num_layers: int
-    patch_size: int
-    num_register_tokens: int
+    shape: ModelShape
     requested: str
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.shape.preprocessing
+
+    @property
+    def hidden_size(self) -> int:
+        return self.shape.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.shape.num_layers
+
+    @property
+    def patch_size(self) -> int:
+        return self.shape.patch_size
+
+    @property
+    def num_register_tokens(self) -> int:
+        return self.shape.num_register_tokens
 
     @property
     def model_id(self) -> str:
