@@ -264,6 +264,9 @@ def test_runs_refresh_videos_matches_again_the_runs_that_need_their_video(
     assert main(["match", str(shots_video.path), "-c", "shots", "--regions", "--threshold", "0.9", "-q"]) == 0
     assert main(["index", str(image_folder.paths[1]), "-c", "shots", "-q"]) == 0
     capsys.readouterr()
+    assert main(["runs"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("    1 ")][0]
+    assert "runs --refresh --videos matches it again from its video" in line and "(no model)" not in line
     assert main(["runs", "--refresh", "-q"]) == 0
     out = capsys.readouterr().out
     assert "needs the video" in out and "runs --refresh --videos" in out

@@ -207,6 +207,8 @@ def _outcome(r, out_of_date: bool = False) -> str:
     stats = r.stats or {}
     if r.status == "done":
         found = f"{stats.get('matched', '?')} matched / {stats.get('recorded', '?')} frames"
+        if out_of_date and r.params.get("regions"):  # a new image's regions are in the pixels
+            return f"{found}; the collection changed since: runs --refresh --videos matches it again from its video"
         if out_of_date:
             return f"{found}; the collection changed since: runs --refresh brings it up to date (no model)"
         if r.collection_changed:
