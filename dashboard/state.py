@@ -136,13 +136,12 @@ def extractor_loader(model_id: str | None = None) -> Callable[[], FeatureExtract
     :func:`core.api.index_folder`): the settings are read now, the model is loaded (once per
     process) when the job calls it."""
     s = settings()
-    model, revision = split_label(model_id or s.model_id)
-    return functools.partial(_load_extractor, model, revision, s.device, s.precision)
+    return functools.partial(model_loader(), model_id or s.model_id, s.precision)
 
 
 def model_loader() -> Callable[[str, str], FeatureExtractor]:
-    """``load(model_id, precision)`` for a background job that matches runs again in their own
-    precision (:func:`core.matching.refresh.refresh_runs`): the device is read now; each model
+    """``load(model_id, precision)`` for a background job (runs matched again in their own
+    precision: :func:`core.matching.refresh.refresh_runs`): the device is read now; each model
     is loaded once per process."""
     device = settings().device
 
