@@ -220,3 +220,45 @@ def test_runs_that_need_their_video_are_matched_again_from_it(
     )
     assert index.get_run(gone).collection_changed and index.get_run(gone).revision == 0
     assert sorted(r.id for r in index.list_runs()) == sorted([kept, gone])
+
+
+def test_a_cancelled_match_again_leaves_the_old_run_and_its_resumption_takes_its_place(
+    index, extractor, shots_video, image_folder
+):
+    """Matching a run's video again after its collection changed, stopped half-way: the old run is
+    as it was (done, its results whole); the next match resumes the attempt and then takes the
+    old run's place."""
+    import threading
+
+    from core.matching.regions import RegionSettings
+    from core.progress import Cancelled
+
+    regions = RegionSettings(short_side=224)
+    options = {"params": PARAMS, "regions": regions, "sampling": Sampling.every()}
+    index_images(index, "shots", image_folder.paths[:2], extractor)
+    old = match_video(index, shots_video.path, "shots", extractor, **options)
+    index_images(index, "shots", image_folder.paths[2:3], extractor)
+    cancel = threading.Event()
+
+    def progress(event):
+        if event.done >= 8:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        match_video(
+            index,
+            shots_video.path,
+            "shots",
+            extractor,
+            batch_size=4,
+            progress=progress,
+            cancel=cancel,
+            **options,
+        )
+    kept = index.get_run(old.run_id)
+    assert kept.status == "done" and kept.collection_changed and kept.revision == 0
+    assert len(index.load_frame_results(old.run_id)) == len(old.view.results)
+    assert [r.status for r in index.list_runs()] == ["cancelled", "done"]
+    again = match_video(index, shots_video.path, "shots", extractor, **options)
+    assert again.run_id == old.run_id and [r.id for r in index.list_runs()] == [old.run_id]
+    assert not index.get_run(old.run_id).collection_changed
