@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from .chunks import forget_images_in_chunks
 from .errors import CollectionExistsError, InvalidNameError, ModelMismatchError, NotFoundError
 from .records import Collection, EmbeddingMatrix, ImageAdded, ImageRecord, IndexFailure, NewImage, name_key
-from .runs import forget_images_in_chunks
 from .store import Store, decode_vectors, fspath, json_ids, now, record
 
 _COLLECTION_SELECT = """

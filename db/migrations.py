@@ -185,7 +185,7 @@ def _run_result_chunks(db: Database) -> None:
         CREATE INDEX run_chunks_run ON run_chunks (run_id, id);
         """
     )
-    from .runs import chunk_row, results_from_rows
+    from .chunks import chunk_row, results_from_rows
 
     for (run_id,) in db.execute("SELECT id FROM runs").fetchall():
         rows = db.execute(
@@ -362,8 +362,8 @@ def _run_region_chunks(db: Database) -> None:
         CREATE INDEX run_region_chunks_run ON run_region_chunks (run_id, id);
         """
     )
+    from .chunks import region_chunk_row
     from .records import FrameRegions
-    from .runs import region_chunk_row
 
     for (run_id,) in db.execute("SELECT DISTINCT run_id FROM run_regions").fetchall():
         rows = db.execute(
