@@ -54,7 +54,9 @@ OVERSAMPLE = 4  # candidates asked of the graph per result wanted (re-scored exa
 MAX_PROPOSALS = 1 << 18
 """Candidates one search may read from SQLite to re-score (1 GiB of 1024-d float32): a batch of
 queries asking for more is searched in parts."""
-CHECK_DEPTH = 16  # search depth of the after-insert check that every vector can be found
+CHECK_DEPTH = 16  # search depth of the after-insert check that every vector can be found (those
+# missed are searched again 4× deeper, and the rest at full depth: 1,024-d random vectors, 20,000
+# added to 40,000, missed 1,435 at 16, 6 at 64, none at 128)
 CHECK_K = 4  # ... among how many results (near-identical vectors may come first)
 MERGE_FROM = 10_000
 """Pending logged changes from which a writer merges them into the file (below, readers apply
@@ -127,9 +129,10 @@ def _unreachable(graph, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
     if not len(keys):
         return keys
-    rows = missing(np.arange(len(keys)), CHECK_DEPTH)
-    if len(rows):
-        rows = missing(rows, EXPANSION_SEARCH)
+    rows = np.arange(len(keys))
+    for depth in (CHECK_DEPTH, 4 * CHECK_DEPTH, EXPANSION_SEARCH):  # each deeper pass for fewer
+        if len(rows):
+            rows = missing(rows, depth)
     return keys[rows]
 
 
