@@ -115,11 +115,17 @@ def model_availability(model: str, folder_option: str = CLI_FOLDER_OPTION) -> Mo
         source = resolve_source(model)
     except ModelLoadError as err:
         return ModelAvailability(model, False, str(err), how_to_fix(DEFAULT_HUB_ID, folder_option))
+    found = {
+        name: local_file(source, name)
+        for name in ("config.json", "model.safetensors", "model.safetensors.index.json")
+    }
+    has_config = found["config.json"] is not None
+    has_weights = found["model.safetensors"] is not None or found["model.safetensors.index.json"] is not None
     if source.is_local:
         path = Path(source.model_id)
-        missing = [] if (path / "config.json").is_file() else ["config.json"]
-        if not any((path / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
-            missing.append("model.safetensors")
+        missing = [
+            name for name, ok in (("config.json", has_config), ("model.safetensors", has_weights)) if not ok
+        ]
         if missing:
             return ModelAvailability(
                 model,
@@ -128,11 +134,7 @@ def model_availability(model: str, folder_option: str = CLI_FOLDER_OPTION) -> Mo
                 how_to_fix(DEFAULT_HUB_ID, folder_option),
             )
         return ModelAvailability(model, True, f"local folder {path}", "")
-    found = {
-        name: local_file(source, name)
-        for name in ("config.json", "model.safetensors", "model.safetensors.index.json")
-    }
-    if found["config.json"] and (found["model.safetensors"] or found["model.safetensors.index.json"]):
+    if has_config and has_weights:
         return ModelAvailability(
             model, True, f"in the Hugging Face cache ({found['config.json'].parent})", ""
         )
