@@ -35,8 +35,9 @@ FROM runs r
 JOIN videos v ON v.id = r.video_id
 LEFT JOIN collections c ON c.id = r.collection_id
 """
-_RESULT_TABLES = ("run_frames", "frame_matches", "run_chunks", "segments", "run_regions", "run_region_chunks")
-"""The tables that hold a run's results, by ``run_id``."""
+_REGION_TABLES = ("run_regions", "run_region_chunks")
+_RESULT_TABLES = ("run_frames", "frame_matches", "run_chunks", "segments", *_REGION_TABLES)
+"""The tables that hold a run's results, by ``run_id`` (a run searched again keeps its regions)."""
 _SEGMENT_FIELDS = (
     "image_id",
     "start_frame",
@@ -182,7 +183,7 @@ class Runs(Store):
         with self.transaction() as conn:
             if not _reopen(conn, run_id, done=True):
                 raise NotFoundError(f"No done run with id {run_id}")
-            for table in ("frame_matches", "run_frames", "run_chunks", "segments"):
+            for table in (t for t in _RESULT_TABLES if t not in _REGION_TABLES):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (int(run_id),))
 
     def mark_current(self, run_id: int, stats: dict) -> None:
